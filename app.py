@@ -1,0 +1,14 @@
+"""textdiff: watch, compare, classify and train discrete text diffusion models.
+
+    streamlit run app.py
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="textdiff", page_icon=":material/blur_on:", layout="wide")
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
+]
+st.navigation(pages).run()

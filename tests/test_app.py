@@ -1,0 +1,32 @@
+"""Headless tests of the Streamlit pages (AppTest), with tiny models."""
+
+from streamlit.testing.v1 import AppTest
+
+
+def test_home_page_renders_and_links_to_models():
+    at = AppTest.from_file("app.py", default_timeout=60).run()
+    assert not at.exception
+    assert at.title[0].value == "textdiff"
+    assert "masked-diffusion" in at.markdown[0].value.lower() or "masked" in at.markdown[0].value.lower()
+
+
+def test_models_page_lists_offline_models_and_runs_fill_mask():
+    at = AppTest.from_file("app.py", default_timeout=120).run()
+    at.switch_page("pages/models.py").run()
+    assert not at.exception
+    names = at.dataframe[0].value["name"].tolist()
+    assert {"minilm", "minilm-ar", "smollm2"} <= set(names)
+    at.text_input[0].set_value("tiny").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[1].value
+    assert list(table.columns) == ["positive review:", "negative review:"] and len(table) == 1
+
+
+def test_models_page_shows_a_one_line_error_for_a_bad_model():
+    at = AppTest.from_file("app.py", default_timeout=60).run()
+    at.switch_page("pages/models.py").run()
+    at.text_input[0].set_value("/no/such/model/dir").run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert "not found" in at.error[0].value

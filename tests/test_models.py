@@ -1,0 +1,90 @@
+import json
+
+import pytest
+import torch
+
+from textdiff_core.errors import ModelError
+from textdiff_core.models import compute_dtype, load_model, logits_at, minilm_path, pick_device, save_model
+from textdiff_core.tokens import encode
+
+
+def _batch(tok):
+    return encode(tok, ["the movie was great fun", "dull"], ["positive review:", "negative review:"])
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-ar", "minilm", "minilm-ar"])
+def test_logits_at_selected_positions_equal_the_full_forward(name):
+    lm = load_model(name)
+    b = _batch(lm.tokenizer)
+    with torch.no_grad():
+        full = lm.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits[b.target_mask]
+        part = logits_at(lm.model, b.input_ids, b.attention_mask, b.target_mask)
+    assert part.shape == (int(b.target_mask.sum()), lm.tokenizer.vocab_size)
+    assert torch.allclose(full, part, atol=1e-4)
+
+
+def test_minilm_ar_is_left_to_right_and_minilm_is_bidirectional():
+    for name, causal in (("minilm-ar", True), ("minilm", False)):
+        lm = load_model(name)
+        b = encode(lm.tokenizer, ["the movie was great fun"])
+        changed = b.input_ids.clone()
+        changed[0, -2] = lm.tokenizer.convert_tokens_to_ids("awful")
+        with torch.no_grad():
+            a = lm.model(input_ids=b.input_ids).logits[0, :-2]
+            c = lm.model(input_ids=changed).logits[0, :-2]
+        assert torch.allclose(a, c, atol=1e-5) == causal, name
+
+
+def test_minilm_uses_the_packaged_encoder_weights():
+    from safetensors.torch import load_file
+
+    packaged = load_file(minilm_path() / "model.safetensors")
+    key = next(k for k in packaged if k.endswith("word_embeddings.weight"))
+    lm = load_model("minilm")
+    assert torch.equal(lm.model.bert.embeddings.word_embeddings.weight, packaged[key])
+    assert lm.kind == "masked" and lm.tokenizer.mask_token == "[MASK]"
+
+
+def test_device_and_dtype_choice():
+    device = pick_device()
+    assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert compute_dtype(torch.device("cpu")) == torch.float32
+    assert compute_dtype(torch.device("cuda")) == torch.bfloat16
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-ar"])
+def test_save_then_load_gives_identical_outputs(tmp_path, name):
+    lm = load_model(name)
+    b = _batch(lm.tokenizer)
+    save_model(lm.model, lm.tokenizer, tmp_path / "m", {"objective": "diffusion" if name == "tiny" else "ar"})
+    again = load_model(str(tmp_path / "m"))
+    assert again.kind == lm.kind and again.meta["objective"]
+    with torch.no_grad():
+        x = lm.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
+        y = again.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
+    assert torch.equal(x, y)
+
+
+def test_fp16_save_is_half_the_size_and_loads_as_fp32_on_cpu(tmp_path):
+    lm = load_model("tiny")
+    save_model(lm.model, lm.tokenizer, tmp_path / "a", {})
+    save_model(lm.model, lm.tokenizer, tmp_path / "b", {}, dtype=torch.float16)
+    size = {k: (tmp_path / k / "model.safetensors").stat().st_size for k in "ab"}
+    assert size["b"] < 0.55 * size["a"]
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["dtype"] == "float16"
+    again = load_model(str(tmp_path / "b"), device="cpu")
+    assert next(again.model.parameters()).dtype == torch.float32
+    b = _batch(lm.tokenizer)
+    with torch.no_grad():
+        x = lm.model(input_ids=b.input_ids).logits
+        y = again.model(input_ids=b.input_ids).logits
+    assert torch.allclose(x, y, atol=2e-2)
+
+
+def test_load_errors_are_one_line_model_errors(tmp_path):
+    with pytest.raises(ModelError, match="no config.json"):
+        load_model(str(tmp_path))
+    with pytest.raises(ModelError, match="could not load 'no-such-org/no-such-model'"):
+        load_model("no-such-org/no-such-model")
+    with pytest.raises(ModelError, match="causal model"):
+        load_model("minilm-ar", kind="masked")

@@ -1,0 +1,140 @@
+"""Training: both objectives learn, checkpoints resume exactly after a kill, several processes work, bad input fails."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from train_cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--data", "rotten_tomatoes", "--max-length", "32", "--no-progress"]
+
+
+def _losses(run: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("objective,model", [("diffusion", "tiny"), ("ar", "tiny-ar")])
+def test_loss_falls_on_real_text_for_both_objectives(tmp_path, objective, model):
+    out = tmp_path / objective
+    args = ["train", "--objective", objective, "--model", model, *TINY, "--steps", "40", "--batch-size", "8",
+            "--lr", "3e-3", "--log-every", "5", "--max-samples", "2000", "--save-every", "0", "--out", str(out)]
+    assert main(args) == 0
+    losses = _losses(out)
+    assert len(losses) == 8
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 1.0, losses
+    meta = json.loads((out / "textdiff.json").read_text())
+    assert meta["objective"] == objective and meta["steps"] == 40
+    if objective == "diffusion":
+        bins = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["loss_by_mask_rate"]
+        assert set(bins) <= {f"{i / 10:.1f}-{(i + 1) / 10:.1f}" for i in range(10)} and bins
+
+
+def test_class_conditioning_records_classes_prompt_and_data_mix(tmp_path):
+    extra = tmp_path / "synthetic.csv"
+    extra.write_text("text,label\nA wonderful film.,positive\nA dreadful film.,negative\n")
+    out = tmp_path / "run"
+    assert main(["train", "--model", "tiny", *TINY, "--data", str(extra), "--conditioning", "class",
+                 "--quick-test", "--out", str(out)]) == 0
+    meta = json.loads((out / "textdiff.json").read_text())
+    assert meta["classes"] == ["negative", "positive"]
+    assert meta["class_prompt"] == "{label} review:"
+    assert [s["spec"] for s in meta["data"]["sources"]] == ["rotten_tomatoes", str(extra)]
+    assert meta["noise"]["weighting"] == "elbo" and meta["train_time_s"] >= 0
+
+
+def test_per_class_conditioning_trains_one_model_per_class(tmp_path):
+    out = tmp_path / "pc"
+    assert main(["train", "--model", "tiny", *TINY, "--conditioning", "per-class", "--quick-test",
+                 "--out", str(out)]) == 0
+    meta = json.loads((out / "textdiff.json").read_text())
+    assert meta["class_dirs"] == {"negative": "negative", "positive": "positive"}
+    for name in ("negative", "positive"):
+        sub = json.loads((out / name / "textdiff.json").read_text())
+        assert sub["class_name"] == name and (out / name / "model.safetensors").exists()
+        assert sub["data"]["class_counts"] == {"negative": 32, "positive": 32}
+
+
+def _weights(run: Path) -> dict:
+    return load_file(run / "model.safetensors")
+
+
+def test_resume_after_sigkill_continues_exactly(tmp_path):
+    common = ["train", "--model", "tiny", *TINY, "--steps", "200", "--batch-size", "4", "--save-every", "5",
+              "--log-every", "5", "--lr", "1e-3"]
+    straight = tmp_path / "straight"
+    assert main([*common, "--out", str(straight)]) == 0
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "train_cli.py", *common, "--out", str(killed)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((killed / "checkpoints").glob("step-*")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert not (killed / "textdiff.json").exists(), "the run was killed before it finished"
+    done = [p for p in (killed / "checkpoints").iterdir() if p.name.startswith("step-")]
+    assert done and all((p / "trainer_state.json").exists() for p in done)
+
+    assert main([*common, "--out", str(killed), "--resume"]) == 0
+    meta = json.loads((killed / "textdiff.json").read_text())
+    assert meta["steps"] == 200
+    assert _losses(killed) == _losses(straight), "same losses at every logged step"
+    a, b = _weights(straight), _weights(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_keyboard_interrupt_saves_a_checkpoint(tmp_path, monkeypatch):
+    import textdiff_core.train as train_mod
+
+    calls = {"n": 0}
+    real = train_mod.collate
+
+    def interrupting_collate(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "collate", interrupting_collate)
+    out = tmp_path / "int"
+    code = main(["train", "--model", "tiny", *TINY, "--steps", "50", "--batch-size", "4", "--save-every", "0",
+                 "--out", str(out)])
+    assert code == 130
+    assert train_mod.latest_checkpoint(out).name == "step-0000003"
+
+
+def test_two_processes_train_with_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        ["torchrun", "--standalone", "--nproc_per_node", "2", "train_cli.py", "train", "--model", "tiny", *TINY,
+         "--quick-test", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    meta = json.loads((out / "textdiff.json").read_text())
+    assert meta["num_processes"] == 2 and meta["steps"] == 5
+
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["train", "--model", "tiny", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "missing.csv" in err and "\n" not in err
+    assert main(["train", "--objective", "diffusion", "--model", "tiny-ar", *TINY, "--out", str(tmp_path)]) == 2
+    assert "masked" in capsys.readouterr().err
+    one_class = tmp_path / "one.csv"
+    one_class.write_text("text,label\ngood,positive\nfine,positive\n")
+    assert main(["train", "--model", "tiny", "--data", str(one_class), "--conditioning", "class",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "class" in capsys.readouterr().err
+    assert main(["train", "--model", "tiny", *TINY, "--steps", "0", "--out", str(tmp_path / "y")]) == 2

