@@ -1,17 +1,21 @@
 """Headless tests of the Streamlit pages (AppTest), with tiny models."""
 
+from pathlib import Path
+
 from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 def test_home_page_renders_and_links_to_models():
-    at = AppTest.from_file("app.py", default_timeout=60).run()
+    at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     assert at.title[0].value == "textdiff"
     assert "masked-diffusion" in at.markdown[0].value.lower() or "masked" in at.markdown[0].value.lower()
 
 
 def test_models_page_lists_offline_models_and_runs_fill_mask():
-    at = AppTest.from_file("app.py", default_timeout=120).run()
+    at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/models.py").run()
     assert not at.exception
     names = at.dataframe[0].value["name"].tolist()
@@ -24,7 +28,7 @@ def test_models_page_lists_offline_models_and_runs_fill_mask():
 
 
 def test_models_page_shows_a_one_line_error_for_a_bad_model():
-    at = AppTest.from_file("app.py", default_timeout=60).run()
+    at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("pages/models.py").run()
     at.text_input[0].set_value("/no/such/model/dir").run()
     at.button[0].click().run()

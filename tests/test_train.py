@@ -40,14 +40,16 @@ def test_loss_falls_on_real_text_for_both_objectives(tmp_path, objective, model)
 
 def test_class_conditioning_records_classes_prompt_and_data_mix(tmp_path):
     extra = tmp_path / "synthetic.csv"
-    extra.write_text("text,label\nA wonderful film.,positive\nA dreadful film.,negative\n")
+    rows = [f"A wonderful film number {i}.,positive\nA dreadful film number {i}.,negative" for i in range(100)]
+    extra.write_text("text,label\n" + "\n".join(rows) + "\n")
     out = tmp_path / "run"
     assert main(["train", "--model", "tiny", *TINY, "--data", str(extra), "--conditioning", "class",
-                 "--quick-test", "--out", str(out)]) == 0
+                 "--steps", "2", "--batch-size", "4", "--out", str(out)]) == 0
     meta = json.loads((out / "textdiff.json").read_text())
     assert meta["classes"] == ["negative", "positive"]
     assert meta["class_prompt"] == "{label} review:"
     assert [s["spec"] for s in meta["data"]["sources"]] == ["rotten_tomatoes", str(extra)]
+    assert 120 < meta["data"]["sources"][1]["n"] < 200, "the file's train split (about 80% of 200 rows)"
     assert meta["noise"]["weighting"] == "elbo" and meta["train_time_s"] >= 0
 
 
@@ -60,7 +62,8 @@ def test_per_class_conditioning_trains_one_model_per_class(tmp_path):
     for name in ("negative", "positive"):
         sub = json.loads((out / name / "textdiff.json").read_text())
         assert sub["class_name"] == name and (out / name / "model.safetensors").exists()
-        assert sub["data"]["class_counts"] == {"negative": 32, "positive": 32}
+        other = "positive" if name == "negative" else "negative"
+        assert sub["data"]["class_counts"] == {name: 32, other: 0}, "each model sees only its class"
 
 
 def _weights(run: Path) -> dict:
@@ -68,7 +71,7 @@ def _weights(run: Path) -> dict:
 
 
 def test_resume_after_sigkill_continues_exactly(tmp_path):
-    common = ["train", "--model", "tiny", *TINY, "--steps", "200", "--batch-size", "4", "--save-every", "5",
+    common = ["train", "--model", "tiny", *TINY, "--steps", "60", "--batch-size", "4", "--save-every", "10",
               "--log-every", "5", "--lr", "1e-3"]
     straight = tmp_path / "straight"
     assert main([*common, "--out", str(straight)]) == 0
@@ -87,7 +90,7 @@ def test_resume_after_sigkill_continues_exactly(tmp_path):
 
     assert main([*common, "--out", str(killed), "--resume"]) == 0
     meta = json.loads((killed / "textdiff.json").read_text())
-    assert meta["steps"] == 200
+    assert meta["steps"] == 60
     assert _losses(killed) == _losses(straight), "same losses at every logged step"
     a, b = _weights(straight), _weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

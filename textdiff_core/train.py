@@ -176,6 +176,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     from accelerate import Accelerator
 
     accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),  # on CPU, torchrun's ranks form a gloo group only when cpu=True
         gradient_accumulation_steps=config.grad_accum,
         mixed_precision="bf16" if torch.cuda.is_available() else "no",
     )
