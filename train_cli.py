@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-schedule", default="linear", help="transformers scheduler: linear, cosine, constant, ...")
     t.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default: 5%% of steps)")
     t.add_argument("--max-length", type=int, default=128, help="tokens per sequence, prompt and specials included")
+    t.add_argument("--crop", choices=["start", "random"], default="start",
+                   help="texts longer than --max-length: train on their start, or on a random window each time")
     t.add_argument("--max-samples", type=int, default=None, help="use at most N training examples, class-balanced")
     t.add_argument("--seed", type=int, default=0, help="seed of data order, masks and dropout")
     t.add_argument("--out", required=True, help="output directory (keep runs outside the git checkout)")
@@ -74,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss-weighting", choices=["elbo", "mean"], default="elbo",
                    help="elbo: 1/t weight (MDLM bound, a likelihood); mean: unweighted mean over masked tokens (seed)")
     t.add_argument("--eps", type=float, default=1e-3, help="smallest t of the continuous schedule")
+    t.add_argument("--eval-every", type=int, default=0,
+                   help="classify a fixed validation subset every N steps and log its accuracy (class conditioning)")
+    t.add_argument("--eval-size", type=int, default=200, help="validation texts for --eval-every (class-balanced)")
+    t.add_argument("--eval-samples", type=int, default=4, help="ELBO samples per text for --eval-every (diffusion)")
     t.add_argument("--quick-test", action="store_true",
                    help="smoke run: 5 steps on 64 examples, batch 4, 48 tokens (overrides those flags)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -133,6 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr_schedule=args.lr_schedule,
         warmup_steps=args.warmup_steps,
         max_length=args.max_length,
+        crop=args.crop,
         max_samples=args.max_samples,
         seed=args.seed,
         save_every=args.save_every,
@@ -140,6 +147,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         log_every=args.log_every,
         resume=args.resume,
         save_dtype=args.save_dtype,
+        eval_every=args.eval_every,
+        eval_size=args.eval_size,
+        eval_samples=args.eval_samples,
         noise=noise,
     )
     try:

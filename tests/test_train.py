@@ -141,3 +141,35 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys):
                  "--out", str(tmp_path / "x")]) == 2
     assert "class" in capsys.readouterr().err
     assert main(["train", "--model", "tiny", *TINY, "--steps", "0", "--out", str(tmp_path / "y")]) == 2
+
+
+def test_validation_accuracy_is_logged_during_class_conditional_training(tmp_path):
+    out = tmp_path / "ev"
+    assert main(["train", "--model", "tiny", *TINY, "--conditioning", "class", "--steps", "4", "--batch-size", "4",
+                 "--eval-every", "2", "--eval-size", "10", "--eval-samples", "2", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "val_accuracy" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert all(0.0 <= r["val_accuracy"] <= 1.0 and r["val_n"] == 10 for r in evals)
+
+
+def test_random_crops_train_on_windows_beyond_the_start(tmp_path, monkeypatch):
+    import textdiff_core.train as train_mod
+
+    seen = []
+    real = train_mod.collate
+
+    def spy(tokenizer, texts, prefixes, max_length):
+        seen.extend(tuple(t[:3]) for t in texts)
+        return real(tokenizer, texts, prefixes, max_length)
+
+    monkeypatch.setattr(train_mod, "collate", spy)
+    for crop in ("start", "random"):
+        seen.clear()
+        assert main(["train", "--model", "tiny", "--data", "imdb", "--max-samples", "8", "--max-length", "32",
+                     "--batch-size", "8", "--steps", "1", "--crop", crop, "--no-progress",
+                     "--out", str(tmp_path / crop)]) == 0
+        starts = set(seen)
+        if crop == "start":
+            first = starts
+    assert len(starts - first) >= 6, "random windows start elsewhere than the review's first tokens"

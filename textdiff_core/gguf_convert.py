@@ -157,14 +157,9 @@ def _write_marker(directory: Path, gguf_path: Path) -> None:
 
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load reports and its progress bars (incl. the GGUF dequantisation bar)."""
-    from transformers.utils import logging as hf_logging
+    """``models.quiet_transformers`` plus the GGUF dequantisation bar, which ignores transformers' switch."""
+    from textdiff_core.models import quiet_transformers
 
-    old_verbosity = hf_logging.get_verbosity()
-    bars_were_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    # The GGUF reader uses a plain ``tqdm.auto.tqdm`` that ignores the switch above; mute it while we run.
     try:
         import transformers.modeling_gguf_pytorch_utils as gguf_utils
     except ImportError:  # pragma: no cover - module layout of another transformers version
@@ -178,13 +173,11 @@ def _quiet_transformers() -> Iterator[None]:
 
         gguf_utils.tqdm = silent_tqdm
     try:
-        yield
+        with quiet_transformers():
+            yield
     finally:
         if original_tqdm is not None:
             gguf_utils.tqdm = original_tqdm
-        hf_logging.set_verbosity(old_verbosity)
-        if bars_were_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _clean_llama_config(config):

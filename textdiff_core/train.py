@@ -63,6 +63,7 @@ class TrainConfig:
     warmup_steps: int | None = None  # default: 5% of the steps
     weight_decay: float = 0.01  # AdamW weight decay (not on biases and LayerNorm)
     max_length: int = 128  # tokens per sequence including prompt and special tokens
+    crop: str = "start"  # texts longer than max_length: keep the "start", or a "random" window each time
     max_samples: int | None = None  # use at most this many training examples (class-balanced)
     seed: int = 0  # data order, masks, dropout
     save_every: int = 100  # write a resumable checkpoint every N steps (0: only at the end)
@@ -70,6 +71,9 @@ class TrainConfig:
     log_every: int = 10  # write a metrics.jsonl line every N steps
     resume: bool = False  # continue from the latest complete checkpoint in out/checkpoints
     save_dtype: str = "fp32"  # dtype of the final weights: fp32, fp16 or bf16
+    eval_every: int = 0  # classify a fixed validation subset every N steps (0: never; class conditioning only)
+    eval_size: int = 200  # validation texts for that (class-balanced, the same every time)
+    eval_samples: int = 4  # ELBO Monte Carlo samples per text for that (diffusion; left-to-right is exact)
     noise: NoiseConfig = field(default_factory=NoiseConfig)  # diffusion only
 
     def __post_init__(self) -> None:
@@ -90,6 +94,10 @@ class TrainConfig:
             raise TextdiffError(f"lr must be positive, got {self.lr}")
         if self.save_dtype not in DTYPES:
             raise TextdiffError(f"unknown save dtype {self.save_dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.eval_every and self.conditioning != "class":
+            raise TextdiffError("--eval-every needs --conditioning class (one model that scores every class)")
+        if self.crop not in ("start", "random"):
+            raise TextdiffError(f"unknown crop {self.crop!r}; choose start or random")
         if self.max_samples is not None and self.max_samples < 1:
             raise TextdiffError(f"max-samples must be at least 1, got {self.max_samples}")
 
@@ -262,7 +270,8 @@ def _train_one(
         raise TextdiffError(f"{config.model!r} has no [MASK] token; diffusion training needs a masked LM")
     model.train()
 
-    text_ids = tokenize_texts(tokenizer, data.texts, max_length=config.max_length)
+    # random crops need the whole text; start crops only its beginning (cap the work for very long texts)
+    text_ids = tokenize_texts(tokenizer, data.texts, max_length=None if config.crop == "random" else config.max_length)
     prompt_ids = tokenize_texts(tokenizer, prompts) if prompts else None
     per_step = config.batch_size * config.grad_accum * world
     total = config.steps or max(1, math.ceil((config.epochs or 1.0) * len(data) / per_step))
@@ -276,6 +285,10 @@ def _train_one(
     state = {"step": 0, "elapsed_s": 0.0, "tokens_seen": 0}
     if resume_from is not None:
         state = _load_checkpoint(resume_from, optimizer, scheduler, rank)
+    validation = None
+    if config.eval_every and accelerator.is_main_process:
+        validation = load_data(config.data, "validation", text_col=config.text_col, label_col=config.label_col,
+                               min_classes=2, max_samples=config.eval_size, seed=0)
     metrics_path = out / "metrics.jsonl"
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -300,13 +313,17 @@ def _train_one(
             for micro in range(config.grad_accum):
                 global_batch = (step * config.grad_accum + micro) * world + rank
                 idx = batch_indices(len(data), config.batch_size, global_batch, config.seed)
+                generator = torch.Generator().manual_seed(_seed_from(config.seed, "noise", step, micro, rank))
+                texts = [text_ids[i] for i in idx]
+                if config.crop == "random":  # a random window of each long text (the part scoring windows see too)
+                    texts = [t[int(torch.randint(max(1, len(t) - config.max_length + 3), (1,), generator=generator)):]
+                             for t in texts]
                 batch = collate(
                     tokenizer,
-                    [text_ids[i] for i in idx],
+                    texts,
                     [prompt_ids[data.labels[i]] for i in idx] if prompt_ids else None,
                     config.max_length,
                 ).to(accelerator.device)
-                generator = torch.Generator().manual_seed(_seed_from(config.seed, "noise", step, micro, rank))
                 with accelerator.accumulate(forward):
                     num, den, bin_nll, bin_count = micro_batch_loss(
                         forward, batch, config.objective, config.noise, tokenizer.mask_token_id, generator
@@ -324,7 +341,8 @@ def _train_one(
             step += 1
             bar.update(1)
             checkpoint_due = config.save_every and step % config.save_every == 0 and step < total
-            if step % config.log_every == 0 or step == total or checkpoint_due:  # a checkpoint never drops stats
+            eval_due = config.eval_every and (step % config.eval_every == 0 or step == total)
+            if step % config.log_every == 0 or step == total or checkpoint_due or eval_due:  # no stats are lost
                 totals = accelerator.reduce(stats.totals.clone(), "sum")
                 bins = accelerator.reduce(stats.bins.clone(), "sum")
                 last_loss = (totals[0] / totals[1].clamp(min=1)).item()
@@ -346,6 +364,11 @@ def _train_one(
                             for b in range(N_BINS)
                             if bins[1, b] > 0
                         }
+                    if eval_due:
+                        model.eval()
+                        record |= _validate(model, tokenizer, kind, validation, prompts, config)
+                        model.train()
+                        bar.set_postfix(loss=f"{last_loss:.3f}", val_acc=f"{record['val_accuracy']:.3f}")
                     with metrics_path.open("a") as fh:
                         fh.write(json.dumps(record) + "\n")
                 stats.reset()
@@ -372,6 +395,24 @@ def _train_one(
         save_model(unwrapped, tokenizer, out, meta, dtype=DTYPES[config.save_dtype])
     accelerator.wait_for_everyone()
     return summary
+
+
+def _validate(model, tokenizer, kind: str, data: TextDataset, prompts: list[str], config: TrainConfig) -> dict:
+    """Accuracy of the class-conditional model on a fixed validation subset, from the first window of each text.
+
+    A cheap monitor (few ELBO samples, no prior, no calibration), always with the same masks so steps compare.
+    """
+    from textdiff_core.classify import class_scores
+    from textdiff_core.models import LoadedModel
+
+    lm = LoadedModel(model, tokenizer, kind, config.model)
+    generator = torch.Generator().manual_seed(_seed_from(config.seed, "validation"))
+    started, correct = time.time(), 0
+    for text, label in zip(data.texts, data.labels, strict=True):
+        scores = class_scores(lm, text, prompts, config.eval_samples, generator, config.max_length, max_windows=1)
+        correct += int(min(range(len(scores)), key=lambda c: scores[c].nll) == label)
+    return {"val_accuracy": round(correct / len(data), 4), "val_n": len(data),
+            "val_seconds": round(time.time() - started, 1)}
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

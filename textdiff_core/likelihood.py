@@ -1,0 +1,208 @@
+"""Likelihoods of a text: the diffusion ELBO (Monte Carlo, shareable noise) and the exact left-to-right score.
+
+Diffusion (MDLM / LLaDA count form). With L text tokens, draw a masked-token count k ~ U{1..L} and a uniformly
+random set M of k positions; then
+    -log p(x) <= E_k E_M [ (L / k) * sum_{i in M} -log p(x_i | x with M masked) ]
+Each Monte Carlo sample is one forward pass. Variance is reduced by stratifying k over the samples and by
+antithetic pairs (the second sample of a pair masks the positions the first left visible). The noise is drawn over
+*text positions*, independent of any prefix, so the same draws can score a text under every class prompt: the
+difference between classes then has far lower variance than with independent noise (common random numbers).
+
+Left-to-right: log p(x) = sum_i log p(x_i | x_<i), exact, one forward pass per window.
+
+Texts longer than the model's window are scored in consecutive windows (each conditioned on the prefix only)
+and summed; results say how many windows were used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from textdiff_core.errors import TextdiffError
+from textdiff_core.models import MASKED, LoadedModel, logits_at
+from textdiff_core.tokens import collate, special_ids, tokenize_texts
+
+
+@dataclass
+class ScoringNoise:
+    """K masks over L text positions and their weights L/k; reusable across classes."""
+
+    masks: torch.Tensor  # [K, L] bool
+    weights: torch.Tensor  # [K] float: L / (number masked)
+
+    @property
+    def samples(self) -> int:
+        return self.masks.shape[0]
+
+
+def draw_noise(length: int, samples: int, generator: torch.Generator | None = None, antithetic: bool = True
+               ) -> ScoringNoise:
+    """``samples`` masks over ``length`` positions: stratified counts, optionally in antithetic pairs."""
+    if length < 1 or samples < 1:
+        raise TextdiffError(f"need at least one token and one sample (got {length} tokens, {samples} samples)")
+    pairs = antithetic and samples >= 2
+    strata = samples // 2 if pairs else samples
+    u = (torch.arange(strata) + torch.rand(strata, generator=generator)) / strata  # one draw per stratum
+    counts = (1 + torch.floor(u * length)).long().clamp(1, length)
+    masks, weights = [], []
+    for k in counts.tolist():
+        order = torch.randperm(length, generator=generator)
+        first = torch.zeros(length, dtype=torch.bool)
+        first[order[:k]] = True
+        masks.append(first)
+        weights.append(length / k)
+        if pairs:  # the complement (plus the boundary position): count L-k+1, uniform on {1..L} when k is
+            second = torch.zeros(length, dtype=torch.bool)
+            second[order[k - 1 :]] = True
+            masks.append(second)
+            weights.append(length / (length - k + 1))
+    if pairs and samples % 2:  # an odd sample out: one plain uniform draw
+        k = int(torch.randint(1, length + 1, (1,), generator=generator))
+        extra = torch.zeros(length, dtype=torch.bool)
+        extra[torch.randperm(length, generator=generator)[:k]] = True
+        masks.append(extra)
+        weights.append(length / k)
+    return ScoringNoise(torch.stack(masks), torch.tensor(weights, dtype=torch.float32))
+
+
+@dataclass
+class TextScore:
+    """-log p(text | prefix) (an upper bound for diffusion), with the per-token picture behind it."""
+
+    nll: float  # total over the text's tokens (diffusion: the ELBO bound; AR: exact)
+    nll_se: float  # Monte Carlo standard error of nll (0 for exact scores)
+    token_ids: list[int]  # the scored text tokens
+    token_nll: list[float]  # per-token contributions; they sum to nll
+    token_se: list[float]  # per-token standard errors (0 for exact scores)
+    sample_nll: list[float]  # diffusion: the estimate of each Monte Carlo sample (nll is their mean)
+    windows: int  # how many windows the text was scored in (1 = it fitted)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def _windows(ids: list[int], size: int) -> list[list[int]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)] or [[]]
+
+
+def _budget(lm: LoadedModel, prefix_len: int, max_length: int | None) -> int:
+    limit = max_length or min(getattr(lm.model.config, "max_position_embeddings", 512) or 512, 512)
+    start, end, _ = special_ids(lm.tokenizer)
+    budget = limit - prefix_len - (start is not None) - (end is not None)
+    if budget < 1:
+        raise TextdiffError(f"the prefix ({prefix_len} tokens) leaves no room for text in a {limit}-token window")
+    return budget
+
+
+@torch.no_grad()
+def elbo_scores(
+    lm: LoadedModel,
+    text: str,
+    prefixes: Sequence[str | None],
+    samples: int = 8,
+    generator: torch.Generator | None = None,
+    shared_noise: bool = True,
+    antithetic: bool = True,
+    max_length: int | None = None,
+    max_batch: int = 32,
+    max_windows: int | None = None,
+) -> list[TextScore]:
+    """Diffusion ELBO of ``text`` under each prefix (e.g. one class prompt per class).
+
+    shared_noise=True scores every prefix with the same masks (the low-variance way to compare classes);
+    False draws fresh masks per prefix (for comparison only). ``max_windows`` scores only the first windows (a
+    cheap estimate for monitoring; the result's ``windows`` and ``token_ids`` say what was scored).
+    """
+    if lm.kind != MASKED:
+        raise TextdiffError(f"{lm.name!r} is a left-to-right model; the diffusion ELBO needs a masked model")
+    tok = lm.tokenizer
+    ids = tokenize_texts(tok, [text])[0]
+    if not ids:
+        raise TextdiffError("the text is empty")
+    prefix_ids = [tokenize_texts(tok, [p])[0] if p else [] for p in prefixes]
+    windows = _windows(ids, _budget(lm, max(len(p) for p in prefix_ids), max_length))[:max_windows]
+    ids = [t for w in windows for t in w]
+    per_prefix = [[] for _ in prefixes]  # per prefix, per window: (sample_totals [K], token_contrib [K, Lw])
+    for window in windows:
+        noise = draw_noise(len(window), samples, generator, antithetic)
+        for c, pre in enumerate(prefix_ids):
+            if not shared_noise and c > 0:
+                noise = draw_noise(len(window), samples, generator, antithetic)
+            per_prefix[c].append(_elbo_window(lm, window, pre, noise, max_batch))
+    return [_combine(ids, parts, len(windows)) for parts in per_prefix]
+
+
+def _elbo_window(lm: LoadedModel, window: list[int], prefix: list[int], noise: ScoringNoise, max_batch: int):
+    """Per-sample totals [K] and per-token weighted NLL [K, L] of one window under one prefix."""
+    tok = lm.tokenizer
+    batch = collate(tok, [window] * noise.samples, [prefix] * noise.samples, max_length=10**9).to(lm.device)
+    masked = torch.zeros_like(batch.target_mask)
+    masked[batch.target_mask] = noise.masks.to(lm.device).reshape(-1)
+    noisy = batch.input_ids.masked_fill(masked, tok.mask_token_id)
+    contrib = torch.zeros(noise.masks.shape, dtype=torch.float32, device=lm.device)
+    for lo in range(0, noise.samples, max_batch):
+        hi = min(lo + max_batch, noise.samples)
+        logits = logits_at(lm.model, noisy[lo:hi], batch.attention_mask[lo:hi], masked[lo:hi]).float()
+        nll = F.cross_entropy(logits, batch.input_ids[lo:hi][masked[lo:hi]], reduction="none")
+        rows = torch.zeros(masked[lo:hi].shape, device=lm.device)
+        rows[masked[lo:hi]] = nll
+        contrib[lo:hi] = rows[batch.target_mask[lo:hi]].reshape(hi - lo, -1)
+    contrib = contrib.cpu() * noise.weights[:, None]
+    return contrib.sum(1), contrib
+
+
+def _combine(ids: list[int], parts: list[tuple[torch.Tensor, torch.Tensor]], n_windows: int) -> TextScore:
+    totals = sum(p[0] for p in parts)  # [K]: each sample's estimate of the whole text's NLL
+    contrib = torch.cat([p[1] for p in parts], dim=1)  # [K, L]
+    k = totals.shape[0]
+    se = totals.std(unbiased=True).item() / math.sqrt(k) if k > 1 else float("nan")
+    token_se = (contrib.std(0, unbiased=True) / math.sqrt(k)).tolist() if k > 1 else [float("nan")] * len(ids)
+    return TextScore(
+        nll=totals.mean().item(),
+        nll_se=se,
+        token_ids=list(ids),
+        token_nll=contrib.mean(0).tolist(),
+        token_se=token_se,
+        sample_nll=totals.tolist(),
+        windows=n_windows,
+    )
+
+
+@torch.no_grad()
+def ar_scores(
+    lm: LoadedModel,
+    text: str,
+    prefixes: Sequence[str | None],
+    max_length: int | None = None,
+    max_windows: int | None = None,
+) -> list[TextScore]:
+    """Exact -log p(text | prefix) = -sum_i log p(x_i | prefix, x_<i) under each prefix, per token."""
+    if lm.kind == MASKED:
+        raise TextdiffError(f"{lm.name!r} is a masked model; exact left-to-right scoring needs a causal model")
+    tok = lm.tokenizer
+    ids = tokenize_texts(tok, [text])[0]
+    if not ids:
+        raise TextdiffError("the text is empty")
+    prefix_ids = [tokenize_texts(tok, [p])[0] if p else [] for p in prefixes]
+    windows = _windows(ids, _budget(lm, max(len(p) for p in prefix_ids), max_length))[:max_windows]
+    ids = [t for w in windows for t in w]
+    rows_text = [w for _ in prefix_ids for w in windows]
+    rows_prefix = [p for p in prefix_ids for _ in windows]
+    batch = collate(tok, rows_text, rows_prefix, max_length=10**9).to(lm.device)
+    predictors = torch.zeros_like(batch.target_mask)
+    predictors[:, :-1] = batch.target_mask[:, 1:]
+    logits = logits_at(lm.model, batch.input_ids, batch.attention_mask, predictors).float()
+    nll = F.cross_entropy(logits, batch.input_ids[:, 1:][batch.target_mask[:, 1:]], reduction="none").cpu()
+    per_row = nll.split(batch.target_mask.sum(1).tolist())
+    scores = []
+    for c in range(len(prefix_ids)):
+        token_nll = torch.cat(per_row[c * len(windows) : (c + 1) * len(windows)])
+        scores.append(TextScore(token_nll.sum().item(), 0.0, list(ids), token_nll.tolist(), [0.0] * len(ids),
+                                [token_nll.sum().item()], len(windows)))
+    return scores
