@@ -1,13 +1,33 @@
-"""Generative classification: argmax_c log P(text | c) + log P(c), with P(text | c) from a diffusion ELBO or an
-exact left-to-right likelihood. (This module grows with the classification issue: priors, calibration, adaptive
-sampling, out-of-distribution scores.)"""
+"""Generative classification: log P(c | x) = softmax_c( log P(x | c) + log P(c) ), with P(x | c) from a model.
+
+Scorers of log P(x | c):
+  class-conditional  one model trained with a never-masked class prompt ("negative review:"), scored per prompt
+  per-class          one model per class (the seed project's recipe)
+  zero-shot          a pretrained causal LM prompted per class ("A negative movie review:")
+Methods (how a masked model turns into a number; causal models are always exact):
+  elbo          the MDLM bound with the same noise for every class (common random numbers)
+  elbo-indep    the same bound with fresh noise per class (to measure what sharing buys)
+  pll           pseudo-log-likelihood: mask one token at a time (L forward passes per class)
+  seed          the seed project's score: mean loss of one 15% mask, 5 samples, fresh noise per class
+  ar            exact left-to-right likelihood (causal models)
+Adaptive sampling (elbo): draw Monte Carlo samples in rounds and stop once the leader's margin over the runner-up
+exceeds z standard errors of their paired difference, or at the sample cap.
+"""
 
 from __future__ import annotations
 
+import math
+import time
+from dataclasses import dataclass, field
+
 import torch
 
-from textdiff_core.likelihood import TextScore, ar_scores, elbo_scores
+from textdiff_core.errors import TextdiffError
+from textdiff_core.likelihood import TextScore, ar_scores, elbo_scores, pll_scores, pool_samples, seed_scores
 from textdiff_core.models import MASKED, LoadedModel
+
+METHODS = ("elbo", "elbo-indep", "pll", "seed", "ar")
+ZERO_SHOT_PROMPT = "A {label} movie review:"
 
 
 def class_prompts(meta: dict) -> list[str]:
@@ -18,13 +38,281 @@ def class_prompts(meta: dict) -> list[str]:
 def class_scores(
     lm: LoadedModel,
     text: str,
-    prompts: list[str],
+    prompts: list[str | None],
     samples: int = 8,
     generator: torch.Generator | None = None,
     max_length: int | None = None,
     max_windows: int | None = None,
+    method: str | None = None,
 ) -> list[TextScore]:
-    """-log P(text | c) for each class prompt: ELBO with shared noise (masked models) or exact (causal models)."""
-    if lm.kind == MASKED:
-        return elbo_scores(lm, text, prompts, samples, generator, max_length=max_length, max_windows=max_windows)
-    return ar_scores(lm, text, prompts, max_length=max_length, max_windows=max_windows)
+    """-log P(text | prompt) for each prompt with one model (see the module docstring for the methods)."""
+    method = method or ("elbo" if lm.kind == MASKED else "ar")
+    window = {"max_length": max_length, "max_windows": max_windows}
+    if method == "ar":
+        return ar_scores(lm, text, prompts, **window)
+    if method in ("elbo", "elbo-indep"):
+        return elbo_scores(lm, text, prompts, samples, generator, shared_noise=method == "elbo", **window)
+    if method == "pll":
+        return pll_scores(lm, text, prompts, **window)
+    if method == "seed":
+        return seed_scores(lm, text, prompts, generator, **window)
+    raise TextdiffError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+@dataclass
+class Prediction:
+    """A decision with what it rests on."""
+
+    label: str
+    classes: list[str]
+    posterior: list[float]  # P(c | x), calibrated if the classifier is
+    log_likelihood: list[float]  # log P(x | c) estimates (negative NLL totals)
+    log_likelihood_se: list[float]  # their Monte Carlo standard errors (0 for exact)
+    scores: list[TextScore]  # per class: per-token contributions
+    samples: int  # Monte Carlo samples per class actually used (0 for exact methods)
+    forward_passes: int  # model forward passes (sequences) spent
+    seconds: float
+    ood_percentile: float | None = None  # where this text's per-token evidence falls among validation texts
+    ood: bool | None = None  # flagged as out of distribution
+
+    @property
+    def confidence(self) -> float:
+        return max(self.posterior)
+
+
+@dataclass
+class Calibration:
+    """Fitted on the validation split, never on test."""
+
+    temperature: float = 1.0  # posterior = softmax((log-likelihood + log prior + bias) / temperature)
+    bias: list[float] = field(default_factory=list)  # per-class offset (removes a constant preference)
+    ood_reference: list[float] = field(default_factory=list)  # sorted per-token log-evidence of validation texts
+
+
+class Classifier:
+    """Scores log P(x | c) for every class with one of the scorers above, and turns them into a posterior."""
+
+    def __init__(
+        self,
+        models: dict[str, LoadedModel] | LoadedModel,
+        classes: list[str],
+        prompts: list[str | None],
+        method: str | None = None,
+        log_prior: list[float] | None = None,
+        calibration: Calibration | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        if len(classes) < 2:
+            raise TextdiffError(f"a classifier needs at least 2 classes, got {classes}")
+        self.models = models  # one model for every class, or {class: model}
+        self.classes = list(classes)
+        self.prompts = list(prompts)
+        first = models if isinstance(models, LoadedModel) else next(iter(models.values()))
+        self.method = method or ("elbo" if first.kind == MASKED else "ar")
+        if self.method not in METHODS:
+            raise TextdiffError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        uniform = [-math.log(len(classes))] * len(classes)
+        self.log_prior = list(log_prior) if log_prior is not None else uniform
+        self.calibration = calibration or Calibration(bias=[0.0] * len(classes))
+        self.max_length = max_length
+
+    @property
+    def exact(self) -> bool:
+        return self.method in ("ar", "pll")
+
+    def _score(self, text: str, samples: int, generator: torch.Generator | None) -> list[TextScore]:
+        if isinstance(self.models, LoadedModel):
+            return class_scores(self.models, text, self.prompts, samples, generator, self.max_length,
+                                method=self.method)
+        if self.method == "elbo":  # per-class models: the same masks for every model (same tokenizer)
+            state = generator.get_state() if generator is not None else None
+            out = []
+            for c in self.classes:
+                if state is not None:
+                    generator.set_state(state)
+                out += class_scores(self.models[c], text, [None], samples, generator, self.max_length, method="elbo")
+            return out
+        return [class_scores(self.models[c], text, [None], samples, generator, self.max_length,
+                             method=self.method)[0] for c in self.classes]
+
+    def posterior(self, log_likelihood: list[float]) -> list[float]:
+        """softmax((log P(x|c) + log P(c) + bias_c) / T): Bayes' rule with the fitted calibration."""
+        logits = torch.tensor(log_likelihood) + torch.tensor(self.log_prior) + torch.tensor(self.calibration.bias)
+        return torch.softmax(logits / self.calibration.temperature, 0).tolist()
+
+    def classify(
+        self,
+        text: str,
+        samples: int = 8,
+        adaptive: bool = False,
+        z: float = 2.0,
+        round_samples: int = 2,
+        generator: torch.Generator | None = None,
+    ) -> Prediction:
+        """Classify one text. With ``adaptive``, ELBO samples are drawn ``round_samples`` at a time (shared across
+        classes) until the leader leads the runner-up by ``z`` standard errors of the paired difference, or until
+        ``samples`` per class are used."""
+        started = time.time()
+        if self.exact or self.method == "seed" or not adaptive:
+            scores = self._score(text, samples, generator)
+            used = 0 if self.exact else len(scores[0].sample_nll)
+        else:
+            scores, used = None, 0
+            while used < samples:
+                batch = self._score(text, min(round_samples, samples - used), generator)
+                scores = batch if scores is None else [pool_samples(a, b) for a, b in zip(scores, batch, strict=True)]
+                used = len(scores[0].sample_nll)
+                if used >= 2 and _decided(scores, self._adjust(), z):
+                    break
+        log_lik = [-s.nll for s in scores]
+        post = self.posterior(log_lik)
+        best = max(range(len(post)), key=post.__getitem__)
+        passes = self._passes(scores, used)
+        prediction = Prediction(
+            label=self.classes[best], classes=self.classes, posterior=post, log_likelihood=log_lik,
+            log_likelihood_se=[s.nll_se if s.nll_se == s.nll_se else 0.0 for s in scores], scores=scores,
+            samples=used, forward_passes=passes, seconds=time.time() - started,
+        )
+        if self.calibration.ood_reference:
+            prediction.ood_percentile = ood_percentile(evidence_per_token(prediction, self.log_prior),
+                                                       self.calibration.ood_reference)
+            prediction.ood = prediction.ood_percentile < OOD_PERCENTILE
+        return prediction
+
+    def _adjust(self) -> list[float]:
+        return [p + b for p, b in zip(self.log_prior, self.calibration.bias, strict=True)]
+
+    def _passes(self, scores: list[TextScore], used: int) -> int:
+        n, windows, classes = scores[0].n_tokens, scores[0].windows, len(self.classes)
+        if self.method == "ar":
+            return windows * classes
+        if self.method == "pll":
+            return n * classes
+        if self.method == "seed":
+            return 5 * windows * classes
+        return used * windows * classes
+
+
+OOD_PERCENTILE = 1.0  # texts whose evidence per token is below this percentile of validation texts are flagged
+
+
+def _decided(scores: list[TextScore], adjust: list[float], z: float) -> bool:
+    """Leader minus runner-up, per shared sample, exceeds z standard errors."""
+    means = [-s.nll + a for s, a in zip(scores, adjust, strict=True)]
+    order = sorted(range(len(means)), key=means.__getitem__, reverse=True)
+    lead, second = order[0], order[1]
+    diff = torch.tensor(scores[second].sample_nll) - torch.tensor(scores[lead].sample_nll)  # > 0 favours lead
+    margin = diff.mean().item() + adjust[lead] - adjust[second]
+    se = diff.std().item() / math.sqrt(len(diff))
+    return margin > z * se
+
+
+def evidence_per_token(prediction: Prediction, log_prior: list[float]) -> float:
+    """log P(x) per token = logsumexp_c (log P(x|c) + log P(c)) / n_tokens: how typical the text is."""
+    total = torch.logsumexp(torch.tensor(prediction.log_likelihood) + torch.tensor(log_prior), 0).item()
+    return total / (prediction.scores[0].n_tokens if prediction.scores else 1)
+
+
+def ood_percentile(value: float, reference: list[float]) -> float:
+    """Percentage of reference values below ``value`` (0 = lower than every validation text)."""
+    below = sum(1 for r in reference if r < value)
+    return 100.0 * below / max(1, len(reference))
+
+
+CALIBRATION_FILE = "calibration.json"  # beside a checkpoint: {method: {temperature, bias, ood_reference}}
+
+
+def load_classifier(
+    name_or_path: str,
+    method: str | None = None,
+    classes: list[str] | None = None,
+    prompt_template: str | None = None,
+    device: str | None = None,
+    max_length: int | None = None,
+) -> Classifier:
+    """A classifier from a checkpoint: class-conditional or per-class (ours), or any LM prompted per class.
+
+    Our checkpoints know their classes, prompts and training label frequencies (the prior), and carry the
+    calibration fitted on validation (``calibration.json``) once ``train_cli.py calibrate`` has been run.
+    """
+    from pathlib import Path
+
+    from textdiff_core.models import load_model, read_sidecar
+
+    path = Path(name_or_path)
+    meta = read_sidecar(path) if path.is_dir() else {}
+    conditioning = meta.get("conditioning")
+    if conditioning == "per-class":
+        names = meta["classes"]
+        models: dict[str, LoadedModel] | LoadedModel = {
+            c: load_model(str(path / meta["class_dirs"][c]), device=device) for c in names
+        }
+        prompts: list[str | None] = [None] * len(names)
+    elif conditioning == "class":
+        names = meta["classes"]
+        models = load_model(str(path), device=device)
+        prompts = list(class_prompts(meta))
+    else:  # zero-shot: any model, a prompt per class
+        names = classes or ["negative", "positive"]
+        models = load_model(name_or_path, device=device)
+        template = prompt_template or ZERO_SHOT_PROMPT
+        if "{label}" not in template:
+            raise TextdiffError(f"the prompt template must contain {{label}}, got {template!r}")
+        prompts = [template.format(label=c) for c in names]
+    if classes and conditioning and list(classes) != list(names):
+        raise TextdiffError(f"{name_or_path} was trained on classes {names}, not {classes}")
+    counts = (meta.get("data") or {}).get("class_counts") or {}
+    log_prior = None
+    if counts and all(counts.get(c) for c in names):
+        total = sum(counts[c] for c in names)
+        log_prior = [math.log(counts[c] / total) for c in names]
+    first = models if isinstance(models, LoadedModel) else next(iter(models.values()))
+    method = method or ("elbo" if first.kind == MASKED else "ar")
+    calibration = None
+    file = path / CALIBRATION_FILE
+    if path.is_dir() and file.is_file():
+        import json
+
+        fitted = json.loads(file.read_text()).get(method)
+        if fitted:
+            calibration = Calibration(**fitted)
+    limit = max_length or meta.get("max_length")
+    return Classifier(models, names, prompts, method, log_prior, calibration, limit)
+
+
+def score_matrix(
+    classifier: Classifier, texts: list[str], samples: int, seed: int = 0, progress: bool = True,
+    adaptive: bool = False, z: float = 2.0,
+) -> list[Prediction]:
+    """Predictions for many texts; text i uses a generator seeded by (seed, i), so results do not depend on order."""
+    from tqdm.auto import tqdm
+
+    out = []
+    for i, text in enumerate(tqdm(texts, desc=f"classify ({classifier.method})", disable=not progress)):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        out.append(classifier.classify(text, samples, adaptive=adaptive, z=z, generator=generator))
+    return out
+
+
+def fit_calibration(predictions: list[Prediction], labels: list[int], log_prior: list[float]) -> Calibration:
+    """Per-class bias and a temperature that minimise the posterior's log loss on *validation* predictions,
+    and the validation texts' per-token evidence as the out-of-distribution reference."""
+    ll = torch.tensor([p.log_likelihood for p in predictions], dtype=torch.float64)
+    y = torch.tensor(labels)
+    prior = torch.tensor(log_prior, dtype=torch.float64)
+    n_classes = ll.shape[1]
+    free_bias = torch.zeros(n_classes - 1, dtype=torch.float64, requires_grad=True)  # class 0's offset is 0
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([free_bias, log_t], lr=0.5, max_iter=200)
+
+    def loss_fn():
+        optimiser.zero_grad()
+        bias = torch.cat([torch.zeros(1, dtype=torch.float64), free_bias])
+        loss = torch.nn.functional.cross_entropy((ll + prior + bias) / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    optimiser.step(loss_fn)
+    bias = [0.0] + free_bias.detach().tolist()
+    reference = sorted(evidence_per_token(p, log_prior) for p in predictions)
+    return Calibration(temperature=log_t.exp().item(), bias=bias, ood_reference=reference)

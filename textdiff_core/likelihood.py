@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +81,7 @@ class TextScore:
     token_se: list[float]  # per-token standard errors (0 for exact scores)
     sample_nll: list[float]  # diffusion: the estimate of each Monte Carlo sample (nll is their mean)
     windows: int  # how many windows the text was scored in (1 = it fitted)
+    contributions: torch.Tensor | None = field(default=None, repr=False)  # Monte Carlo: [K, L] per sample and token
 
     @property
     def n_tokens(self) -> int:
@@ -100,7 +101,47 @@ def _budget(lm: LoadedModel, prefix_len: int, max_length: int | None) -> int:
     return budget
 
 
+def text_windows(
+    lm: LoadedModel, text: str, prefixes: Sequence[str | None], max_length: int | None, max_windows: int | None
+) -> tuple[list[list[int]], list[list[int]]]:
+    """(windows of the text's token ids, token ids of each prefix): the units every scorer works on."""
+    ids = tokenize_texts(lm.tokenizer, [text])[0]
+    if not ids:
+        raise TextdiffError("the text is empty")
+    prefix_ids = [tokenize_texts(lm.tokenizer, [p])[0] if p else [] for p in prefixes]
+    return _windows(ids, _budget(lm, max(len(p) for p in prefix_ids), max_length))[:max_windows], prefix_ids
+
+
+def _require(lm: LoadedModel, kind: str, what: str) -> None:
+    if (lm.kind == MASKED) != (kind == MASKED):
+        other = "a masked" if kind == MASKED else "a left-to-right"
+        raise TextdiffError(f"{what} needs {other} model; {lm.name!r} is not one")
+
+
 @torch.no_grad()
+def masked_token_nll(
+    lm: LoadedModel, window: list[int], prefix: list[int], masks: torch.Tensor, max_batch: int = 32
+) -> torch.Tensor:
+    """-log p(x_i | x with the mask applied) for every masked token: [S, L] for S masks over one window, 0 elsewhere.
+
+    The S masked copies go through the model in batches of ``max_batch``; logits only at masked positions.
+    """
+    tok = lm.tokenizer
+    batch = collate(tok, [window] * masks.shape[0], [prefix] * masks.shape[0], max_length=10**9).to(lm.device)
+    masked = torch.zeros_like(batch.target_mask)
+    masked[batch.target_mask] = masks.to(lm.device).reshape(-1)
+    noisy = batch.input_ids.masked_fill(masked, tok.mask_token_id)
+    out = torch.zeros(masks.shape, dtype=torch.float32)
+    for lo in range(0, masks.shape[0], max_batch):
+        hi = min(lo + max_batch, masks.shape[0])
+        logits = logits_at(lm.model, noisy[lo:hi], batch.attention_mask[lo:hi], masked[lo:hi]).float()
+        nll = F.cross_entropy(logits, batch.input_ids[lo:hi][masked[lo:hi]], reduction="none")
+        rows = torch.zeros(masked[lo:hi].shape, device=lm.device)
+        rows[masked[lo:hi]] = nll
+        out[lo:hi] = rows[batch.target_mask[lo:hi]].reshape(hi - lo, -1).cpu()
+    return out
+
+
 def elbo_scores(
     lm: LoadedModel,
     text: str,
@@ -119,50 +160,26 @@ def elbo_scores(
     False draws fresh masks per prefix (for comparison only). ``max_windows`` scores only the first windows (a
     cheap estimate for monitoring; the result's ``windows`` and ``token_ids`` say what was scored).
     """
-    if lm.kind != MASKED:
-        raise TextdiffError(f"{lm.name!r} is a left-to-right model; the diffusion ELBO needs a masked model")
-    tok = lm.tokenizer
-    ids = tokenize_texts(tok, [text])[0]
-    if not ids:
-        raise TextdiffError("the text is empty")
-    prefix_ids = [tokenize_texts(tok, [p])[0] if p else [] for p in prefixes]
-    windows = _windows(ids, _budget(lm, max(len(p) for p in prefix_ids), max_length))[:max_windows]
-    ids = [t for w in windows for t in w]
-    per_prefix = [[] for _ in prefixes]  # per prefix, per window: (sample_totals [K], token_contrib [K, Lw])
+    _require(lm, MASKED, "the diffusion ELBO")
+    windows, prefix_ids = text_windows(lm, text, prefixes, max_length, max_windows)
+    per_prefix = [[] for _ in prefixes]  # per prefix, per window: weighted NLL [K, Lw]
     for window in windows:
         noise = draw_noise(len(window), samples, generator, antithetic)
         for c, pre in enumerate(prefix_ids):
             if not shared_noise and c > 0:
                 noise = draw_noise(len(window), samples, generator, antithetic)
-            per_prefix[c].append(_elbo_window(lm, window, pre, noise, max_batch))
-    return [_combine(ids, parts, len(windows)) for parts in per_prefix]
+            nll = masked_token_nll(lm, window, pre, noise.masks, max_batch)
+            per_prefix[c].append(nll * noise.weights[:, None])
+    ids = [t for w in windows for t in w]
+    return [_from_samples(ids, torch.cat(parts, dim=1), len(windows)) for parts in per_prefix]
 
 
-def _elbo_window(lm: LoadedModel, window: list[int], prefix: list[int], noise: ScoringNoise, max_batch: int):
-    """Per-sample totals [K] and per-token weighted NLL [K, L] of one window under one prefix."""
-    tok = lm.tokenizer
-    batch = collate(tok, [window] * noise.samples, [prefix] * noise.samples, max_length=10**9).to(lm.device)
-    masked = torch.zeros_like(batch.target_mask)
-    masked[batch.target_mask] = noise.masks.to(lm.device).reshape(-1)
-    noisy = batch.input_ids.masked_fill(masked, tok.mask_token_id)
-    contrib = torch.zeros(noise.masks.shape, dtype=torch.float32, device=lm.device)
-    for lo in range(0, noise.samples, max_batch):
-        hi = min(lo + max_batch, noise.samples)
-        logits = logits_at(lm.model, noisy[lo:hi], batch.attention_mask[lo:hi], masked[lo:hi]).float()
-        nll = F.cross_entropy(logits, batch.input_ids[lo:hi][masked[lo:hi]], reduction="none")
-        rows = torch.zeros(masked[lo:hi].shape, device=lm.device)
-        rows[masked[lo:hi]] = nll
-        contrib[lo:hi] = rows[batch.target_mask[lo:hi]].reshape(hi - lo, -1)
-    contrib = contrib.cpu() * noise.weights[:, None]
-    return contrib.sum(1), contrib
-
-
-def _combine(ids: list[int], parts: list[tuple[torch.Tensor, torch.Tensor]], n_windows: int) -> TextScore:
-    totals = sum(p[0] for p in parts)  # [K]: each sample's estimate of the whole text's NLL
-    contrib = torch.cat([p[1] for p in parts], dim=1)  # [K, L]
+def _from_samples(ids: list[int], contrib: torch.Tensor, n_windows: int) -> TextScore:
+    """A score from per-sample, per-token contributions [K, L] (each row is one estimate of the total)."""
+    totals = contrib.sum(1)
     k = totals.shape[0]
-    se = totals.std(unbiased=True).item() / math.sqrt(k) if k > 1 else float("nan")
-    token_se = (contrib.std(0, unbiased=True) / math.sqrt(k)).tolist() if k > 1 else [float("nan")] * len(ids)
+    se = totals.std().item() / math.sqrt(k) if k > 1 else float("nan")
+    token_se = (contrib.std(0) / math.sqrt(k)).tolist() if k > 1 else [float("nan")] * len(ids)
     return TextScore(
         nll=totals.mean().item(),
         nll_se=se,
@@ -171,7 +188,64 @@ def _combine(ids: list[int], parts: list[tuple[torch.Tensor, torch.Tensor]], n_w
         token_se=token_se,
         sample_nll=totals.tolist(),
         windows=n_windows,
+        contributions=contrib,
     )
+
+
+def pool_samples(a: TextScore, b: TextScore) -> TextScore:
+    """One score from the Monte Carlo samples of two scores of the same text (adaptive sampling draws in rounds)."""
+    if a.contributions is None or b.contributions is None:
+        raise TextdiffError("only Monte Carlo scores can be pooled")
+    return _from_samples(a.token_ids, torch.cat([a.contributions, b.contributions]), a.windows)
+
+
+def pll_scores(
+    lm: LoadedModel,
+    text: str,
+    prefixes: Sequence[str | None],
+    max_length: int | None = None,
+    max_windows: int | None = None,
+) -> list[TextScore]:
+    """Pseudo-log-likelihood (Salazar et al. 2020): -sum_i log p(x_i | x without i); L forward passes per prefix."""
+    _require(lm, MASKED, "pseudo-log-likelihood")
+    windows, prefix_ids = text_windows(lm, text, prefixes, max_length, max_windows)
+    ids = [t for w in windows for t in w]
+    scores = []
+    for pre in prefix_ids:
+        per_token = torch.cat([masked_token_nll(lm, w, pre, torch.eye(len(w), dtype=torch.bool)).sum(0)
+                               for w in windows])
+        total = per_token.sum().item()
+        scores.append(TextScore(total, 0.0, ids, per_token.tolist(), [0.0] * len(ids), [total], len(windows)))
+    return scores
+
+
+def seed_scores(
+    lm: LoadedModel,
+    text: str,
+    prefixes: Sequence[str | None],
+    generator: torch.Generator | None = None,
+    rate: float = 0.15,
+    samples: int = 5,
+    max_length: int | None = None,
+    max_windows: int | None = None,
+) -> list[TextScore]:
+    """The seed project's score: the mean NLL over one random 15% mask, 5 masks, fresh masks per prefix.
+
+    Multiplied by the token count to sit on the same scale as the other totals; it bounds nothing.
+    """
+    _require(lm, MASKED, "the seed score")
+    windows, prefix_ids = text_windows(lm, text, prefixes, max_length, max_windows)
+    ids = [t for w in windows for t in w]
+    scores = []
+    for pre in prefix_ids:
+        parts = []
+        for w in windows:
+            masks = torch.rand(samples, len(w), generator=generator) < rate
+            masks[masks.sum(1) == 0, 0] = True  # at least one token per mask
+            nll = masked_token_nll(lm, w, pre, masks)
+            parts.append(nll / masks.sum(1, keepdim=True) * len(w))  # rows sum to mean NLL x window length
+        scores.append(_from_samples(ids, torch.cat(parts, dim=1), len(windows)))
+    return scores
 
 
 @torch.no_grad()
@@ -183,14 +257,9 @@ def ar_scores(
     max_windows: int | None = None,
 ) -> list[TextScore]:
     """Exact -log p(text | prefix) = -sum_i log p(x_i | prefix, x_<i) under each prefix, per token."""
-    if lm.kind == MASKED:
-        raise TextdiffError(f"{lm.name!r} is a masked model; exact left-to-right scoring needs a causal model")
+    _require(lm, "causal", "exact left-to-right scoring")
     tok = lm.tokenizer
-    ids = tokenize_texts(tok, [text])[0]
-    if not ids:
-        raise TextdiffError("the text is empty")
-    prefix_ids = [tokenize_texts(tok, [p])[0] if p else [] for p in prefixes]
-    windows = _windows(ids, _budget(lm, max(len(p) for p in prefix_ids), max_length))[:max_windows]
+    windows, prefix_ids = text_windows(lm, text, prefixes, max_length, max_windows)
     ids = [t for w in windows for t in w]
     rows_text = [w for _ in prefix_ids for w in windows]
     rows_prefix = [p for p in prefix_ids for _ in windows]

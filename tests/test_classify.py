@@ -1,0 +1,122 @@
+"""The generative classifier: Bayes with a prior, calibration, adaptive sampling, three classes, the report."""
+
+import math
+import random
+
+import pytest
+import torch
+
+from textdiff_core.classify import Calibration, Classifier, Prediction, fit_calibration
+from textdiff_core.evaluate import evaluate_classifier, expected_calibration_error
+from textdiff_core.models import LoadedModel, load_model
+
+CLASSES = ["gloomy", "sunny", "stormy"]
+WORDS = {"gloomy": ["sad", "grey", "dull"], "sunny": ["bright", "warm", "happy"], "stormy": ["wind", "rain", "thunder"]}
+
+
+class PromptSensitiveToy(torch.nn.Module):
+    """A masked LM that strongly prefers its class's words wherever the class name appears in the input."""
+
+    def __init__(self, tokenizer) -> None:
+        super().__init__()
+        self.config = type("C", (), {"max_position_embeddings": 128, "is_decoder": False})()
+        self.vocab = len(tokenizer)
+        self.boost = {tokenizer.convert_tokens_to_ids(c): tokenizer.convert_tokens_to_ids(WORDS[c]) for c in CLASSES}
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask=None):
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        for class_id, word_ids in self.boost.items():
+            present = (input_ids == class_id).any(1)
+            for w in word_ids:
+                logits[present, :, w] += 6.0
+        return type("O", (), {"logits": logits})()
+
+
+@pytest.fixture(scope="module")
+def toy_classifier():
+    tok = load_model("tiny").tokenizer
+    lm = LoadedModel(PromptSensitiveToy(tok), tok, "masked", "toy")
+    return Classifier(lm, CLASSES, [f"{c} weather:" for c in CLASSES], method="elbo")
+
+
+def _texts(n_per_class: int, seed: int = 0):
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for label, c in enumerate(CLASSES):
+        for _ in range(n_per_class):
+            texts.append(" ".join(rng.choice(WORDS[c]) for _ in range(6)) + " today")
+            labels.append(label)
+    return texts, labels
+
+
+def test_three_classes_are_told_apart(toy_classifier):
+    texts, labels = _texts(2)
+    for text, label in zip(texts, labels, strict=True):
+        p = toy_classifier.classify(text, samples=4, generator=torch.Generator().manual_seed(0))
+        assert p.label == CLASSES[label] and len(p.posterior) == 3
+        assert math.isclose(sum(p.posterior), 1.0, rel_tol=1e-6)
+
+
+def test_prior_shifts_decisions_as_bayes_says():
+    clf = Classifier(LoadedModel(torch.nn.Linear(1, 1), None, "causal", "x"), ["a", "b"], [None, None], "ar")
+    ll = [-10.0, -11.0]
+    assert clf.posterior(ll)[0] == pytest.approx(1 / (1 + math.exp(-1)))
+    clf.log_prior = [math.log(0.2), math.log(0.8)]
+    post = clf.posterior(ll)
+    expected = [0.2 * math.exp(-10), 0.8 * math.exp(-11)]
+    assert post == pytest.approx([e / sum(expected) for e in expected])
+    assert post[1] > post[0], "a strong enough prior overturns a 1-nat likelihood lead"
+
+
+def test_calibration_fitted_on_validation_lowers_ece_on_held_out_data():
+    rng = random.Random(1)
+
+    def overconfident(n):  # true logit gap g, but the model reports 4 g: far too sure
+        preds, labels = [], []
+        for _ in range(n):
+            y = rng.randrange(2)
+            gap = rng.gauss(1.0 if y == 1 else -1.0, 1.0)
+            preds.append(Prediction("", ["a", "b"], [], [0.0, 4 * gap], [0, 0], [], 0, 0, 0.0))
+            labels.append(y)
+        return preds, labels
+
+    val, val_y = overconfident(400)
+    test, test_y = overconfident(400)
+    prior = [math.log(0.5)] * 2
+    clf = Classifier(LoadedModel(torch.nn.Linear(1, 1), None, "causal", "x"), ["a", "b"], [None, None], "ar")
+
+    def ece(calibration):
+        clf.calibration = calibration
+        posts = [clf.posterior(p.log_likelihood) for p in test]
+        conf = [max(q) for q in posts]
+        correct = [q.index(max(q)) == y for q, y in zip(posts, test_y, strict=True)]
+        return expected_calibration_error(conf, correct)
+
+    fitted = fit_calibration(val, val_y, prior)
+    assert 1.6 < fitted.temperature < 2.5, "the true temperature of a 4x overconfident gap is 2"
+    assert ece(fitted) < 0.5 * ece(Calibration(bias=[0.0, 0.0]))
+
+
+def test_adaptive_sampling_spends_fewer_passes_for_the_same_decisions(toy_classifier):
+    texts, _ = _texts(3, seed=2)
+    full = [toy_classifier.classify(t, 16, generator=torch.Generator().manual_seed(i)) for i, t in enumerate(texts)]
+    fast = [toy_classifier.classify(t, 16, adaptive=True, generator=torch.Generator().manual_seed(i))
+            for i, t in enumerate(texts)]
+    assert [p.label for p in fast] == [p.label for p in full]
+    assert sum(p.forward_passes for p in fast) < 0.5 * sum(p.forward_passes for p in full)
+    assert all(p.samples == 16 for p in full) and max(p.samples for p in fast) < 16
+
+
+def test_evaluate_report_keys_are_present_and_consistent(toy_classifier):
+    texts, labels = _texts(4, seed=3)
+    report = evaluate_classifier(toy_classifier, texts, labels, samples=2, progress=False)
+    for key in ("accuracy", "n", "accuracy_ci95", "per_class", "confusion", "ece", "latency_s", "examples_per_s"):
+        assert key in report
+    assert report["n"] == 12
+    diagonal = sum(report["confusion"][i][i] for i in range(3))
+    assert report["accuracy"] == pytest.approx(diagonal / 12)
+    low, high = report["accuracy_ci95"]
+    assert low <= report["accuracy"] <= high
+    assert sum(v["support"] for v in report["per_class"].values()) == 12
+    assert set(report["latency_s"]) >= {"mean", "median"} and report["examples_per_s"] > 0

@@ -1,0 +1,145 @@
+"""Metrics and reports: accuracy with a confidence interval, precision/recall/F1, confusion, calibration, speed."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (sensible at 0%, 100% and small n, unlike the normal one)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def confusion_matrix(labels: Sequence[int], predictions: Sequence[int], n_classes: int) -> list[list[int]]:
+    """counts[true][predicted]."""
+    counts = [[0] * n_classes for _ in range(n_classes)]
+    for y, p in zip(labels, predictions, strict=True):
+        counts[y][p] += 1
+    return counts
+
+
+def per_class_metrics(confusion: list[list[int]], classes: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support per class name (0 where undefined)."""
+    out = {}
+    for c, name in enumerate(classes):
+        tp = confusion[c][c]
+        predicted = sum(row[c] for row in confusion)
+        actual = sum(confusion[c])
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[name] = {"precision": precision, "recall": recall, "f1": f1, "support": actual}
+    return out
+
+
+def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:
+    """ECE: the bin-weighted gap between confidence and accuracy, over equal-width confidence bins."""
+    n = len(confidences)
+    if n == 0:
+        return 0.0
+    total = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        members = [i for i, c in enumerate(confidences) if (lo < c <= hi) or (b == 0 and c == 0.0)]
+        if members:
+            acc = sum(correct[i] for i in members) / len(members)
+            conf = sum(confidences[i] for i in members) / len(members)
+            total += len(members) / n * abs(acc - conf)
+    return total
+
+
+def reliability_bins(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> list[dict]:
+    """Per confidence bin: mean confidence, accuracy and count (for a reliability diagram)."""
+    rows = []
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        members = [i for i, c in enumerate(confidences) if (lo < c <= hi) or (b == 0 and c == 0.0)]
+        if members:
+            rows.append({
+                "bin": f"{lo:.1f}-{hi:.1f}",
+                "confidence": sum(confidences[i] for i in members) / len(members),
+                "accuracy": sum(correct[i] for i in members) / len(members),
+                "count": len(members),
+            })
+    return rows
+
+
+def classification_report(
+    labels: Sequence[int],
+    predictions: Sequence[int],
+    confidences: Sequence[float],
+    latencies: Sequence[float],
+    classes: Sequence[str],
+    wall_seconds: float,
+) -> dict:
+    """The evaluate command's JSON: accuracy (+ 95% CI), per-class P/R/F1, confusion, ECE, latency, throughput."""
+    n = len(labels)
+    correct = [y == p for y, p in zip(labels, predictions, strict=True)]
+    confusion = confusion_matrix(labels, predictions, len(classes))
+    hits = sum(correct)
+    ordered = sorted(latencies)
+    return {
+        "n": n,
+        "accuracy": hits / n if n else 0.0,
+        "accuracy_ci95": list(wilson_interval(hits, n)),
+        "per_class": per_class_metrics(confusion, classes),
+        "confusion": confusion,
+        "classes": list(classes),
+        "ece": expected_calibration_error(confidences, correct),
+        "reliability": reliability_bins(confidences, correct),
+        "latency_s": {
+            "mean": statistics.fmean(latencies) if latencies else 0.0,
+            "median": statistics.median(latencies) if latencies else 0.0,
+            "p95": ordered[min(n - 1, math.ceil(0.95 * n) - 1)] if latencies else 0.0,
+        },
+        "examples_per_s": n / wall_seconds if wall_seconds > 0 else 0.0,
+    }
+
+
+def evaluate_classifier(
+    classifier,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    samples: int = 8,
+    adaptive: bool = False,
+    z: float = 2.0,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Classify every text and report: the keys of ``classification_report`` plus what the scorer spent."""
+    import time
+
+    from textdiff_core.classify import score_matrix
+
+    started = time.time()
+    predictions = score_matrix(classifier, list(texts), samples, seed, progress, adaptive, z)
+    wall = time.time() - started
+    index = {name: i for i, name in enumerate(classifier.classes)}
+    report = classification_report(
+        labels,
+        [index[p.label] for p in predictions],
+        [p.confidence for p in predictions],
+        [p.seconds for p in predictions],
+        classifier.classes,
+        wall,
+    )
+    flagged = [p.ood for p in predictions if p.ood is not None]
+    report |= {
+        "method": classifier.method,
+        "samples_max": samples if not classifier.exact else 0,
+        "adaptive": adaptive and classifier.method in ("elbo", "elbo-indep"),
+        "samples_mean": statistics.fmean(p.samples for p in predictions) if predictions else 0.0,
+        "forward_passes_mean": statistics.fmean(p.forward_passes for p in predictions) if predictions else 0.0,
+        "windows_mean": statistics.fmean(p.scores[0].windows for p in predictions) if predictions else 0.0,
+        "ood_flagged": sum(flagged) if flagged else None,
+        "calibrated": bool(classifier.calibration.ood_reference) or classifier.calibration.temperature != 1.0,
+        "wall_s": wall,
+    }
+    return report
