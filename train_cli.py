@@ -90,7 +90,144 @@ def build_parser() -> argparse.ArgumentParser:
                    help="never-masked prefix, e.g. 'positive review:'; repeat to compare several; for a "
                         "class-conditional checkpoint the default is every class prompt")
     f.add_argument("--top-k", type=int, default=5, help="predictions per mask")
+    for name, helptext in (("classify", "classify one text with a generative classifier"),
+                           ("evaluate", "classify a labelled split and write a JSON report"),
+                           ("calibrate", "fit the prior bias, temperature and OOD reference on validation")):
+        c = commands.add_parser(name, help=helptext)
+        c.add_argument("--checkpoint", required=True,
+                       help="class-conditional or per-class checkpoint dir, or any LM (offline name, dir, hub id) "
+                            "for zero-shot prompting")
+        c.add_argument("--method", choices=["elbo", "elbo-indep", "pll", "seed", "ar"], default=None,
+                       help="elbo: diffusion bound, same noise for every class (default for masked models); "
+                            "elbo-indep: fresh noise per class; pll: pseudo-log-likelihood; seed: mean loss of a 15%% "
+                            "mask x5; ar: exact left-to-right (default for causal models)")
+        c.add_argument("--samples", type=int, default=8, help="Monte Carlo samples per class (the cap if adaptive)")
+        c.add_argument("--adaptive", action="store_true",
+                       help="draw samples in rounds until the leader leads by --z standard errors")
+        c.add_argument("--z", type=float, default=2.0, help="margin in standard errors that stops adaptive sampling")
+        c.add_argument("--classes", default=None,
+                       help="comma-separated class names for zero-shot models (default: negative,positive)")
+        c.add_argument("--prompt-template", default=None,
+                       help='zero-shot prompt per class, {label} = class name (default: "A {label} movie review:")')
+        c.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo noise")
+        c.add_argument("--max-length", type=int, default=None,
+                       help="window size in tokens; longer texts are scored in windows (default: the trained length)")
+        if name == "classify":
+            c.add_argument("text", help="the text to classify")
+        else:
+            c.add_argument("--data", default="imdb", help="dataset name or CSV/JSONL file")
+            c.add_argument("--split", default="test" if name == "evaluate" else "validation",
+                           help="train, validation, test (or all, for files)")
+            c.add_argument("--text-col", default="text", help="text column in CSV/JSONL files")
+            c.add_argument("--label-col", default="label", help="label column (names or integer indices)")
+            c.add_argument("--limit", type=int, default=None, help="at most N examples (class-balanced, fixed)")
+            c.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if name == "evaluate":
+            c.add_argument("--out", default=None, help="write the JSON report here")
     return parser
+
+
+def _classifier(args: argparse.Namespace):
+    from textdiff_core.classify import load_classifier
+
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    if args.samples < 1:
+        raise TextdiffError(f"--samples must be at least 1, got {args.samples}")
+    return load_classifier(args.checkpoint, args.method, classes, args.prompt_template, max_length=args.max_length)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    import torch
+
+    clf = _classifier(args)
+    if not args.text.strip():
+        raise TextdiffError("the text is empty")
+    p = clf.classify(args.text, args.samples, adaptive=args.adaptive, z=args.z,
+                     generator=torch.Generator().manual_seed(args.seed))
+    print(f"class: {p.label}  (confidence {p.confidence:.3f}, method {clf.method}, {p.forward_passes} forward passes, "
+          f"{p.seconds:.2f} s)")
+    for name, post, ll, se in zip(p.classes, p.posterior, p.log_likelihood, p.log_likelihood_se, strict=True):
+        print(f"  {name:>16}  P(c|x) = {post:.3f}   log P(x|c) = {ll:9.2f} ± {se:.2f}")
+    windows = p.scores[0].windows
+    if windows > 1:
+        print(f"  scored in {windows} windows of the model's length (the text is longer than one window)")
+    if p.ood is None:
+        print("  OOD: unknown (no calibration for this checkpoint; run train_cli.py calibrate)")
+    else:
+        print(f"  OOD: {'FLAGGED' if p.ood else 'no'} (evidence per token at the {p.ood_percentile:.1f}th percentile "
+              "of validation texts)")
+    return 0
+
+
+def _labelled(args: argparse.Namespace, classes: list[str]):
+    from textdiff_core.data import load_data
+
+    data = load_data(args.data, args.split, text_col=args.text_col, label_col=args.label_col, min_classes=1,
+                     max_samples=args.limit, seed=0)
+    unknown = sorted(set(data.classes) - set(classes))
+    if unknown:
+        raise TextdiffError(f"labels {unknown} in {args.data} are not classes of the checkpoint ({classes})")
+    index = {name: i for i, name in enumerate(classes)}
+    return data, [index[data.classes[y]] for y in data.labels]
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+    import platform
+    from datetime import UTC, datetime
+
+    import torch
+
+    from textdiff_core.evaluate import evaluate_classifier
+
+    clf = _classifier(args)
+    data, labels = _labelled(args, clf.classes)
+    report = evaluate_classifier(clf, data.texts, labels, args.samples, args.adaptive, args.z, args.seed,
+                                 progress=not args.no_progress)
+    report |= {"checkpoint": args.checkpoint, "data": args.data, "split": args.split, "limit": args.limit,
+               "seed": args.seed, "hardware": f"{platform.machine()} CPU x{torch.get_num_threads()} threads"
+               if not torch.cuda.is_available() else torch.cuda.get_device_name(0),
+               "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    low, high = report["accuracy_ci95"]
+    print(f"{clf.method} on {args.data}/{args.split}: accuracy {report['accuracy']:.3f} "
+          f"[{low:.3f}, {high:.3f}] (n={report['n']}), ECE {report['ece']:.3f}, "
+          f"median latency {report['latency_s']['median']:.3f} s, {report['examples_per_s']:.2f} texts/s, "
+          f"{report['forward_passes_mean']:.1f} forward passes/text")
+    for name, m in report["per_class"].items():
+        print(f"  {name:>16}  precision {m['precision']:.3f}  recall {m['recall']:.3f}  f1 {m['f1']:.3f}")
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from textdiff_core.classify import CALIBRATION_FILE, fit_calibration, score_matrix
+
+    if args.split == "test":
+        raise TextdiffError("calibration is fitted on validation data, never on the test split")
+    path = Path(args.checkpoint)
+    if not path.is_dir():
+        raise TextdiffError(f"calibrate writes {CALIBRATION_FILE} into a checkpoint directory; {path} is not one")
+    clf = _classifier(args)
+    data, labels = _labelled(args, clf.classes)
+    predictions = score_matrix(clf, data.texts, args.samples, args.seed, not args.no_progress, args.adaptive, args.z)
+    fitted = fit_calibration(predictions, labels, clf.log_prior)
+    file = path / CALIBRATION_FILE
+    existing = json.loads(file.read_text()) if file.is_file() else {}
+    existing[clf.method] = asdict(fitted) | {"fitted_on": f"{args.data}/{args.split}", "n": len(labels),
+                                             "samples": args.samples, "adaptive": args.adaptive}
+    file.write_text(json.dumps(existing, indent=2) + "\n")
+    print(f"{clf.method}: temperature {fitted.temperature:.3f}, bias {[round(b, 3) for b in fitted.bias]}, "
+          f"OOD reference from {len(fitted.ood_reference)} texts -> {file}")
+    return 0
 
 
 def cmd_fill_mask(args: argparse.Namespace) -> int:
@@ -164,7 +301,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "fill-mask": cmd_fill_mask}[args.command](args)
+        commands = {"train": cmd_train, "fill-mask": cmd_fill_mask, "classify": cmd_classify,
+                    "evaluate": cmd_evaluate, "calibrate": cmd_calibrate}
+        return commands[args.command](args)
     except TextdiffError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -275,7 +275,7 @@ def load_classifier(
 
         fitted = json.loads(file.read_text()).get(method)
         if fitted:
-            calibration = Calibration(**fitted)
+            calibration = Calibration(fitted["temperature"], fitted["bias"], fitted["ood_reference"])
     limit = max_length or meta.get("max_length")
     return Classifier(models, names, prompts, method, log_prior, calibration, limit)
 

@@ -52,7 +52,7 @@ def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int | None = Non
     if not texts:
         return []
     cut = {"truncation": True, "max_length": max_length} if max_length else {}
-    return tokenizer(list(texts), add_special_tokens=False, **cut)["input_ids"]
+    return tokenizer(list(texts), add_special_tokens=False, verbose=False, **cut)["input_ids"]
 
 
 def collate(
