@@ -34,3 +34,29 @@ def test_models_page_shows_a_one_line_error_for_a_bad_model():
     at.button[0].click().run()
     assert not at.exception
     assert "not found" in at.error[0].value
+
+
+def _on_page(page: str, timeout: int = 120) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=timeout).run()
+    at.switch_page(page).run()
+    return at
+
+
+def test_classify_page_scores_with_tiny_models_and_draws_heatmaps():
+    at = _on_page("pages/classify.py")
+    assert not at.exception
+    at.sidebar.selectbox(key="pick_diffusion").set_value("tiny").run()
+    at.sidebar.selectbox(key="pick_ar").set_value("tiny-ar").run()
+    at.text_area[0].set_value("A tender, funny and beautifully acted film.").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert {m.label for m in at.metric} == {"Decision"} and len(at.metric) == 2
+    assert len(at.get("html")) >= 2, "a heatmap per classifier"
+    assert "tender" in at.get("html")[0].proto.body
+
+
+def test_classify_page_refuses_empty_text():
+    at = _on_page("pages/classify.py")
+    at.sidebar.selectbox(key="pick_diffusion").set_value("tiny").run()
+    at.button[0].click().run()
+    assert not at.exception and "Paste some text" in at.error[0].value
