@@ -40,8 +40,8 @@ def shipped(kind: str) -> list[str]:
 
 def options(role: str) -> list[str]:
     kind, _, _, fallback = ROLES[role]
-    offline = [fallback] + (["tiny"] if kind == MASKED else ["tiny-ar", "smollm2" if fallback != "smollm2" else "minilm-ar"])
-    return shipped(kind) + offline + [CUSTOM]
+    others = ["minilm", "tiny"] if kind == MASKED else ["minilm-ar", "smollm2", "tiny-ar"]
+    return shipped(kind) + [fallback] + [o for o in others if o != fallback] + [CUSTOM]
 
 
 def device_label() -> str:
