@@ -88,7 +88,7 @@ if results:
                     y=alt.Y("class:N", title=None),
                     tooltip=["class", alt.Tooltip("posterior:Q", format=".3f")],
                 ).properties(height=30 * len(p.classes) + 30),
-                use_container_width=True,
+                width="stretch",
             )
             st.dataframe(pd.DataFrame({
                 "class": p.classes,

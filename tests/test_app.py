@@ -60,3 +60,25 @@ def test_classify_page_refuses_empty_text():
     at.sidebar.selectbox(key="pick_diffusion").set_value("tiny").run()
     at.button[0].click().run()
     assert not at.exception and "Paste some text" in at.error[0].value
+
+
+def test_training_dashboard_plots_a_run_and_builds_its_command(tmp_path):
+    from train_cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", "tiny", "--data", "rotten_tomatoes", "--conditioning", "class", "--steps", "4",
+                 "--batch-size", "4", "--max-length", "32", "--log-every", "1", "--eval-every", "2", "--eval-size",
+                 "6", "--eval-samples", "2", "--no-progress", "--out", str(run)]) == 0
+    report = {"method": "elbo", "data": "rotten_tomatoes", "split": "test", "accuracy": 0.5, "n": 4,
+              "accuracy_ci95": [0.15, 0.85], "ece": 0.1, "classes": ["negative", "positive"],
+              "confusion": [[1, 1], [1, 1]], "reliability": [{"bin": "0.5-0.6", "confidence": 0.55,
+                                                              "accuracy": 0.5, "count": 4}]}
+    (run / "eval-test.json").write_text(__import__("json").dumps(report))
+    at = _on_page("pages/training.py")
+    at.selectbox(key="run_choice").set_value("other…").run()
+    at.text_input(key="run_path").set_value(str(run)).run()
+    assert not at.exception and not at.error
+    assert at.metric[0].value.startswith("4")
+    assert len(at.get("vega_lite_chart")) >= 4, "loss, per-level loss, validation accuracy, confusion"
+    command = at.code[0].value
+    assert "train_cli.py train" in command and "--conditioning class" in command and str(run) in command

@@ -1,0 +1,145 @@
+"""Training dashboard: loss curves (total and per masking level), validation accuracy, settings, and the command
+that reproduces or extends a run. Training itself runs from the command line."""
+
+import json
+import shlex
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from pages._shared import CHECKPOINTS, ROOT, sidebar
+from textdiff_core.models import read_sidecar
+
+sidebar()
+st.title("Training dashboard")
+st.caption("Point it at any run directory written by `train_cli.py train --out DIR` (it refreshes on rerun).")
+
+RUNS = Path.home() / "textdiff-runs"
+
+
+def run_dirs() -> list[str]:
+    found = []
+    for root in (CHECKPOINTS, RUNS):
+        if root.is_dir():
+            for metrics in sorted(root.glob("**/metrics.jsonl")):
+                if "checkpoints" not in metrics.parts:
+                    found.append(str(metrics.parent))
+    return found
+
+
+known = run_dirs()
+choice = st.selectbox("Run directory", [*known, "other…"] if known else ["other…"], key="run_choice")
+typed = st.text_input("Path of the run directory", key="run_path") if choice == "other…" else choice
+run = Path(typed).expanduser()
+
+if not str(run) or str(run) == ".":
+    st.info("Choose or type a run directory.")
+    st.stop()
+if not run.is_dir():
+    st.error(f"Not a directory: {run}")
+    st.stop()
+metrics_file = run / "metrics.jsonl"
+if not metrics_file.is_file():
+    st.error(f"No metrics.jsonl in {run}: is it a training run's output directory?")
+    st.stop()
+
+records = []
+for line in metrics_file.read_text().splitlines():
+    try:
+        records.append(json.loads(line))
+    except json.JSONDecodeError:
+        continue  # a line being written right now
+if not records:
+    st.warning("The run has not logged a step yet.")
+    st.stop()
+frame = pd.DataFrame(records)
+meta = read_sidecar(run)
+state_file = max(run.glob("checkpoints/step-*/trainer_state.json"), default=None)
+config = meta.get("config") or (json.loads(state_file.read_text()).get("config") if state_file else {}) or {}
+
+last = records[-1]
+cols = st.columns(4)
+cols[0].metric("Step", f"{last['step']:,}" + (f" / {config['steps']:,}" if config.get("steps") else ""))
+cols[1].metric("Loss", f"{last['loss']:.3f}")
+cols[2].metric("Tokens / s", f"{last.get('tokens_per_s', 0):,.0f}")
+cols[3].metric("Status", "finished" if meta else "running or interrupted")
+
+st.subheader("Loss")
+smooth = st.slider("Smoothing (steps in the moving average)", 1, 50, 5)
+frame["loss (smoothed)"] = frame["loss"].rolling(smooth, min_periods=1).mean()
+long = frame.melt(id_vars="step", value_vars=["loss", "loss (smoothed)"], var_name="series", value_name="value")
+st.altair_chart(alt.Chart(long).mark_line().encode(
+    x="step:Q", y=alt.Y("value:Q", title="loss (nats / token)", scale=alt.Scale(zero=False)), color="series:N",
+    tooltip=["step", "series", alt.Tooltip("value:Q", format=".3f")]), width="stretch")
+
+if "loss_by_mask_rate" in frame:
+    st.subheader("Loss per masking level")
+    st.caption("Mean −log p of masked tokens, by the sequence's masking rate t. Fully masked is hardest; all fall.")
+    rows = [{"step": r["step"], "mask rate": k, "loss": v} for r in records for k, v in
+            (r.get("loss_by_mask_rate") or {}).items()]
+    bins = pd.DataFrame(rows)
+    bins["loss"] = bins.groupby("mask rate")["loss"].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
+    st.altair_chart(alt.Chart(bins).mark_line().encode(
+        x="step:Q", y=alt.Y("loss:Q", scale=alt.Scale(zero=False)),
+        color=alt.Color("mask rate:N", scale=alt.Scale(scheme="viridis")),
+        tooltip=["step", "mask rate", alt.Tooltip("loss:Q", format=".3f")]), width="stretch")
+
+if "val_accuracy" in frame:
+    st.subheader("Validation accuracy during training")
+    val = frame.dropna(subset=["val_accuracy"])
+    st.caption(f"A cheap monitor: {int(val['val_n'].iloc[-1])} fixed validation texts, first window only, no "
+               "calibration. The final figures come from `train_cli.py evaluate`.")
+    st.altair_chart(alt.Chart(val).mark_line(point=True).encode(
+        x="step:Q", y=alt.Y("val_accuracy:Q", scale=alt.Scale(domain=[0.4, 1.0]), title="accuracy"),
+        tooltip=["step", alt.Tooltip("val_accuracy:Q", format=".3f")]), width="stretch")
+
+reports = sorted(run.glob("eval*.json"))
+if reports:
+    st.subheader("Evaluation reports")
+    pick = st.selectbox("Report", [r.name for r in reports])
+    report = json.loads((run / pick).read_text())
+    low, high = report["accuracy_ci95"]
+    st.write(f"**{report.get('method')}** on `{report.get('data')}/{report.get('split')}`: accuracy "
+             f"**{report['accuracy']:.1%}** (95% CI {low:.1%}–{high:.1%}, n = {report['n']}), ECE {report['ece']:.3f}")
+    left, right = st.columns(2)
+    classes = report["classes"]
+    confusion = pd.DataFrame([{"true": classes[i], "predicted": classes[j], "count": report["confusion"][i][j]}
+                              for i in range(len(classes)) for j in range(len(classes))])
+    left.altair_chart(alt.Chart(confusion).mark_rect().encode(
+        x="predicted:N", y="true:N", color=alt.Color("count:Q", scale=alt.Scale(scheme="blues")),
+        tooltip=["true", "predicted", "count"]).properties(title="Confusion matrix", height=250),
+        width="stretch")
+    rel = pd.DataFrame(report.get("reliability") or [])
+    if not rel.empty:
+        diagonal = pd.DataFrame({"confidence": [0, 1], "accuracy": [0, 1]})
+        right.altair_chart((alt.Chart(diagonal).mark_line(strokeDash=[4, 4], color="grey").encode(
+            x="confidence:Q", y="accuracy:Q") + alt.Chart(rel).mark_line(point=True).encode(
+            x=alt.X("confidence:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("accuracy:Q", scale=alt.Scale(
+                domain=[0, 1])), tooltip=["bin", "count", alt.Tooltip("accuracy:Q", format=".2f")])).properties(
+            title="Reliability diagram", height=250), width="stretch")
+
+st.subheader("Settings")
+st.json(config or meta, expanded=False)
+
+st.subheader("Reproduce or extend")
+if config:
+    flags = ["--objective", config["objective"], "--model", config["model"], "--data", ",".join(config["data"]),
+             "--conditioning", config["conditioning"], "--max-length", str(config["max_length"]),
+             "--batch-size", str(config["batch_size"]), "--lr", str(config["lr"]), "--seed", str(config["seed"])]
+    if config.get("conditioning") == "class":
+        flags += ["--class-prompt", config["class_prompt"]]
+    if config.get("crop", "start") != "start":
+        flags += ["--crop", config["crop"]]
+    steps = st.number_input("Steps", min_value=1, value=int(config.get("steps") or last["step"]))
+    processes = st.number_input("Processes (GPUs)", min_value=1, max_value=64, value=1)
+    flags += ["--steps", str(steps), "--out", str(run)]
+    if steps > last["step"]:
+        flags.append("--resume")
+    launcher = ["python"] if processes == 1 else ["accelerate", "launch", "--num_processes", str(processes)]
+    st.code(shlex.join([*launcher, str(Path("train_cli.py")), "train", *flags]), language="bash")
+    st.caption(f"Run from {ROOT}. With --resume it continues from the last complete checkpoint in the run "
+               "directory; a larger --steps extends the learning-rate schedule.")
+else:
+    st.info("This run recorded no settings (not written by train_cli.py).")
