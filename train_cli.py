@@ -5,6 +5,7 @@
     torchrun --nproc_per_node 2 train_cli.py train ...        # several processes (CPU: gloo)
     accelerate launch train_cli.py train ...                   # several GPUs
     python train_cli.py fill-mask --checkpoint DIR "The movie was [MASK]."
+    python train_cli.py generate --checkpoint DIR --prompt "The movie was" --length 32 --strategy confidence
 
 Errors the user can fix are printed on one line and exit with status 2; an interrupted run (Ctrl-C) saves a
 checkpoint first and exits with 130, and ``--resume`` continues it.
@@ -124,6 +125,35 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--no-progress", action="store_true", help="no progress bar")
         if name == "evaluate":
             c.add_argument("--out", default=None, help="write the JSON report here")
+
+    g = commands.add_parser("generate", help="generate text by diffusion decoding (masked models) or left to right")
+    g.add_argument("--checkpoint", default=None,
+                   help="trained directory, offline name or hub id (default: minilm, or minilm-ar for --strategy ar)")
+    g.add_argument("--prompt", default="", help="never-masked text to continue; [MASK] inside it is filled too")
+    g.add_argument("--length", type=int, default=32, help="new tokens after the prompt (0: only fill its masks)")
+    g.add_argument("--strategy", default="confidence",
+                   choices=["confidence", "topk", "schedule-random", "schedule-confidence", "ar"],
+                   help="confidence: commit every position above --threshold; topk: --k per step; schedule-*: "
+                        "--steps by --schedule, positions chosen at random or by confidence; ar: left to right")
+    g.add_argument("--steps", type=int, default=None, help="schedule strategies: steps (default: one per token)")
+    g.add_argument("--schedule", choices=["linear", "cosine", "exp"], default="linear",
+                   help="schedule strategies: how many positions each step commits")
+    g.add_argument("--threshold", type=float, default=0.9, help="confidence strategy: commit at or above, in (0, 1]")
+    g.add_argument("--k", type=int, default=4, help="topk strategy: positions committed per step")
+    g.add_argument("--confidence", choices=["max-prob", "margin", "entropy"], default="max-prob",
+                   help="confidence measure (entropy is compared as exp(-entropy))")
+    g.add_argument("--temperature", type=float, default=None,
+                   help="0: greedy (the default); > 0: sample (default 1.0 when --top-k or --top-p is given)")
+    g.add_argument("--top-k", type=int, default=None, help="sample among the K most likely tokens")
+    g.add_argument("--top-p", type=float, default=None, help="sample from the nucleus of probability P")
+    g.add_argument("--seed", type=int, default=0, help="seed of sampling and random positions")
+    g.add_argument("--block-size", type=int, default=None, help="diffusion: decode in left-to-right blocks of B")
+    g.add_argument("--label", default=None, help="class-conditional checkpoints: put this class's prompt first")
+    g.add_argument("--no-cache", action="store_true",
+                   help="ar: recompute the whole prefix every step; diffusion: recompute unchanged predictions")
+    g.add_argument("--json", default=None, help="write the trace (every frame) as JSON")
+    g.add_argument("--gif", default=None, help="write an animated GIF of the frames")
+    g.add_argument("--html", default=None, help="write a self-contained HTML player of the frames")
     return parser
 
 
@@ -245,6 +275,45 @@ def cmd_fill_mask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from textdiff_core.decoding import DecodeConfig, generate
+    from textdiff_core.models import CAUSAL, MASKED, kind_of, load_model, read_sidecar
+
+    sampling = args.top_k is not None or args.top_p is not None
+    config = DecodeConfig(
+        strategy=args.strategy, steps=args.steps, schedule=args.schedule, threshold=args.threshold, k=args.k,
+        confidence=args.confidence, temperature=args.temperature if args.temperature is not None else float(sampling),
+        top_k=args.top_k, top_p=args.top_p, seed=args.seed, block_size=args.block_size,
+        reuse=not args.no_cache, use_cache=not args.no_cache,
+    )
+    config.validate()
+    if args.length < 0:
+        raise TextdiffError(f"length must be >= 0, got {args.length}")
+    needed = CAUSAL if args.strategy == "ar" else MASKED
+    checkpoint, label = args.checkpoint or ("minilm-ar" if needed == CAUSAL else "minilm"), args.label
+    class_dirs = read_sidecar(checkpoint).get("class_dirs") if Path(checkpoint).is_dir() else None
+    if class_dirs:  # one model per class: the label picks the model, which has no class prompt
+        if label not in class_dirs:
+            raise TextdiffError(f"{checkpoint} holds one model per class; give --label, one of {', '.join(class_dirs)}")
+        checkpoint, label = str(Path(checkpoint) / class_dirs[label]), None
+    known = kind_of(checkpoint)
+    if known is not None and known != needed:
+        hint = "use --strategy ar" if known == CAUSAL else "choose a diffusion strategy"
+        raise TextdiffError(f"strategy {args.strategy!r} needs a {needed} model; {checkpoint!r} is {known} ({hint})")
+    lm = load_model(checkpoint, needed)
+    trace = generate(lm, args.prompt, args.length, config, label)
+    print(trace.final_text)
+    print(f"{trace.forward_passes} forward passes, {trace.elapsed_s:.2f} s, {trace.n_decoded} tokens "
+          f"({trace.tokens_per_pass:.2f} per pass), strategy {trace.strategy}, seed {trace.seed}")
+    for path, write in ((args.json, trace.to_json), (args.gif, trace.to_gif), (args.html, trace.to_html)):
+        if path:
+            write(path)
+            print(f"wrote {path}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from textdiff_core.noise import DEFAULT_LEVELS, NoiseConfig
     from textdiff_core.train import TrainConfig, train
@@ -302,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"train": cmd_train, "fill-mask": cmd_fill_mask, "classify": cmd_classify,
-                    "evaluate": cmd_evaluate, "calibrate": cmd_calibrate}
+                    "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate}
         return commands[args.command](args)
     except TextdiffError as exc:
         print(f"error: {exc}", file=sys.stderr)

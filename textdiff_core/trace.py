@@ -186,7 +186,7 @@ class Trace:
         from PIL import Image, ImageDraw
 
         font, bold = _font(16), _font(16, bold=True)
-        layouts = [self._layout(self.view(i), font, width) for i in range(len(self.frames))]
+        layouts = [self._layout(self.view(i), font, bold, width) for i in range(len(self.frames))]
         line_h, top = 28, 40
         lines = max((max((y for _, y, *_ in lay), default=0) for lay in layouts), default=0) + 1
         height = top + lines * line_h + 56
@@ -216,12 +216,13 @@ class Trace:
         return path
 
     @staticmethod
-    def _layout(view: list[dict], font, width: int) -> list[tuple[int, int, int, dict]]:
-        """(x, line, width, item) per position, wrapping at ``width`` (words are never split across lines)."""
+    def _layout(view: list[dict], font, bold, width: int) -> list[tuple[int, int, int, dict]]:
+        """(x, line, width, item) per position, wrapping at ``width`` (tokens are never split across lines)."""
         margin, space_w, mask_w = 12, max(int(font.getlength(" ")), 4), 30
         placed, x, line = [], margin, 0
         for item in view:
-            w = mask_w if item["state"] == "masked" else max(int(font.getlength(item["text"])), 4)
+            face = bold if item["state"] == "new" else font
+            w = mask_w if item["state"] == "masked" else max(int(face.getlength(item["text"])), 4)
             gap = space_w + 4 if item["space"] else 0
             if placed and x + gap + w > width - margin:
                 x, line, gap = margin, line + 1, 0

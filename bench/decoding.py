@@ -1,0 +1,163 @@
+#!/usr/bin/env python
+"""Benchmark: diffusion decoding strategies against left-to-right decoding (with and without a KV cache).
+
+For each length and seed, every method continues the same prompt by ``length`` tokens on the same device in one run,
+and reports forward passes, positions run through the model, wall time, and generative perplexity: the generated
+text, re-tokenised by a reference causal model, scored exactly (``likelihood.ar_scores``) given the prompt.
+Low perplexity alone can mean repetition, so the share of distinct tokens is reported beside it.
+
+    python bench/decoding.py                                  # minilm vs minilm-ar, scored by smollm2, 64 and 128
+    python bench/decoding.py --diffusion-model DIR --ar-model DIR --lengths 64,128 --seeds 0,1,2 --out bench.json
+    python bench/decoding.py --diffusion-model tiny --ar-model tiny-ar --reference tiny-ar --lengths 8,16  # smoke
+
+Each model is warmed up with one short generation first, so one-off start-up costs are not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from textdiff_core.decoding import DIFFUSION_STRATEGIES, DecodeConfig, generate  # noqa: E402
+from textdiff_core.errors import TextdiffError  # noqa: E402
+from textdiff_core.likelihood import ar_scores  # noqa: E402
+from textdiff_core.models import CAUSAL, MASKED, LoadedModel, load_model  # noqa: E402
+from textdiff_core.trace import Trace  # noqa: E402
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--diffusion-model", default="minilm", help="masked model: offline name, trained dir or hub id")
+    p.add_argument("--ar-model", default="minilm-ar", help="causal model: offline name, trained dir or hub id")
+    p.add_argument("--reference", default="smollm2", help="causal model that scores the generations (perplexity)")
+    p.add_argument("--lengths", type=_ints, default=[64, 128], help="new tokens per generation, comma separated")
+    p.add_argument("--seeds", type=_ints, default=[0], help="seeds, comma separated (results are averaged)")
+    p.add_argument("--prompt", default="The movie was", help="prompt every method continues")
+    p.add_argument("--strategies", default=",".join(DIFFUSION_STRATEGIES), help="diffusion strategies to run")
+    p.add_argument("--steps", type=int, default=None, help="schedule strategies: steps (default: the length)")
+    p.add_argument("--schedule", default="linear", help="schedule strategies: linear, cosine or exp")
+    p.add_argument("--threshold", type=float, default=0.9, help="confidence strategy threshold")
+    p.add_argument("--k", type=int, default=4, help="topk strategy: positions per step")
+    p.add_argument("--confidence", default="max-prob", help="max-prob, margin or entropy")
+    p.add_argument("--temperature", type=float, default=1.0, help="0 greedy; 1 samples the model (the default)")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the K most likely tokens")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--out", default=None, help="write every run and the summary as JSON")
+    return p.parse_args(argv)
+
+
+def perplexity(reference: LoadedModel, trace: Trace, prompt: str) -> tuple[float, int]:
+    """(exp of the mean NLL per reference token of the generation given the prompt, reference token count)."""
+    try:
+        score = ar_scores(reference, trace.generated_text, [prompt or None])[0]
+    except TextdiffError:  # nothing left after re-tokenising
+        return float("nan"), 0
+    return math.exp(score.nll / max(score.n_tokens, 1)), score.n_tokens
+
+
+def methods(args: argparse.Namespace, length: int) -> list[tuple[str, str, DecodeConfig]]:
+    """(method name, which model, config) for every method at this length."""
+    base = DecodeConfig(steps=args.steps or length, schedule=args.schedule, threshold=args.threshold, k=args.k,
+                        confidence=args.confidence, temperature=args.temperature, top_k=args.top_k,
+                        top_p=args.top_p)
+    out = [(s, "diffusion", replace(base, strategy=s)) for s in args.strategies.split(",") if s]
+    out.append(("ar (KV cache)", "ar", replace(base, strategy="ar", use_cache=True)))
+    out.append(("ar (no cache)", "ar", replace(base, strategy="ar", use_cache=False)))
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = {"diffusion": load_model(args.diffusion_model, MASKED), "ar": load_model(args.ar_model, CAUSAL)}
+    reference = load_model(args.reference, CAUSAL)
+    generate(models["diffusion"], args.prompt, 4)  # warm-up, untimed
+    generate(models["ar"], args.prompt, 4, strategy="ar")
+    rows = []
+    for length in args.lengths:
+        for seed in args.seeds:
+            for name, which, config in methods(args, length):
+                trace = generate(models[which], args.prompt, length, config, seed=seed)
+                ppl, ref_tokens = perplexity(reference, trace, args.prompt)
+                generated = [t for t, d in zip(trace.frames[-1].ids, trace.decoded, strict=True) if d]
+                rows.append({
+                    "method": name, "model": trace.model, "length": length, "seed": seed,
+                    "forward_passes": trace.forward_passes,
+                    "tokens_processed": trace.frames[-1].tokens_processed,
+                    "wall_s": round(trace.elapsed_s, 4),
+                    "tokens_per_pass": round(trace.tokens_per_pass, 3),
+                    "gen_ppl": ppl, "reference_tokens": ref_tokens,
+                    "distinct": round(len(set(generated)) / max(len(generated), 1), 3),
+                    "text": trace.generated_text, "settings": trace.settings,
+                })
+                print(f"  {name:<20} len {length:>4} seed {seed}: {trace.forward_passes:>4} passes "
+                      f"{trace.elapsed_s:7.2f} s  ppl {ppl:8.1f}", file=sys.stderr)
+    summary = []
+    for length in args.lengths:
+        for name, _, _ in methods(args, length):
+            group = [r for r in rows if r["method"] == name and r["length"] == length]
+            finite = [r["gen_ppl"] for r in group if math.isfinite(r["gen_ppl"])]
+            summary.append({
+                "method": name, "length": length, "runs": len(group),
+                **{key: statistics.mean(r[key] for r in group)
+                   for key in ("forward_passes", "tokens_processed", "wall_s", "tokens_per_pass", "distinct")},
+                "gen_ppl": statistics.mean(finite) if finite else float("nan"),
+            })
+    device = models["diffusion"].device
+    cpu = f"CPU ({platform.processor() or platform.machine()})"
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
+    return {
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "hardware": f"{hardware}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "summary": summary,
+        "runs": rows,
+    }
+
+
+def print_table(result: dict) -> None:
+    print(f"{result['hardware']}; perplexity under {result['settings']['reference']}; "
+          f"mean over seeds {result['settings']['seeds']}")
+    header = f"{'method':<22}{'len':>5}{'passes':>9}{'tok/pass':>9}{'positions':>11}{'wall s':>9}{'gen ppl':>10}" \
+             f"{'distinct':>10}"
+    print(header)
+    print("-" * len(header))
+    for r in result["summary"]:
+        print(f"{r['method']:<22}{r['length']:>5}{r['forward_passes']:>9.1f}{r['tokens_per_pass']:>9.2f}"
+              f"{r['tokens_processed']:>11.0f}{r['wall_s']:>9.2f}{r['gen_ppl']:>10.1f}{r['distinct']:>10.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = run(args)
+    except TextdiffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_table(result)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
