@@ -14,6 +14,7 @@ checkpoint first and exits with 130, and ``--resume`` continues it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from textdiff_core.errors import TextdiffError
@@ -32,6 +33,8 @@ def _data(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="train_cli.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="also load pickled .bin/.pt weights (they can run code; only for files you trust)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     t = commands.add_parser("train", help="train a masked-diffusion or left-to-right model")
@@ -369,6 +372,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.allow_pickle:
+        os.environ["TEXTDIFF_ALLOW_PICKLE"] = "1"
     try:
         commands = {"train": cmd_train, "fill-mask": cmd_fill_mask, "classify": cmd_classify,
                     "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate}

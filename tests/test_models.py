@@ -88,3 +88,16 @@ def test_load_errors_are_one_line_model_errors(tmp_path):
         load_model("no-such-org/no-such-model")
     with pytest.raises(ModelError, match="causal model"):
         load_model("minilm-ar", kind="masked")
+
+
+def test_pickled_weights_are_refused_unless_allowed(tmp_path):
+    lm = load_model("tiny")
+    out = tmp_path / "pickled"
+    lm.model.save_pretrained(out)
+    lm.tokenizer.save_pretrained(out)
+    (out / "model.safetensors").unlink()  # transformers 5 writes safetensors only: make the pickle by hand
+    torch.save(lm.model.state_dict(), out / "pytorch_model.bin")
+    assert not list(out.glob("*.safetensors")) and list(out.glob("*.bin"))
+    with pytest.raises(ModelError, match="allow-pickle"):
+        load_model(str(out))
+    assert load_model(str(out), allow_pickle=True).kind == "masked"

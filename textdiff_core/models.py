@@ -16,6 +16,7 @@ import contextlib
 import copy
 import importlib.util
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,10 +159,12 @@ def load_model(
     kind: str | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
+    allow_pickle: bool | None = None,
 ) -> LoadedModel:
     """Load a model and tokenizer by offline name, local directory or hub id (see the module docstring).
 
     ``kind`` ("masked" or "causal") is needed only when it cannot be read from the name or the directory.
+    Only safetensors weights are loaded unless ``allow_pickle`` (default: ``$TEXTDIFF_ALLOW_PICKLE == "1"``).
     """
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
@@ -178,11 +181,17 @@ def load_model(
         raise ModelError(f"model directory not found: {name_or_path}")
     else:
         if path.exists() and not (path / "config.json").is_file():
-            raise ModelError(f"{path} is not a model directory (no config.json)")
+            hint = " (still training? its checkpoints are in checkpoints/)" if (path / "checkpoints").is_dir() else ""
+            raise ModelError(f"{path} is not a model directory (no config.json){hint}")
+        pickles = allow_pickle if allow_pickle is not None else os.environ.get("TEXTDIFF_ALLOW_PICKLE") == "1"
+        if path.is_dir() and not any(path.glob("*.safetensors")):
+            if not pickles:
+                raise ModelError(f"{path} has no safetensors weights; pickled weights (.bin/.pt) can run code when "
+                                 "loaded, so they are refused unless you pass --allow-pickle")
         auto = AutoModelForMaskedLM if kind == MASKED else AutoModelForCausalLM
         try:
             with quiet_transformers():
-                model = auto.from_pretrained(name_or_path, dtype=dtype)
+                model = auto.from_pretrained(name_or_path, dtype=dtype, use_safetensors=None if pickles else True)
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         except OSError as exc:
             where = "directory" if path.exists() else "hub id (is this machine online?)"
