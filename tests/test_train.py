@@ -173,3 +173,27 @@ def test_random_crops_train_on_windows_beyond_the_start(tmp_path, monkeypatch):
         if crop == "start":
             first = starts
     assert len(starts - first) >= 6, "random windows start elsewhere than the review's first tokens"
+
+
+def test_a_kill_during_a_save_leaves_the_last_complete_checkpoint(tmp_path):
+    """MiniLM's checkpoint (weights + Adam state, ~270 MB) takes long enough to write that the kill lands mid-save."""
+    from textdiff_core.train import latest_checkpoint
+
+    out = tmp_path / "save-kill"
+    args = ["train", "--model", "minilm", "--data", "rotten_tomatoes", "--max-length", "16", "--batch-size", "2",
+            "--steps", "8", "--save-every", "2", "--log-every", "2", "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "train_cli.py", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((out / "checkpoints").glob("step-*")):
+        time.sleep(0.01)  # wait for one complete checkpoint...
+    while time.time() < deadline and not list((out / "checkpoints").glob(".tmp-step-*")):
+        time.sleep(0.001)  # ...then for the next save to start
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert list((out / "checkpoints").glob(".tmp-step-*")), "the kill landed during a save"
+    last = latest_checkpoint(out)
+    assert last.name == "step-0000002" and (last / "trainer_state.json").exists()
+    assert main([*args, "--resume"]) == 0
+    assert json.loads((out / "textdiff.json").read_text())["steps"] == 8
+    assert not list((out / "checkpoints").glob(".tmp-step-*")), "the half-written save was cleaned up"

@@ -293,6 +293,8 @@ def _train_one(
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         _truncate_metrics(metrics_path, state["step"])
+        for stale in (out / "checkpoints").glob(".tmp-step-*"):  # a save that was killed half-way
+            shutil.rmtree(stale, ignore_errors=True)
 
     stats = _Stats(accelerator.device)
     step = state["step"]
