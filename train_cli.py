@@ -157,7 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", default=None, help="write the trace (every frame) as JSON")
     g.add_argument("--gif", default=None, help="write an animated GIF of the frames")
     g.add_argument("--html", default=None, help="write a self-contained HTML player of the frames")
+    commands.add_parser("report", help="regenerate RESULTS.md and results.json from the shipped checkpoints "
+                                       "(options: python train_cli.py report --help)", add_help=False)
     return parser
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import main as report
+
+    try:
+        return report(args.args)
+    except TextdiffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _classifier(args: argparse.Namespace):
@@ -371,12 +383,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:  # its options belong to bench/report.py
+        return cmd_report(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
     if args.allow_pickle:
         os.environ["TEXTDIFF_ALLOW_PICKLE"] = "1"
     try:
         commands = {"train": cmd_train, "fill-mask": cmd_fill_mask, "classify": cmd_classify,
-                    "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate}
+                    "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate,
+                    "report": cmd_report}
         return commands[args.command](args)
     except TextdiffError as exc:
         print(f"error: {exc}", file=sys.stderr)

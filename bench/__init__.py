@@ -1,0 +1,1 @@
+"""Benchmarks and the results report; run from the repository root."""

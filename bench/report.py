@@ -1,0 +1,195 @@
+"""Regenerate RESULTS.md and results.json: every figure the project shows, from the shipped checkpoints.
+
+    python train_cli.py report                 # the full report (about an hour on 2 CPU cores)
+    python train_cli.py report --quick         # a few examples per section, for CI
+
+Sections: classification on a fixed subset of the IMDB test split (accuracy with 95% CI, ECE, median latency) for
+every method; perplexity on test text (diffusion ELBO bound vs exact left-to-right); decoding speed and generative
+perplexity per strategy; uncurated samples. Each section records the hardware and how long it took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from textdiff_core.classify import load_classifier
+from textdiff_core.data import load_data
+from textdiff_core.decoding import generate
+from textdiff_core.evaluate import evaluate_classifier
+from textdiff_core.likelihood import ar_scores, elbo_scores
+from textdiff_core.models import CAUSAL, MASKED, load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Method:
+    name: str  # as shown in the table
+    checkpoint: str  # "diffusion", "ar" or a model name
+    method: str  # classify method
+    samples: int = 0  # Monte Carlo samples (cap when adaptive)
+    adaptive: bool = False
+    limit_share: float = 1.0  # fraction of the classification subset (for expensive methods)
+
+
+def methods(samples: int, reference: str) -> list[Method]:
+    return [
+        Method("diffusion ELBO, shared noise, adaptive", "diffusion", "elbo", samples, adaptive=True),
+        Method(f"diffusion ELBO, shared noise, K={samples // 2}", "diffusion", "elbo", samples // 2),
+        Method(f"diffusion ELBO, independent noise, K={samples // 2}", "diffusion", "elbo-indep", samples // 2),
+        Method("diffusion pseudo-log-likelihood", "diffusion", "pll", limit_share=0.2),
+        Method("seed score (15% mask x5, fresh noise)", "diffusion", "seed", 5),
+        Method("left-to-right twin (exact)", "ar", "ar"),
+        Method(f"{reference} zero-shot (exact)", "reference", "ar"),
+    ]
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU {platform.machine()} ({platform.processor() or 'unknown'}), {torch.get_num_threads()} threads"
+
+
+def classification(args: argparse.Namespace, models: dict[str, str]) -> list[dict]:
+    rows = []
+    data = load_data("imdb", "test", max_samples=args.n, seed=0)
+    for m in methods(args.samples, models["reference"]):
+        n = max(2, int(len(data) * m.limit_share))
+        subset = data.subset(range(n)) if n < len(data) else data
+        clf = load_classifier(models[m.checkpoint], m.method)
+        started = time.time()
+        report = evaluate_classifier(clf, subset.texts, subset.labels, m.samples or 1, m.adaptive, seed=0,
+                                     progress=args.progress)
+        low, high = report["accuracy_ci95"]
+        rows.append({
+            "method": m.name, "checkpoint": models[m.checkpoint], "n": report["n"],
+            "accuracy": report["accuracy"], "ci95": [low, high], "ece": report["ece"],
+            "median_latency_s": report["latency_s"]["median"], "forward_passes_mean": report["forward_passes_mean"],
+            "calibrated": report["calibrated"], "seconds": round(time.time() - started, 1),
+        })
+        print(f"  {m.name}: {report['accuracy']:.3f} [{low:.3f}, {high:.3f}] n={report['n']}", flush=True)
+    return rows
+
+
+def perplexity(args: argparse.Namespace, models: dict[str, str]) -> dict:
+    """Per-token perplexity of the same test text: exp(ELBO bound / tokens) vs exp(exact NLL / tokens)."""
+    started = time.time()
+    data = load_data("imdb", "test", max_samples=args.n_ppl, seed=0)
+    diff, ar = load_model(models["diffusion"], MASKED), load_model(models["ar"], CAUSAL)
+    prompts_d = _prompt(diff.meta, data.classes)
+    prompts_a = _prompt(ar.meta, data.classes)
+    generator = torch.Generator().manual_seed(0)
+    nll_d = nll_a = tokens = 0.0
+    for text, label in zip(data.texts, data.labels, strict=True):
+        d = elbo_scores(diff, text, [prompts_d[label]], args.samples, generator,
+                        max_length=diff.meta.get("max_length"))[0]
+        a = ar_scores(ar, text, [prompts_a[label]], max_length=ar.meta.get("max_length"))[0]
+        nll_d, nll_a, tokens = nll_d + d.nll, nll_a + a.nll, tokens + a.n_tokens
+    ppl_d, ppl_a = math.exp(nll_d / tokens), math.exp(nll_a / tokens)
+    return {"texts": len(data), "tokens": int(tokens), "diffusion_elbo_ppl": ppl_d, "ar_exact_ppl": ppl_a,
+            "ratio": ppl_d / ppl_a, "elbo_samples": args.samples, "seconds": round(time.time() - started, 1),
+            "note": "both conditioned on the review's true class prompt, scored in the models' trained window length"}
+
+
+def _prompt(meta: dict, classes: list[str]) -> list[str | None]:
+    if meta.get("class_prompt"):
+        return [meta["class_prompt"].format(label=c) for c in classes]
+    return [None] * len(classes)
+
+
+def decoding(args: argparse.Namespace, models: dict[str, str]) -> dict:
+    from bench.decoding import parse_args, run
+
+    bench_args = parse_args(["--diffusion-model", models["diffusion"], "--ar-model", models["ar"], "--reference",
+                             models["reference"], "--lengths", args.lengths, "--seeds", args.seeds])
+    return run(bench_args)
+
+
+def samples(models: dict[str, str], per_class: int) -> dict[str, list[str]]:
+    lm = load_model(models["diffusion"], MASKED)
+    out = {}
+    for label in lm.meta.get("classes") or [None]:
+        out[label or "(unconditional)"] = [
+            generate(lm, "", 48, strategy="confidence", threshold=0.9, temperature=1.0, top_p=0.9, seed=seed,
+                     label=label).generated_text for seed in range(per_class)]
+    return out
+
+
+def render(result: dict) -> str:
+    lines = ["# Results", "", f"Regenerated by `{result['command']}` on {result['finished_at']}.",
+             f"Hardware: {result['hardware']}. Total time: {result['seconds'] / 60:.1f} min.", ""]
+    lines += ["## Classification: IMDB test split (fixed subset)", "",
+              "| method | n | accuracy | 95% CI | ECE | median latency (s) | forward passes |",
+              "|---|---|---|---|---|---|---|"]
+    for r in result["classification"]:
+        lines.append(f"| {r['method']} | {r['n']} | {r['accuracy']:.1%} | {r['ci95'][0]:.1%}–{r['ci95'][1]:.1%} | "
+                     f"{r['ece']:.3f} | {r['median_latency_s']:.3f} | {r['forward_passes_mean']:.1f} |")
+    p = result["perplexity"]
+    lines += ["", "## Perplexity on test text", "",
+              f"{p['texts']} test reviews, {p['tokens']:,} tokens ({p['note']}).", "",
+              "| model | perplexity |", "|---|---|",
+              f"| diffusion, ELBO bound (K={p['elbo_samples']}) | {p['diffusion_elbo_ppl']:.2f} |",
+              f"| left-to-right, exact | {p['ar_exact_ppl']:.2f} |",
+              f"| ratio | {p['ratio']:.3f} |"]
+    d = result["decoding"]
+    lines += ["", "## Decoding", "", f"Generative perplexity under `{d['settings']['reference']}`; "
+              f"means over seeds {d['settings']['seeds']}.", "",
+              "| method | new tokens | forward passes | wall (s) | tokens/pass | gen. perplexity | distinct |",
+              "|---|---|---|---|---|---|---|"]
+    for r in d["summary"]:
+        lines.append(f"| {r['method']} | {r['length']} | {r['forward_passes']:.1f} | {r['wall_s']:.2f} | "
+                     f"{r['tokens_per_pass']:.2f} | {r['gen_ppl']:.1f} | {r['distinct']:.2f} |")
+    lines += ["", "## Samples (uncurated: the first seeds)", ""]
+    for label, texts in result["samples"].items():
+        lines += [f"**{label}**", ""] + [f"{i + 1}. {t}" for i, t in enumerate(texts)] + [""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--diffusion", default=str(ROOT / "checkpoints" / "imdb-diffusion"),
+                        help="diffusion checkpoint")
+    parser.add_argument("--ar", default=str(ROOT / "checkpoints" / "imdb-ar"), help="left-to-right checkpoint")
+    parser.add_argument("--reference", default="smollm2", help="reference causal LM (zero-shot, perplexity)")
+    parser.add_argument("--n", type=int, default=500, help="test reviews for classification (class-balanced)")
+    parser.add_argument("--n-ppl", type=int, default=200, help="test reviews for perplexity")
+    parser.add_argument("--samples", type=int, default=16, help="ELBO Monte Carlo samples (cap when adaptive)")
+    parser.add_argument("--lengths", default="64,128", help="decoding lengths")
+    parser.add_argument("--seeds", default="0,1,2", help="decoding seeds")
+    parser.add_argument("--quick", action="store_true", help="a few examples per section (CI)")
+    parser.add_argument("--out-dir", default=str(ROOT), help="where RESULTS.md and results.json go")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.n_ppl, args.samples, args.lengths, args.seeds = 10, 4, 4, "16", "0"
+    models = {"diffusion": args.diffusion, "ar": args.ar, "reference": args.reference}
+    started = time.time()
+    result = {"command": "python train_cli.py report" + (" --quick" if args.quick else ""), "hardware": hardware(),
+              "settings": {k: v for k, v in vars(args).items() if k != "progress"}}
+    print("classification…", flush=True)
+    result["classification"] = classification(args, models)
+    print("perplexity…", flush=True)
+    result["perplexity"] = perplexity(args, models)
+    print("decoding…", flush=True)
+    result["decoding"] = decoding(args, models)
+    result["samples"] = samples(models, 2 if args.quick else 5)
+    result["seconds"] = round(time.time() - started, 1)
+    result["finished_at"] = time.strftime("%Y-%m-%d %H:%M")
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (out / "RESULTS.md").write_text(render(result))
+    print(f"wrote {out / 'RESULTS.md'} and {out / 'results.json'} in {result['seconds'] / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,22 @@
+"""The report command end to end on tiny checkpoints (--quick): every section present, numbers consistent."""
+
+import json
+
+from train_cli import main
+
+
+def test_quick_report_writes_results_md_and_json(tmp_path):
+    for objective, model in (("diffusion", "tiny"), ("ar", "tiny-ar")):
+        assert main(["train", "--objective", objective, "--model", model, "--data", "imdb", "--conditioning",
+                     "class", "--quick-test", "--no-progress", "--out", str(tmp_path / objective)]) == 0
+    out = tmp_path / "out"
+    assert main(["report", "--quick", "--diffusion", str(tmp_path / "diffusion"), "--ar", str(tmp_path / "ar"),
+                 "--reference", "tiny-ar", "--out-dir", str(out), "--no-progress"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert len(result["classification"]) == 7
+    for row in result["classification"]:
+        assert row["ci95"][0] <= row["accuracy"] <= row["ci95"][1]
+    assert result["perplexity"]["ratio"] > 0 and result["decoding"]["summary"]
+    text = (out / "RESULTS.md").read_text()
+    assert "## Classification" in text and "## Perplexity" in text and "## Decoding" in text
+    assert "python train_cli.py report --quick" in text
