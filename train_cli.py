@@ -157,9 +157,36 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", default=None, help="write the trace (every frame) as JSON")
     g.add_argument("--gif", default=None, help="write an animated GIF of the frames")
     g.add_argument("--html", default=None, help="write a self-contained HTML player of the frames")
+    e = commands.add_parser("export", help="copy a trained run into a shippable fp16 checkpoint directory")
+    e.add_argument("run", help="the run directory (train --out)")
+    e.add_argument("dest", help="destination, e.g. checkpoints/imdb-diffusion")
+    e.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16", help="dtype of the exported weights")
     commands.add_parser("report", help="regenerate RESULTS.md and results.json from the shipped checkpoints "
                                        "(options: python train_cli.py report --help)", add_help=False)
     return parser
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    import torch
+
+    from textdiff_core.models import load_model, save_model
+    from textdiff_core.train import DTYPES
+
+    run, dest = Path(args.run), Path(args.dest)
+    lm = load_model(str(run), device="cpu", dtype=torch.float32)
+    if not lm.meta:
+        raise TextdiffError(f"{run} has no textdiff.json: export ships finished training runs")
+    save_model(lm.model, lm.tokenizer, dest, lm.meta | {"exported_from": str(run), "weights_dtype": args.dtype},
+               dtype=DTYPES[args.dtype])
+    for name in ("calibration.json", "metrics.jsonl"):
+        if (run / name).is_file():
+            shutil.copy2(run / name, dest / name)
+    size = sum(f.stat().st_size for f in dest.glob("*.safetensors")) / 2**20
+    print(f"exported {run} -> {dest} ({args.dtype}, {size:.1f} MB of weights)")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -392,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"train": cmd_train, "fill-mask": cmd_fill_mask, "classify": cmd_classify,
                     "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate,
-                    "report": cmd_report}
+                    "export": cmd_export, "report": cmd_report}
         return commands[args.command](args)
     except TextdiffError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,6 +12,8 @@ def test_quick_report_writes_results_md_and_json(tmp_path):
     out = tmp_path / "out"
     assert main(["report", "--quick", "--diffusion", str(tmp_path / "diffusion"), "--ar", str(tmp_path / "ar"),
                  "--reference", "tiny-ar", "--out-dir", str(out), "--no-progress"]) == 0
+    card = (tmp_path / "diffusion" / "README.md").read_text()
+    assert "## Measured" in card and "## Samples" in card and "accuracy" in card
     result = json.loads((out / "results.json").read_text())
     assert len(result["classification"]) == 7
     for row in result["classification"]:
@@ -20,3 +22,16 @@ def test_quick_report_writes_results_md_and_json(tmp_path):
     text = (out / "RESULTS.md").read_text()
     assert "## Classification" in text and "## Perplexity" in text and "## Decoding" in text
     assert "python train_cli.py report --quick" in text
+
+
+def test_export_ships_an_fp16_copy_with_its_calibration(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--model", "tiny", "--data", "rotten_tomatoes", "--conditioning", "class", "--quick-test",
+                 "--no-progress", "--out", str(run)]) == 0
+    (run / "calibration.json").write_text("{}")
+    dest = tmp_path / "ship"
+    assert main(["export", str(run), str(dest)]) == 0
+    assert json.loads((dest / "config.json").read_text())["dtype"] == "float16"
+    assert (dest / "calibration.json").exists() and (dest / "metrics.jsonl").exists()
+    assert json.loads((dest / "textdiff.json").read_text())["exported_from"] == str(run)
+    assert main(["export", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
