@@ -28,6 +28,9 @@ from textdiff_core.models import MASKED, LoadedModel, logits_at
 from textdiff_core.tokens import collate, special_ids, tokenize_texts
 
 
+MAX_TEXT_TOKENS = 8192  # longer texts are refused: scoring cost and memory grow with length
+
+
 @dataclass
 class ScoringNoise:
     """K masks over L text positions and their weights L/k; reusable across classes."""
@@ -108,6 +111,8 @@ def text_windows(
     ids = tokenize_texts(lm.tokenizer, [text])[0]
     if not ids:
         raise TextdiffError("the text is empty")
+    if len(ids) > MAX_TEXT_TOKENS:
+        raise TextdiffError(f"the text has {len(ids):,} tokens; texts of up to {MAX_TEXT_TOKENS:,} are scored")
     prefix_ids = [tokenize_texts(lm.tokenizer, [p])[0] if p else [] for p in prefixes]
     return _windows(ids, _budget(lm, max(len(p) for p in prefix_ids), max_length))[:max_windows], prefix_ids
 

@@ -199,8 +199,9 @@ def load_model(
             raise ModelError(
                 f"could not load {name_or_path!r} as a {where}; offline names are {', '.join(OFFLINE_MODELS)}: {reason}"
             ) from exc
-        except ValueError as exc:
-            raise ModelError(f"could not load {name_or_path!r}: {str(exc).splitlines()[0][:200]}") from exc
+        except Exception as exc:  # noqa: BLE001 - a truncated or corrupt file fails in many ways; all are the user's to fix
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ModelError(f"could not load {name_or_path!r} (incomplete or corrupt files?): {reason}") from exc
     if kind == MASKED and tokenizer.mask_token_id is None:
         raise ModelError(f"{name_or_path!r} has no [MASK] token, so it cannot be a masked diffusion model")
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:

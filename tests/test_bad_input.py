@@ -1,0 +1,72 @@
+"""Bad input gets a clear one-line error (or, for odd but valid text, a normal result), never a traceback."""
+
+import pytest
+import torch
+
+from textdiff_core.classify import Classifier
+from textdiff_core.errors import ModelError, TextdiffError
+from textdiff_core.models import load_model
+from train_cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier():
+    lm = load_model("tiny")
+    return Classifier(lm, ["negative", "positive"], ["negative review:", "positive review:"])
+
+
+@pytest.mark.parametrize("text", ["Great film 🎬🍿 loved it 😍", "这部电影很好看。", "tab\there\x00nul\x07bell\r\nend",
+                                  "ünïcödé façade naïve"])
+def test_unusual_but_valid_text_is_classified(tiny_classifier, text):
+    p = tiny_classifier.classify(text, samples=2, generator=torch.Generator().manual_seed(0))
+    assert p.label in ("negative", "positive") and abs(sum(p.posterior) - 1) < 1e-6
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t  "])
+def test_empty_text_is_refused(tiny_classifier, text):
+    with pytest.raises(TextdiffError, match="empty"):
+        tiny_classifier.classify(text, samples=2)
+
+
+def test_a_huge_paste_is_refused_quickly(tiny_classifier):
+    with pytest.raises(TextdiffError, match="tokens"):
+        tiny_classifier.classify("word " * 100_000, samples=2)
+
+
+def test_half_written_and_mismatched_checkpoints_are_refused(tmp_path):
+    lm = load_model("tiny")
+    lm.model.save_pretrained(tmp_path / "half")
+    lm.tokenizer.save_pretrained(tmp_path / "half")
+    weights = tmp_path / "half" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])  # a save killed a third of the way
+    with pytest.raises(ModelError, match="could not load"):
+        load_model(str(tmp_path / "half"))
+
+    smol_tokenizer_dir = tmp_path / "mismatch"
+    lm.model.save_pretrained(smol_tokenizer_dir)
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+
+    tiny_vocab = {f"t{i}": i for i in range(40000)} | {"[UNK]": 40000, "[MASK]": 40001}
+    fast = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(tiny_vocab, unk_token="[UNK]")),
+                                   unk_token="[UNK]", mask_token="[MASK]")
+    fast.save_pretrained(smol_tokenizer_dir)
+    with pytest.raises(ModelError, match="tokenizer"):
+        load_model(str(smol_tokenizer_dir))
+
+
+def test_cli_settings_out_of_range_exit_2(tmp_path, capsys):
+    cases = [
+        ["generate", "--checkpoint", "tiny", "--length", "-3"],
+        ["generate", "--checkpoint", "tiny", "--strategy", "schedule-random", "--steps", "0", "--length", "4"],
+        ["generate", "--checkpoint", "tiny", "--threshold", "1.5", "--length", "4"],
+        ["generate", "--checkpoint", "tiny", "--temperature", "0", "--top-p", "0.9", "--length", "4"],
+        ["classify", "--checkpoint", "tiny", "--samples", "0", "text"],
+        ["train", "--model", "tiny", "--steps", "0", "--out", str(tmp_path / "x")],
+        ["train", "--model", "tiny", "--batch-size", "0", "--out", str(tmp_path / "y")],
+        ["evaluate", "--checkpoint", "tiny", "--data", str(tmp_path / "nope.csv")],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err and "Traceback" not in err, (argv, err)
