@@ -44,8 +44,8 @@ def test_half_written_and_mismatched_checkpoints_are_refused(tmp_path):
 
     smol_tokenizer_dir = tmp_path / "mismatch"
     lm.model.save_pretrained(smol_tokenizer_dir)
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
 
     tiny_vocab = {f"t{i}": i for i in range(40000)} | {"[UNK]": 40000, "[MASK]": 40001}
     fast = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(tiny_vocab, unk_token="[UNK]")),
