@@ -9,6 +9,8 @@ st.set_page_config(page_title="textdiff", page_icon=":material/blur_on:", layout
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/denoise.py", title="Denoise", icon=":material/auto_fix_high:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/classify.py", title="Classify", icon=":material/label:"),
     st.Page("pages/training.py", title="Training", icon=":material/monitoring:"),
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),

@@ -3,8 +3,9 @@
 
 For each length and seed, every method continues the same prompt by ``length`` tokens on the same device in one run,
 and reports forward passes, positions run through the model, wall time, and generative perplexity: the generated
-text, re-tokenised by a reference causal model, scored exactly (``likelihood.ar_scores``) given the prompt.
-Low perplexity alone can mean repetition, so the share of distinct tokens is reported beside it.
+text, re-tokenised by a reference causal model, scored exactly given the prompt (``evaluate.generative_perplexity``).
+Low perplexity alone can mean repetition, so the share of distinct tokens (distinct-1 over the generating model's
+tokens, ``evaluate.distinct_n``) is reported beside it.
 
     python bench/decoding.py                                  # minilm vs minilm-ar, scored by smollm2, 64 and 128
     python bench/decoding.py --diffusion-model DIR --ar-model DIR --lengths 64,128 --seeds 0,1,2 --out bench.json
@@ -33,8 +34,9 @@ import torch  # noqa: E402
 
 from textdiff_core.decoding import DIFFUSION_STRATEGIES, DecodeConfig, generate  # noqa: E402
 from textdiff_core.errors import TextdiffError  # noqa: E402
-from textdiff_core.likelihood import ar_scores  # noqa: E402
+from textdiff_core.evaluate import distinct_n, generative_perplexity  # noqa: E402
 from textdiff_core.models import CAUSAL, MASKED, LoadedModel, load_model  # noqa: E402
+from textdiff_core.tokens import tokenize_texts  # noqa: E402
 from textdiff_core.trace import Trace  # noqa: E402
 
 
@@ -65,12 +67,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def perplexity(reference: LoadedModel, trace: Trace, prompt: str) -> tuple[float, int]:
-    """(exp of the mean NLL per reference token of the generation given the prompt, reference token count)."""
+    """(generative perplexity of the generation given the prompt, reference token count); (nan, 0) when nothing is
+    left after re-tokenising."""
     try:
-        score = ar_scores(reference, trace.generated_text, [prompt or None])[0]
-    except TextdiffError:  # nothing left after re-tokenising
+        ppl = generative_perplexity(reference, trace.generated_text, prompt or None)
+    except TextdiffError:
         return float("nan"), 0
-    return math.exp(score.nll / max(score.n_tokens, 1)), score.n_tokens
+    return ppl, len(tokenize_texts(reference.tokenizer, [trace.generated_text])[0])
 
 
 def methods(args: argparse.Namespace, length: int) -> list[tuple[str, str, DecodeConfig]]:
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> dict:
                     "wall_s": round(trace.elapsed_s, 4),
                     "tokens_per_pass": round(trace.tokens_per_pass, 3),
                     "gen_ppl": ppl, "reference_tokens": ref_tokens,
-                    "distinct": round(len(set(generated)) / max(len(generated), 1), 3),
+                    "distinct": round(distinct_n(generated, 1), 3),
                     "text": trace.generated_text, "settings": trace.settings,
                 })
                 print(f"  {name:<20} len {length:>4} seed {seed}: {trace.forward_passes:>4} passes "

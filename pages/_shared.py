@@ -10,15 +10,19 @@ import html
 import threading
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 import torch
 
 from textdiff_core.classify import Classifier, load_classifier
 from textdiff_core.models import CAUSAL, MASKED, LoadedModel, load_model, pick_device, read_sidecar
+from textdiff_core.trace import MASK_BG, NEW_OUTLINE, PROMPT_BG, Trace, colour_of
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "checkpoints"
 CUSTOM = "other: a directory or hub id…"
+
+UNTRAINED = ("minilm", "minilm-ar", "tiny", "tiny-ar")  # offline base models whose language-model head is new
 
 # role -> (kind, label, shipped default, offline fallback)
 ROLES = {
@@ -63,6 +67,15 @@ def sidebar() -> dict[str, str]:
     return chosen
 
 
+def untrained_note(*names: str) -> None:
+    """Say so when a model that generates is an offline base model with an untrained head (its text is noise)."""
+    found = [f"`{n}`" for n in dict.fromkeys(names) if n in UNTRAINED]
+    if found:
+        st.info(f"{', '.join(found)}: offline base model{'s' if len(found) > 1 else ''} with an untrained language-"
+                "model head, so expect word salad. Train one with `train_cli.py train` (see the README) and pick its "
+                "directory in the sidebar.", icon=":material/info:")
+
+
 @st.cache_resource(show_spinner="Loading model (once per server)…", max_entries=8)
 def cached_model(name: str, kind: str) -> tuple[LoadedModel, threading.Lock]:
     return load_model(name, kind), threading.Lock()
@@ -103,3 +116,60 @@ def heatmap_html(tokens: list[str], values: list[float], errors: list[float] | N
               f'padding:0 6px">&nbsp;</span> evidence {labels[0]} &nbsp; <span style="background:rgba(214,39,40,0.7);'
               f'padding:0 6px">&nbsp;</span> evidence {labels[1]} &nbsp; (hover a token for its value ± s.e.)</div>')
     return f'<div style="line-height:1.9;font-size:0.95em">{"".join(spans)}</div>{legend}'
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def trace_html(trace: Trace, index: int) -> str:
+    """Frame ``index`` of a decoding trace: prompt on blue, masked positions as grey blocks, committed tokens
+    coloured by their confidence at commit time, the ones committed at this step outlined; a legend below."""
+    spans = []
+    for item in trace.view(index):
+        space = " " if item["space"] else ""
+        tip = f' title="{html.escape(item["tip"])}"' if item["tip"] else ""
+        if item["state"] == "masked":
+            spans.append(f'{space}<span title="masked" style="display:inline-block;width:1.6em;height:1em;'
+                         f'vertical-align:-0.1em;background:{_hex(MASK_BG)};border-radius:3px"></span>')
+            continue
+        style = "border-radius:3px;padding:1px 2px;"
+        if item["state"] == "prompt":
+            style += f"background:{_hex(PROMPT_BG)};"
+        elif item["colour"]:
+            style += f"background:{item['colour']};"
+        if item["state"] == "new":
+            style += f"outline:2px solid {_hex(NEW_OUTLINE)};font-weight:600;"
+        spans.append(f'{space}<span{tip} style="{style}">{html.escape(item["text"])}</span>')
+    measure = html.escape(str(trace.settings.get("confidence", "max-prob")))
+    gradient = ", ".join(_hex(colour_of(x / 4)) for x in range(5))
+    swatch = "display:inline-block;width:14px;height:14px;vertical-align:-2px;margin-right:4px;border-radius:2px;"
+    legend = (
+        f'<div style="font-size:0.8em;color:#555;margin:6px 0 14px;display:flex;gap:2px 16px;flex-wrap:wrap;'
+        f'line-height:1.5">'
+        f'<span><span style="{swatch}background:{_hex(PROMPT_BG)}"></span>prompt</span>'
+        f'<span><span style="{swatch}background:{_hex(MASK_BG)}"></span>masked (not decided yet)</span>'
+        f'<span><span style="{swatch}outline:2px solid {_hex(NEW_OUTLINE)};outline-offset:-2px"></span>'
+        f'committed at this step</span>'
+        f'<span>{measure} when committed (hover a token): low <span style="{swatch}width:70px;'
+        f'background:linear-gradient(to right, {gradient})"></span> high</span></div>'
+    )
+    return (f'<div style="line-height:2.1;font-size:1.05em;padding:10px 12px;border:1px solid #ddd;'
+            f'border-radius:6px;overflow-wrap:anywhere">{"".join(spans)}</div>{legend}')
+
+
+def revealed(trace: Trace, index: int) -> float:
+    """Share of the positions the run decodes that are committed in frame ``index`` (0 to 1)."""
+    frame = trace.frames[index]
+    still = sum(m and d for m, d in zip(frame.masked, trace.decoded, strict=True))
+    return 1 - still / trace.n_decoded if trace.n_decoded else 1.0
+
+
+def trace_progress(trace: Trace) -> pd.DataFrame:
+    """One row per frame: step, cumulative forward passes, elapsed seconds and % of the decoded positions revealed."""
+    return pd.DataFrame({
+        "step": [f.step for f in trace.frames],
+        "forward passes": [f.forward_passes for f in trace.frames],
+        "seconds": [f.elapsed_s for f in trace.frames],
+        "% revealed": [100 * revealed(trace, i) for i in range(len(trace.frames))],
+    })

@@ -101,3 +101,9 @@ def test_pickled_weights_are_refused_unless_allowed(tmp_path):
     with pytest.raises(ModelError, match="allow-pickle"):
         load_model(str(out))
     assert load_model(str(out), allow_pickle=True).kind == "masked"
+
+
+def test_offline_minilm_is_the_same_model_on_every_load():
+    a, b = load_model("minilm"), load_model("minilm")
+    head_a = a.model.cls.predictions.transform.dense.weight
+    assert torch.equal(head_a, b.model.cls.predictions.transform.dense.weight)

@@ -1,10 +1,14 @@
-"""Metrics and reports: accuracy with a confidence interval, precision/recall/F1, confusion, calibration, speed."""
+"""Metrics and reports: accuracy with a confidence interval, precision/recall/F1, confusion, calibration, speed;
+and the quality of generated text: generative perplexity and distinct-n diversity."""
 
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Sequence
+
+_WORDS = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -143,3 +147,34 @@ def evaluate_classifier(
         "wall_s": wall,
     }
     return report
+
+
+# ---- generated text ----
+
+
+def distinct_n(tokens_or_text: str | Sequence, n: int = 1) -> float:
+    """Distinct-n (Li et al., 2016): the share of a text's n-grams that are different, in [0, 1] (0 when it has
+    fewer than ``n`` tokens). Low values mean repetition; low generative perplexity alone can hide it.
+
+    A sequence (token ids or strings) is counted as it is. A string is split into lower-cased words and punctuation
+    marks, so that texts from models with different tokenizers are measured in the same units.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    tokens = _WORDS.findall(tokens_or_text.lower()) if isinstance(tokens_or_text, str) else list(tokens_or_text)
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def generative_perplexity(reference_lm, text: str, prompt: str | None = None) -> float:
+    """exp(mean negative log-likelihood per token) of ``text`` under a causal reference model.
+
+    The text is re-tokenised with the reference's tokenizer (so models with different tokenizers are judged by one
+    yardstick) and scored exactly with ``likelihood.ar_scores``, conditioned on ``prompt`` when one is given (the
+    prompt's own tokens are not scored). Texts longer than the reference's window are scored in windows, each given
+    the prompt only. Raises ``TextdiffError`` when the text has no tokens or the reference is not left-to-right.
+    """
+    from textdiff_core.likelihood import ar_scores
+
+    score = ar_scores(reference_lm, text, [prompt or None])[0]
+    return math.exp(score.nll / score.n_tokens)

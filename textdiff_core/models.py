@@ -146,7 +146,9 @@ def _load_offline(name: str, dtype: torch.dtype) -> tuple[nn.Module, object]:
         path = ensure_smollm2()
         return AutoModelForCausalLM.from_pretrained(path, dtype=dtype), AutoTokenizer.from_pretrained(path)
     path = minilm_path()
-    with quiet_transformers():  # the MLM head's transform layer is new: known, and trained by us
+    # the MLM head's transform layer is new (known, and trained by us): initialise it the same way every time
+    with quiet_transformers(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
         if name == "minilm":
             model = BertForMaskedLM.from_pretrained(path, dtype=dtype)
         else:

@@ -1,0 +1,209 @@
+"""Compare: diffusion and left-to-right decoding of the same prompt, side by side, scrubbed together."""
+
+import math
+from bisect import bisect_right
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from pages._shared import cached_model, revealed, sidebar, trace_html, trace_progress, untrained_note
+from textdiff_core.decoding import SCHEDULES, DecodeConfig, generate
+from textdiff_core.errors import TextdiffError
+from textdiff_core.evaluate import distinct_n, generative_perplexity
+from textdiff_core.models import CAUSAL, MASKED
+from textdiff_core.trace import Trace
+
+SIDES = {"diffusion": "Diffusion", "ar": "Left-to-right"}
+COLOURS = {"Diffusion": "#1f77b4", "Left-to-right": "#ff7f0e"}
+STRATEGIES = {
+    "confidence": "confidence threshold",
+    "topk": "top-k per step",
+    "schedule-confidence": "schedule, most confident first",
+    "schedule-random": "schedule, random positions",
+}
+BY = {"forward passes": "forward passes", "time": "seconds"}
+state = st.session_state
+
+
+def _compact(value: float) -> str:
+    """A perplexity in at most five characters (metrics truncate longer values in narrow columns)."""
+    return f"{value / 1000:.0f}k" if value >= 10_000 else f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.1f}"
+
+
+chosen = sidebar()
+st.title("Compare")
+st.caption(
+    "One prompt, the same number of new tokens, two decoders. Left-to-right writes one token per forward pass; "
+    "diffusion can commit several per pass, in any order. Scrub both together by forward passes (model calls) or by "
+    "wall-clock time, and judge the outputs by generative perplexity and diversity."
+)
+
+untrained_note(chosen["diffusion"], chosen["ar"])
+prompt = st.text_area("Prompt", value="The movie was", height=68, key="compare_prompt",
+                      help="Both models continue this text (no [MASK]: left-to-right models cannot infill).")
+top1, top2, top3 = st.columns(3)
+length = top1.slider("New tokens", 1, 256, 32, key="compare_length")
+temperature = top2.slider("Temperature", 0.0, 2.0, 0.0, 0.05, key="compare_temperature",
+                          help="0: greedy; the same for both decoders.")
+seed = top3.number_input("Seed", 0, 2**31 - 1, 0, key="compare_seed")
+
+left, right = st.columns(2)
+with left.container(border=True):
+    st.markdown(f"**Diffusion** · `{chosen['diffusion'] or '?'}`")
+    strategy = st.selectbox("Strategy", list(STRATEGIES), format_func=STRATEGIES.get, key="compare_strategy")
+    settings = {}
+    if strategy == "confidence":
+        settings["threshold"] = st.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="compare_threshold",
+                                          help="Commit every masked position at least this sure (max probability).")
+    elif strategy == "topk":
+        settings["k"] = int(st.number_input("k (positions per step)", 1, 256, 4, key="compare_k"))
+    else:
+        s1, s2 = st.columns(2)
+        settings["steps"] = s1.number_input("Steps", 1, 512, value=None, placeholder="one per new token",
+                                            key="compare_steps")
+        settings["schedule"] = s2.selectbox("Schedule", SCHEDULES, key="compare_schedule")
+with right.container(border=True):
+    st.markdown(f"**Left-to-right** · `{chosen['ar'] or '?'}`")
+    use_cache = st.checkbox("KV cache", value=True, key="compare_cache",
+                            help="Keep the prefix's attention keys and values, so each pass runs only the new token; "
+                                 "off, every pass reruns the whole prefix.")
+    st.caption("One token per forward pass, always.")
+score = st.checkbox(f"Generative perplexity under the reference model (`{chosen['reference'] or '?'}`)", value=True,
+                    key="compare_score",
+                    help="exp(mean negative log-likelihood per token) of each generation given the prompt, under "
+                         "the sidebar's reference model, re-tokenised by it: one yardstick for both.")
+
+
+@st.cache_resource(show_spinner="Warming up (once per model)…", max_entries=8)
+def warmed_up(name: str, kind: str) -> bool:
+    """Run a model once on a short input, so that one-off start-up costs are not timed (as bench/decoding.py)."""
+    lm, lock = cached_model(name, kind)
+    with lock:
+        generate(lm, "The", 2, strategy="ar" if kind == CAUSAL else "confidence")
+    return True
+
+
+def decode(role: str) -> dict:
+    """One side's run: {"trace": Trace} or {"error": message}."""
+    name = chosen[role]
+    config = DecodeConfig(strategy=strategy if role == "diffusion" else "ar", temperature=temperature,
+                          seed=int(seed), use_cache=use_cache, **settings)
+    if not name:
+        return {"error": f"choose a {SIDES[role].lower()} model in the sidebar"}
+    try:
+        kind = MASKED if role == "diffusion" else CAUSAL
+        warmed_up(name, kind)
+        lm, lock = cached_model(name, kind)
+        with lock, st.spinner(f"{SIDES[role]}: generating with {name}…"):
+            return {"trace": generate(lm, prompt, length, config)}
+    except TextdiffError as exc:
+        return {"error": f"{name}: {exc}"}
+
+
+def quality(result: dict) -> None:
+    """Add distinct-1/2 and (when asked) generative perplexity to a side's result."""
+    text = result["trace"].generated_text
+    result["distinct"] = (distinct_n(text, 1), distinct_n(text, 2))
+    if not score:
+        return
+    name = chosen["reference"]
+    try:
+        reference, lock = cached_model(name, CAUSAL)
+        with lock, st.spinner(f"Scoring with {name}…"):
+            result["ppl"] = generative_perplexity(reference, text, prompt or None)
+    except TextdiffError as exc:
+        result["ppl_error"] = f"{name}: {exc}"
+
+
+if st.button("Generate both", type="primary", key="compare_run"):
+    results = {role: decode(role) for role in SIDES}  # one after the other, so neither slows the other down
+    for result in results.values():
+        if "trace" in result:
+            quality(result)
+    state["compare"] = {"sides": results, "reference": chosen["reference"] if score else None}
+    state.pop("compare_passes", None)  # the sliders start at the end of the new runs
+    state.pop("compare_seconds", None)
+
+run = state.get("compare")
+if not run:
+    st.stop()
+results, reference = run["sides"], run["reference"]
+
+st.divider()
+traces: dict[str, Trace] = {role: r["trace"] for role, r in results.items() if "trace" in r}
+
+
+columns = dict(zip(SIDES, st.columns(2), strict=True))
+for role, result in results.items():
+    with columns[role]:
+        st.subheader(SIDES[role])
+        if "error" in result:
+            st.error(result["error"])
+            continue
+        trace = result["trace"]
+        how = (f"{trace.strategy}" if role == "diffusion" else
+               f"KV cache {'on' if trace.settings.get('use_cache') else 'off'}")
+        st.caption(f"`{trace.model}` · {how} · {trace.n_decoded} tokens · seed {trace.seed}")
+        a, b, c = st.columns(3)
+        a.metric("Forward passes", trace.forward_passes)
+        b.metric("Wall time", f"{trace.elapsed_s:.2f} s")
+        c.metric("Tokens / s", f"{trace.n_decoded / trace.elapsed_s:.1f}" if trace.elapsed_s else "–")
+        a, b, c = st.columns(3)
+        a.metric("Perplexity", _compact(result["ppl"]) if "ppl" in result else "–",
+                 help=result.get("ppl_error") or f"Generative perplexity under `{reference}`, exact: lower "
+                                                  "is more fluent. Check distinct-n too: repetitive text also scores "
+                                                  "low.")
+        b.metric("Distinct-1", f"{result['distinct'][0]:.2f}", help="Share of different words (1 = no repeats).")
+        c.metric("Distinct-2", f"{result['distinct'][1]:.2f}", help="Share of different word pairs.")
+        if "ppl_error" in result:
+            st.warning(f"Perplexity not computed: {result['ppl_error']}")
+if not traces:
+    st.stop()
+
+by = st.radio("Scrub both by", list(BY), horizontal=True, key="compare_by",
+              help="Forward passes: the same number of model calls on both sides. Time: the same wall-clock moment.")
+if by == "forward passes":
+    top = max(t.forward_passes for t in traces.values())
+    position = st.slider("Forward passes so far", 0, top, top, key="compare_passes")
+else:
+    top = math.ceil(max(t.elapsed_s for t in traces.values()) * 1000) / 1000
+    position = st.slider("Seconds since start", 0.0, top, top, step=0.001, format="%.3f s", key="compare_seconds")
+
+
+def frame_at(trace: Trace, x: float) -> int:
+    """The last frame reached within ``x`` forward passes / seconds."""
+    values = [f.forward_passes if by == "forward passes" else f.elapsed_s for f in trace.frames]
+    return max(0, bisect_right(values, x) - 1)
+
+
+columns = dict(zip(SIDES, st.columns(2), strict=True))
+for role, trace in traces.items():
+    index = frame_at(trace, position)
+    frame = trace.frames[index]
+    with columns[role]:
+        passes = f"{frame.forward_passes} forward pass" + ("" if frame.forward_passes == 1 else "es")
+        done = " · done" if index == len(trace.frames) - 1 else ""
+        st.markdown(f"**{SIDES[role]}** after {passes}, {frame.elapsed_s:.3f} s: "
+                    f"{100 * revealed(trace, index):.0f}% revealed{done}")
+        st.html(trace_html(trace, index))
+
+x = BY[by]
+progress = pd.concat([trace_progress(t).assign(decoder=SIDES[role]) for role, t in traces.items()])
+tooltip = ["decoder", "step", "forward passes", alt.Tooltip("seconds:Q", format=".3f"),
+           alt.Tooltip("% revealed:Q", format=".1f")]
+domain = list(COLOURS)
+lines = alt.Chart(progress).mark_line(point=True, interpolate="step-after").encode(
+    x=alt.X(f"{x}:Q", title="forward passes (model calls)" if by == "forward passes" else "seconds since start"),
+    y=alt.Y("% revealed:Q", scale=alt.Scale(domain=[0, 100]), title="% of new tokens revealed"),
+    color=alt.Color("decoder:N", scale=alt.Scale(domain=domain, range=list(COLOURS.values())), title=None),
+    strokeDash=alt.StrokeDash("decoder:N", scale=alt.Scale(domain=domain, range=[[1, 0], [5, 3]]), legend=None),
+    strokeWidth=alt.StrokeWidth("decoder:N", scale=alt.Scale(domain=domain, range=[5, 2]), legend=None),
+    tooltip=tooltip,
+)
+rule = alt.Chart(pd.DataFrame({x: [position]})).mark_rule(color="#888", strokeDash=[4, 3]).encode(x=f"{x}:Q")
+st.markdown(f"**% revealed vs {by}**")
+st.altair_chart((lines + rule).properties(height=260), width="stretch")
+st.caption("The steeper curve needs fewer model calls (or seconds) for the same text. Left-to-right climbs one token "
+           "per pass; diffusion climbs faster when it commits several positions at once. Where the curves coincide, "
+           "the diffusion model committed one token per pass too (an untrained model rarely reaches a threshold).")

@@ -1,0 +1,231 @@
+"""Denoise: watch a masked-diffusion model fill in [MASK] tokens, step by step, and replay or export the run."""
+
+import math
+import tempfile
+from pathlib import Path
+
+import altair as alt
+import streamlit as st
+
+from pages._shared import cached_model, revealed, sidebar, trace_html, trace_progress, untrained_note
+from textdiff_core.decoding import SCHEDULES, DecodeConfig, generate
+from textdiff_core.errors import TextdiffError
+from textdiff_core.models import MASKED, read_sidecar
+from textdiff_core.trace import CONFIDENCE_MEASURES, Trace
+
+PLAY_EVERY_S = 0.3  # seconds between frames while playing
+PLAY_FRAMES = 60  # a longer run plays every n-th step, so a replay takes at most ~PLAY_FRAMES * PLAY_EVERY_S
+STRATEGIES = {  # name -> (short label, what it does)
+    "confidence": ("confidence ≥ threshold", "every position at least this sure (at least one per step)"),
+    "topk": ("top-k per step", "the k most confident positions"),
+    "schedule-confidence": ("schedule, most confident", "a schedule's count per step, the most confident ones "
+                                                        "(LLaDA's low-confidence remasking)"),
+    "schedule-random": ("schedule, random", "a schedule's count per step, at random (the seed project's way)"),
+}
+MEASURES = {"max-prob": "max probability", "margin": "margin (top-1 − top-2)", "entropy": "entropy (as exp(−H))"}
+NO_LABEL = "(none)"
+state = st.session_state
+
+chosen = sidebar()
+st.title("Denoise")
+st.caption(
+    "A masked-diffusion model starts from a row of [MASK] tokens after your prompt and, at every step, runs once on "
+    "the whole sequence and commits some of the masked positions, looking both left and right. Pick how it "
+    "chooses which positions to commit, run it, then scrub or play through the steps."
+)
+
+name = chosen["diffusion"]
+untrained_note(name)
+try:
+    meta = read_sidecar(name) if name else {}
+except TextdiffError:
+    meta = {}
+classes = [str(c) for c in meta.get("classes") or []] if meta.get("class_prompt") else []
+
+prompt = st.text_area(
+    "Prompt", value="The movie was", height=80, key="denoise_prompt",
+    help="The model continues this text. Write [MASK] anywhere in it to have those tokens filled in too (infilling); "
+         "with [MASK]s in the prompt, 0 new tokens is allowed.")
+left, mid, right = st.columns(3)
+length = left.slider("New tokens", 0, 256, 32, key="denoise_length",
+                     help="How many [MASK] tokens are appended after the prompt.")
+strategy = mid.selectbox(
+    "Strategy", list(STRATEGIES), format_func=lambda s: STRATEGIES[s][0], key="denoise_strategy",
+    help="Which masked positions to commit at each step:\n\n" + "\n".join(
+        f"- **{short}**: {what}" for short, what in STRATEGIES.values()))
+label = NO_LABEL
+if classes:
+    label = right.selectbox("Class", [NO_LABEL, *classes], key="denoise_label",
+                            help=f"This model is class-conditional: its prompt '{meta['class_prompt']}' is put first "
+                                 "and never masked.")
+
+settings = {"threshold": 0.9, "k": 4, "steps": None, "schedule": "linear", "confidence": "max-prob"}
+a, b, c = st.columns(3)
+if strategy == "confidence":
+    settings["threshold"] = a.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="denoise_threshold",
+                                     help="Commit every masked position whose confidence is at least this.")
+elif strategy == "topk":
+    settings["k"] = a.number_input("k (positions per step)", 1, 256, 4, key="denoise_k")
+else:
+    settings["steps"] = a.number_input(
+        "Steps", 1, 512, value=None, placeholder="one per new token", key="denoise_steps",
+        help="How many steps to take; a schedule decides how many positions each step commits.")
+    settings["schedule"] = b.selectbox(
+        "Schedule", SCHEDULES, key="denoise_schedule",
+        help="linear: the same number every step; cosine: few early, many late; exp: many early, few late.")
+if strategy != "schedule-random":
+    settings["confidence"] = (c if strategy.startswith("schedule") else b).selectbox(
+        "Confidence measure", CONFIDENCE_MEASURES, format_func=MEASURES.get, key="denoise_measure",
+        help="How sure the model is of a position: picks what to commit, and colours the tokens below.")
+
+with st.expander("Sampling and semi-autoregressive blocks"):
+    s1, s2, s3, s4 = st.columns(4)
+    temperature = s1.slider("Temperature", 0.0, 2.0, 0.0, 0.05, key="denoise_temperature",
+                            help="0: greedy (always the most likely token).")
+    sampling = temperature > 0
+    top_k = s2.number_input("Top-k", 1, 100_000, value=None, placeholder="off", disabled=not sampling,
+                            key="denoise_top_k", help="Sample among the k most likely tokens (temperature > 0 only).")
+    top_p = s3.number_input("Top-p", 0.01, 1.0, value=None, step=0.05, placeholder="off", disabled=not sampling,
+                            key="denoise_top_p",
+                            help="Sample from the smallest set of tokens with this much probability (temperature > 0 "
+                                 "only).")
+    seed = s4.number_input("Seed", 0, 2**31 - 1, 0, key="denoise_seed",
+                           help="The same seed and settings reproduce a run exactly.")
+    block_size = s1.number_input(
+        "Block size", 1, 256, value=None, placeholder="off: one block", key="denoise_block",
+        help="Decode the masked positions in left-to-right blocks of this many (semi-autoregressive).")
+
+
+def run() -> None:
+    if not name:
+        st.error("Choose a diffusion model in the sidebar first.")
+        return
+    config = DecodeConfig(
+        strategy=strategy, steps=settings["steps"], schedule=settings["schedule"], threshold=settings["threshold"],
+        k=int(settings["k"]), confidence=settings["confidence"], temperature=temperature,
+        top_k=int(top_k) if sampling and top_k else None, top_p=float(top_p) if sampling and top_p else None,
+        seed=int(seed), block_size=int(block_size) if block_size else None,
+    )
+    try:
+        config.validate()
+        lm, lock = cached_model(name, MASKED)
+        text = prompt.replace("[MASK]", lm.tokenizer.mask_token) if lm.tokenizer.mask_token else prompt
+        with lock, st.spinner(f"Denoising with {name}…"):
+            trace = generate(lm, text, length, config, None if label == NO_LABEL else label)
+    except TextdiffError as exc:
+        st.error(str(exc))
+        return
+    state["denoise_trace"] = trace
+    state["denoise_frame"] = len(trace.frames) - 1  # show the result; Play replays it from the start
+    state["denoise_playing"] = False
+
+
+if st.button("Denoise", type="primary", key="denoise_run"):
+    run()
+
+trace: Trace | None = state.get("denoise_trace")
+if trace is None:
+    st.stop()
+
+last = len(trace.frames) - 1
+stride = max(1, math.ceil(last / PLAY_FRAMES))
+state.setdefault("denoise_playing", False)
+st.divider()
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Forward passes", trace.forward_passes,
+          help="Model calls. Steps that commit nothing reuse the last prediction instead of calling the model.")
+m2.metric("Wall time", f"{trace.elapsed_s:.2f} s")
+m3.metric("Tokens / s", f"{trace.n_decoded / trace.elapsed_s:.1f}" if trace.elapsed_s else "–")
+m4.metric("Tokens per pass", f"{trace.tokens_per_pass:.2f}", help="Left-to-right decoding always makes 1.")
+label_note = f" · class `{trace.label}`" if trace.label else ""
+st.caption(f"`{trace.model}` · {trace.strategy} · {trace.n_decoded} positions decoded in {last} steps · "
+           f"seed {trace.seed}{label_note}")
+
+
+def toggle_play() -> None:
+    """Play from the slider's step (from the start when at the end), or pause on the step shown."""
+    if state["denoise_playing"]:
+        state["denoise_playing"] = False
+        state["denoise_frame"] = state.get("denoise_shown", last)
+    else:
+        state["denoise_playing"] = True
+        frame = state.get("denoise_frame", last)
+        state["denoise_next"] = frame if frame < last else 0
+
+
+playing = state["denoise_playing"]
+st.button(":material/pause: Pause" if playing else ":material/play_arrow: Play", key="denoise_play",
+          on_click=toggle_play,
+          help="Replay the run" + (f", every {stride}th step" if stride > 1 else "") + "; pause to scrub.")
+
+
+@st.fragment(run_every=PLAY_EVERY_S if playing else None)
+def player(trace: Trace, timer_on: bool) -> None:
+    """The step slider, the frame and the progress chart; while playing, reruns on a timer and steps forward.
+
+    While playing, the step shown is kept here, not read from the slider (it is disabled): a timer tick can arrive
+    with the browser's slider one step behind, and must not move playback back or stop it.
+    """
+    playing = state["denoise_playing"]
+    if timer_on and not playing:  # stopped by another run of the page: rerun it so the timer goes
+        st.rerun()
+    if playing:
+        state["denoise_frame"] = index = min(state.get("denoise_next", 0), last)
+        st.slider("Step", 0, last, key="denoise_frame", disabled=True)
+    else:
+        if "denoise_goto" in state:  # playback just ended on this step
+            state["denoise_frame"] = state.pop("denoise_goto")
+        elif "denoise_frame" not in state:  # back from another page: widget state is gone, show the result again
+            state["denoise_frame"] = last
+        index = st.slider("Step", 0, last, key="denoise_frame")
+    state["denoise_shown"] = index
+    frame = trace.frames[index]
+    st.caption(f"Step {frame.step} of {last} · {frame.forward_passes} forward passes · {frame.elapsed_s:.2f} s · "
+               f"{100 * revealed(trace, index):.0f}% revealed" + (" · prediction reused" if frame.reused else ""))
+    st.html(trace_html(trace, index))
+
+    progress = trace_progress(trace)
+    tooltip = ["step", "forward passes", alt.Tooltip("seconds:Q", format=".3f", title="elapsed s"),
+               alt.Tooltip("% revealed:Q", format=".1f")]
+    line = alt.Chart(progress).mark_line(point=True, interpolate="step-after").encode(
+        x=alt.X("forward passes:Q", title="forward passes (model calls)"),
+        y=alt.Y("% revealed:Q", scale=alt.Scale(domain=[0, 100]), title="% of positions revealed"),
+        tooltip=tooltip,
+    )
+    here = alt.Chart(progress.iloc[[index]]).mark_point(size=160, filled=True, color="#d62728").encode(
+        x="forward passes:Q", y="% revealed:Q", tooltip=tooltip)
+    st.markdown("**Progress** · hover a point for its elapsed time")
+    st.altair_chart((line + here).properties(height=220), width="stretch")
+
+    if playing:
+        if index >= last:  # finished: rerun the page to stop the timer (the browser's slider may lag a step)
+            state["denoise_playing"] = False
+            state["denoise_goto"] = last
+            st.rerun()
+        state["denoise_next"] = index + stride
+
+
+player(trace, playing)
+
+with st.expander("Final text"):
+    st.code(trace.final_text, language=None, wrap_lines=True)
+
+
+def export(kind: str) -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"trace.{kind}"
+        if kind == "gif":
+            trace.to_gif(path)
+        else:
+            trace.to_html(path, title=f"textdiff: {trace.model}, {trace.strategy}")
+        return path.read_bytes()
+
+
+d1, d2, d3 = st.columns(3)
+d1.download_button("Animated GIF", lambda: export("gif"), "denoise.gif", "image/gif", on_click="ignore",
+                   icon=":material/gif_box:", width="stretch")
+d2.download_button("HTML player", lambda: export("html"), "denoise.html", "text/html", on_click="ignore",
+                   icon=":material/play_circle:", width="stretch",
+                   help="One self-contained file: open it in any browser, no network needed.")
+d3.download_button("Trace (JSON)", trace.to_json(), "denoise.json", "application/json", on_click="ignore",
+                   icon=":material/data_object:", width="stretch", help="Every frame and setting.")
