@@ -1,19 +1,67 @@
-"""Home: what text diffusion is, and where to go."""
+"""Home: what text diffusion is, a live miniature of it, and where to go."""
 
 import streamlit as st
 
+from pages._shared import cached_model, sidebar, trace_html
+from textdiff_core.decoding import generate
+from textdiff_core.errors import TextdiffError
+from textdiff_core.models import MASKED
+
+FRAME_EVERY_S = 0.6  # seconds per frame of the miniature
+
+chosen = sidebar()
 st.title("textdiff")
 st.markdown(
     """
 **Discrete text diffusion, measured honestly against left-to-right language models.**
 
 A left-to-right model (GPT-2 style) writes one token per forward pass, each conditioned on the ones before it.
-A *masked-diffusion* model starts from a sequence of `[MASK]` tokens and, over a number of steps, fills in the
-positions it is most sure of, looking both left and right. Its training objective (the MDLM bound) is a
-likelihood, so the same model can also *score* text, which makes it a generative classifier.
-
-This app is built over the `textdiff_core` library; everything it shows can be reproduced with `train_cli.py`.
+A *masked-diffusion* model starts from a row of `[MASK]` tokens and, over a number of steps, fills in the
+positions it is most sure of, looking both left and right, so it can commit several tokens per forward pass and
+fill gaps anywhere. Its training objective (the MDLM bound) is a likelihood, so the same model can also *score*
+text, which makes it a generative classifier.
 """
 )
-st.page_link("pages/models.py", label="Models: the offline defaults, trained checkpoints, and a fill-mask probe",
-             icon=":material/model_training:")
+
+
+@st.cache_resource(show_spinner="Decoding a miniature…", max_entries=4)
+def miniature(name: str, label: str | None):
+    lm, lock = cached_model(name, MASKED)
+    with lock:
+        return generate(lm, "The movie was", 16, strategy="confidence", threshold=0.5, temperature=0.8, top_p=0.9,
+                        seed=1, label=label)
+
+
+st.subheader("A miniature, decoded live by the selected diffusion model")
+try:
+    lm, _ = cached_model(chosen["diffusion"], MASKED)
+    classes = lm.meta.get("classes") if lm.meta.get("class_prompt") else None
+    trace = miniature(chosen["diffusion"], classes[-1] if classes else None)
+except TextdiffError as exc:
+    st.error(str(exc))
+    trace = None
+
+if trace is not None:
+
+    @st.fragment(run_every=FRAME_EVERY_S)
+    def animate() -> None:
+        index = st.session_state.get("home_frame", 0) % (len(trace.frames) + 3)  # hold the last frame a moment
+        shown = min(index, len(trace.frames) - 1)
+        st.html(trace_html(trace, shown))
+        st.caption(f"{trace.caption(shown)} · model `{trace.model}`"
+                   + (f" · class prompt `{trace.label}`" if trace.label else ""))
+        st.session_state["home_frame"] = index + 1
+
+    animate()
+
+st.subheader("Where to go")
+left, right = st.columns(2)
+with left:
+    st.page_link("pages/denoise.py", label="Denoise: watch text emerge from masks, step by step", icon="🌫️")
+    st.page_link("pages/compare.py", label="Compare: diffusion vs left-to-right on one prompt", icon="⚖️")
+    st.page_link("pages/classify.py", label="Classify: a generative classifier and the words that decided it",
+                 icon="🏷️")
+with right:
+    st.page_link("pages/training.py", label="Training: loss curves and evaluation of any run", icon="📈")
+    st.page_link("pages/models.py", label="Models: what is available offline, and a fill-mask probe", icon="🧩")
+st.caption("Everything shown here can be reproduced from the command line with `train_cli.py` (see the README).")

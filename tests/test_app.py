@@ -11,7 +11,9 @@ def test_home_page_renders_and_links_to_models():
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     assert at.title[0].value == "textdiff"
-    assert "masked-diffusion" in at.markdown[0].value.lower() or "masked" in at.markdown[0].value.lower()
+    assert "masked-diffusion" in at.markdown[0].value.lower()
+    miniature = at.get("html")
+    assert miniature and "prompt" in miniature[0].proto.body, "the live miniature shows a decoding frame"
 
 
 def test_models_page_lists_offline_models_and_runs_fill_mask():
