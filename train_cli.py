@@ -57,12 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=float, default=None, help="epochs over the training data, instead of --steps")
     t.add_argument("--batch-size", type=int, default=16, help="sequences per micro-batch per process")
     t.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    t.add_argument("--lr", type=float, default=1e-4, help="peak AdamW learning rate")
+    t.add_argument("--lr", type=float, default=2e-4, help="peak AdamW learning rate")
     t.add_argument("--lr-schedule", default="linear", help="transformers scheduler: linear, cosine, constant, ...")
     t.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default: 5%% of steps)")
     t.add_argument("--max-length", type=int, default=128, help="tokens per sequence, prompt and specials included")
-    t.add_argument("--crop", choices=["start", "random"], default="start",
-                   help="texts longer than --max-length: train on their start, or on a random window each time")
+    t.add_argument("--crop", choices=["random", "start"], default="random",
+                   help="texts longer than --max-length: a random window each time (reviews put their verdict at "
+                        "the end), or always the start")
     t.add_argument("--max-samples", type=int, default=None, help="use at most N training examples, class-balanced")
     t.add_argument("--seed", type=int, default=0, help="seed of data order, masks and dropout")
     t.add_argument("--out", required=True, help="output directory (keep runs outside the git checkout)")

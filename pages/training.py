@@ -130,8 +130,7 @@ if config:
              "--batch-size", str(config["batch_size"]), "--lr", str(config["lr"]), "--seed", str(config["seed"])]
     if config.get("conditioning") == "class":
         flags += ["--class-prompt", config["class_prompt"]]
-    if config.get("crop", "start") != "start":
-        flags += ["--crop", config["crop"]]
+    flags += ["--crop", config.get("crop", "start")]
     steps = st.number_input("Steps", min_value=1, value=int(config.get("steps") or last["step"]))
     processes = st.number_input("Processes (GPUs)", min_value=1, max_value=64, value=1)
     flags += ["--steps", str(steps), "--out", str(run)]

@@ -58,12 +58,12 @@ class TrainConfig:
     epochs: float | None = None  # alternative to steps
     batch_size: int = 16  # sequences per micro-batch per process
     grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 1e-4  # peak AdamW learning rate
+    lr: float = 2e-4  # peak AdamW learning rate
     lr_schedule: str = "linear"  # transformers scheduler name: linear, cosine, constant_with_warmup, ...
     warmup_steps: int | None = None  # default: 5% of the steps
     weight_decay: float = 0.01  # AdamW weight decay (not on biases and LayerNorm)
     max_length: int = 128  # tokens per sequence including prompt and special tokens
-    crop: str = "start"  # texts longer than max_length: keep the "start", or a "random" window each time
+    crop: str = "random"  # texts longer than max_length: a "random" window each time, or always the "start"
     max_samples: int | None = None  # use at most this many training examples (class-balanced)
     seed: int = 0  # data order, masks, dropout
     save_every: int = 100  # write a resumable checkpoint every N steps (0: only at the end)
