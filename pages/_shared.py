@@ -53,12 +53,39 @@ def device_label() -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
 
 
+def _leave_legacy_pages_mode() -> None:
+    """Streamlit treats a ``pages/`` folder beside app.py as a v1 multipage app until some session has run
+    ``st.navigation``; so on a fresh server, a first visit straight to /classify would run pages/classify.py
+    alone (no app navigation, no wide layout). Switch the server to app.py's navigation and rerun: app.py then
+    resolves the same page from the URL."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without the v1 relic
+        return
+    # Once per session: the flag is process-wide and stays False after this, except under AppTest, which sets it
+    # afresh on every run (a rerun there would swallow the run's button click).
+    if getattr(PagesManager, "uses_pages_directory", False) and not st.session_state.get("_app_navigation"):
+        st.session_state["_app_navigation"] = True
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def _keep(key: str) -> None:
+    """Widgets are created by each page's script, so Streamlit would drop their values on a page switch; writing
+    the value back to session state keeps the user's choice across pages."""
+    if key in st.session_state:
+        st.session_state[key] = st.session_state[key]
+
+
 def sidebar() -> dict[str, str]:
     """The model picker: one choice per role, remembered per session; returns {role: model name or path}."""
+    _leave_legacy_pages_mode()
     chosen = {}
     with st.sidebar:
         st.subheader("Models")
         for role, (_, label, _, _) in ROLES.items():
+            _keep(f"pick_{role}")
+            _keep(f"custom_{role}")
             pick = st.selectbox(label, options(role), key=f"pick_{role}")
             if pick == CUSTOM:
                 pick = st.text_input(f"{label}: directory or hub id", key=f"custom_{role}").strip()

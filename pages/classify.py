@@ -80,14 +80,19 @@ if results:
             st.subheader({"diffusion": "Diffusion", "ar": "Left-to-right", "reference": "Zero-shot"}[role])
             st.caption(f"`{name}` · method `{clf.method}` · {p.forward_passes} forward passes · {p.seconds:.2f} s"
                        + (f" · {p.samples} samples/class" if p.samples else ""))
-            st.metric("Decision", p.label, f"confidence {p.confidence:.1%}", delta_color="off")
+            ranked = sorted(p.posterior, reverse=True)
+            if len(ranked) > 1 and ranked[0] - ranked[1] < 5e-3:  # within half a point: no decision to show
+                st.metric("Decision", "tie", f"top two within {ranked[0] - ranked[1]:.1%}", delta_color="off",
+                          delta_arrow="off")
+            else:
+                st.metric("Decision", p.label, f"confidence {p.confidence:.1%}", delta_color="off")
             frame = pd.DataFrame({"class": p.classes, "posterior": p.posterior})
             st.altair_chart(
                 alt.Chart(frame).mark_bar().encode(
                     x=alt.X("posterior:Q", scale=alt.Scale(domain=[0, 1]), title="P(class | text)"),
                     y=alt.Y("class:N", title=None),
                     tooltip=["class", alt.Tooltip("posterior:Q", format=".3f")],
-                ).properties(height=30 * len(p.classes) + 30),
+                ).properties(height=alt.Step(28)),  # a fixed total height squashes the bars and labels
                 width="stretch",
             )
             st.dataframe(pd.DataFrame({

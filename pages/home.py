@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages._shared import cached_model, sidebar, trace_html
+from pages._shared import cached_model, sidebar, trace_html, untrained_note
 from textdiff_core.decoding import generate
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import MASKED
@@ -33,6 +33,7 @@ def miniature(name: str, label: str | None):
 
 
 st.subheader("A miniature, decoded live by the selected diffusion model")
+untrained_note(chosen["diffusion"])
 try:
     lm, _ = cached_model(chosen["diffusion"], MASKED)
     classes = lm.meta.get("classes") if lm.meta.get("class_prompt") else None
@@ -57,11 +58,15 @@ if trace is not None:
 st.subheader("Where to go")
 left, right = st.columns(2)
 with left:
-    st.page_link("pages/denoise.py", label="Denoise: watch text emerge from masks, step by step", icon="🌫️")
-    st.page_link("pages/compare.py", label="Compare: diffusion vs left-to-right on one prompt", icon="⚖️")
+    st.page_link("pages/denoise.py", label="Denoise: watch text emerge from masks, step by step",
+                 icon=":material/auto_fix_high:")
+    st.page_link("pages/compare.py", label="Compare: diffusion vs left-to-right on one prompt",
+                 icon=":material/compare:")
     st.page_link("pages/classify.py", label="Classify: a generative classifier and the words that decided it",
-                 icon="🏷️")
+                 icon=":material/label:")
 with right:
-    st.page_link("pages/training.py", label="Training: loss curves and evaluation of any run", icon="📈")
-    st.page_link("pages/models.py", label="Models: what is available offline, and a fill-mask probe", icon="🧩")
+    st.page_link("pages/training.py", label="Training: loss curves and evaluation of any run",
+                 icon=":material/monitoring:")
+    st.page_link("pages/models.py", label="Models: what is available offline, and a fill-mask probe",
+                 icon=":material/model_training:")
 st.caption("Everything shown here can be reproduced from the command line with `train_cli.py` (see the README).")

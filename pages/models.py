@@ -1,26 +1,16 @@
 """Models: what is available offline, and a fill-mask probe of any masked model."""
 
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-import torch
 
+from pages._shared import CHECKPOINTS, cached_model, sidebar
 from textdiff_core.decoding import fill_mask
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import MASKED, OFFLINE_MODELS, load_model, pick_device, read_sidecar
+from textdiff_core.models import MASKED, OFFLINE_MODELS, read_sidecar
 
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
-
-
-@st.cache_resource(show_spinner="Loading model…")
-def cached_model(name: str):
-    return load_model(name, MASKED)
-
-
+chosen = sidebar()
 st.title("Models")
-device = pick_device()
-st.caption(f"Device: **{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}**")
 
 rows = [{"name": name, "kind": kind, "what": what} for name, (kind, what) in OFFLINE_MODELS.items()]
 for path in sorted(p for p in CHECKPOINTS.iterdir() if p.is_dir()) if CHECKPOINTS.is_dir() else []:
@@ -30,15 +20,16 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 st.subheader("Fill-mask probe")
 st.caption("What a masked model predicts for each [MASK], under one or more never-masked prefixes.")
-name = st.text_input("Masked model (offline name, trained directory or hub id)", value="minilm")
+name = st.text_input("Masked model (offline name, trained directory or hub id)", value=chosen["diffusion"])
 text = st.text_input("Text", value="The movie was [MASK].")
 prefixes = st.text_input("Prefixes, separated by |", value="positive review: | negative review:")
 if st.button("Predict", type="primary"):
     try:
-        lm = cached_model(name.strip())
+        lm, lock = cached_model(name.strip(), MASKED)
         table = {}
         for prefix in [p.strip() for p in prefixes.split("|")] or [""]:
-            predictions = fill_mask(lm, text, prefix or None, top_k=5)
+            with lock:
+                predictions = fill_mask(lm, text, prefix or None, top_k=5)
             table[prefix or "(none)"] = [", ".join(f"{t} ({p:.2f})" for t, p in mask) for mask in predictions]
         st.dataframe(pd.DataFrame(table, index=[f"mask {i + 1}" for i in range(len(next(iter(table.values()))))]))
     except TextdiffError as exc:

@@ -17,6 +17,7 @@ st.title("Training dashboard")
 st.caption("Point it at any run directory written by `train_cli.py train --out DIR` (it refreshes on rerun).")
 
 RUNS = Path.home() / "textdiff-runs"
+STEP = alt.X("step:Q", axis=alt.Axis(format="d", tickMinStep=1))  # whole steps, never "2.1"
 
 
 def run_dirs() -> list[str]:
@@ -71,7 +72,7 @@ smooth = st.slider("Smoothing (steps in the moving average)", 1, 50, 5)
 frame["loss (smoothed)"] = frame["loss"].rolling(smooth, min_periods=1).mean()
 long = frame.melt(id_vars="step", value_vars=["loss", "loss (smoothed)"], var_name="series", value_name="value")
 st.altair_chart(alt.Chart(long).mark_line().encode(
-    x="step:Q", y=alt.Y("value:Q", title="loss (nats / token)", scale=alt.Scale(zero=False)), color="series:N",
+    x=STEP, y=alt.Y("value:Q", title="loss (nats / token)", scale=alt.Scale(zero=False)), color="series:N",
     tooltip=["step", "series", alt.Tooltip("value:Q", format=".3f")]), width="stretch")
 
 if "loss_by_mask_rate" in frame:
@@ -82,7 +83,7 @@ if "loss_by_mask_rate" in frame:
     bins = pd.DataFrame(rows)
     bins["loss"] = bins.groupby("mask rate")["loss"].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
     st.altair_chart(alt.Chart(bins).mark_line().encode(
-        x="step:Q", y=alt.Y("loss:Q", scale=alt.Scale(zero=False)),
+        x=STEP, y=alt.Y("loss:Q", scale=alt.Scale(zero=False)),
         color=alt.Color("mask rate:N", scale=alt.Scale(scheme="viridis")),
         tooltip=["step", "mask rate", alt.Tooltip("loss:Q", format=".3f")]), width="stretch")
 
@@ -92,7 +93,7 @@ if "val_accuracy" in frame:
     st.caption(f"A cheap monitor: {int(val['val_n'].iloc[-1])} fixed validation texts, first window only, no "
                "calibration. The final figures come from `train_cli.py evaluate`.")
     st.altair_chart(alt.Chart(val).mark_line(point=True).encode(
-        x="step:Q", y=alt.Y("val_accuracy:Q", scale=alt.Scale(domain=[0.4, 1.0]), title="accuracy"),
+        x=STEP, y=alt.Y("val_accuracy:Q", scale=alt.Scale(domain=[0.4, 1.0]), title="accuracy"),
         tooltip=["step", alt.Tooltip("val_accuracy:Q", format=".3f")]), width="stretch")
 
 reports = sorted(run.glob("eval*.json"))
@@ -137,7 +138,12 @@ if config:
     if steps > last["step"]:
         flags.append("--resume")
     launcher = ["python"] if processes == 1 else ["accelerate", "launch", "--num_processes", str(processes)]
-    st.code(shlex.join([*launcher, str(Path("train_cli.py")), "train", *flags]), language="bash")
+    lines, i = [shlex.join([*launcher, str(Path("train_cli.py")), "train"])], 0
+    while i < len(flags):  # one "--flag value" per line: readable, and a narrow column never breaks inside a flag
+        n = 2 if i + 1 < len(flags) and not flags[i + 1].startswith("--") else 1
+        lines.append(shlex.join(flags[i:i + n]))
+        i += n
+    st.code(" \\\n    ".join(lines), language="bash")
     st.caption(f"Run from {ROOT}. With --resume it continues from the last complete checkpoint in the run "
                "directory; a larger --steps extends the learning-rate schedule.")
 else:

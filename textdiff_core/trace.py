@@ -174,9 +174,10 @@ class Trace:
         """One line under the player / on top of a GIF frame: step, passes, time."""
         frame = self.frames[index]
         last = len(self.frames) - 1
-        reused = "  (prediction reused)" if frame.reused else ""
-        return (f"{self.strategy}  step {frame.step}/{self.frames[last].step}  "
-                f"{frame.forward_passes} forward passes  {frame.elapsed_s:.2f} s{reused}")
+        reused = " (prediction reused)" if frame.reused else ""
+        passes = f"{frame.forward_passes} forward pass" + ("" if frame.forward_passes == 1 else "es")
+        return (f"{self.strategy} · step {frame.step}/{self.frames[last].step} · {passes} · "
+                f"{frame.elapsed_s:.2f} s{reused}")
 
     # ---- exports ----
 
