@@ -32,20 +32,29 @@ ROLES = {
 }
 
 
-def shipped(kind: str) -> list[str]:
-    """Shipped checkpoint directories of one kind, as paths relative to the app."""
+RUNS = Path.home() / "textdiff-runs"  # where the README's training commands write runs
+
+
+def trained(kind: str, folder: Path, relative: bool) -> list[str]:
+    """Finished model directories of one kind under ``folder`` (a textdiff.json marks a completed save)."""
     found = []
-    for path in sorted(CHECKPOINTS.glob("*/textdiff.json")):
+    for path in sorted(folder.glob("*/textdiff.json")) if folder.is_dir() else []:
         meta = read_sidecar(path.parent)
         if (meta.get("objective") == "diffusion") == (kind == MASKED):
-            found.append(str(path.parent.relative_to(ROOT)))
+            found.append(str(path.parent.relative_to(ROOT)) if relative else str(path.parent))
     return found
 
 
+def shipped(kind: str) -> list[str]:
+    """Shipped checkpoint directories of one kind, as paths relative to the app."""
+    return trained(kind, CHECKPOINTS, relative=True)
+
+
 def options(role: str) -> list[str]:
+    """Shipped checkpoints first, then the offline bases, then the user's finished runs in ~/textdiff-runs."""
     kind, _, _, fallback = ROLES[role]
     others = ["minilm", "tiny"] if kind == MASKED else ["minilm-ar", "smollm2", "tiny-ar"]
-    return shipped(kind) + [fallback] + [o for o in others if o != fallback] + [CUSTOM]
+    return shipped(kind) + [fallback] + [o for o in others if o != fallback] + trained(kind, RUNS, False) + [CUSTOM]
 
 
 def device_label() -> str:

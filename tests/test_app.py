@@ -84,3 +84,20 @@ def test_training_dashboard_plots_a_run_and_builds_its_command(tmp_path):
     assert len(at.get("vega_lite_chart")) >= 4, "loss, per-level loss, validation accuracy, confusion"
     command = at.code[0].value
     assert "train_cli.py train" in command and "--conditioning class" in command and str(run) in command
+
+
+def test_the_model_picker_offers_finished_runs_of_the_right_kind(tmp_path, monkeypatch):
+    import json
+
+    from pages import _shared
+
+    for name, objective in (("d1", "diffusion"), ("a1", "ar")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "textdiff.json").write_text(json.dumps({"objective": objective}))
+    (tmp_path / "unfinished").mkdir()  # no textdiff.json: still training, never offered
+    monkeypatch.setattr(_shared, "RUNS", tmp_path)
+    diffusion, ar = _shared.options("diffusion"), _shared.options("ar")
+    assert str(tmp_path / "d1") in diffusion and str(tmp_path / "a1") not in diffusion
+    assert str(tmp_path / "a1") in ar and str(tmp_path / "d1") not in ar
+    assert not any("unfinished" in o for o in diffusion + ar)
+    assert diffusion[-1] == ar[-1] == _shared.CUSTOM
