@@ -112,7 +112,7 @@ class Session:
         for i in range(2):
             self.own_only(f"heatmap {i + 1}", await heatmaps.nth(i).inner_text())
         for label in await page.get_by_test_id("stMetricValue").all_inner_texts():
-            assert label in ("negative", "positive"), label
+            assert label in ("negative", "positive", "tie"), label  # tiny untrained models often tie
         await self.no_errors("Classify")
 
     async def still_own(self) -> None:
