@@ -45,7 +45,7 @@ def methods(samples: int, reference: str) -> list[Method]:
         Method("diffusion ELBO, shared noise, adaptive", "diffusion", "elbo", samples, adaptive=True),
         Method(f"diffusion ELBO, shared noise, K={samples // 2}", "diffusion", "elbo", samples // 2),
         Method(f"diffusion ELBO, independent noise, K={samples // 2}", "diffusion", "elbo-indep", samples // 2),
-        Method("diffusion pseudo-log-likelihood", "diffusion", "pll", limit_share=0.2),
+        Method("diffusion pseudo-log-likelihood", "diffusion", "pll", limit_share=0.1),
         Method("seed score (15% mask x5, fresh noise)", "diffusion", "seed", 5),
         Method("left-to-right twin (exact)", "ar", "ar"),
         Method(f"{reference} zero-shot (exact)", "reference", "ar"),
