@@ -112,14 +112,20 @@ def untrained_note(*names: str) -> None:
                 "directory in the sidebar.", icon=":material/info:")
 
 
+def resolve(name: str) -> str:
+    """Shipped checkpoints are listed relative to the app (``checkpoints/imdb-diffusion``); make such a name work
+    whatever directory the server was started from."""
+    return str(ROOT / name) if not Path(name).is_absolute() and (ROOT / name).is_dir() else name
+
+
 @st.cache_resource(show_spinner="Loading model (once per server)…", max_entries=8)
 def cached_model(name: str, kind: str) -> tuple[LoadedModel, threading.Lock]:
-    return load_model(name, kind), threading.Lock()
+    return load_model(resolve(name), kind), threading.Lock()
 
 
 @st.cache_resource(show_spinner="Loading classifier (once per server)…", max_entries=8)
 def cached_classifier(name: str, method: str | None) -> tuple[Classifier, threading.Lock]:
-    return load_classifier(name, method), threading.Lock()
+    return load_classifier(resolve(name), method), threading.Lock()
 
 
 def join_wordpieces(tokens: list[str]) -> list[str]:

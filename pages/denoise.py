@@ -7,7 +7,7 @@ from pathlib import Path
 import altair as alt
 import streamlit as st
 
-from pages._shared import cached_model, revealed, sidebar, trace_html, trace_progress, untrained_note
+from pages._shared import cached_model, resolve, revealed, sidebar, trace_html, trace_progress, untrained_note
 from textdiff_core.decoding import SCHEDULES, DecodeConfig, generate
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import MASKED, read_sidecar
@@ -37,7 +37,7 @@ st.caption(
 name = chosen["diffusion"]
 untrained_note(name)
 try:
-    meta = read_sidecar(name) if name else {}
+    meta = read_sidecar(resolve(name)) if name else {}
 except TextdiffError:
     meta = {}
 classes = [str(c) for c in meta.get("classes") or []] if meta.get("class_prompt") else []

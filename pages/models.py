@@ -1,6 +1,5 @@
 """Models: what is available offline, and a fill-mask probe of any masked model."""
 
-
 import pandas as pd
 import streamlit as st
 

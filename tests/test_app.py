@@ -101,3 +101,11 @@ def test_the_model_picker_offers_finished_runs_of_the_right_kind(tmp_path, monke
     assert str(tmp_path / "a1") in ar and str(tmp_path / "d1") not in ar
     assert not any("unfinished" in o for o in diffusion + ar)
     assert diffusion[-1] == ar[-1] == _shared.CUSTOM
+
+
+def test_shipped_names_resolve_whatever_the_working_directory(tmp_path, monkeypatch):
+    from pages import _shared
+
+    monkeypatch.chdir(tmp_path)  # the server started from elsewhere: relative names must not be taken as hub ids
+    assert _shared.resolve("checkpoints/imdb-diffusion") == str(_shared.ROOT / "checkpoints" / "imdb-diffusion")
+    assert _shared.resolve("minilm") == "minilm" and _shared.resolve("gpt2") == "gpt2"
