@@ -1,6 +1,6 @@
 """Regenerate RESULTS.md and results.json: every figure the project shows, from the shipped checkpoints.
 
-    python train_cli.py report                 # the full report (about an hour on 2 CPU cores)
+    python train_cli.py report                 # the full report (about 35 min on 2 CPU cores)
     python train_cli.py report --quick         # a few examples per section, for CI
 
 Sections: classification on a fixed subset of the IMDB test split (accuracy with 95% CI, ECE, median latency) for
@@ -14,6 +14,8 @@ import argparse
 import json
 import math
 import platform
+import shlex
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,9 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="diffusion checkpoint")
     parser.add_argument("--ar", default=str(ROOT / "checkpoints" / "imdb-ar"), help="left-to-right checkpoint")
     parser.add_argument("--reference", default="smollm2", help="reference causal LM (zero-shot, perplexity)")
-    parser.add_argument("--n", type=int, default=500, help="test reviews for classification (class-balanced)")
-    parser.add_argument("--n-ppl", type=int, default=200, help="test reviews for perplexity")
-    parser.add_argument("--samples", type=int, default=16, help="ELBO Monte Carlo samples (cap when adaptive)")
+    parser.add_argument("--n", type=int, default=200, help="test reviews for classification (class-balanced)")
+    parser.add_argument("--n-ppl", type=int, default=100, help="test reviews for perplexity")
+    parser.add_argument("--samples", type=int, default=8, help="ELBO Monte Carlo samples (cap when adaptive)")
     parser.add_argument("--lengths", default="64,128", help="decoding lengths")
     parser.add_argument("--seeds", default="0,1,2", help="decoding seeds")
     parser.add_argument("--quick", action="store_true", help="a few examples per section (CI)")
@@ -234,12 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument("--no-cards", dest="cards", action="store_false",
                         help="do not (re)write the checkpoints' model cards (README.md)")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.n_ppl, args.samples, args.lengths, args.seeds = 10, 4, 4, "16", "0"
     models = {"diffusion": args.diffusion, "ar": args.ar, "reference": args.reference}
     started = time.time()
-    result = {"command": "python train_cli.py report" + (" --quick" if args.quick else ""), "hardware": hardware(),
+    result = {"command": shlex.join(["python", "train_cli.py", "report", *argv]), "hardware": hardware(),
               "settings": {k: v for k, v in vars(args).items() if k != "progress"}}
     print("classification…", flush=True)
     result["classification"] = classification(args, models)

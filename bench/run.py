@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The benchmark suite: one command, JSON out, measured on whatever machine runs it.
 
-    python bench/run.py --out bench/results.json          # shipped checkpoints (else the offline bases), ~15 min CPU
+    python bench/run.py --out bench/results.json          # shipped checkpoints (else the offline bases), ~5 min CPU
     python bench/run.py --quick --out /tmp/bench.json     # tiny models, seconds: a smoke run (the tests use it)
 
 Sections:
@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -61,8 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                             "minilm)")
     p.add_argument("--ar-model", default=None, help="causal model (default: checkpoints/imdb-ar, else minilm-ar)")
     p.add_argument("--reference", default=None, help="reference causal LM: zero-shot and perplexity (smollm2)")
-    p.add_argument("--reviews", type=int, default=40, help="IMDB test reviews per classification method")
-    p.add_argument("--pll-reviews", type=int, default=4, help="reviews for pseudo-log-likelihood (one pass per token)")
+    p.add_argument("--reviews", type=int, default=20, help="IMDB test reviews per classification method")
+    p.add_argument("--pll-reviews", type=int, default=2, help="reviews for pseudo-log-likelihood (one pass per token)")
     p.add_argument("--samples", type=int, default=8, help="ELBO samples per class (the cap when adaptive)")
     p.add_argument("--matmul-size", type=int, default=2048, help="side of the square matrices of the peak test")
     p.add_argument("--train-steps", type=int, default=12, help="optimizer steps per training measurement")
@@ -71,6 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny models and a few examples: a smoke run in seconds")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # recorded with the results
     if args.quick:
         args.diffusion_model = args.diffusion_model or "tiny"
         args.ar_model = args.ar_model or "tiny-ar"
@@ -169,7 +171,6 @@ def classification(args: argparse.Namespace) -> list[dict]:
         n = min(n, len(texts))
         if not n:
             continue
-        # the subset is class-balanced as a whole; a prefix of it alternates classes only roughly, so say n
         clf = load_classifier(model, method, classes=None if name != "zero-shot" else classes)
         clf.classify(texts[0][:200], samples)  # warm-up, untimed
         start = time.perf_counter()
@@ -218,7 +219,7 @@ def training(args: argparse.Namespace) -> list[dict]:
 def run(args: argparse.Namespace) -> dict:
     sections = set(args.sections.split(","))
     started = time.time()
-    result: dict = {"command": "python bench/run.py" + (" --quick" if args.quick else ""), "hardware": hardware(),
+    result: dict = {"command": shlex.join(["python", "bench/run.py", *args.argv]), "hardware": hardware(),
                     "models": {"diffusion": args.diffusion_model, "ar": args.ar_model, "reference": args.reference}}
     peak = None
     if "matmul" in sections:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from textdiff_core.classify import load_classifier
 from textdiff_core.decoding import generate
@@ -25,9 +26,10 @@ def test_a_shipped_checkpoint_generates_and_classifies_obvious_reviews(name):
     path = CHECKPOINTS / name
     assert (path / "textdiff.json").is_file(), f"{path} is not shipped"
     assert all(f.stat().st_size < 100 * 2**20 for f in path.iterdir())  # each file well under GitHub's limit
+    with safe_open(str(path / "model.safetensors"), "pt") as weights:  # stored as fp16, as the model card says
+        assert {weights.get_slice(k).get_dtype() for k in weights.keys()} == {"F16"}
     started = time.time()
     lm = load_model(str(path), SHIPPED[name])
-    assert next(lm.model.parameters()).dtype in (torch.float16, torch.float32)
     strategy = "confidence" if SHIPPED[name] == MASKED else "ar"
     trace = generate(lm, "The movie was", 32, strategy=strategy, seed=0, label="positive")
     assert not any(trace.frames[-1].masked) and len(trace.generated_text.split()) >= 5
