@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["confidence", "topk", "schedule-random", "schedule-confidence", "ar"],
                    help="confidence: commit every position above --threshold; topk: --k per step; schedule-*: "
                         "--steps by --schedule, positions chosen at random or by confidence; ar: left to right")
-    g.add_argument("--steps", type=int, default=None, help="schedule strategies: steps (default: one per token)")
+    g.add_argument("--steps", type=int, default=None,
+                   help="schedule strategies: steps (default: one per token); confidence: at most this many passes")
     g.add_argument("--schedule", choices=["linear", "cosine", "exp"], default="linear",
                    help="schedule strategies: how many positions each step commits")
     g.add_argument("--threshold", type=float, default=0.9, help="confidence strategy: commit at or above, in (0, 1]")

@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--schedule", default="linear", help="schedule strategies: linear, cosine or exp")
     p.add_argument("--threshold", type=float, default=0.9, help="confidence strategy threshold")
     p.add_argument("--k", type=int, default=4, help="topk strategy: positions per step")
+    p.add_argument("--pass-fraction", type=float, default=0.25,
+                   help="also run confidence decoding within this fraction of the length in forward passes (0: off)")
     p.add_argument("--confidence", default="max-prob", help="max-prob, margin or entropy")
     p.add_argument("--temperature", type=float, default=1.0, help="0 greedy; 1 samples the model (the default)")
     p.add_argument("--top-k", type=int, default=None, help="sample among the K most likely tokens")
@@ -81,7 +83,13 @@ def methods(args: argparse.Namespace, length: int) -> list[tuple[str, str, Decod
     base = DecodeConfig(steps=args.steps or length, schedule=args.schedule, threshold=args.threshold, k=args.k,
                         confidence=args.confidence, temperature=args.temperature, top_k=args.top_k,
                         top_p=args.top_p)
-    out = [(s, "diffusion", replace(base, strategy=s)) for s in args.strategies.split(",") if s]
+    out = []
+    for s in (s for s in args.strategies.split(",") if s):
+        steps = base.steps if s.startswith("schedule") else None  # confidence: threshold only, no pass budget
+        out.append((s, "diffusion", replace(base, strategy=s, steps=steps)))
+        if s == "confidence" and args.pass_fraction > 0:
+            budget = max(1, math.ceil(length * args.pass_fraction))
+            out.append((f"confidence <= {budget} passes", "diffusion", replace(base, strategy=s, steps=budget)))
     out.append(("ar (KV cache)", "ar", replace(base, strategy="ar", use_cache=True)))
     out.append(("ar (no cache)", "ar", replace(base, strategy="ar", use_cache=False)))
     return out
@@ -117,12 +125,16 @@ def run(args: argparse.Namespace) -> dict:
     for length in args.lengths:
         for name, _, _ in methods(args, length):
             group = [r for r in rows if r["method"] == name and r["length"] == length]
-            finite = [r["gen_ppl"] for r in group if math.isfinite(r["gen_ppl"])]
+            logs = [math.log(r["gen_ppl"]) for r in group if math.isfinite(r["gen_ppl"]) and r["gen_ppl"] > 0]
+            mean_log = statistics.mean(logs) if logs else float("nan")
+            se_log = statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else float("nan")
             summary.append({
                 "method": name, "length": length, "runs": len(group),
                 **{key: statistics.mean(r[key] for r in group)
                    for key in ("forward_passes", "tokens_processed", "wall_s", "tokens_per_pass", "distinct")},
-                "gen_ppl": statistics.mean(finite) if finite else float("nan"),
+                # geometric mean over seeds, with a 95% interval from the spread of log perplexity
+                "gen_ppl": math.exp(mean_log),
+                "gen_ppl_ci95": [math.exp(mean_log - 1.96 * se_log), math.exp(mean_log + 1.96 * se_log)],
             })
     device = models["diffusion"].device
     cpu = f"CPU ({platform.processor() or platform.machine()})"
@@ -138,14 +150,16 @@ def run(args: argparse.Namespace) -> dict:
 
 def print_table(result: dict) -> None:
     print(f"{result['hardware']}; perplexity under {result['settings']['reference']}; "
-          f"mean over seeds {result['settings']['seeds']}")
-    header = f"{'method':<22}{'len':>5}{'passes':>9}{'tok/pass':>9}{'positions':>11}{'wall s':>9}{'gen ppl':>10}" \
-             f"{'distinct':>10}"
+          f"means over seeds {result['settings']['seeds']} (perplexity: geometric mean, 95% interval)")
+    header = f"{'method':<26}{'len':>5}{'passes':>9}{'tok/pass':>9}{'positions':>11}{'wall s':>9}{'gen ppl':>10}" \
+             f"{'95% interval':>18}{'distinct':>10}"
     print(header)
     print("-" * len(header))
     for r in result["summary"]:
-        print(f"{r['method']:<22}{r['length']:>5}{r['forward_passes']:>9.1f}{r['tokens_per_pass']:>9.2f}"
-              f"{r['tokens_processed']:>11.0f}{r['wall_s']:>9.2f}{r['gen_ppl']:>10.1f}{r['distinct']:>10.2f}")
+        low, high = r["gen_ppl_ci95"]
+        print(f"{r['method']:<26}{r['length']:>5}{r['forward_passes']:>9.1f}{r['tokens_per_pass']:>9.2f}"
+              f"{r['tokens_processed']:>11.0f}{r['wall_s']:>9.2f}{r['gen_ppl']:>10.1f}{f'{low:.0f}-{high:.0f}':>18}"
+              f"{r['distinct']:>10.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:

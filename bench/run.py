@@ -128,15 +128,16 @@ def scoring(args: argparse.Namespace, text: str, peak: float | None) -> dict:
     windows, prefixes = text_windows(lm, text, ["positive review:"], None, 1)
     window, batch = windows[0], 32
     noise = draw_noise(len(window), batch, torch.Generator().manual_seed(0))
-    masked_token_nll(lm, window, prefixes[0], noise.masks, batch)  # warm-up
+    tokens = batch * (len(window) + len(prefixes[0]) + 2)  # all copies in one forward pass
+    masked_token_nll(lm, window, prefixes[0], noise.masks, tokens)  # warm-up
     with FlopCounterMode(display=False) as counter:
-        masked_token_nll(lm, window, prefixes[0], noise.masks, batch)
+        masked_token_nll(lm, window, prefixes[0], noise.masks, tokens)
     flops = counter.get_total_flops()
     times = []
     for _ in range(3):
         _sync(lm.device)
         start = time.perf_counter()
-        masked_token_nll(lm, window, prefixes[0], noise.masks, batch)
+        masked_token_nll(lm, window, prefixes[0], noise.masks, tokens)
         _sync(lm.device)
         times.append(time.perf_counter() - start)
     best = min(times)

@@ -54,8 +54,12 @@ with left.container(border=True):
     strategy = st.selectbox("Strategy", list(STRATEGIES), format_func=STRATEGIES.get, key="compare_strategy")
     settings = {}
     if strategy == "confidence":
-        settings["threshold"] = st.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="compare_threshold",
+        s1, s2 = st.columns(2)
+        settings["threshold"] = s1.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="compare_threshold",
                                           help="Commit every masked position at least this sure (max probability).")
+        settings["steps"] = s2.number_input(
+            "Max forward passes", 1, 512, value=None, placeholder="no limit", key="compare_budget",
+            help="When too few positions pass the threshold, commit the most confident anyway to finish in time.")
     elif strategy == "topk":
         settings["k"] = int(st.number_input("k (positions per step)", 1, 256, 4, key="compare_k"))
     else:

@@ -64,6 +64,10 @@ a, b, c = st.columns(3)
 if strategy == "confidence":
     settings["threshold"] = a.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="denoise_threshold",
                                      help="Commit every masked position whose confidence is at least this.")
+    settings["steps"] = c.number_input(
+        "Max forward passes", 1, 512, value=None, placeholder="no limit", key="denoise_budget",
+        help="Finish within this many passes: when too few positions pass the threshold, the most confident are "
+             "committed anyway to keep pace.")
 elif strategy == "topk":
     settings["k"] = a.number_input("k (positions per step)", 1, 256, 4, key="denoise_k")
 else:

@@ -63,6 +63,8 @@ DIFFUSION_CASES = [
     {"strategy": "schedule-random", "steps": 20, "schedule": "linear"},
     {"strategy": "schedule-confidence", "steps": 4, "block_size": 4},
     {"strategy": "confidence", "block_size": 3, "temperature": 1.0, "top_p": 0.9},
+    {"strategy": "confidence", "threshold": 0.99, "steps": 3},
+    {"strategy": "confidence", "threshold": 0.99, "steps": 4, "block_size": 5},
 ]
 
 
@@ -118,6 +120,22 @@ def test_confidence_decoding_commits_several_tokens_per_pass_on_a_trained_model(
         assert trace.tokens_per_pass > 1, (settings, trace.forward_passes)
     threshold = generate(trained, "", 7, strategy="confidence", threshold=0.9)
     assert threshold.forward_passes < 7 and max(len(f.committed) for f in threshold.frames) > 1
+
+
+def test_a_pass_budget_bounds_confidence_decoding_and_commits_the_most_confident_first(masked):
+    free = generate(masked, PROMPT, 12, strategy="confidence", threshold=0.99)  # untrained: nothing reaches 0.99
+    assert free.forward_passes == 12
+    for budget in (1, 3, 5, 12):
+        trace = generate(masked, PROMPT, 12, strategy="confidence", threshold=0.99, steps=budget)
+        assert trace.forward_passes == budget and trace.n_decoded == 12
+        counts = [len(f.committed) for f in trace.frames[1:]]
+        assert sum(counts) == 12 and max(counts) - min(counts) <= 1, counts  # keeps an even pace
+    first = generate(masked, PROMPT, 12, strategy="confidence", threshold=0.99, steps=3).frames[1]
+    assert len(first.committed) == 4
+    schedule = generate(masked, PROMPT, 12, strategy="schedule-confidence", steps=3).frames[1]
+    assert first.committed == schedule.committed, "with nothing above the threshold it is low-confidence remasking"
+    easy = generate(masked, PROMPT, 12, strategy="confidence", threshold=1e-9, steps=6)
+    assert easy.forward_passes == 1, "the threshold still commits everything it can at once"
 
 
 def test_kv_cache_gives_the_same_greedy_tokens_with_less_compute(causal):

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from textdiff_core.likelihood import ar_scores, draw_noise, elbo_scores
+from textdiff_core.likelihood import ar_scores, draw_noise, elbo_scores, masked_rows_nll, pll_scores
 from textdiff_core.models import LoadedModel, load_model
 from textdiff_core.tokens import encode
 
@@ -115,3 +115,36 @@ def test_elbo_expectation_equals_the_any_order_average_and_bounds_the_mixture():
     se = torch.tensor(est).std().item() / math.sqrt(len(est))
     assert abs(mean - any_order) < 4 * se + 1e-4, (mean, any_order, se)
     assert any_order >= mixture
+
+
+def test_batching_every_window_prefix_and_sample_together_changes_no_number():
+    """All rows of a text in one padded forward pass give the same scores as one row per pass."""
+    lm = load_model("tiny")
+    text = " ".join(["the film was long and the music was loud but the cast was good"] * 12)  # several windows
+    prompts = ["negative review:", "positive review:", "neutral review:"]
+    for scorer in (
+        lambda **kw: elbo_scores(lm, text, prompts, samples=4, generator=torch.Generator().manual_seed(3),
+                                 max_length=48, **kw),
+        lambda **kw: elbo_scores(lm, text, prompts, samples=3, generator=torch.Generator().manual_seed(3),
+                                 max_length=48, shared_noise=False, **kw),
+    ):
+        one_row, batched = scorer(max_tokens=1), scorer(max_tokens=100_000)
+        assert one_row[0].windows > 2
+        for a, b in zip(one_row, batched, strict=True):
+            assert torch.allclose(a.contributions, b.contributions, atol=1e-4)
+    short = "the acting was fine but the plot was thin"
+    pll = pll_scores(lm, short, prompts[:2], max_length=12)  # windows of 9 text tokens, rows batched
+    ids = pll[0].token_ids
+    for c, prompt in enumerate(prompts[:2]):
+        prefix = lm.tokenizer(prompt, add_special_tokens=False).input_ids
+        by_hand = []
+        for lo in range(0, len(ids), 12 - 2 - len(prefix)):
+            window = ids[lo : lo + 12 - 2 - len(prefix)]
+            for i in range(len(window)):
+                mask = torch.zeros(len(window), dtype=torch.bool)
+                mask[i] = True
+                row = masked_rows_nll(lm, [window], [prefix], [mask], max_tokens=1)[0]
+                assert (row[~mask] == 0).all()
+                by_hand.append(row[i].item())
+        assert pll[c].windows > 1
+        assert torch.allclose(torch.tensor(pll[c].token_nll), torch.tensor(by_hand), atol=1e-4)

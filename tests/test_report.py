@@ -35,3 +35,25 @@ def test_export_ships_an_fp16_copy_with_its_calibration(tmp_path):
     assert (dest / "calibration.json").exists() and (dest / "metrics.jsonl").exists()
     assert json.loads((dest / "textdiff.json").read_text())["exported_from"] == str(run)
     assert main(["export", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
+
+
+def test_decoding_target_needs_a_quarter_of_the_passes_and_no_worse_perplexity():
+    from bench.report import decoding_targets
+
+    def summary(fast_passes, fast_ppl):
+        return {"summary": [
+            {"method": "schedule-random", "length": 64, "forward_passes": 64, "gen_ppl": 900,
+             "gen_ppl_ci95": [700, 1100]},
+            {"method": "schedule-confidence", "length": 64, "forward_passes": 64, "gen_ppl": 1000,
+             "gen_ppl_ci95": [900, 1200]},
+            {"method": "confidence <= 16 passes", "length": 64, "forward_passes": fast_passes, "gen_ppl": fast_ppl,
+             "gen_ppl_ci95": [fast_ppl * 0.8, fast_ppl * 1.2]},
+        ]}
+
+    def mark(ok):
+        return "met" if ok else "not met"
+
+    assert decoding_targets(summary(16, 1050), mark)[0].endswith("| met |")
+    assert decoding_targets(summary(16, 1150), mark)[0].endswith("| not met |"), "worse than schedule-random's interval"
+    assert decoding_targets(summary(17, 800), mark)[0].endswith("| not met |"), "more than a quarter of the passes"
+    assert decoding_targets({"summary": []}, mark) == []

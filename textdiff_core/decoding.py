@@ -7,7 +7,8 @@ Diffusion (``diffusion_decode``): the sequence is  [CLS] class-prompt user-text 
 prompt and the user's text are never masked, and ``[MASK]`` written inside the user's text is filled too
 (infilling). Each step runs the model once on the whole sequence (logits only at the masked positions of the current
 block) and commits some masked positions:
-  confidence           every position whose confidence score is >= threshold (at least the best one per step)
+  confidence           every position whose confidence score is >= threshold (at least the best one per step; with
+                       ``steps``, at least enough of the most confident to finish within that many passes)
   topk                 the k most confident positions
   schedule-random      a schedule's count per step, chosen uniformly at random (the seed project's way)
   schedule-confidence  a schedule's count per step, the most confident ones; the rest stay masked (LLaDA's
@@ -57,7 +58,8 @@ class DecodeConfig:
     """Every decoding setting; recorded in the trace. Settings a strategy does not use are ignored by it."""
 
     strategy: str = "confidence"  # one of STRATEGIES
-    steps: int | None = None  # schedule strategies: total steps (default: one per masked position)
+    steps: int | None = None  # schedule strategies: total steps (default: one per masked position); confidence:
+    # at most this many forward passes (commits beyond the threshold when needed to keep pace)
     schedule: str = "linear"  # schedule strategies: linear, cosine or exp
     threshold: float = 0.9  # confidence strategy: commit positions whose confidence score is >= this, in (0, 1]
     k: int = 4  # topk strategy: positions committed per step
@@ -309,7 +311,7 @@ def diffusion_decode(
         else [todo]
     schedule = config.strategy.startswith("schedule")
     steps = config.steps or len(todo)
-    if schedule and steps < len(blocks):
+    if (schedule or config.strategy == "confidence" and config.steps) and steps < len(blocks):
         raise TextdiffError(f"{steps} steps cannot decode {len(blocks)} blocks; give at least one step per block")
     block_steps = _split(steps, len(blocks))
 
@@ -339,7 +341,13 @@ def diffusion_decode(
                 rec.processed += ids.shape[1]
                 cached = (key, logits)
             draw = draw_tokens(logits, config, generator, banned)
-            chosen = _choose(config, draw, counts[step] if counts else 0, generator)
+            if counts is not None:
+                count = counts[step]
+            elif config.strategy == "confidence" and config.steps:  # a pass budget: keep pace to finish in time
+                count = math.ceil(len(open_) / max(1, n_steps - step))
+            else:
+                count = 1
+            chosen = _choose(config, draw, count, generator)
             step += 1
             for j in chosen:
                 rec.commit(open_[j], int(draw.tokens[j]), float(draw.confidence[j]), float(draw.prob[j]))
@@ -359,7 +367,9 @@ def _choose(config: DecodeConfig, draw: Draw, count: int, generator: torch.Gener
     if config.strategy == "confidence":
         scores = [confidence_score(float(c), config.confidence) for c in draw.confidence]
         sure = [j for j, s in enumerate(scores) if s >= config.threshold]
-        return sure or [max(range(n), key=scores.__getitem__)]
+        if len(sure) >= count:
+            return sure
+        return sorted(sorted(range(n), key=scores.__getitem__, reverse=True)[:count])
     count = min(config.k, n) if config.strategy == "topk" else count
     return sorted(draw.confidence.topk(count).indices.tolist()) if count else []
 

@@ -123,27 +123,49 @@ def _require(lm: LoadedModel, kind: str, what: str) -> None:
 
 
 @torch.no_grad()
-def masked_token_nll(
-    lm: LoadedModel, window: list[int], prefix: list[int], masks: torch.Tensor, max_batch: int = 32
-) -> torch.Tensor:
-    """-log p(x_i | x with the mask applied) for every masked token: [S, L] for S masks over one window, 0 elsewhere.
+def masked_rows_nll(
+    lm: LoadedModel,
+    windows: Sequence[list[int]],
+    prefixes: Sequence[list[int]],
+    masks: Sequence[torch.Tensor],
+    max_tokens: int = 8192,
+) -> list[torch.Tensor]:
+    """-log p(x_i | x with the mask applied) for row r = (windows[r], prefixes[r], masks[r]): a [len(window)]
+    tensor per row, 0 where unmasked.
 
-    The S masked copies go through the model in batches of ``max_batch``; logits only at masked positions.
+    Rows of any length and prefix (every window, class prompt and Monte Carlo sample of a text) go through the
+    model together, in batches of at most ``max_tokens`` padded tokens, with logits only at masked positions:
+    one large forward pass instead of many small ones.
     """
     tok = lm.tokenizer
-    batch = collate(tok, [window] * masks.shape[0], [prefix] * masks.shape[0], max_length=10**9).to(lm.device)
-    masked = torch.zeros_like(batch.target_mask)
-    masked[batch.target_mask] = masks.to(lm.device).reshape(-1)
-    noisy = batch.input_ids.masked_fill(masked, tok.mask_token_id)
-    out = torch.zeros(masks.shape, dtype=torch.float32)
-    for lo in range(0, masks.shape[0], max_batch):
-        hi = min(lo + max_batch, masks.shape[0])
-        logits = logits_at(lm.model, noisy[lo:hi], batch.attention_mask[lo:hi], masked[lo:hi]).float()
-        nll = F.cross_entropy(logits, batch.input_ids[lo:hi][masked[lo:hi]], reduction="none")
-        rows = torch.zeros(masked[lo:hi].shape, device=lm.device)
-        rows[masked[lo:hi]] = nll
-        out[lo:hi] = rows[batch.target_mask[lo:hi]].reshape(hi - lo, -1).cpu()
+    out: list[torch.Tensor] = [torch.zeros(0)] * len(windows)
+    order = sorted(range(len(windows)), key=lambda r: len(windows[r]) + len(prefixes[r]), reverse=True)
+    lo = 0
+    while lo < len(order):
+        width = len(windows[order[lo]]) + len(prefixes[order[lo]]) + 2  # the longest row of this batch
+        hi = min(len(order), lo + max(1, max_tokens // width))
+        rows = order[lo:hi]
+        batch = collate(tok, [windows[r] for r in rows], [prefixes[r] for r in rows], max_length=10**9)
+        batch = batch.to(lm.device)
+        masked = torch.zeros_like(batch.target_mask)
+        masked[batch.target_mask] = torch.cat([masks[r] for r in rows]).to(lm.device)
+        noisy = batch.input_ids.masked_fill(masked, tok.mask_token_id)
+        logits = logits_at(lm.model, noisy, batch.attention_mask, masked).float()
+        nll = F.cross_entropy(logits, batch.input_ids[masked], reduction="none")
+        full = torch.zeros(masked.shape, device=lm.device)
+        full[masked] = nll
+        for i, r in enumerate(rows):
+            out[r] = full[i][batch.target_mask[i]].cpu()
+        lo = hi
     return out
+
+
+def masked_token_nll(
+    lm: LoadedModel, window: list[int], prefix: list[int], masks: torch.Tensor, max_tokens: int = 8192
+) -> torch.Tensor:
+    """-log p(x_i | x with the mask applied) for every masked token: [S, L] for S masks over one window, 0 elsewhere."""
+    rows = masked_rows_nll(lm, [window] * masks.shape[0], [prefix] * masks.shape[0], list(masks), max_tokens)
+    return torch.stack(rows) if rows else torch.zeros(masks.shape)
 
 
 def elbo_scores(
@@ -155,7 +177,7 @@ def elbo_scores(
     shared_noise: bool = True,
     antithetic: bool = True,
     max_length: int | None = None,
-    max_batch: int = 32,
+    max_tokens: int = 8192,
     max_windows: int | None = None,
 ) -> list[TextScore]:
     """Diffusion ELBO of ``text`` under each prefix (e.g. one class prompt per class).
@@ -166,14 +188,21 @@ def elbo_scores(
     """
     _require(lm, MASKED, "the diffusion ELBO")
     windows, prefix_ids = text_windows(lm, text, prefixes, max_length, max_windows)
-    per_prefix = [[] for _ in prefixes]  # per prefix, per window: weighted NLL [K, Lw]
+    rows_w, rows_p, rows_m, weights = [], [], [], []  # every window x prefix x sample, scored in one batch
     for window in windows:
         noise = draw_noise(len(window), samples, generator, antithetic)
         for c, pre in enumerate(prefix_ids):
             if not shared_noise and c > 0:
                 noise = draw_noise(len(window), samples, generator, antithetic)
-            nll = masked_token_nll(lm, window, pre, noise.masks, max_batch)
-            per_prefix[c].append(nll * noise.weights[:, None])
+            rows_w += [window] * samples
+            rows_p += [pre] * samples
+            rows_m += list(noise.masks)
+            weights.append(noise.weights)
+    nll = masked_rows_nll(lm, rows_w, rows_p, rows_m, max_tokens)
+    per_prefix = [[] for _ in prefixes]  # per prefix, per window: weighted NLL [K, Lw]
+    for j, w in enumerate(weights):  # j runs over (window, prefix) in the order built above
+        c = j % len(prefix_ids)
+        per_prefix[c].append(torch.stack(nll[j * samples : (j + 1) * samples]) * w[:, None])
     ids = [t for w in windows for t in w]
     return [_from_samples(ids, torch.cat(parts, dim=1), len(windows)) for parts in per_prefix]
 
@@ -214,10 +243,11 @@ def pll_scores(
     _require(lm, MASKED, "pseudo-log-likelihood")
     windows, prefix_ids = text_windows(lm, text, prefixes, max_length, max_windows)
     ids = [t for w in windows for t in w]
+    rows = [(w, pre, m) for pre in prefix_ids for w in windows for m in torch.eye(len(w), dtype=torch.bool)]
+    nll = masked_rows_nll(lm, *zip(*rows, strict=True))  # one token masked per row, all rows batched
     scores = []
-    for pre in prefix_ids:
-        per_token = torch.cat([masked_token_nll(lm, w, pre, torch.eye(len(w), dtype=torch.bool)).sum(0)
-                               for w in windows])
+    for c in range(len(prefix_ids)):
+        per_token = torch.stack([r.sum() for r in nll[c * len(ids) : (c + 1) * len(ids)]])
         total = per_token.sum().item()
         scores.append(TextScore(total, 0.0, ids, per_token.tolist(), [0.0] * len(ids), [total], len(windows)))
     return scores
@@ -240,14 +270,21 @@ def seed_scores(
     _require(lm, MASKED, "the seed score")
     windows, prefix_ids = text_windows(lm, text, prefixes, max_length, max_windows)
     ids = [t for w in windows for t in w]
-    scores = []
+    jobs = []  # (prefix, window, masks): fresh masks per prefix, as the seed did
     for pre in prefix_ids:
-        parts = []
         for w in windows:
             masks = torch.rand(samples, len(w), generator=generator) < rate
             masks[masks.sum(1) == 0, 0] = True  # at least one token per mask
-            nll = masked_token_nll(lm, w, pre, masks)
-            parts.append(nll / masks.sum(1, keepdim=True) * len(w))  # rows sum to mean NLL x window length
+            jobs.append((pre, w, masks))
+    nll = masked_rows_nll(lm, [w for _, w, m in jobs for _ in m], [p for p, _, m in jobs for _ in m],
+                          [row for _, _, m in jobs for row in m])
+    scores = []
+    for c in range(len(prefix_ids)):
+        parts = []
+        for j in range(c * len(windows), (c + 1) * len(windows)):
+            _, w, masks = jobs[j]
+            rows = torch.stack(nll[j * samples : (j + 1) * samples])
+            parts.append(rows / masks.sum(1, keepdim=True) * len(w))  # rows sum to mean NLL x window length
         scores.append(_from_samples(ids, torch.cat(parts, dim=1), len(windows)))
     return scores
 
