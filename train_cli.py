@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-p", type=float, default=None, help="sample from the nucleus of probability P")
     g.add_argument("--seed", type=int, default=0, help="seed of sampling and random positions")
     g.add_argument("--block-size", type=int, default=None, help="diffusion: decode in left-to-right blocks of B")
+    g.add_argument("--spacing", type=int, default=1,
+                   help="topk / confidence beyond the threshold: prefer positions at least this far apart in a pass")
     g.add_argument("--label", default=None, help="class-conditional checkpoints: put this class's prompt first")
     g.add_argument("--no-cache", action="store_true",
                    help="ar: recompute the whole prefix every step; diffusion: recompute unchanged predictions")
@@ -330,6 +332,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         strategy=args.strategy, steps=args.steps, schedule=args.schedule, threshold=args.threshold, k=args.k,
         confidence=args.confidence, temperature=args.temperature if args.temperature is not None else float(sampling),
         top_k=args.top_k, top_p=args.top_p, seed=args.seed, block_size=args.block_size,
+        spacing=args.spacing,
         reuse=not args.no_cache, use_cache=not args.no_cache,
     )
     config.validate()

@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--schedule", default="linear", help="schedule strategies: linear, cosine or exp")
     p.add_argument("--threshold", type=float, default=0.9, help="confidence strategy threshold")
     p.add_argument("--k", type=int, default=4, help="topk strategy: positions per step")
+    p.add_argument("--spacing", type=int, default=3,
+                   help="topk and confidence beyond its threshold: prefer positions this far apart within a pass")
     p.add_argument("--pass-fraction", type=float, default=0.25,
                    help="also run confidence decoding within this fraction of the length in forward passes (0: off)")
     p.add_argument("--confidence", default="max-prob", help="max-prob, margin or entropy")
@@ -82,7 +84,7 @@ def methods(args: argparse.Namespace, length: int) -> list[tuple[str, str, Decod
     """(method name, which model, config) for every method at this length."""
     base = DecodeConfig(steps=args.steps or length, schedule=args.schedule, threshold=args.threshold, k=args.k,
                         confidence=args.confidence, temperature=args.temperature, top_k=args.top_k,
-                        top_p=args.top_p)
+                        top_p=args.top_p, spacing=args.spacing)
     out = []
     for s in (s for s in args.strategies.split(",") if s):
         steps = base.steps if s.startswith("schedule") else None  # confidence: threshold only, no pass budget

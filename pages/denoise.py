@@ -98,6 +98,10 @@ with st.expander("Sampling and semi-autoregressive blocks"):
     block_size = s1.number_input(
         "Block size", 1, 256, value=None, placeholder="off: one block", key="denoise_block",
         help="Decode the masked positions in left-to-right blocks of this many (semi-autoregressive).")
+    spacing = s2.number_input(
+        "Spacing", 1, 64, 1, key="denoise_spacing", disabled=strategy not in ("topk", "confidence"),
+        help="Top-k and confidence decoding: prefer positions at least this far apart when several are committed "
+             "in one pass (neighbours depend on each other most). 1: no preference.")
 
 
 def run() -> None:
@@ -108,7 +112,7 @@ def run() -> None:
         strategy=strategy, steps=settings["steps"], schedule=settings["schedule"], threshold=settings["threshold"],
         k=int(settings["k"]), confidence=settings["confidence"], temperature=temperature,
         top_k=int(top_k) if sampling and top_k else None, top_p=float(top_p) if sampling and top_p else None,
-        seed=int(seed), block_size=int(block_size) if block_size else None,
+        seed=int(seed), block_size=int(block_size) if block_size else None, spacing=int(spacing),
     )
     try:
         config.validate()

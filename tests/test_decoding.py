@@ -138,6 +138,18 @@ def test_a_pass_budget_bounds_confidence_decoding_and_commits_the_most_confident
     assert easy.forward_passes == 1, "the threshold still commits everything it can at once"
 
 
+@pytest.mark.parametrize("strategy", ["topk", "confidence"])
+def test_spacing_keeps_the_positions_of_one_pass_apart(masked, strategy):
+    settings = {"strategy": strategy, "k": 3, "threshold": 0.99, "steps": 4}  # 12 positions, 3 per pass
+    plain = generate(masked, PROMPT, 12, **settings)
+    spaced = generate(masked, PROMPT, 12, spacing=3, **settings)
+    assert spaced.forward_passes == plain.forward_passes == 4 and not any(spaced.frames[-1].masked)
+    first = spaced.frames[1].committed
+    assert len(first) == 3 and min(b - a for a, b in zip(first, first[1:], strict=False)) >= 3
+    every = [p for f in spaced.frames for p in f.committed]
+    assert sorted(every) == sorted(p for f in plain.frames for p in f.committed), "each position exactly once"
+
+
 def test_kv_cache_gives_the_same_greedy_tokens_with_less_compute(causal):
     cached = generate(causal, PROMPT, 12, strategy="ar", use_cache=True)
     recomputed = generate(causal, PROMPT, 12, strategy="ar", use_cache=False)
@@ -226,6 +238,7 @@ BAD = [
     ({"temperature": 1.0, "top_p": 0.0}, 4, "top-p"),
     ({"temperature": 1.0, "top_k": 0}, 4, "top-k"),
     ({"strategy": "topk", "k": 0}, 4, "k must be"),
+    ({"strategy": "topk", "spacing": 0}, 4, "spacing must be"),
     ({"strategy": "beam"}, 4, "unknown strategy"),
     ({"schedule": "quadratic"}, 4, "unknown schedule"),
     ({"confidence": "vibes"}, 4, "unknown confidence"),

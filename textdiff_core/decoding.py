@@ -15,10 +15,11 @@ block) and commits some masked positions:
                        low-confidence remasking)
 Schedules (fraction of a block's positions committed after step s of S): linear s/S; cosine 1 - cos(pi/2 s/S)
 (few early, many late, as MaskGIT); exp (1 - e^(-5 s/S)) / (1 - e^(-5)) (many early, few late).
-``block_size`` decodes the masked positions in blocks of that many, left to right (semi-autoregressive); schedule
-steps are then shared out over the blocks. Our models take no time input, so when a step commits nothing the next
-step's prediction would be identical: it is reused instead of recomputed (MDLM's cache trick; ``reuse=False``
-recomputes it, for comparison).
+``spacing`` > 1 makes the parallel strategies (topk, and confidence beyond its threshold) prefer positions at least
+that far apart within a pass: neighbours depend on each other most. ``block_size`` decodes the masked positions in
+blocks of that many, left to right (semi-autoregressive); schedule steps are then shared out over the blocks. Our
+models take no time input, so when a step commits nothing the next step's prediction would be identical: it is
+reused instead of recomputed (MDLM's cache trick; ``reuse=False`` recomputes it, for comparison).
 
 Left-to-right (``ar_decode``): [start] class-prompt user-text, then one token per forward pass, with a KV cache
 (``use_cache=True``: each pass runs only the new token) or without (each pass reruns the whole prefix).
@@ -69,6 +70,7 @@ class DecodeConfig:
     top_p: float | None = None  # sample from the nucleus of probability p (needs temperature > 0)
     seed: int | None = 0  # seeds the torch.Generator; None: a fresh seed, recorded in the trace
     block_size: int | None = None  # diffusion: decode masked positions in left-to-right blocks of this size
+    spacing: int = 1  # confidence (beyond the threshold) and topk: prefer positions at least this far apart in a pass
     reuse: bool = True  # diffusion: reuse the last prediction when nothing changed since it was made
     use_cache: bool = True  # left-to-right: KV cache
 
@@ -96,6 +98,8 @@ class DecodeConfig:
             raise TextdiffError(f"top-k must be at least 1, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise TextdiffError(f"top-p must be in (0, 1], got {self.top_p}")
+        if self.spacing < 1:
+            raise TextdiffError(f"spacing must be at least 1, got {self.spacing}")
         if self.block_size is not None and self.block_size < 1:
             raise TextdiffError(f"block size must be at least 1, got {self.block_size}")
 
@@ -347,7 +351,7 @@ def diffusion_decode(
                 count = math.ceil(len(open_) / max(1, n_steps - step))
             else:
                 count = 1
-            chosen = _choose(config, draw, count, generator)
+            chosen = _choose(config, draw, count, generator, open_)
             step += 1
             for j in chosen:
                 rec.commit(open_[j], int(draw.tokens[j]), float(draw.confidence[j]), float(draw.prob[j]))
@@ -359,7 +363,8 @@ def diffusion_decode(
     return _new_trace(lm, config, prompt, label, seed, rec, len(class_ids), n_prompt, decoded, length)
 
 
-def _choose(config: DecodeConfig, draw: Draw, count: int, generator: torch.Generator) -> list[int]:
+def _choose(config: DecodeConfig, draw: Draw, count: int, generator: torch.Generator, positions: list[int]
+            ) -> list[int]:
     """Indices (into the open positions) to commit this step."""
     n = draw.tokens.shape[0]
     if config.strategy == "schedule-random":
@@ -369,9 +374,30 @@ def _choose(config: DecodeConfig, draw: Draw, count: int, generator: torch.Gener
         sure = [j for j, s in enumerate(scores) if s >= config.threshold]
         if len(sure) >= count:
             return sure
-        return sorted(sorted(range(n), key=scores.__getitem__, reverse=True)[:count])
+        return _spread(sorted(range(n), key=scores.__getitem__, reverse=True), count, positions, config.spacing, sure)
     count = min(config.k, n) if config.strategy == "topk" else count
-    return sorted(draw.confidence.topk(count).indices.tolist()) if count else []
+    if not count:
+        return []
+    order = draw.confidence.argsort(descending=True).tolist()
+    if config.strategy == "topk":
+        return _spread(order, count, positions, config.spacing, [])
+    return sorted(order[:count])
+
+
+def _spread(order: list[int], count: int, positions: list[int], spacing: int, chosen: list[int]) -> list[int]:
+    """Add to ``chosen`` the first of ``order`` (most confident first) that lie at least ``spacing`` positions from
+    every one chosen so far, until ``count``; then the next most confident regardless. Neighbours depend on each
+    other most, so committing far-apart positions in one pass keeps parallel decoding closer to sequential."""
+    chosen = list(chosen)
+    for relax in (False, True):
+        for j in order:
+            if len(chosen) >= count:
+                return sorted(chosen)
+            if j in chosen:
+                continue
+            if relax or all(abs(positions[j] - positions[c]) >= spacing for c in chosen):
+                chosen.append(j)
+    return sorted(chosen)
 
 
 @torch.no_grad()
