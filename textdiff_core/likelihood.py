@@ -128,14 +128,15 @@ def masked_rows_nll(
     windows: Sequence[list[int]],
     prefixes: Sequence[list[int]],
     masks: Sequence[torch.Tensor],
-    max_tokens: int = 8192,
+    max_tokens: int = 4096,
 ) -> list[torch.Tensor]:
     """-log p(x_i | x with the mask applied) for row r = (windows[r], prefixes[r], masks[r]): a [len(window)]
     tensor per row, 0 where unmasked.
 
     Rows of any length and prefix (every window, class prompt and Monte Carlo sample of a text) go through the
     model together, in batches of at most ``max_tokens`` padded tokens, with logits only at masked positions:
-    one large forward pass instead of many small ones.
+    one large forward pass instead of many small ones. The bound also caps memory: the logits of a batch take up to
+    max_tokens x vocabulary floats (4096 x 30,522 x 4 bytes = 0.5 GB for MiniLM when every token is masked).
     """
     tok = lm.tokenizer
     out: list[torch.Tensor] = [torch.zeros(0)] * len(windows)
@@ -161,7 +162,7 @@ def masked_rows_nll(
 
 
 def masked_token_nll(
-    lm: LoadedModel, window: list[int], prefix: list[int], masks: torch.Tensor, max_tokens: int = 8192
+    lm: LoadedModel, window: list[int], prefix: list[int], masks: torch.Tensor, max_tokens: int = 4096
 ) -> torch.Tensor:
     """-log p(x_i | x with the mask applied) for every masked token: [S, L] for S masks over one window, 0 elsewhere."""
     rows = masked_rows_nll(lm, [window] * masks.shape[0], [prefix] * masks.shape[0], list(masks), max_tokens)
@@ -177,7 +178,7 @@ def elbo_scores(
     shared_noise: bool = True,
     antithetic: bool = True,
     max_length: int | None = None,
-    max_tokens: int = 8192,
+    max_tokens: int = 4096,
     max_windows: int | None = None,
 ) -> list[TextScore]:
     """Diffusion ELBO of ``text`` under each prefix (e.g. one class prompt per class).
