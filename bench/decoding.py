@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> dict:
                    for key in ("forward_passes", "tokens_processed", "wall_s", "tokens_per_pass", "distinct")},
                 # geometric mean over seeds, with a 95% interval from the spread of log perplexity
                 "gen_ppl": math.exp(mean_log),
-                "gen_ppl_ci95": [math.exp(mean_log - 1.96 * se_log), math.exp(mean_log + 1.96 * se_log)],
+                "gen_ppl_ci95": [math.exp(mean_log - 1.96 * se_log), math.exp(mean_log + 1.96 * se_log)]
+                if len(logs) > 1 else None,  # one seed: no interval (and no NaN in the JSON)
             })
     device = models["diffusion"].device
     cpu = f"CPU ({platform.processor() or platform.machine()})"
@@ -158,7 +159,7 @@ def print_table(result: dict) -> None:
     print(header)
     print("-" * len(header))
     for r in result["summary"]:
-        low, high = r["gen_ppl_ci95"]
+        low, high = r["gen_ppl_ci95"] or (float("nan"), float("nan"))
         print(f"{r['method']:<26}{r['length']:>5}{r['forward_passes']:>9.1f}{r['tokens_per_pass']:>9.2f}"
               f"{r['tokens_processed']:>11.0f}{r['wall_s']:>9.2f}{r['gen_ppl']:>10.1f}{f'{low:.0f}-{high:.0f}':>18}"
               f"{r['distinct']:>10.2f}")

@@ -11,6 +11,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     out = tmp_path / "bench.json"
     assert bench.main(["--quick", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert "NaN" not in out.read_text(), "strict JSON: a single seed's missing interval is null, not NaN"
     assert result["hardware"]["device"] in ("cpu", "cuda") and result["hardware"]["torch_threads"] >= 1
 
     peak = result["matmul"]["gflops"]
