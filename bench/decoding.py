@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ import torch  # noqa: E402
 from textdiff_core.decoding import DIFFUSION_STRATEGIES, DecodeConfig, generate  # noqa: E402
 from textdiff_core.errors import TextdiffError  # noqa: E402
 from textdiff_core.evaluate import distinct_n, generative_perplexity  # noqa: E402
-from textdiff_core.models import CAUSAL, MASKED, LoadedModel, load_model  # noqa: E402
+from textdiff_core.models import CAUSAL, MASKED, LoadedModel, device_name, load_model  # noqa: E402
 from textdiff_core.tokens import tokenize_texts  # noqa: E402
 from textdiff_core.trace import Trace  # noqa: E402
 
@@ -140,8 +139,7 @@ def run(args: argparse.Namespace) -> dict:
                 if len(logs) > 1 else None,  # one seed: no interval (and no NaN in the JSON)
             })
     device = models["diffusion"].device
-    cpu = f"CPU ({platform.processor() or platform.machine()})"
-    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
+    hardware = device_name(device) if device.type == "cuda" else f"CPU ({device_name(device)})"
     return {
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "hardware": f"{hardware}, {torch.get_num_threads()} threads, torch {torch.__version__}",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import shlex
 import sys
 import time
@@ -27,7 +26,7 @@ from textdiff_core.data import load_data
 from textdiff_core.decoding import generate
 from textdiff_core.evaluate import evaluate_classifier
 from textdiff_core.likelihood import ar_scores, elbo_scores
-from textdiff_core.models import CAUSAL, MASKED, load_model
+from textdiff_core.models import CAUSAL, MASKED, device_name, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,9 +54,8 @@ def methods(samples: int, reference: str) -> list[Method]:
 
 
 def hardware() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU {platform.machine()} ({platform.processor() or 'unknown'}), {torch.get_num_threads()} threads"
+    name = device_name()
+    return name if torch.cuda.is_available() else f"CPU {name}, {torch.get_num_threads()} threads"
 
 
 def classification(args: argparse.Namespace, models: dict[str, str]) -> list[dict]:

@@ -45,7 +45,7 @@ from textdiff_core.classify import load_classifier, score_matrix  # noqa: E402
 from textdiff_core.data import load_data  # noqa: E402
 from textdiff_core.errors import TextdiffError  # noqa: E402
 from textdiff_core.likelihood import draw_noise, masked_token_nll, text_windows  # noqa: E402
-from textdiff_core.models import MASKED, load_model, pick_device  # noqa: E402
+from textdiff_core.models import MASKED, device_name, load_model, pick_device  # noqa: E402
 from textdiff_core.train import TrainConfig, train  # noqa: E402
 
 CHECKPOINTS = ROOT / "checkpoints"
@@ -87,10 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def hardware() -> dict:
     device = pick_device()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or
-                                                                               platform.machine())
-    return {"device": device.type, "name": name, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version()}
+    return {"device": device.type, "name": device_name(device), "cpu_cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
 
 
 def _sync(device: torch.device) -> None:

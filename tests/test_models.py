@@ -1,10 +1,19 @@
 import json
+import os
 
 import pytest
 import torch
 
 from textdiff_core.errors import ModelError
-from textdiff_core.models import compute_dtype, load_model, logits_at, minilm_path, pick_device, save_model
+from textdiff_core.models import (
+    compute_dtype,
+    device_name,
+    load_model,
+    logits_at,
+    minilm_path,
+    pick_device,
+    save_model,
+)
 from textdiff_core.tokens import encode
 
 
@@ -107,3 +116,15 @@ def test_offline_minilm_is_the_same_model_on_every_load():
     a, b = load_model("minilm"), load_model("minilm")
     head_a = a.model.cls.predictions.transform.dense.weight
     assert torch.equal(head_a, b.model.cls.predictions.transform.dense.weight)
+
+
+def test_device_name_reads_the_cpu_model(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Test CPU 9000\ncpu family\t: 6\nmodel\t\t: 207\n\n"
+        "processor\t: 1\nmodel name\t: Other CPU\n"
+    )
+    name = device_name(torch.device("cpu"), info)
+    assert name == f"Test CPU 9000 (family 6, model 207), {os.cpu_count()} cores"
+    fallback = device_name(torch.device("cpu"), tmp_path / "missing")  # no /proc/cpuinfo (macOS): still a name
+    assert fallback.endswith(f"{os.cpu_count()} cores") and len(fallback) > len(" cores, 2")

@@ -57,8 +57,32 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def device_name(device: torch.device | None = None, cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """What the numbers were measured on: the GPU's name, or the CPU's model and core count.
+
+    CPU speeds of machines that look alike differ (a VM's neighbours, its host), so benchmarks record this beside
+    the matmul peak they measure.
+    """
+    import platform
+
+    device = device or pick_device()
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    fields: dict[str, str] = {}
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    if fields.get("cpu family") and fields.get("model"):
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return f"{name}, {os.cpu_count()} cores"
+
+
 def compute_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on GPU; fp32 on CPU (never bf16 there: it is orders of magnitude slower)."""
+    """bf16 on GPU; fp32 on CPU (bf16 there was 1.5x slower on a 2-core AVX-512 Xeon without AMX)."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 

@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import time
@@ -32,7 +31,16 @@ from tqdm.auto import tqdm
 import textdiff_core
 from textdiff_core.data import SPLIT_FRACTIONS, TextDataset, load_data
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import CAUSAL, MASKED, SelectedLogits, kind_of, load_model, quiet_transformers, save_model
+from textdiff_core.models import (
+    CAUSAL,
+    MASKED,
+    SelectedLogits,
+    device_name,
+    kind_of,
+    load_model,
+    quiet_transformers,
+    save_model,
+)
 from textdiff_core.noise import NoiseConfig, apply_mask, bin_label, rate_bins, sample_mask_rates, weighted_nll
 from textdiff_core.tokens import collate, tokenize_texts
 
@@ -224,7 +232,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 
 def _meta(config: TrainConfig, data: TextDataset, accelerator, seconds: float, summary: dict) -> dict:
     device = accelerator.device
-    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or 'x86'})"
+    hardware = device_name(device) if device.type == "cuda" else f"CPU ({device_name(device)})"
     return {
         "textdiff_version": textdiff_core.__version__,
         "objective": config.objective,
