@@ -51,10 +51,16 @@ def shipped(kind: str) -> list[str]:
 
 
 def options(role: str) -> list[str]:
-    """Shipped checkpoints first, then the offline bases, then the user's finished runs in ~/textdiff-runs."""
-    kind, _, _, fallback = ROLES[role]
+    """The default first: the shipped checkpoint for the models under study, but SmolLM2 for the reference, which
+    judges the others' text and so must not be one of them (the report scores with it too). Then the other shipped
+    checkpoints and offline bases, then the user's finished runs in ~/textdiff-runs."""
+    kind, _, default, fallback = ROLES[role]
     others = ["minilm", "tiny"] if kind == MASKED else ["minilm-ar", "smollm2", "tiny-ar"]
-    return shipped(kind) + [fallback] + [o for o in others if o != fallback] + trained(kind, RUNS, False) + [CUSTOM]
+    ours = shipped(kind)
+    first = [fallback] if default is None else ours + [fallback]
+    rest = ours if default is None else []
+    rest += [o for o in others if o != fallback]
+    return first + rest + trained(kind, RUNS, False) + [CUSTOM]
 
 
 def device_label() -> str:

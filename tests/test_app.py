@@ -103,6 +103,16 @@ def test_the_model_picker_offers_finished_runs_of_the_right_kind(tmp_path, monke
     assert diffusion[-1] == ar[-1] == _shared.CUSTOM
 
 
+def test_defaults_are_the_shipped_models_judged_by_an_independent_reference():
+    from pages import _shared
+
+    assert _shared.options("diffusion")[0] == "checkpoints/imdb-diffusion"
+    assert _shared.options("ar")[0] == "checkpoints/imdb-ar"
+    reference = _shared.options("reference")
+    assert reference[0] == "smollm2", "the twin must not judge its own text against the diffusion model's"
+    assert "checkpoints/imdb-ar" in reference and len(reference) == len(set(reference))
+
+
 def test_shipped_names_resolve_whatever_the_working_directory(tmp_path, monkeypatch):
     from pages import _shared
 
