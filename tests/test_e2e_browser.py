@@ -385,3 +385,41 @@ def test_models_lists_the_offline_models_and_probes_one(page):
     expect(probe.locator("td").first).to_contain_text("mask 1")
     expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
     snap(page, "models")
+
+
+# ---- the shipped models, as a newcomer first sees them ----
+
+POSITIVE = ("A wonderful, moving film. The acting is superb, the story is beautiful, and I loved every minute of it. "
+            "One of the best movies I have seen in years; highly recommended.")
+
+
+def test_the_shipped_models_classify_and_write_in_the_browser(page):
+    """The app's default models (checkpoints/imdb-*), untouched sidebar: both read an obvious review as positive,
+    and the diffusion model writes under the positive class prompt. The screenshots are the README's pictures of
+    real output (docs/screenshots/shipped-*.png)."""
+    open_page(page, "/classify", "Classify")
+    for label, default in (("Diffusion (masked) model", "imdb-diffusion"), ("Left-to-right model", "imdb-ar")):
+        assert page.get_by_role("combobox", name=label, exact=True).input_value() == f"checkpoints/{default}"
+    text = page.get_by_role("textbox", name="Text", exact=True)
+    text.fill(POSITIVE)
+    text.press("Control+Enter")
+    page.get_by_role("button", name="Classify", exact=True).click()
+    expect(page.get_by_test_id("stMetric")).to_have_count(2)
+    assert metrics(page) == [("Decision", "positive"), ("Decision", "positive")]
+    expect(page.get_by_test_id("stHtml")).to_have_count(2)
+    snap(page, "shipped-classify")
+
+    open_page(page, "/denoise", "Denoise")
+    choose(page, "Class", "positive")
+    page.get_by_role("button", name="Denoise", exact=True).click()
+    expect(page.get_by_test_id("stMetric")).to_have_count(4)
+    frame = page.get_by_test_id("stHtml").first
+    assert masks(frame) == 0 and len(frame.locator("div").first.inner_text().split()) >= 3 + 5
+    step, last = step_caption(page)
+    slider = page.get_by_role("slider", name="Step")
+    slider.focus()
+    for _ in range(last - last // 2):  # half-way: part written, part still masked
+        slider.press("ArrowLeft")
+    expect(page.get_by_text(f"Step {last // 2} of {last} ·")).to_be_visible()
+    assert 0 < masks(frame) < 32
+    snap(page, "shipped-denoise")
