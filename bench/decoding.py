@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> dict:
                 if len(logs) > 1 else None,  # one seed: no interval (and no NaN in the JSON)
             })
     device = models["diffusion"].device
-    hardware = device_name(device) if device.type == "cuda" else f"CPU ({device_name(device)})"
+    hardware = device_name(device)
     return {
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "hardware": f"{hardware}, {torch.get_num_threads()} threads, torch {torch.__version__}",

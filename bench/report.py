@@ -55,7 +55,7 @@ def methods(samples: int, reference: str) -> list[Method]:
 
 def hardware() -> str:
     name = device_name()
-    return name if torch.cuda.is_available() else f"CPU {name}, {torch.get_num_threads()} threads"
+    return name if torch.cuda.is_available() else f"{name}, {torch.get_num_threads()} threads"
 
 
 def classification(args: argparse.Namespace, models: dict[str, str]) -> list[dict]:

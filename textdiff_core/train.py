@@ -232,7 +232,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 
 def _meta(config: TrainConfig, data: TextDataset, accelerator, seconds: float, summary: dict) -> dict:
     device = accelerator.device
-    hardware = device_name(device) if device.type == "cuda" else f"CPU ({device_name(device)})"
+    hardware = device_name(device)
     return {
         "textdiff_version": textdiff_core.__version__,
         "objective": config.objective,
