@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=16, help="sequences per micro-batch per process")
     t.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     t.add_argument("--lr", type=float, default=2e-4, help="peak AdamW learning rate")
-    t.add_argument("--lr-schedule", default="linear", help="transformers scheduler: linear, cosine, constant, ...")
+    t.add_argument("--lr-schedule", default="constant_with_warmup",
+                   help="transformers scheduler after warm-up: constant_with_warmup (MDLM's), linear, cosine, ...")
     t.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default: 5%% of steps)")
     t.add_argument("--max-length", type=int, default=128, help="tokens per sequence, prompt and specials included")
     t.add_argument("--crop", choices=["random", "start"], default="random",
@@ -78,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--t-sampling", choices=["iid", "antithetic", "stratified"], default="stratified",
                    help="how the batch's t values are drawn (continuous schedule)")
     t.add_argument("--levels", type=_levels, default=None, help="rates for --noise-schedule levels (default 0.1..1.0)")
-    t.add_argument("--loss-weighting", choices=["elbo", "mean"], default="elbo",
-                   help="elbo: 1/t weight (MDLM bound, a likelihood); mean: unweighted mean over masked tokens (seed)")
+    t.add_argument("--loss-weighting", choices=["mean", "elbo"], default="mean",
+                   help="mean: unweighted mean over masked tokens (separates classes sooner); "
+                        "elbo: 1/t weight (the MDLM bound); scoring always uses the ELBO")
     t.add_argument("--eps", type=float, default=1e-3, help="smallest t of the continuous schedule")
     t.add_argument("--eval-every", type=int, default=0,
                    help="classify a fixed validation subset every N steps and log its accuracy (class conditioning)")
@@ -301,8 +303,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     existing[clf.method] = asdict(fitted) | {"fitted_on": f"{args.data}/{args.split}", "n": len(labels),
                                              "samples": args.samples, "adaptive": args.adaptive}
     file.write_text(json.dumps(existing, indent=2) + "\n")
+    def accuracy(bias: list[float]) -> float:
+        right = [max(range(len(bias)), key=lambda c: p.log_likelihood[c] + clf.log_prior[c] + bias[c]) == y
+                 for p, y in zip(predictions, labels, strict=True)]
+        return sum(right) / len(right)
+
     print(f"{clf.method}: temperature {fitted.temperature:.3f}, bias {[round(b, 3) for b in fitted.bias]}, "
           f"OOD reference from {len(fitted.ood_reference)} texts -> {file}")
+    print(f"{args.split} accuracy ({len(labels)} texts): {accuracy([0.0] * len(clf.classes)):.1%} before, "
+          f"{accuracy(fitted.bias):.1%} with the fitted bias (fitted on these texts: not a held-out figure)")
     return 0
 
 

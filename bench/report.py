@@ -202,6 +202,13 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _objective(meta: dict) -> str:
+    noise = meta.get("noise") or {}
+    weighting = {"elbo": "the MDLM 1/t ELBO", "mean": "the mean loss over masked tokens"}.get(
+        noise.get("weighting", "elbo"), str(noise.get("weighting")))
+    return f"masked diffusion, trained on {weighting}; scored with the ELBO"
+
+
 def model_card(meta: dict, result: dict, role: str) -> str:
     """A checkpoint's README.md: how it was trained (from its textdiff.json) and what the report measured."""
     config = meta.get("config") or {}
@@ -209,8 +216,7 @@ def model_card(meta: dict, result: dict, role: str) -> str:
     lines = [
         f"# {Path(result['settings'][role]).name}", "",
         f"- **Base model:** `{meta.get('base_model')}`",
-        f"- **Objective:** {meta.get('objective')} "
-        f"({'masked diffusion, MDLM 1/t ELBO' if role == 'diffusion' else 'left-to-right'})",
+        f"- **Objective:** {meta.get('objective')} ({_objective(meta) if role == 'diffusion' else 'left-to-right'})",
         f"- **Conditioning:** {meta.get('conditioning')}, classes {meta.get('classes')}, "
         f"prompt `{meta.get('class_prompt')}`",
         f"- **Data:** {meta.get('data', {}).get('n')} IMDB train-split reviews (fixed sha1 split, see the top-level "

@@ -18,6 +18,7 @@ def checkpoint(tmp_path_factory):
 def test_calibrate_then_evaluate_writes_a_consistent_report(checkpoint, tmp_path, capsys):
     assert main(["calibrate", "--checkpoint", str(checkpoint), "--data", "rotten_tomatoes", "--limit", "8",
                  "--samples", "2", "--no-progress"]) == 0
+    assert "validation accuracy (8 texts)" in capsys.readouterr().out
     fitted = json.loads((checkpoint / "calibration.json").read_text())["elbo"]
     assert fitted["fitted_on"] == "rotten_tomatoes/validation" and len(fitted["ood_reference"]) == 8
     report_file = tmp_path / "r.json"

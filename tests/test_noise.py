@@ -112,7 +112,7 @@ def test_elbo_weighted_loss_is_unbiased_for_a_factorised_model(t_sampling):
     enc = EncodedBatch(ids, torch.ones_like(ids), maskable, [False] * batch)
     logp = torch.log_softmax(toy.table, -1).detach()
     exact = -(logp.gather(1, ids.T).T * maskable).sum() / maskable.sum()  # exact NLL per token
-    config = NoiseConfig(t_sampling=t_sampling, eps=1e-3)
+    config = NoiseConfig(t_sampling=t_sampling, eps=1e-3, weighting="elbo")
     estimates = []
     with torch.no_grad():
         for _ in range(3000):

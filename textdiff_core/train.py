@@ -67,7 +67,7 @@ class TrainConfig:
     batch_size: int = 16  # sequences per micro-batch per process
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 2e-4  # peak AdamW learning rate
-    lr_schedule: str = "linear"  # transformers scheduler name: linear, cosine, constant_with_warmup, ...
+    lr_schedule: str = "constant_with_warmup"  # transformers scheduler name (MDLM's choice); linear, cosine, ...
     warmup_steps: int | None = None  # default: 5% of the steps
     weight_decay: float = 0.01  # AdamW weight decay (not on biases and LayerNorm)
     max_length: int = 128  # tokens per sequence including prompt and special tokens
