@@ -132,6 +132,14 @@ if config:
     if config.get("conditioning") == "class":
         flags += ["--class-prompt", config["class_prompt"]]
     flags += ["--crop", config.get("crop", "start")]
+    # everything whose default has changed or may change: the run's own values, not today's defaults
+    flags += ["--lr-schedule", config.get("lr_schedule", "linear")]
+    if config.get("warmup_steps") is not None:
+        flags += ["--warmup-steps", str(config["warmup_steps"])]
+    noise = config.get("noise") or {}
+    if config["objective"] == "diffusion":
+        flags += ["--loss-weighting", noise.get("weighting", "elbo"),
+                  "--noise-schedule", noise.get("schedule", "continuous")]
     steps = st.number_input("Steps", min_value=1, value=int(config.get("steps") or last["step"]))
     processes = st.number_input("Processes (GPUs)", min_value=1, max_value=64, value=1)
     flags += ["--steps", str(steps), "--out", str(run)]

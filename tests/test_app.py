@@ -84,6 +84,7 @@ def test_training_dashboard_plots_a_run_and_builds_its_command(tmp_path):
     assert len(at.get("vega_lite_chart")) >= 4, "loss, per-level loss, validation accuracy, confusion"
     command = at.code[0].value
     assert "train_cli.py train" in command and "--conditioning class" in command and str(run) in command
+    assert "--loss-weighting mean" in command and "--lr-schedule constant_with_warmup" in command, "the run's own"
 
 
 def test_the_model_picker_offers_finished_runs_of_the_right_kind(tmp_path, monkeypatch):

@@ -13,11 +13,11 @@ Two ways to weight the training loss:
   elbo  sum over masked tokens of -log p / t, divided by the number of maskable tokens: an unbiased estimate of the
         MDLM upper bound on -log p(x) per token, so it is a likelihood
 Both are sums of proper log scores of the same conditionals p(x_i | x_t), so a model that fits the data optimises
-either. They differ in the gradient's noise and emphasis: the 1/t weight puts up to 1/eps = 1000 on the few tokens
-masked at small t, which a batch of 16 sequences feels as spikes, and it weighs every t alike, while the mean gives
-every masked token one vote and so leans on high mask rates, where the class prompt is the main evidence. Measured
-on IMDB (README, "Objectives and noise"), the mean trains a class-conditional model that separates the classes
-sooner. Scoring (classification, perplexity) always uses the ELBO, whichever weighting trained the model.
+either. They differ in emphasis and, plausibly, in gradient noise: the 1/t weight puts up to 1/eps = 1000 on the
+few tokens masked at small t and weighs every t alike, while the mean gives every masked token one vote and so leans
+on high mask rates, where the class prompt is the main evidence. Measured on IMDB (README, "Objectives and noise"),
+the mean trains a class-conditional model that separates the classes sooner and has the lower ELBO perplexity.
+Scoring (classification, perplexity) always uses the ELBO, whichever weighting trained the model.
 """
 
 from __future__ import annotations
