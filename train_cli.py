@@ -287,7 +287,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
-    from textdiff_core.classify import CALIBRATION_FILE, fit_calibration, score_matrix
+    from textdiff_core.classify import CALIBRATION_FILE, Calibration, fit_calibration, score_matrix
 
     if args.split == "test":
         raise TextdiffError("calibration is fitted on validation data, never on the test split")
@@ -303,15 +303,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     existing[clf.method] = asdict(fitted) | {"fitted_on": f"{args.data}/{args.split}", "n": len(labels),
                                              "samples": args.samples, "adaptive": args.adaptive}
     file.write_text(json.dumps(existing, indent=2) + "\n")
-    def accuracy(bias: list[float]) -> float:
-        right = [max(range(len(bias)), key=lambda c: p.log_likelihood[c] + clf.log_prior[c] + bias[c]) == y
-                 for p, y in zip(predictions, labels, strict=True)]
-        return sum(right) / len(right)
 
+    def accuracy(calibration: Calibration) -> float:  # the classifier's own decision rule under a calibration
+        clf.calibration = calibration
+        decided = [max(enumerate(clf.posterior(p.log_likelihood)), key=lambda kv: kv[1])[0] for p in predictions]
+        return sum(d == y for d, y in zip(decided, labels, strict=True)) / len(labels)
+
+    before, after = accuracy(Calibration(bias=[0.0] * len(clf.classes))), accuracy(fitted)
     print(f"{clf.method}: temperature {fitted.temperature:.3f}, bias {[round(b, 3) for b in fitted.bias]}, "
           f"OOD reference from {len(fitted.ood_reference)} texts -> {file}")
-    print(f"{args.split} accuracy ({len(labels)} texts): {accuracy([0.0] * len(clf.classes)):.1%} before, "
-          f"{accuracy(fitted.bias):.1%} with the fitted bias (fitted on these texts: not a held-out figure)")
+    print(f"{args.split} accuracy ({len(labels)} texts): {before:.1%} before, "
+          f"{after:.1%} with the fitted bias (fitted on these texts: not a held-out figure)")
     return 0
 
 
