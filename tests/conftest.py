@@ -27,8 +27,10 @@ torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("TEXTDIFF_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
+# --disable-dev-shm-usage: a container's /dev/shm is often 64 MB, too small for several pages at once (their
+# renderers crash and the page goes blank); Chromium then uses /tmp instead.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
 SERVER_START_S = 120  # torch and transformers import slowly on a busy 2-core machine
 
 
@@ -103,8 +105,10 @@ def _die_with_parent() -> None:
 def _start_server(log_path: Path) -> tuple[subprocess.Popen, str] | None:
     """``streamlit run app.py`` on a free loopback port; its URL once it answers, None if the port got taken."""
     port = _free_port()
+    # PYTHONFAULTHANDLER: should the server die of a signal (a crash in native code), its threads' stacks go to the log
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+           "TOKENIZERS_PARALLELISM": "false", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+           "PYTHONFAULTHANDLER": "1"}
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"]
     with open(log_path, "ab") as log:
@@ -132,9 +136,16 @@ def _start_server(log_path: Path) -> tuple[subprocess.Popen, str] | None:
 
 
 class ServedApp(str):
-    """The app's base URL (a str), with ``.log``: the path of the server's output."""
+    """The app's base URL (a str), with ``.log``: the path of the server's output, and ``.proc``: the server."""
 
     log: Path
+    proc: subprocess.Popen
+
+    def state(self, tail: int = 3000) -> str:
+        """For a failure message: whether the server still runs, and the end of its log."""
+        code = self.proc.poll()
+        alive = "still running" if code is None else f"exited with {code}"
+        return f"the server {alive}; its log ends:\n{self.log.read_text(errors='replace')[-tail:]}"
 
 
 @contextlib.contextmanager
@@ -151,6 +162,7 @@ def serve_app(log_path: Path):
     proc, url = started
     served = ServedApp(url)
     served.log = log_path
+    served.proc = proc
     try:
         yield served
     finally:

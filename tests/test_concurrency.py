@@ -52,6 +52,24 @@ class Session:
         assert await alerts.count() == 0, f"{self.word}'s session, {where}: {await alerts.all_inner_texts()}"
         assert not self.script_errors, f"{self.word}'s session, {where}: {self.script_errors}"
 
+    async def settled(self) -> None:
+        """After a click: wait until the run shows its metrics or an error, and fail at once on an error."""
+        from playwright.async_api import expect
+
+        outcome = (self.page.get_by_test_id("stMetric").or_(self.page.get_by_test_id("stAlertContentError"))
+                   .or_(self.page.get_by_test_id("stException")))
+        await expect(outcome.first).to_be_visible()
+        await self.no_errors("after the click")
+
+    async def seen(self) -> str:
+        """For a failure message: what this session's page shows (its alerts, or the start of its main area)."""
+        try:
+            alerts = await self.page.locator('[data-testid="stAlert"], [data-testid="stException"]').all_inner_texts()
+            main = await self.page.get_by_test_id("stMain").inner_text(timeout=5_000)
+        except Exception as exc:  # the page may be gone
+            return f"(the page cannot be read: {str(exc).splitlines()[0]})"
+        return f"alerts {alerts}; the page starts {main[:300]!r}"
+
     async def choose(self, label: str, option: str) -> None:
         from playwright.async_api import expect
 
@@ -84,6 +102,7 @@ class Session:
         await clicks.wait()
         start = time.monotonic()
         await page.get_by_role("button", name="Denoise", exact=True).click()
+        await self.settled()
         await expect(page.get_by_test_id("stMetric")).to_have_count(4)
         await expect(page.get_by_text(re.compile(r"^Step (\d+) of \1 ·"))).to_be_visible()  # the final frame
         self.seconds["denoise"] = time.monotonic() - start
@@ -105,6 +124,7 @@ class Session:
         await clicks.wait()
         start = time.monotonic()
         await page.get_by_role("button", name="Classify", exact=True).click()
+        await self.settled()
         await expect(page.get_by_test_id("stMetric")).to_have_count(2)
         heatmaps = page.get_by_test_id("stHtml")
         await expect(heatmaps).to_have_count(2)
@@ -128,7 +148,8 @@ class Session:
         await self.no_errors("at the end")
 
 
-async def run_sessions(launch: dict, url: str) -> list[Session]:
+async def run_sessions(launch: dict, server) -> list[Session]:
+    url = str(server)
     from playwright.async_api import async_playwright, expect
 
     expect.set_options(timeout=STEP_MS)
@@ -150,6 +171,7 @@ async def run_sessions(launch: dict, url: str) -> list[Session]:
                 context.set_default_timeout(STEP_MS)
                 session.page = await context.new_page()
                 session.page.on("pageerror", lambda error: session.script_errors.append(str(error)))
+                session.page.on("crash", lambda _: session.script_errors.append("the page crashed"))
                 try:
                     await session.denoise(phases[0])
                     await session.classify(phases[1])
@@ -161,13 +183,16 @@ async def run_sessions(launch: dict, url: str) -> list[Session]:
                     raise
 
             results = await asyncio.gather(*(one(s) for s in sessions), return_exceptions=True)
+            failures = [(s, r) for s, r in zip(sessions, results, strict=True) if isinstance(r, BaseException)]
+            first_causes = [(s, r) for s, r in failures if not isinstance(r, asyncio.BrokenBarrierError)]
+            if first_causes or failures:
+                session, error = (first_causes or failures)[0]
+                raise AssertionError(
+                    f"{len(failures)} of {len(sessions)} sessions failed; {session.word}'s: {error}\n"
+                    f"its page: {await session.seen()}\nits script errors: {session.script_errors}\n"
+                    f"{server.state()}") from error
         finally:
             await browser.close()
-    failures = [(s.word, r) for s, r in zip(sessions, results, strict=True) if isinstance(r, BaseException)]
-    first_causes = [(w, r) for w, r in failures if not isinstance(r, asyncio.BrokenBarrierError)] or failures
-    if first_causes:
-        word, error = first_causes[0]
-        raise AssertionError(f"{len(failures)} of {len(sessions)} sessions failed; {word}'s: {error}") from error
     return sessions
 
 
@@ -176,7 +201,7 @@ def test_eight_sessions_at_once_keep_their_own_texts_and_show_no_errors(chromium
     try:
         sessions = asyncio.run(asyncio.wait_for(run_sessions(chromium_launch, streamlit_server), LIMIT_S))
     except TimeoutError:
-        pytest.fail(f"eight sessions did not finish within {LIMIT_S} s", pytrace=False)
+        pytest.fail(f"eight sessions did not finish within {LIMIT_S} s; {streamlit_server.state()}", pytrace=False)
     log = streamlit_server.log.read_text(errors="replace")
     assert "Traceback" not in log, f"the server logged an error:\n{log[-3000:]}"
     slowest = {phase: max(s.seconds[phase] for s in sessions) for phase in sessions[0].seconds}
