@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from textdiff_core.classify import Calibration, Classifier, Prediction, fit_calibration
-from textdiff_core.evaluate import evaluate_classifier, expected_calibration_error
+from textdiff_core.evaluate import evaluate_classifier, expected_calibration_error, paired_difference
 from textdiff_core.models import LoadedModel, load_model
 
 CLASSES = ["gloomy", "sunny", "stormy"]
@@ -120,3 +120,27 @@ def test_evaluate_report_keys_are_present_and_consistent(toy_classifier):
     assert low <= report["accuracy"] <= high
     assert sum(v["support"] for v in report["per_class"].values()) == 12
     assert set(report["latency_s"]) >= {"mean", "median"} and report["examples_per_s"] > 0
+    hits = sum(p == y for p, y in zip(report["predictions"], labels, strict=True))
+    assert hits == diagonal, "the per-text predictions are the ones the confusion matrix counts"
+
+
+def test_paired_difference_counts_discordant_pairs_and_tests_them_exactly():
+    # A right on 10 texts B gets wrong, B right on 2 that A gets wrong, both right on 80, both wrong on 8
+    a = [True] * 10 + [False] * 2 + [True] * 80 + [False] * 8
+    b = [False] * 10 + [True] * 2 + [True] * 80 + [False] * 8
+    result = paired_difference(a, b)
+    assert (result["n"], result["a_only"], result["b_only"]) == (100, 10, 2)
+    assert result["difference"] == pytest.approx(0.08)
+    # exact McNemar: 2 * P(X <= 2), X ~ Binomial(12, 1/2) = 2 * (1 + 12 + 66) / 4096
+    assert result["mcnemar_p"] == pytest.approx(2 * 79 / 4096)
+    low, high = result["difference_ci95"]
+    assert 0 < low < 0.08 < high < 0.16
+    # the pairing: the per-text differences' spread, not two accuracies' (which would give about +-0.10)
+    sd = math.sqrt((12 - 100 * 0.08**2) / 99)
+    assert high - 0.08 == pytest.approx(1.96 * sd / 10)
+    same = paired_difference(a, a)
+    assert same["difference"] == 0 and same["difference_ci95"] == [0, 0] and same["mcnemar_p"] == 1.0
+    swapped = paired_difference(b, a)
+    assert swapped["difference"] == pytest.approx(-0.08) and swapped["mcnemar_p"] == result["mcnemar_p"]
+    with pytest.raises(ValueError):
+        paired_difference([True], [False, True])

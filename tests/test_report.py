@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from train_cli import main
 
 
@@ -19,8 +21,14 @@ def test_quick_report_writes_results_md_and_json(tmp_path):
     for row in result["classification"]:
         assert row["ci95"][0] <= row["accuracy"] <= row["ci95"][1]
     assert result["perplexity"]["ratio"] > 0 and result["decoding"]["summary"]
+    head = result["head_to_head"]
+    paired = head["paired"]
+    assert head["n"] == paired["n"] == 12, "--quick pairs 12 test reviews"
+    assert paired["difference"] == pytest.approx(head["diffusion"]["accuracy"] - head["ar"]["accuracy"])
+    assert paired["difference_ci95"][0] <= paired["difference"] <= paired["difference_ci95"][1]
     text = (out / "RESULTS.md").read_text()
     assert "## Classification" in text and "## Perplexity" in text and "## Decoding" in text
+    assert "paired (n=12)" in text and "within 1 point of the left-to-right twin" in text
     assert "python train_cli.py report --quick" in text
 
 

@@ -21,6 +21,24 @@ def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def paired_difference(correct_a: Sequence[bool], correct_b: Sequence[bool], z: float = 1.96) -> dict:
+    """Accuracy of A minus accuracy of B on the same examples: the difference, its 95% interval (normal, from the
+    per-example differences, which pairing makes much narrower than two separate intervals), the discordant counts
+    and the exact McNemar test's two-sided p-value (are A-only and B-only successes equally likely?)."""
+    n = len(correct_a)
+    if n != len(correct_b) or n < 2:
+        raise ValueError(f"need the same two or more examples for both, got {n} and {len(correct_b)}")
+    diffs = [int(a) - int(b) for a, b in zip(correct_a, correct_b, strict=True)]
+    mean = sum(diffs) / n
+    half = z * math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n)
+    a_only, b_only = diffs.count(1), diffs.count(-1)
+    discordant = a_only + b_only
+    tail = sum(math.comb(discordant, k) for k in range(min(a_only, b_only) + 1))
+    p_value = min(1.0, 2 * tail / 2**discordant) if discordant else 1.0
+    return {"n": n, "difference": mean, "difference_ci95": [mean - half, mean + half], "a_only": a_only,
+            "b_only": b_only, "mcnemar_p": p_value}
+
+
 def confusion_matrix(labels: Sequence[int], predictions: Sequence[int], n_classes: int) -> list[list[int]]:
     """counts[true][predicted]."""
     counts = [[0] * n_classes for _ in range(n_classes)]
@@ -136,6 +154,7 @@ def evaluate_classifier(
     )
     flagged = [p.ood for p in predictions if p.ood is not None]
     report |= {
+        "predictions": [index[p.label] for p in predictions],  # per text, in order (paired comparisons)
         "method": classifier.method,
         "samples_max": samples if not classifier.exact else 0,
         "adaptive": adaptive and classifier.method in ("elbo", "elbo-indep"),
