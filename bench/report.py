@@ -148,6 +148,11 @@ def samples(models: dict[str, str], per_class: int) -> dict[str, list[str]]:
     return out
 
 
+def _points(share: float) -> str:
+    """A difference of two accuracies in percentage points (not a relative change): -0.018 -> '-1.8 points'."""
+    return f"{100 * share:+.1f} points"
+
+
 def targets(result: dict) -> list[str]:
     """The project's targets beside what this report measured, each marked met or not."""
     rows = {r["method"]: r for r in result["classification"]}
@@ -170,7 +175,8 @@ def targets(result: dict) -> list[str]:
                      f"{mark(elbo['median_latency_s'] < 0.5)} |")
     if head:
         d = head["paired"]
-        gap = (f"{d['difference']:+.1%} (95% CI {d['difference_ci95'][0]:+.1%} to {d['difference_ci95'][1]:+.1%}, "
+        gap = (f"{_points(d['difference'])} (95% CI {_points(d['difference_ci95'][0])} to "
+               f"{_points(d['difference_ci95'][1])}, "
                f"McNemar p={d['mcnemar_p']:.2g})")
         lines.append(f"| diffusion ELBO within 1 point of the left-to-right twin ({twin['accuracy']:.1%}){n} | {gap} | "
                      f"{mark(d['difference'] >= -0.01)} |")
@@ -228,8 +234,8 @@ def render(result: dict) -> str:
                          ("left-to-right twin (exact)", head["ar"])):
             lines.append(f"| {label} | {r['accuracy']:.1%} | {r['ci95'][0]:.1%}–{r['ci95'][1]:.1%} | {r['ece']:.3f} | "
                          f"{r['median_latency_s']:.3f} | {r['forward_passes_mean']:.1f} |")
-        lines += ["", f"Difference (diffusion − twin): **{d['difference']:+.1%}**, "
-                  f"95% CI {d['difference_ci95'][0]:+.1%} to {d['difference_ci95'][1]:+.1%}; "
+        lines += ["", f"Difference (diffusion − twin): **{_points(d['difference'])}**, "
+                  f"95% CI {_points(d['difference_ci95'][0])} to {_points(d['difference_ci95'][1])}; "
                   f"right only by diffusion: {d['a_only']}, only by the twin: "
                   f"{d['b_only']}; exact McNemar p = {d['mcnemar_p']:.2g}."]
     lines += ["", "## Targets", ""] + targets(result)
