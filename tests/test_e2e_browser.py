@@ -94,6 +94,9 @@ def choose(page, label: str, option: str) -> None:
     """Pick ``option`` in the selectbox labelled ``label`` (sidebar or main area)."""
     box = page.get_by_role("combobox", name=label, exact=True)
     box.click()
+    # type to filter first: a long list can open past the viewport's edge, and scrolling the option into view can
+    # re-render the list under the click, again and again (seen once in CI: "element was detached", for 90 s)
+    box.fill(option)
     page.get_by_role("option", name=option, exact=True).click()
     expect(box).to_have_value(option)
 
