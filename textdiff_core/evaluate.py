@@ -144,9 +144,10 @@ def evaluate_classifier(
     predictions = score_matrix(classifier, list(texts), samples, seed, progress, adaptive, z)
     wall = time.time() - started
     index = {name: i for i, name in enumerate(classifier.classes)}
+    predicted = [index[p.label] for p in predictions]
     report = classification_report(
         labels,
-        [index[p.label] for p in predictions],
+        predicted,
         [p.confidence for p in predictions],
         [p.seconds for p in predictions],
         classifier.classes,
@@ -154,7 +155,7 @@ def evaluate_classifier(
     )
     flagged = [p.ood for p in predictions if p.ood is not None]
     report |= {
-        "predictions": [index[p.label] for p in predictions],  # per text, in order (paired comparisons)
+        "predictions": predicted,  # per text, in order (paired comparisons)
         "method": classifier.method,
         "samples_max": samples if not classifier.exact else 0,
         "adaptive": adaptive and classifier.method in ("elbo", "elbo-indep"),
