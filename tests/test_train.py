@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def _weights(run: Path) -> dict:
     return load_file(run / "model.safetensors")
 
 
-def test_resume_after_sigkill_continues_exactly(tmp_path):
+def test_resume_after_sigkill_continues_exactly(tmp_path, capsys):
     common = ["train", "--model", "tiny", *TINY, "--steps", "60", "--batch-size", "4", "--save-every", "10",
               "--log-every", "5", "--lr", "1e-3"]
     straight = tmp_path / "straight"
@@ -89,7 +90,11 @@ def test_resume_after_sigkill_continues_exactly(tmp_path):
     done = [p for p in (killed / "checkpoints").iterdir() if p.name.startswith("step-")]
     assert done and all((p / "trainer_state.json").exists() for p in done)
 
+    capsys.readouterr()
     assert main([*common, "--out", str(killed), "--resume"]) == 0
+    said = capsys.readouterr()
+    resumed_at = int(re.search(r"resuming from \S+step-(\d+) \(step (\d+) of 60\)", said.out + said.err)[1])
+    assert resumed_at == max(int(p.name[5:]) for p in done), "it says which checkpoint it continues from"
     meta = json.loads((killed / "textdiff.json").read_text())
     assert meta["steps"] == 60
     assert _losses(killed) == _losses(straight), "same losses at every logged step"

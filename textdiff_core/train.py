@@ -293,6 +293,8 @@ def _train_one(
     state = {"step": 0, "elapsed_s": 0.0, "tokens_seen": 0}
     if resume_from is not None:
         state = _load_checkpoint(resume_from, optimizer, scheduler, rank)
+        if accelerator.is_main_process:
+            tqdm.write(f"resuming from {resume_from} (step {state['step']} of {total})")
     validation = None
     if config.eval_every and accelerator.is_main_process:
         validation = load_data(config.data, "validation", text_col=config.text_col, label_col=config.label_col,
