@@ -97,6 +97,11 @@ def test_load_errors_are_one_line_model_errors(tmp_path):
         load_model("no-such-org/no-such-model")
     with pytest.raises(ModelError, match="causal model"):
         load_model("minilm-ar", kind="masked")
+    per_class = tmp_path / "per-class"  # what `train --conditioning per-class` writes at the top of its run
+    per_class.mkdir()
+    (per_class / "textdiff.json").write_text('{"class_dirs": {"negative": "negative", "positive": "positive"}}')
+    with pytest.raises(ModelError, match=r"one model per class \(negative, positive\).*e\.g\. .*per-class/negative$"):
+        load_model(str(per_class))
 
 
 def test_pickled_weights_are_refused_unless_allowed(tmp_path):

@@ -208,6 +208,11 @@ def load_model(
     else:
         if path.exists() and not (path / "config.json").is_file():
             hint = " (still training? its checkpoints are in checkpoints/)" if (path / "checkpoints").is_dir() else ""
+            class_dirs = read_sidecar(path).get("class_dirs") if (path / "textdiff.json").is_file() else None
+            if class_dirs:  # a per-class set: classifiers take it whole, everything else takes one member
+                member = path / next(iter(class_dirs.values()))
+                raise ModelError(f"{path} holds one model per class ({', '.join(class_dirs)}): it classifies as a "
+                                 f"whole; to generate or score, give one of them, e.g. {member}")
             raise ModelError(f"{path} is not a model directory (no config.json){hint}")
         pickles = allow_pickle if allow_pickle is not None else os.environ.get("TEXTDIFF_ALLOW_PICKLE") == "1"
         if path.is_dir() and not any(path.glob("*.safetensors")):
