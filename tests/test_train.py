@@ -93,8 +93,8 @@ def test_resume_after_sigkill_continues_exactly(tmp_path, capsys):
     capsys.readouterr()
     assert main([*common, "--out", str(killed), "--resume"]) == 0
     said = capsys.readouterr()
-    resumed_at = int(re.search(r"resuming from \S+step-(\d+) \(step (\d+) of 60\)", said.out + said.err)[1])
-    assert resumed_at == max(int(p.name[5:]) for p in done), "it says which checkpoint it continues from"
+    line = re.search(r"resuming from \S+step-(\d+) \(step (\d+) of 60\)", said.out + said.err)
+    assert line and int(line[1]) == int(line[2]) == max(int(p.name[5:]) for p in done), "it names where it continues"
     meta = json.loads((killed / "textdiff.json").read_text())
     assert meta["steps"] == 60
     assert _losses(killed) == _losses(straight), "same losses at every logged step"
