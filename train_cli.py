@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="the run directory (train --out)")
     e.add_argument("dest", help="destination, e.g. checkpoints/imdb-diffusion")
     e.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16", help="dtype of the exported weights")
+    pr = commands.add_parser("paired", help="compare two evaluate reports on the same texts, review by review")
+    pr.add_argument("a", help="evaluate --out JSON (A)")
+    pr.add_argument("b", help="evaluate --out JSON (B), on the same --data, --split and --limit")
     commands.add_parser("report", help="regenerate RESULTS.md and results.json from the shipped checkpoints "
                                        "(options: python train_cli.py report --help)", add_help=False)
     return parser
@@ -279,6 +282,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_paired(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from textdiff_core.evaluate import paired_reports
+
+    reports = []
+    for path in (args.a, args.b):
+        try:
+            reports.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise TextdiffError(f"cannot read the report {path}: {exc}") from exc
+    d = paired_reports(*reports)
+    low, high = d["difference_ci95"]
+    for name, r in zip("AB", reports, strict=True):
+        print(f"{name}: {r.get('checkpoint')} ({r.get('method')}): accuracy {r['accuracy']:.1%} (n={r['n']})")
+    print(f"A - B: {100 * d['difference']:+.1f} points (95% CI {100 * low:+.1f} to {100 * high:+.1f}); right only "
+          f"by A: {d['a_only']}, only by B: {d['b_only']}; exact McNemar p = {d['mcnemar_p']:.2g}")
     return 0
 
 
@@ -435,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"train": cmd_train, "fill-mask": cmd_fill_mask, "classify": cmd_classify,
                     "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate,
-                    "export": cmd_export, "report": cmd_report}
+                    "export": cmd_export, "paired": cmd_paired, "report": cmd_report}
         return commands[args.command](args)
     except TextdiffError as exc:
         print(f"error: {exc}", file=sys.stderr)

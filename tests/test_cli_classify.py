@@ -30,6 +30,31 @@ def test_calibrate_then_evaluate_writes_a_consistent_report(checkpoint, tmp_path
     assert "accuracy" in capsys.readouterr().out
 
 
+def test_paired_compares_two_evaluate_reports_review_by_review(checkpoint, tmp_path, capsys):
+    files = {}
+    for name, method in (("elbo", "elbo"), ("indep", "elbo-indep")):
+        files[name] = tmp_path / f"{name}.json"
+        assert main(["evaluate", "--checkpoint", str(checkpoint), "--method", method, "--data", "rotten_tomatoes",
+                     "--limit", "12", "--samples", "2", "--no-progress", "--out", str(files[name])]) == 0
+    a, b = (json.loads(files[n].read_text()) for n in ("elbo", "indep"))
+    assert a["labels"] == b["labels"] and len(a["labels"]) == 12
+    capsys.readouterr()
+    assert main(["paired", str(files["elbo"]), str(files["indep"])]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    right = [[p == y for p, y in zip(r["predictions"], r["labels"], strict=True)] for r in (a, b)]
+    a_only = sum(x and not y for x, y in zip(*right, strict=True))
+    b_only = sum(y and not x for x, y in zip(*right, strict=True))
+    assert f"A - B: {100 * (a['accuracy'] - b['accuracy']):+.1f} points" in line
+    assert f"right only by A: {a_only}, only by B: {b_only}" in line
+
+    fewer = tmp_path / "fewer.json"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", "rotten_tomatoes", "--limit", "6",
+                 "--samples", "2", "--no-progress", "--out", str(fewer)]) == 0
+    assert main(["paired", str(files["elbo"]), str(fewer)]) == 2
+    assert "not on the same texts" in capsys.readouterr().err
+    assert main(["paired", str(files["elbo"]), str(tmp_path / "missing.json")]) == 2
+
+
 def test_classify_prints_class_posteriors_and_ood(checkpoint, capsys):
     assert main(["classify", "--checkpoint", str(checkpoint), "--samples", "2", "A warm, funny film."]) == 0
     out = capsys.readouterr().out

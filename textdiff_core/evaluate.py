@@ -8,6 +8,8 @@ import re
 import statistics
 from collections.abc import Sequence
 
+from textdiff_core.errors import TextdiffError
+
 _WORDS = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks
 
 
@@ -37,6 +39,18 @@ def paired_difference(correct_a: Sequence[bool], correct_b: Sequence[bool], z: f
     p_value = min(1.0, 2 * tail / 2**discordant) if discordant else 1.0
     return {"n": n, "difference": mean, "difference_ci95": [mean - half, mean + half], "a_only": a_only,
             "b_only": b_only, "mcnemar_p": p_value}
+
+
+def paired_reports(a: dict, b: dict) -> dict:
+    """``paired_difference`` of two ``evaluate`` reports (A minus B) on the same texts, each in its order."""
+    for name, r in (("A", a), ("B", b)):
+        if "labels" not in r or "predictions" not in r:
+            raise TextdiffError(f"report {name} has no per-text labels and predictions (written by an older evaluate)")
+    if a["labels"] != b["labels"]:
+        raise TextdiffError(f"the reports are not on the same texts (n={len(a['labels'])} and n={len(b['labels'])}, "
+                            "or different labels): evaluate both with the same --data, --split and --limit")
+    correct = [[p == y for p, y in zip(r["predictions"], r["labels"], strict=True)] for r in (a, b)]
+    return paired_difference(*correct)
 
 
 def confusion_matrix(labels: Sequence[int], predictions: Sequence[int], n_classes: int) -> list[list[int]]:
@@ -155,7 +169,8 @@ def evaluate_classifier(
     )
     flagged = [p.ood for p in predictions if p.ood is not None]
     report |= {
-        "predictions": predicted,  # per text, in order (paired comparisons)
+        "predictions": predicted,  # per text, in order (paired comparisons: train_cli.py paired)
+        "labels": list(labels),
         "method": classifier.method,
         "samples_max": samples if not classifier.exact else 0,
         "adaptive": adaptive and classifier.method in ("elbo", "elbo-indep"),
