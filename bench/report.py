@@ -268,20 +268,40 @@ def _objective(meta: dict) -> str:
     return f"masked diffusion, trained on {weighting}; scored with the ELBO"
 
 
+def training_lines(meta: dict) -> tuple[str, str]:
+    """The card's base-model and training lines, every stage of a checkpoint continued from another one."""
+    stages = [meta]
+    while stages[-1].get("continued_from"):
+        stages.append(stages[-1]["continued_from"])
+    stages.reverse()
+
+    def stage(m: dict) -> str:
+        config = m.get("config") or {}
+        return (f"{m.get('steps')} steps x {config.get('batch_size')} sequences, lr {config.get('lr')} "
+                f"({config.get('lr_schedule')}, warm-up {config.get('warmup_steps')}), seed {config.get('seed')}, "
+                f"{m.get('tokens_seen', 0):,} tokens, {m.get('train_time_s', 0) / 3600:.1f} h on {m.get('hardware')}")
+
+    text = stage(stages[0]) + "".join(f"; then {stage(m).replace(' steps', ' more steps', 1)}" for m in stages[1:])
+    if len(stages) > 1:
+        text += (f": {meta.get('total_steps')} steps in all, {meta.get('total_tokens_seen', 0):,} tokens, "
+                 f"{meta.get('total_train_time_s', 0) / 3600:.1f} h")
+    return f"- **Base model:** `{stages[0].get('base_model')}`", f"- **Training:** {text}"
+
+
 def model_card(meta: dict, result: dict, role: str) -> str:
     """A checkpoint's README.md: how it was trained (from its textdiff.json) and what the report measured."""
     config = meta.get("config") or {}
     rows = [r for r in result["classification"] if r["checkpoint"] == result["settings"][role]]
+    base, training = training_lines(meta)
     lines = [
         f"# {Path(result['settings'][role]).name}", "",
-        f"- **Base model:** `{meta.get('base_model')}`",
+        base,
         f"- **Objective:** {meta.get('objective')} ({_objective(meta) if role == 'diffusion' else 'left-to-right'})",
         f"- **Conditioning:** {meta.get('conditioning')}, classes {meta.get('classes')}, "
         f"prompt `{meta.get('class_prompt')}`",
         f"- **Data:** {meta.get('data', {}).get('n')} IMDB train-split reviews (fixed sha1 split, see the top-level "
         f"README); {config.get('crop', 'start')} crops of {meta.get('max_length')} tokens",
-        f"- **Training:** {meta.get('steps')} steps x {config.get('batch_size')} sequences, lr {config.get('lr')}, "
-        f"{meta.get('tokens_seen', 0):,} tokens, {meta.get('train_time_s', 0) / 3600:.1f} h on {meta.get('hardware')}",
+        training,
         "- **Weights:** fp16 safetensors; load with `from_pretrained`, or pass this directory as `--checkpoint`",
         "",
         "## Measured (from `python train_cli.py report`, RESULTS.md)", "",

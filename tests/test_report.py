@@ -16,6 +16,7 @@ def test_quick_report_writes_results_md_and_json(tmp_path):
                  "--reference", "tiny-ar", "--out-dir", str(out), "--no-progress"]) == 0
     card = (tmp_path / "diffusion" / "README.md").read_text()
     assert "## Measured" in card and "## Samples" in card and "accuracy" in card
+    assert "- **Base model:** `tiny`" in card and "- **Training:** 5 steps x" in card and "more steps" not in card
     result = json.loads((out / "results.json").read_text())
     assert len(result["classification"]) == 7
     for row in result["classification"]:

@@ -54,6 +54,26 @@ def test_class_conditioning_records_classes_prompt_and_data_mix(tmp_path):
     assert meta["noise"]["weighting"] == "mean" and meta["train_time_s"] >= 0
 
 
+def test_continuing_a_trained_checkpoint_records_its_lineage_and_totals(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--model", "tiny", *TINY, "--batch-size", "4", "--save-every", "0"]
+    assert main(["train", *common, "--steps", "3", "--out", str(first)]) == 0
+    assert "continued_from" not in json.loads((first / "textdiff.json").read_text()), "base weights have no parent"
+    common[1] = str(first)
+    assert main(["train", *common, "--steps", "2", "--seed", "1", "--out", str(second)]) == 0
+    parent = json.loads((first / "textdiff.json").read_text())
+    meta = json.loads((second / "textdiff.json").read_text())
+    assert meta["steps"] == 2 and meta["base_model"] == str(first)
+    assert meta["continued_from"]["base_model"] == "tiny" and meta["continued_from"]["steps"] == 3
+    assert meta["continued_from"]["config"]["seed"] == 0 and meta["config"]["seed"] == 1
+    assert meta["total_steps"] == 5
+    assert meta["total_tokens_seen"] == parent["tokens_seen"] + meta["tokens_seen"]
+    assert meta["total_train_time_s"] >= parent["train_time_s"]
+    from bench.report import training_lines
+    text = " ".join(training_lines(meta))
+    assert "`tiny`" in text and "3 steps" in text and "then 2 more steps" in text and "5 steps in all" in text, text
+
+
 def test_per_class_conditioning_trains_one_model_per_class(tmp_path):
     out = tmp_path / "pc"
     assert main(["train", "--model", "tiny", *TINY, "--conditioning", "per-class", "--quick-test",

@@ -39,6 +39,7 @@ from textdiff_core.models import (
     kind_of,
     load_model,
     quiet_transformers,
+    read_sidecar,
     save_model,
 )
 from textdiff_core.noise import NoiseConfig, apply_mask, bin_label, rate_bins, sample_mask_rates, weighted_nll
@@ -252,6 +253,30 @@ def _meta(config: TrainConfig, data: TextDataset, accelerator, seconds: float, s
         "hardware": f"{accelerator.num_processes} x {hardware}, {torch.get_num_threads()} threads",
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": config.to_dict(),
+    } | lineage(config.model, summary["steps"], summary["tokens_seen"], seconds)
+
+
+LINEAGE_KEYS = ("base_model", "steps", "tokens_seen", "train_time_s", "hardware", "finished_at", "config",
+                "continued_from")
+
+
+def lineage(start: str, steps: int, tokens_seen: int, seconds: float) -> dict:
+    """When training started from a textdiff checkpoint, what that checkpoint had been trained on, and the totals.
+
+    ``{}`` for a run from base weights (an offline name, a hub id, a directory without textdiff.json). Otherwise
+    ``continued_from`` (the parent's base model, steps, tokens, time, hardware and config, its own parent nested
+    inside) and ``total_steps`` / ``total_tokens_seen`` / ``total_train_time_s`` over the whole chain, so that a
+    model card can say "1600 steps, then 800 more" instead of only the last stage.
+    """
+    path = Path(start).expanduser()
+    parent = read_sidecar(path) if path.is_dir() else {}
+    if not parent.get("steps"):
+        return {}
+    return {
+        "continued_from": {key: parent.get(key) for key in LINEAGE_KEYS if key in parent},
+        "total_steps": parent.get("total_steps", parent["steps"]) + steps,
+        "total_tokens_seen": parent.get("total_tokens_seen", parent.get("tokens_seen", 0)) + tokens_seen,
+        "total_train_time_s": round(parent.get("total_train_time_s", parent.get("train_time_s", 0.0)) + seconds, 1),
     }
 
 
