@@ -182,7 +182,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
     from textdiff_core.models import load_model, save_model
-    from textdiff_core.train import DTYPES
+    from textdiff_core.train import DTYPES, lineage_metrics
 
     run, dest = Path(args.run), Path(args.dest)
     lm = load_model(str(run), device="cpu", dtype=torch.float32)
@@ -190,9 +190,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise TextdiffError(f"{run} has no textdiff.json: export ships finished training runs")
     save_model(lm.model, lm.tokenizer, dest, lm.meta | {"exported_from": str(run), "weights_dtype": args.dtype},
                dtype=DTYPES[args.dtype])
-    for name in ("calibration.json", "metrics.jsonl"):
-        if (run / name).is_file():
-            shutil.copy2(run / name, dest / name)
+    if (run / "calibration.json").is_file():
+        shutil.copy2(run / "calibration.json", dest / "calibration.json")
+    if (run / "metrics.jsonl").is_file():  # a continued run's curve starts where its parent's ended
+        lines, missing = lineage_metrics(lm.meta, (run / "metrics.jsonl").read_text().splitlines())
+        (dest / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+        if missing:
+            print(f"note: {missing}")
     size = sum(f.stat().st_size for f in dest.glob("*.safetensors")) / 2**20
     print(f"exported {run} -> {dest} ({args.dtype}, {size:.1f} MB of weights)")
     return 0

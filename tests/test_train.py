@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from bench.report import training_lines
 from train_cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,9 +56,9 @@ def test_class_conditioning_records_classes_prompt_and_data_mix(tmp_path):
     assert meta["noise"]["weighting"] == "mean" and meta["train_time_s"] >= 0
 
 
-def test_continuing_a_trained_checkpoint_records_its_lineage_and_totals(tmp_path):
+def test_continuing_a_trained_checkpoint_records_its_lineage_and_totals(tmp_path, capsys):
     first, second = tmp_path / "first", tmp_path / "second"
-    common = ["--model", "tiny", *TINY, "--batch-size", "4", "--save-every", "0"]
+    common = ["--model", "tiny", *TINY, "--batch-size", "4", "--save-every", "0", "--log-every", "1"]
     assert main(["train", *common, "--steps", "3", "--out", str(first)]) == 0
     assert "continued_from" not in json.loads((first / "textdiff.json").read_text()), "base weights have no parent"
     common[1] = str(first)
@@ -69,9 +71,17 @@ def test_continuing_a_trained_checkpoint_records_its_lineage_and_totals(tmp_path
     assert meta["total_steps"] == 5
     assert meta["total_tokens_seen"] == parent["tokens_seen"] + meta["tokens_seen"]
     assert meta["total_train_time_s"] >= parent["train_time_s"]
-    from bench.report import training_lines
     text = " ".join(training_lines(meta))
     assert "`tiny`" in text and "3 steps" in text and "then 2 more steps" in text and "5 steps in all" in text, text
+    exported = tmp_path / "exported"
+    assert main(["export", str(second), str(exported)]) == 0
+    steps = [json.loads(line)["step"] for line in (exported / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5], "the exported curve runs on from the parent's last step"
+    assert [json.loads(line)["step"] for line in (second / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    shutil.rmtree(first)
+    assert main(["export", str(second), str(tmp_path / "orphan")]) == 0
+    assert "metrics of the first 3 steps are not included" in capsys.readouterr().out
+    assert len((tmp_path / "orphan" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
 def test_per_class_conditioning_trains_one_model_per_class(tmp_path):

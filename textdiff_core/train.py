@@ -257,7 +257,7 @@ def _meta(config: TrainConfig, data: TextDataset, accelerator, seconds: float, s
 
 
 LINEAGE_KEYS = ("base_model", "steps", "tokens_seen", "train_time_s", "hardware", "finished_at", "config",
-                "continued_from")
+                "continued_from", "total_steps", "total_tokens_seen", "total_train_time_s")
 
 
 def lineage(start: str, steps: int, tokens_seen: int, seconds: float) -> dict:
@@ -278,6 +278,27 @@ def lineage(start: str, steps: int, tokens_seen: int, seconds: float) -> dict:
         "total_tokens_seen": parent.get("total_tokens_seen", parent.get("tokens_seen", 0)) + tokens_seen,
         "total_train_time_s": round(parent.get("total_train_time_s", parent.get("train_time_s", 0.0)) + seconds, 1),
     }
+
+
+def lineage_metrics(meta: dict, own: list[str]) -> tuple[list[str], str | None]:
+    """metrics.jsonl lines for a whole lineage: the parent's lines, then this run's with its steps offset.
+
+    ``own`` are this run's lines. Returns the lines and, when the parent's metrics.jsonl cannot be read (its directory
+    is gone), a one-line reason; then only this run's lines come back, unshifted.
+    """
+    parent = meta.get("continued_from")
+    if not parent:
+        return own, None
+    source = Path(meta["base_model"]).expanduser() / "metrics.jsonl"
+    if not source.is_file():
+        return own, f"no {source}: the metrics of the first {parent.get('steps')} steps are not included"
+    offset = parent.get("total_steps", parent.get("steps", 0))
+    shifted = []
+    for line in own:
+        record = json.loads(line)
+        record["step"] += offset
+        shifted.append(json.dumps(record))
+    return source.read_text().splitlines() + shifted, None
 
 
 def _train_one(
