@@ -62,7 +62,9 @@ config = meta.get("config") or (json.loads(state_file.read_text()).get("config")
 
 last = records[-1]
 cols = st.columns(4)
-planned = meta.get("total_steps") or config.get("steps")  # an exported continuation's curve spans its whole lineage
+planned = config.get("steps")
+if meta.get("total_steps") and last["step"] > (planned or 0):  # an exported continuation: the curve spans its lineage
+    planned = meta["total_steps"]
 cols[0].metric("Step", f"{last['step']:,}" + (f" / {planned:,}" if planned else ""))
 cols[1].metric("Loss", f"{last['loss']:.3f}")
 cols[2].metric("Tokens / s", f"{last.get('tokens_per_s', 0):,.0f}")

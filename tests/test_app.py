@@ -87,6 +87,25 @@ def test_training_dashboard_plots_a_run_and_builds_its_command(tmp_path):
     assert "--loss-weighting mean" in command and "--lr-schedule constant_with_warmup" in command, "the run's own"
 
 
+def test_training_dashboard_counts_an_exported_continuation_over_its_whole_lineage(tmp_path):
+    from train_cli import main
+
+    common = ["--data", "rotten_tomatoes", "--batch-size", "4", "--max-length", "32", "--log-every", "1",
+              "--no-progress"]
+    assert main(["train", "--model", "tiny", *common, "--steps", "4", "--out", str(tmp_path / "first")]) == 0
+    assert main(["train", "--model", str(tmp_path / "first"), *common, "--steps", "2", "--out",
+                 str(tmp_path / "more")]) == 0
+    assert main(["export", str(tmp_path / "more"), str(tmp_path / "shipped")]) == 0
+    at = _on_page("pages/training.py")
+    at.selectbox(key="run_choice").set_value("other…").run()
+    steps = {}
+    for name in ("more", "shipped"):
+        at.text_input(key="run_path").set_value(str(tmp_path / name)).run()
+        assert not at.exception and not at.error
+        steps[name] = at.metric[0].value
+    assert steps == {"more": "2 / 2", "shipped": "6 / 6"}, steps
+
+
 def test_the_model_picker_offers_finished_runs_of_the_right_kind(tmp_path, monkeypatch):
     import json
 
