@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss-weighting", choices=["mean", "elbo"], default="mean",
                    help="mean: unweighted mean over masked tokens (separates classes sooner); "
                         "elbo: 1/t weight (the MDLM bound); scoring always uses the ELBO")
+    t.add_argument("--t-beta", type=float, default=1.0,
+                   help="continuous schedule: t ~ Beta(A, 1), density proportional to t^(A-1) (1 = uniform; "
+                        "2 puts 75%% of t above 0.5, where the class evidence is)")
     t.add_argument("--eps", type=float, default=1e-3, help="smallest t of the continuous schedule")
     t.add_argument("--eval-every", type=int, default=0,
                    help="classify a fixed validation subset every N steps and log its accuracy (class conditioning)")
@@ -413,6 +416,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         levels=args.levels or DEFAULT_LEVELS,
         eps=args.eps,
         weighting=args.loss_weighting,
+        t_beta=args.t_beta,
     )
     config = TrainConfig(
         out=args.out,

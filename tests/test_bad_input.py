@@ -64,6 +64,7 @@ def test_cli_settings_out_of_range_exit_2(tmp_path, capsys):
         ["classify", "--checkpoint", "tiny", "--samples", "0", "text"],
         ["train", "--model", "tiny", "--steps", "0", "--out", str(tmp_path / "x")],
         ["train", "--model", "tiny", "--batch-size", "0", "--out", str(tmp_path / "y")],
+        ["train", "--model", "tiny", "--t-beta", "-1", "--out", str(tmp_path / "z")],
         ["evaluate", "--checkpoint", "tiny", "--data", str(tmp_path / "nope.csv")],
     ]
     for argv in cases:

@@ -4,6 +4,8 @@ import json
 import math
 import statistics
 
+import pytest
+
 from bench import run as bench
 
 
@@ -35,3 +37,30 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert {r["objective"] for r in result["training"]} == {"diffusion", "ar"}
     assert all(r["tokens_per_s"] > 0 for r in result["training"])
     assert "| elbo |" in bench.table(result)
+
+
+def test_evidence_by_rate_strata_average_to_the_elbo_and_report_each_stratum(tmp_path):
+    import torch
+
+    from bench import evidence_by_rate as ebr
+    from textdiff_core.classify import Classifier
+    from textdiff_core.likelihood import elbo_scores
+    from textdiff_core.models import load_model
+
+    lm = load_model("tiny")
+    clf = Classifier(lm, ["negative", "positive"], ["negative review:", "positive review:"])
+    text = "a dull film with a plot that goes nowhere"
+    terms = ebr.rate_terms(clf, text, grid=4, samples=64, generator=torch.Generator().manual_seed(0))
+    assert terms.shape == (4, 2)
+    # the strata's mean is a stratified ELBO estimate: it agrees with the scorer's own (many samples)
+    ref = elbo_scores(lm, text, clf.prompts, samples=512, generator=torch.Generator().manual_seed(1))
+    for c in range(2):
+        assert abs(terms[:, c].mean().item() - ref[c].nll) < 4 * ref[c].nll_se + 0.02 * ref[c].nll
+
+    fake = torch.tensor([[[5.0, 6.0], [1.0, 3.0]], [[6.0, 5.0], [4.0, 2.0]], [[5.0, 5.5], [3.0, 1.0]]])  # [N, G, C]
+    result = ebr.summarise(fake, [0, 1, 0])
+    rows = {r["rates"]: r for r in result["rows"]}
+    assert [r["accuracy"] for r in result["rows"][:2]] == pytest.approx([1.0, 2 / 3])
+    assert rows["all (the ELBO)"]["accuracy"] == pytest.approx(2 / 3)  # means 3/4.5 (right), 5/3.5, 4/3.25 (wrong)
+    assert abs(rows["0.000-0.500"]["evidence_mean"] - (1.0 + 1.0 + 0.5) / 3) < 1e-6
+    assert "| all (the ELBO) | 66.7% |" in ebr.table(result)

@@ -77,6 +77,21 @@ def test_stratified_rates_have_lower_variance_of_batch_mean():
     assert means["stratified"].var() < 0.2 * means["iid"].var()
 
 
+@pytest.mark.parametrize("mode", ["iid", "stratified"])
+def test_t_beta_draws_beta_a_1_rates(mode):
+    """t ~ Beta(a, 1): mean a / (a + 1) and P(t <= x) = x^a; a = 1 is the uniform schedule, draw for draw."""
+    g = torch.Generator().manual_seed(5)
+    t = torch.cat([sample_mask_rates(16, NoiseConfig(t_sampling=mode, eps=1e-9, t_beta=2.0), g) for _ in range(2000)])
+    assert abs(t.mean().item() - 2 / 3) < 0.01
+    assert abs((t <= 0.5).float().mean().item() - 0.25) < 0.01
+    a = sample_mask_rates(16, NoiseConfig(t_sampling=mode), torch.Generator().manual_seed(6))
+    b = sample_mask_rates(16, NoiseConfig(t_sampling=mode, t_beta=1.0), torch.Generator().manual_seed(6))
+    assert torch.equal(a, b)
+    if mode == "stratified":  # still one draw per stratum, now strata of equal probability under Beta(2, 1)
+        s = sample_mask_rates(16, NoiseConfig(t_sampling=mode, eps=1e-9, t_beta=2.0), g).sort().values
+        assert torch.equal(torch.floor(s**2 * 16).long(), torch.arange(16))
+
+
 def test_bad_noise_settings_raise_one_line_errors():
     with pytest.raises(TextdiffError, match="schedule"):
         NoiseConfig(schedule="cosine-ish")
@@ -84,6 +99,8 @@ def test_bad_noise_settings_raise_one_line_errors():
         NoiseConfig(schedule="levels", levels=(0.0, 0.5))
     with pytest.raises(TextdiffError, match="eps"):
         NoiseConfig(eps=1.5)
+    with pytest.raises(TextdiffError, match="t_beta"):
+        NoiseConfig(t_beta=0.0)
 
 
 def test_rate_bins():

@@ -6,7 +6,8 @@ Absorbing-state diffusion with the linear schedule (MDLM, Sahoo et al. 2024): at
 mask itself, which by construction agrees with t. Everything else (prompts, special tokens, padding) is protected.
 
 Two ways to pick t:
-  continuous  t ~ U(eps, 1) per sequence, drawn iid, antithetic (u, 1-u) or stratified across the batch
+  continuous  t ~ U(eps, 1) per sequence, drawn iid, antithetic (u, 1-u) or stratified across the batch;
+              optionally t ~ Beta(t_beta, 1) instead (density proportional to t^(t_beta-1): more high rates)
   levels      the seed project's recipe: one rate for the whole batch, drawn from a fixed list (0.1, ..., 1.0)
 Two ways to weight the training loss:
   mean  the plain mean of -log p over masked tokens (the default, and the seed project's loss; not a bound)
@@ -43,6 +44,7 @@ class NoiseConfig:
     levels: tuple[float, ...] = field(default=DEFAULT_LEVELS)  # rates for the "levels" schedule
     eps: float = 1e-3  # smallest t for the continuous schedule (the 1/t weight is at most 1/eps)
     weighting: str = "mean"  # "mean" (unweighted mean over masked tokens) or "elbo" (1/t, the MDLM bound)
+    t_beta: float = 1.0  # continuous only: t ~ Beta(t_beta, 1) on (eps, 1); 1 is uniform, > 1 favours high rates
 
     def __post_init__(self) -> None:
         self.levels = tuple(float(x) for x in self.levels)
@@ -52,6 +54,8 @@ class NoiseConfig:
             raise TextdiffError(f"unknown t sampling {self.t_sampling!r}; choose one of {', '.join(T_SAMPLING)}")
         if self.weighting not in WEIGHTINGS:
             raise TextdiffError(f"unknown loss weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+        if not 0.0 < self.t_beta <= 100.0:
+            raise TextdiffError(f"t_beta must be in (0, 100], got {self.t_beta}")
         if not 0.0 < self.eps < 1.0:
             raise TextdiffError(f"eps must be in (0, 1), got {self.eps}")
         if not self.levels or any(not 0.0 < x <= 1.0 for x in self.levels):
@@ -76,6 +80,8 @@ def sample_mask_rates(batch_size: int, config: NoiseConfig, generator: torch.Gen
     else:  # stratified: one draw in each of batch_size equal strata of [0, 1), in random order
         u = (torch.arange(batch_size) + torch.rand(batch_size, generator=generator)) / batch_size
         u = u[torch.randperm(batch_size, generator=generator)]
+    if config.t_beta != 1.0:  # inverse CDF of Beta(a, 1), monotone, so stratification carries over
+        u = u ** (1.0 / config.t_beta)
     return config.eps + (1.0 - config.eps) * u
 
 
