@@ -31,14 +31,15 @@ from textdiff_core.likelihood import masked_rows_nll, text_windows  # noqa: E402
 from textdiff_core.models import LoadedModel  # noqa: E402
 
 
-def rate_terms(classifier: Classifier, text: str, grid: int, samples: int, generator: torch.Generator
-               ) -> torch.Tensor:
+def rate_terms(classifier: Classifier, text: str, grid: int, samples: int, generator: torch.Generator,
+               max_windows: int | None = None) -> torch.Tensor:
     """[grid, classes]: per rate stratum, the mean over ``samples`` masks of (L/k) x the masked tokens' -log p, summed
-    over the text's windows (the same masks for every class). Their mean over strata is an ELBO estimate."""
+    over the text's windows (the same masks for every class; only the first ``max_windows`` if set). Their mean over
+    strata is an ELBO estimate."""
     lm = classifier.models
     if not isinstance(lm, LoadedModel):
         raise TextdiffError("evidence by rate needs one class-conditional model (class prompts), not a per-class set")
-    windows, prefixes = text_windows(lm, text, classifier.prompts, classifier.max_length, None)
+    windows, prefixes = text_windows(lm, text, classifier.prompts, classifier.max_length, max_windows)
     rows_w, rows_p, rows_m, weights = [], [], [], []
     for window in windows:
         n = len(window)
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=800, help="texts (a seeded, class-balanced subset)")
     parser.add_argument("--grid", type=int, default=8, help="rate strata")
     parser.add_argument("--samples", type=int, default=2, help="masks per stratum")
+    parser.add_argument("--max-windows", type=int, default=None,
+                        help="score only each text's first N windows (1: the first 128 tokens; cheaper)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="JSON with the per-text terms and the summary")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -108,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     from textdiff_core.data import load_data
 
     try:
-        if args.grid < 1 or args.samples < 1:
-            raise TextdiffError("--grid and --samples must be at least 1")
+        if args.grid < 1 or args.samples < 1 or (args.max_windows is not None and args.max_windows < 1):
+            raise TextdiffError("--grid, --samples and --max-windows must be at least 1")
         classifier = load_classifier(args.checkpoint, "elbo")
         data = load_data(args.data, args.split, max_samples=args.limit, seed=0)
         index = {name: i for i, name in enumerate(classifier.classes)}
@@ -121,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     generator = torch.Generator().manual_seed(args.seed)
     started = time.time()
-    terms = torch.stack([rate_terms(classifier, t, args.grid, args.samples, generator)
+    terms = torch.stack([rate_terms(classifier, t, args.grid, args.samples, generator, args.max_windows)
                          for t in tqdm(data.texts, desc="evidence by rate", disable=not args.progress)])
     result = summarise(terms, labels) | {"checkpoint": args.checkpoint, "data": args.data, "split": args.split,
-                                         "samples_per_stratum": args.samples, "seconds": round(time.time() - started, 1)}
+                                         "samples_per_stratum": args.samples,
+                                         "max_windows": args.max_windows, "seconds": round(time.time() - started, 1)}
     print(table(result))
     if args.out:
         Path(args.out).write_text(json.dumps(result | {"labels": labels, "terms": terms.tolist()}, indent=1) + "\n")

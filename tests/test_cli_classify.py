@@ -73,3 +73,18 @@ def test_classification_errors_exit_2(checkpoint, capsys):
     assert main(["classify", "--checkpoint", str(checkpoint), "   "]) == 2
     assert main(["classify", "--checkpoint", "tiny-ar", "--method", "elbo", "text"]) == 2
     assert main(["classify", "--checkpoint", str(checkpoint), "--samples", "0", "text"]) == 2
+
+
+def test_evidence_by_rate_runs_on_a_checkpoint_and_refuses_bad_settings(checkpoint, tmp_path, capsys):
+    from bench import evidence_by_rate
+
+    out = tmp_path / "evidence.json"
+    assert evidence_by_rate.main(["--checkpoint", str(checkpoint), "--data", "rotten_tomatoes", "--limit", "6",
+                                  "--grid", "4", "--samples", "1", "--max-windows", "1", "--no-progress",
+                                  "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 6 and len(result["terms"]) == 6 and len(result["rows"]) == 4 + 3
+    assert sorted(result["labels"]) == [0, 0, 0, 1, 1, 1]  # class-balanced
+    assert "| all (the ELBO) |" in capsys.readouterr().out
+    assert evidence_by_rate.main(["--checkpoint", str(checkpoint), "--data", "rotten_tomatoes", "--grid", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error:")
