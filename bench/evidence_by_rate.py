@@ -71,7 +71,7 @@ def summarise(terms: torch.Tensor, labels: list[int]) -> dict:
             true = nll.gather(1, y[:, None])[:, 0]
             other = nll.gather(1, (1 - y)[:, None])[:, 0]
             e = other - true
-            sd = e.std().item() if len(e) > 1 else float("nan")
+            sd = e.std().item() if len(e) > 1 else None  # None, not NaN: the JSON stays strict
             r |= {"evidence_mean": e.mean().item(), "evidence_sd": sd, "snr": e.mean().item() / sd if sd else None}
         return r
 
@@ -86,7 +86,7 @@ def summarise(terms: torch.Tensor, labels: list[int]) -> dict:
 def table(result: dict) -> str:
     lines = ["| masking rates | accuracy | evidence mean | evidence sd | SNR |", "|---|---:|---:|---:|---:|"]
     for r in result["rows"]:
-        extra = (f"{r['evidence_mean']:.2f} | {r['evidence_sd']:.2f} | {r['snr']:.3f}" if "snr" in r
+        extra = (f"{r['evidence_mean']:.2f} | {r['evidence_sd']:.2f} | {r['snr']:.3f}" if r.get("snr") is not None
                  else "– | – | –")
         lines.append(f"| {r['rates']} | {r['accuracy']:.1%} | {extra} |")
     return "\n".join(lines)

@@ -101,6 +101,10 @@ def test_bad_noise_settings_raise_one_line_errors():
         NoiseConfig(eps=1.5)
     with pytest.raises(TextdiffError, match="t_beta"):
         NoiseConfig(t_beta=0.0)
+    with pytest.raises(TextdiffError, match="continuous schedule only"):
+        NoiseConfig(schedule="levels", t_beta=2.0)
+    with pytest.raises(TextdiffError, match="bound"):
+        NoiseConfig(weighting="elbo", t_beta=2.0)
 
 
 def test_rate_bins():

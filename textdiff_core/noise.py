@@ -56,6 +56,11 @@ class NoiseConfig:
             raise TextdiffError(f"unknown loss weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
         if not 0.0 < self.t_beta <= 100.0:
             raise TextdiffError(f"t_beta must be in (0, 100], got {self.t_beta}")
+        if self.t_beta != 1.0 and self.schedule != "continuous":
+            raise TextdiffError("t_beta shapes the continuous schedule only; the levels schedule draws from its list")
+        if self.t_beta != 1.0 and self.weighting == "elbo":  # the 1/t weights assume t ~ U(eps, 1)
+            raise TextdiffError("t_beta != 1 with the elbo weighting would no longer estimate the bound; use the "
+                                "mean weighting or t_beta 1")
         if not 0.0 < self.eps < 1.0:
             raise TextdiffError(f"eps must be in (0, 1), got {self.eps}")
         if not self.levels or any(not 0.0 < x <= 1.0 for x in self.levels):
