@@ -92,12 +92,26 @@ def open_page(page, path: str, title: str) -> None:
 
 def choose(page, label: str, option: str) -> None:
     """Pick ``option`` in the selectbox labelled ``label`` (sidebar or main area)."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    # A choice just made reruns the script, which redraws the widgets: an option list opened during that rerun can be
+    # detached under the click, again and again (seen twice in CI: "element was detached", for 90 s). So wait for
+    # the script to finish, and if the list is still replaced under the click, open it again, within the usual limit.
+    idle(page)
     box = page.get_by_role("combobox", name=label, exact=True)
-    box.click()
-    # type to filter first: a long list can open past the viewport's edge, and scrolling the option into view can
-    # re-render the list under the click, again and again (seen once in CI: "element was detached", for 90 s)
-    box.fill(option)
-    page.get_by_role("option", name=option, exact=True).click()
+    tries = 6
+    for attempt in range(tries):
+        try:
+            box.click()
+            # type to filter first: a long list can open past the viewport's edge
+            box.fill(option)
+            page.get_by_role("option", name=option, exact=True).click(timeout=WAIT_MS // tries)
+            break
+        except PlaywrightError:
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
+            idle(page)
     expect(box).to_have_value(option)
 
 
