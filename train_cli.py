@@ -464,11 +464,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.allow_pickle:
         os.environ["TEXTDIFF_ALLOW_PICKLE"] = "1"
+    commands = {"train": cmd_train, "fill-mask": cmd_fill_mask, "classify": cmd_classify,
+                "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate,
+                "export": cmd_export, "paired": cmd_paired, "report": cmd_report}
+    from textdiff_core.models import quiet_progress
+
     try:
-        commands = {"train": cmd_train, "fill-mask": cmd_fill_mask, "classify": cmd_classify,
-                    "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate,
-                    "export": cmd_export, "paired": cmd_paired, "report": cmd_report}
-        return commands[args.command](args)
+        with quiet_progress(getattr(args, "no_progress", False)):
+            return commands[args.command](args)
     except TextdiffError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

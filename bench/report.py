@@ -28,7 +28,7 @@ from textdiff_core.data import load_data
 from textdiff_core.decoding import generate
 from textdiff_core.evaluate import evaluate_classifier, paired_difference
 from textdiff_core.likelihood import ar_scores, elbo_scores
-from textdiff_core.models import CAUSAL, MASKED, device_name, load_model
+from textdiff_core.models import CAUSAL, MASKED, device_name, load_model, quiet_progress
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -354,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.n_head, args.n_ppl, args.samples, args.lengths, args.seeds = 10, 12, 4, 4, "16", "0"
+    with quiet_progress(not args.progress):
+        return _report(args, argv)
+
+
+def _report(args: argparse.Namespace, argv: list[str]) -> int:
     models = {"diffusion": args.diffusion, "ar": args.ar, "reference": args.reference}
     started = time.time()
     result = {"command": shlex.join(["python", "train_cli.py", "report", *argv]), "hardware": hardware(),

@@ -257,3 +257,46 @@ def test_gguf_path_points_at_the_file():
     path = smollm2_gguf_path()
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert path.is_file()
+
+
+def test_progress_follows_transformers_switch_by_default(tmp_path, monkeypatch, capsys):
+    # `--no-progress` turns transformers' progress bars off; the conversion's bar and note must follow it.
+    from transformers.utils import logging
+
+    monkeypatch.setattr(gguf_convert, "smollm2_gguf_path", lambda: tmp_path / "fake.gguf")
+    seen = []
+
+    def convert(gguf_path, out_dir, *, progress):
+        seen.append(progress)
+        for name in REQUIRED_FILES:
+            (Path(out_dir) / name).write_text("{}", encoding="utf-8")
+
+    monkeypatch.setattr(gguf_convert, "_convert", convert)
+    was_enabled = logging.is_progress_bar_enabled()
+    try:
+        logging.disable_progress_bar()
+        ensure_smollm2(tmp_path / "quiet")
+        assert "converting" not in capsys.readouterr().err
+        logging.enable_progress_bar()
+        ensure_smollm2(tmp_path / "loud")
+        assert "converting SmolLM2" in capsys.readouterr().err
+    finally:
+        (logging.enable_progress_bar if was_enabled else logging.disable_progress_bar)()
+    assert seen == [False, True]
+
+
+def test_quiet_progress_restores_the_switch():
+    from transformers.utils import logging
+
+    from textdiff_core.models import quiet_progress
+
+    was_enabled = logging.is_progress_bar_enabled()
+    try:
+        logging.enable_progress_bar()
+        with quiet_progress(True):
+            assert not logging.is_progress_bar_enabled()
+        assert logging.is_progress_bar_enabled()
+        with quiet_progress(False):
+            assert logging.is_progress_bar_enabled()
+    finally:
+        (logging.enable_progress_bar if was_enabled else logging.disable_progress_bar)()

@@ -36,6 +36,8 @@ None), so a seed reproduces a run exactly.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import secrets
 import time
@@ -450,8 +452,15 @@ def ar_decode(
 
 def _next_logits(lm: LoadedModel, ids: torch.Tensor, past, use_cache: bool) -> tuple[torch.Tensor, object]:
     """Logits [1, vocab] of the token after ``ids`` (only the last position goes through the vocab projection)."""
-    out = lm.model(input_ids=ids, past_key_values=past, use_cache=use_cache, logits_to_keep=1)
-    return out.logits[:, -1], (out.past_key_values if use_cache else None)
+    name = _cache_argument(type(lm.model))
+    out = lm.model(input_ids=ids, use_cache=use_cache, logits_to_keep=1, **{name: past})
+    return out.logits[:, -1], (getattr(out, name) if use_cache else None)
+
+
+@functools.cache
+def _cache_argument(model_class: type) -> str:
+    """``cache`` in newer transformers 5 releases (which deprecate ``past_key_values``), else ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
 def generate(

@@ -74,13 +74,19 @@ def is_complete_conversion(directory: Path) -> bool:
     return all((directory / name).is_file() for name in REQUIRED_FILES)
 
 
-def ensure_smollm2(cache_root: Path | None = None, *, progress: bool = True) -> Path:
+def ensure_smollm2(cache_root: Path | None = None, *, progress: bool | None = None) -> Path:
     """Return a directory that ``AutoModelForCausalLM/AutoTokenizer.from_pretrained(dir)`` load without gguf.
 
     ``cache_root`` defaults to :func:`textdiff_core.paths.cache_dir`; the model lives in
     ``cache_root / "smollm2-135m-instruct"``. Converts the GGUF once (about a minute on CPU); afterwards the
-    call returns immediately. ``progress`` shows a stage bar and a one-line note on stderr while converting.
+    call returns immediately. ``progress`` shows a stage bar and a one-line note on stderr while converting; by
+    default it follows transformers' progress-bar switch, so a command run with ``--no-progress`` (which turns
+    that switch off) stays quiet here too.
     """
+    if progress is None:
+        from transformers.utils import logging
+
+        progress = logging.is_progress_bar_enabled()
     root = Path(cache_root) if cache_root is not None else cache_dir()
     target = root / DIR_NAME
     if is_complete_conversion(target):

