@@ -259,30 +259,23 @@ def test_gguf_path_points_at_the_file():
     assert path.is_file()
 
 
-def test_progress_follows_transformers_switch_by_default(tmp_path, monkeypatch, capsys):
-    # `--no-progress` turns transformers' progress bars off; the conversion's bar and note must follow it.
+def test_progress_follows_transformers_switch_by_default(tmp_path, fake, capsys):
+    # `--no-progress` turns transformers' progress bars off; the conversion's note and bar must follow it.
     from transformers.utils import logging
 
-    monkeypatch.setattr(gguf_convert, "smollm2_gguf_path", lambda: tmp_path / "fake.gguf")
-    seen = []
+    from textdiff_core.models import quiet_progress
 
-    def convert(gguf_path, out_dir, *, progress):
-        seen.append(progress)
-        for name in REQUIRED_FILES:
-            (Path(out_dir) / name).write_text("{}", encoding="utf-8")
-
-    monkeypatch.setattr(gguf_convert, "_convert", convert)
+    with quiet_progress():
+        ensure_smollm2(tmp_path / "quiet")
+    assert "converting" not in capsys.readouterr().err
     was_enabled = logging.is_progress_bar_enabled()
     try:
-        logging.disable_progress_bar()
-        ensure_smollm2(tmp_path / "quiet")
-        assert "converting" not in capsys.readouterr().err
         logging.enable_progress_bar()
         ensure_smollm2(tmp_path / "loud")
-        assert "converting SmolLM2" in capsys.readouterr().err
     finally:
         (logging.enable_progress_bar if was_enabled else logging.disable_progress_bar)()
-    assert seen == [False, True]
+    assert "converting SmolLM2" in capsys.readouterr().err
+    assert len(fake) == 2
 
 
 def test_quiet_progress_restores_the_switch():

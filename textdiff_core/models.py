@@ -87,22 +87,6 @@ def compute_dtype(device: torch.device) -> torch.dtype:
 
 
 @contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load reports while loading weights whose new head we know about."""
-    from transformers.utils import logging
-
-    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(level)
-        if bars:
-            logging.enable_progress_bar()
-
-
-@contextlib.contextmanager
 def quiet_progress(quiet: bool = True) -> Iterator[None]:
     """Turn transformers' progress bars off while a ``--no-progress`` command runs (the SmolLM2 conversion follows
     the same switch), and back to how they were afterwards."""
@@ -116,6 +100,20 @@ def quiet_progress(quiet: bool = True) -> Iterator[None]:
     finally:
         if quiet and bars:
             logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports and bars while loading weights whose new head we know about."""
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        with quiet_progress():
+            yield
+    finally:
+        logging.set_verbosity(level)
 
 
 def minilm_path() -> Path:
