@@ -173,6 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr = commands.add_parser("paired", help="compare two evaluate reports on the same texts, review by review")
     pr.add_argument("a", help="evaluate --out JSON (A)")
     pr.add_argument("b", help="evaluate --out JSON (B), on the same --data, --split and --limit")
+    pp = commands.add_parser("perplexity", help="per-text NLL and corpus perplexity with a 95%% interval (JSON)")
+    pp.add_argument("--checkpoint", required=True, help="trained directory, offline name or hub id")
+    pp.add_argument("--data", required=True, help="dataset name or CSV/JSONL file")
+    pp.add_argument("--split", default="test", help="train, validation, test (or all: every row, for files)")
+    pp.add_argument("--text-col", default="text", help="text column in CSV/JSONL files")
+    pp.add_argument("--label-col", default="label",
+                    help="label column; class-conditional models score each text given its class prompt")
+    pp.add_argument("--limit", type=int, default=None, help="at most N texts (class-balanced, fixed)")
+    pp.add_argument("--samples", type=int, default=8, help="masked models: Monte Carlo samples of the ELBO per text")
+    pp.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo noise")
+    pp.add_argument("--max-length", type=int, default=None,
+                    help="window size in tokens; longer texts are scored in windows (default: the trained length)")
+    pp.add_argument("--out", required=True, help="write the JSON report here (written whole or not at all)")
+    pp.add_argument("--no-progress", action="store_true", help="no progress bar")
     commands.add_parser("report", help="regenerate RESULTS.md and results.json from the shipped checkpoints "
                                        "(options: python train_cli.py report --help)", add_help=False)
     return parser
@@ -310,6 +324,60 @@ def cmd_paired(args: argparse.Namespace) -> int:
         print(f"{name}: {r.get('checkpoint')} ({r.get('method')}): accuracy {r['accuracy']:.1%} (n={r['n']})")
     print(f"A - B: {100 * d['difference']:+.1f} points (95% CI {100 * low:+.1f} to {100 * high:+.1f}); right only "
           f"by A: {d['a_only']}, only by B: {d['b_only']}; exact McNemar p = {d['mcnemar_p']:.2g}")
+    return 0
+
+
+def _class_name(label: str, classes: list[str]) -> str:
+    """A data label as a checkpoint class: its name, or an integer label read as the index of one."""
+    if label not in classes and label.isdigit() and int(label) < len(classes):
+        return classes[int(label)]
+    return label
+
+
+def cmd_perplexity(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from textdiff_core.classify import class_prompts
+    from textdiff_core.data import load_data
+    from textdiff_core.evaluate import corpus_perplexity
+    from textdiff_core.models import load_model
+
+    if args.samples < 1:
+        raise TextdiffError(f"--samples must be at least 1, got {args.samples}")
+    lm = load_model(args.checkpoint)
+    conditional = lm.meta.get("conditioning") in ("class", "joint") and lm.meta.get("class_prompt")
+    data = load_data(args.data, args.split, text_col=args.text_col, label_col=args.label_col if conditional else None,
+                     max_samples=args.limit, seed=0)
+    prompts: list[str | None] = [None] * len(data)
+    if conditional:
+        classes, by_class = lm.meta["classes"], dict(zip(lm.meta["classes"], class_prompts(lm.meta), strict=True))
+        names = [_class_name(name, classes) for name in data.classes]
+        unknown = sorted(set(names) - set(classes))
+        if unknown:
+            raise TextdiffError(f"labels {unknown} in {args.data} are not classes of the checkpoint ({classes}); "
+                                "give class names or indices 0-" + str(len(classes) - 1))
+        data.classes = names
+        prompts = [by_class[names[y]] for y in data.labels]
+    report = corpus_perplexity(lm, data.texts, prompts, args.samples, args.seed,
+                               args.max_length or lm.meta.get("max_length"), progress=not args.no_progress)
+    for record in report["texts"]:
+        if data.labels is not None:
+            record["label"] = data.classes[data.labels[record["index"]]]
+    report |= {"checkpoint": args.checkpoint, "data": args.data, "split": args.split, "limit": args.limit,
+               "conditioned_on_class": bool(conditional)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report, indent=2) + "\n"
+    with tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f".{out.name}.", delete=False) as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, out)  # a reader sees the old file or the whole new one, never half of it
+    low, high = report["perplexity_ci95"]
+    given = " given each text's class prompt" if conditional else ""
+    print(f"{report['bound']} perplexity {report['perplexity']:.3f} [{low:.3f}, {high:.3f}] over {report['n']} texts, "
+          f"{report['tokens']} tokens{given}")
+    print(f"wrote {out}")
     return 0
 
 
@@ -466,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["TEXTDIFF_ALLOW_PICKLE"] = "1"
     commands = {"train": cmd_train, "fill-mask": cmd_fill_mask, "classify": cmd_classify,
                 "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate,
-                "export": cmd_export, "paired": cmd_paired, "report": cmd_report}
+                "export": cmd_export, "paired": cmd_paired, "report": cmd_report,
+                "perplexity": cmd_perplexity}
     from textdiff_core.models import quiet_progress
 
     try:
