@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="confidence: commit every position above --threshold; topk: --k per step; schedule-*: "
                         "--steps by --schedule, positions chosen at random or by confidence; ar: left to right")
     g.add_argument("--steps", type=int, default=None,
-                   help="schedule strategies: steps (default: one per token); confidence: at most this many passes")
+                   help="schedule strategies: steps (default: one per token); confidence: at most this many forward "
+                        "passes (default: a quarter of --length, rounded up; 0: no limit, the threshold alone)")
     g.add_argument("--schedule", choices=["linear", "cosine", "exp"], default="linear",
                    help="schedule strategies: how many positions each step commits")
     g.add_argument("--threshold", type=float, default=0.9, help="confidence strategy: commit at or above, in (0, 1]")
@@ -158,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-p", type=float, default=None, help="sample from the nucleus of probability P")
     g.add_argument("--seed", type=int, default=0, help="seed of sampling and random positions")
     g.add_argument("--block-size", type=int, default=None, help="diffusion: decode in left-to-right blocks of B")
-    g.add_argument("--spacing", type=int, default=1,
-                   help="topk / confidence beyond the threshold: prefer positions at least this far apart in a pass")
+    g.add_argument("--spacing", type=int, default=None,
+                   help="topk / confidence beyond the threshold: prefer positions at least this far apart in a pass "
+                        "(default: 3; 1: no preference)")
     g.add_argument("--label", default=None, help="class-conditional checkpoints: put this class's prompt first")
     g.add_argument("--no-cache", action="store_true",
                    help="ar: recompute the whole prefix every step; diffusion: recompute unchanged predictions")
@@ -431,18 +433,34 @@ def cmd_fill_mask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decode_steps(args: argparse.Namespace) -> int | None:
+    """--steps as the decoder takes it: for the confidence strategy, no flag means the default budget, 0 none."""
+    import math
+
+    from textdiff_core.decoding import default_pass_budget
+
+    if args.strategy != "confidence" or (args.steps is not None and args.steps != 0):
+        return args.steps
+    if args.steps == 0:
+        return None
+    budget = default_pass_budget(args.length)
+    if budget is not None and args.block_size:  # at least one pass per block
+        budget = max(budget, math.ceil(args.length / args.block_size))
+    return budget
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from textdiff_core.decoding import DecodeConfig, generate
+    from textdiff_core.decoding import DEFAULT_SPACING, DecodeConfig, generate
     from textdiff_core.models import CAUSAL, MASKED, kind_of, load_model, read_sidecar
 
     sampling = args.top_k is not None or args.top_p is not None
     config = DecodeConfig(
-        strategy=args.strategy, steps=args.steps, schedule=args.schedule, threshold=args.threshold, k=args.k,
+        strategy=args.strategy, steps=_decode_steps(args), schedule=args.schedule, threshold=args.threshold, k=args.k,
         confidence=args.confidence, temperature=args.temperature if args.temperature is not None else float(sampling),
         top_k=args.top_k, top_p=args.top_p, seed=args.seed, block_size=args.block_size,
-        spacing=args.spacing,
+        spacing=args.spacing if args.spacing is not None else DEFAULT_SPACING,
         reuse=not args.no_cache, use_cache=not args.no_cache,
     )
     config.validate()

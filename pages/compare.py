@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import cached_model, revealed, sidebar, trace_html, trace_progress, untrained_note
-from textdiff_core.decoding import SCHEDULES, DecodeConfig, generate
+from textdiff_core.decoding import DEFAULT_SPACING, SCHEDULES, DecodeConfig, default_pass_budget, generate
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import distinct_n, generative_perplexity
 from textdiff_core.models import CAUSAL, MASKED
@@ -57,11 +57,15 @@ with left.container(border=True):
         s1, s2 = st.columns(2)
         settings["threshold"] = s1.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="compare_threshold",
                                           help="Commit every masked position at least this sure (max probability).")
-        settings["steps"] = s2.number_input(
-            "Max forward passes", 1, 512, value=None, placeholder="no limit", key="compare_budget",
-            help="When too few positions pass the threshold, commit the most confident anyway to finish in time.")
+        budget = s2.number_input(
+            "Max forward passes", 0, 512, value=None, placeholder=f"{default_pass_budget(length)} (¼ of the tokens)",
+            key="compare_budget", help="When too few positions pass the threshold, commit the most confident anyway "
+                                       "to finish in time. Empty: a quarter of the new tokens; 0: no limit.")
+        settings["steps"] = default_pass_budget(length) if budget is None else int(budget) or None
+        settings["spacing"] = DEFAULT_SPACING
     elif strategy == "topk":
         settings["k"] = int(st.number_input("k (positions per step)", 1, 256, 4, key="compare_k"))
+        settings["spacing"] = DEFAULT_SPACING
     else:
         s1, s2 = st.columns(2)
         settings["steps"] = s1.number_input("Steps", 1, 512, value=None, placeholder="one per new token",

@@ -8,7 +8,7 @@ import altair as alt
 import streamlit as st
 
 from pages._shared import cached_model, resolve, revealed, sidebar, trace_html, trace_progress, untrained_note
-from textdiff_core.decoding import SCHEDULES, DecodeConfig, generate
+from textdiff_core.decoding import DEFAULT_SPACING, SCHEDULES, DecodeConfig, default_pass_budget, generate
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import MASKED, read_sidecar
 from textdiff_core.trace import CONFIDENCE_MEASURES, Trace
@@ -64,10 +64,15 @@ a, b, c = st.columns(3)
 if strategy == "confidence":
     settings["threshold"] = a.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="denoise_threshold",
                                      help="Commit every masked position whose confidence is at least this.")
-    settings["steps"] = c.number_input(
-        "Max forward passes", 1, 512, value=None, placeholder="no limit", key="denoise_budget",
+    auto = default_pass_budget(length)
+    budget = c.number_input(
+        "Max forward passes", 0, 512, value=None, placeholder=f"{auto} (¼ of the new tokens)" if auto else "no limit",
+        key="denoise_budget",
         help="Finish within this many passes: when too few positions pass the threshold, the most confident are "
-             "committed anyway to keep pace.")
+             "committed anyway to keep pace. Empty: a quarter of the new tokens; 0: no limit.")
+    settings["steps"] = auto if budget is None else int(budget) or None
+    st.caption("Why a budget: a weak model is rarely 90% sure of any position, so a threshold alone commits only its "
+               "single best guess per pass, one token per pass like left-to-right decoding.")
 elif strategy == "topk":
     settings["k"] = a.number_input("k (positions per step)", 1, 256, 4, key="denoise_k")
 else:
@@ -99,7 +104,7 @@ with st.expander("Sampling and semi-autoregressive blocks"):
         "Block size", 1, 256, value=None, placeholder="off: one block", key="denoise_block",
         help="Decode the masked positions in left-to-right blocks of this many (semi-autoregressive).")
     spacing = s2.number_input(
-        "Spacing", 1, 64, 1, key="denoise_spacing", disabled=strategy not in ("topk", "confidence"),
+        "Spacing", 1, 64, DEFAULT_SPACING, key="denoise_spacing", disabled=strategy not in ("topk", "confidence"),
         help="Top-k and confidence decoding: prefer positions at least this far apart when several are committed "
              "in one pass (neighbours depend on each other most). 1: no preference.")
 

@@ -239,3 +239,25 @@ def test_bench_reports_distinct_and_perplexity_from_the_library(reference):
     assert ppl == generative_perplexity(reference, "a tender film", "The movie was") and n == 3
     trace.generated_text = ""
     assert math.isnan(perplexity(reference, trace, "The movie was")[0])
+
+
+def test_denoise_and_compare_default_to_a_quarter_of_the_passes():
+    """The pages' defaults show parallel decoding: confidence within ceil(length/4) passes, spacing 3."""
+    at = _on_page("pages/denoise.py")
+    at.slider(key="denoise_length").set_value(12).run()
+    assert any("threshold alone commits only" in c.value for c in at.caption), "the page says why a budget"
+    at.button(key="denoise_run").click().run()
+    _ok(at)
+    trace = at.session_state["denoise_trace"]
+    assert trace.forward_passes == 3 and trace.settings["spacing"] == 3 and trace.n_decoded == 12
+    at.number_input(key="denoise_budget").set_value(0).run()  # 0: no limit, the threshold alone
+    at.button(key="denoise_run").click().run()
+    assert at.session_state["denoise_trace"].forward_passes == 12, "the untrained model commits one per pass"
+
+    at = _on_page("pages/compare.py")
+    at.slider(key="compare_length").set_value(12).run()
+    at.checkbox(key="compare_score").uncheck().run()
+    at.button(key="compare_run").click().run()
+    _ok(at)
+    sides = at.session_state["compare"]["sides"]
+    assert sides["diffusion"]["trace"].forward_passes == 3 and sides["ar"]["trace"].forward_passes == 12

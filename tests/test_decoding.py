@@ -337,3 +337,22 @@ def test_cli_choices_match_the_library():
     from textdiff_core.trace import CONFIDENCE_MEASURES
 
     assert tuple(actions["confidence"].choices) == CONFIDENCE_MEASURES
+
+
+def test_cli_generate_defaults_decode_in_a_quarter_of_the_passes(tmp_path):
+    """No flags: confidence at 0.9 within ceil(length/4) passes, spacing 3; --steps 0 lifts the budget."""
+    from textdiff_core.trace import Trace
+
+    base = ["generate", "--checkpoint", "tiny", "--prompt", PROMPT, "--length", "10"]
+    assert main([*base, "--json", str(tmp_path / "d.json")]) == 0
+    default = Trace.from_json(tmp_path / "d.json")
+    assert default.strategy == "confidence" and default.settings["threshold"] == 0.9
+    assert default.settings["spacing"] == decoding.DEFAULT_SPACING == 3
+    assert default.forward_passes == 3 == decoding.default_pass_budget(10) and default.n_decoded == 10
+    assert main([*base, "--steps", "0", "--json", str(tmp_path / "free.json")]) == 0
+    free = Trace.from_json(tmp_path / "free.json")  # the untrained tiny model is never 90% sure: one per pass
+    assert free.settings["steps"] is None and free.forward_passes == 10
+    assert main([*base, "--block-size", "2", "--json", str(tmp_path / "b.json")]) == 0
+    assert Trace.from_json(tmp_path / "b.json").forward_passes == 5, "at least one pass per block"
+    assert main([*base, "--strategy", "ar", "--checkpoint", "tiny-ar", "--json", str(tmp_path / "ar.json")]) == 0
+    assert Trace.from_json(tmp_path / "ar.json").forward_passes == 10, "left to right stays one token per pass"

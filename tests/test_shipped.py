@@ -39,3 +39,16 @@ def test_a_shipped_checkpoint_generates_and_classifies_obvious_reviews(name):
         prediction = clf.classify(review, samples=16, generator=torch.Generator().manual_seed(0))
         assert prediction.label == label, (name, label, prediction.posterior)
     assert time.time() - started < 60
+
+
+def test_the_default_generate_command_decodes_64_tokens_in_at_most_16_passes(tmp_path):
+    """The first thing a newcomer runs shows parallel decoding: the CLI's defaults, with no flags."""
+    import json
+
+    from train_cli import main
+
+    out = tmp_path / "T.json"
+    assert main(["generate", "--checkpoint", str(CHECKPOINTS / "imdb-diffusion"), "--prompt", "This movie",
+                 "--length", "64", "--json", str(out)]) == 0
+    frames = json.loads(out.read_text())["frames"]
+    assert frames[-1]["forward_passes"] <= 16 and not any(frames[-1]["masked"])
