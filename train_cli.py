@@ -126,8 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("text", help="the text to classify")
         else:
             c.add_argument("--data", default="imdb", help="dataset name or CSV/JSONL file")
-            c.add_argument("--split", default="test" if name == "evaluate" else "validation",
-                           help="train, validation, test (or all, for files)")
+            c.add_argument("--split", default=None,
+                           help="train, validation, test or all (default: all for a CSV/JSONL file, the user's own "
+                                f"data; the fixed {'test' if name == 'evaluate' else 'validation'} split for "
+                                "imdb, rotten_tomatoes and hub datasets)")
             c.add_argument("--text-col", default="text", help="text column in CSV/JSONL files")
             c.add_argument("--label-col", default="label", help="label column (names or integer indices)")
             c.add_argument("--limit", type=int, default=None, help="at most N examples (class-balanced, fixed)")
@@ -264,15 +266,40 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def _labelled(args: argparse.Namespace, classes: list[str]):
-    from textdiff_core.data import load_data
+    """The labelled rows of --data/--split (the split resolved in place: files default to all of their rows), as
+    (dataset, class indices of the checkpoint); says how many rows of which split it took."""
+    from textdiff_core.data import is_file_spec, load_data
 
     data = load_data(args.data, args.split, text_col=args.text_col, label_col=args.label_col, min_classes=1,
                      max_samples=args.limit, seed=0)
+    limited = f" (--limit {args.limit})" if args.limit else ""
+    print(f"using {len(data)} rows of {args.data}, split {args.split}{limited}"
+          + (": every row of the file" if args.split == "all" and is_file_spec(args.data) else ""))
     unknown = sorted(set(data.classes) - set(classes))
     if unknown:
         raise TextdiffError(f"labels {unknown} in {args.data} are not classes of the checkpoint ({classes})")
     index = {name: i for i, name in enumerate(classes)}
     return data, [index[data.classes[y]] for y in data.labels]
+
+
+def _default_split(args: argparse.Namespace, fixed: str) -> None:
+    """--split when not given: every row of the user's own file, else the dataset's fixed split ``fixed``; and
+    ``fixed`` for a file the checkpoint was trained on too (its other rows are training rows)."""
+    from pathlib import Path
+
+    from textdiff_core.data import is_file_spec
+    from textdiff_core.models import read_sidecar
+
+    if args.split is not None:
+        return
+    args.split = fixed
+    if is_file_spec(args.data):
+        meta = read_sidecar(args.checkpoint) if Path(args.checkpoint).is_dir() else {}
+        trained = {Path(s.get("spec", "")).expanduser().resolve() for s in (meta.get("data") or {}).get("sources", [])}
+        if Path(args.data).expanduser().resolve() in trained:
+            print(f"note: {args.checkpoint} was trained on {args.data}, so only its {fixed} split is used")
+        else:
+            args.split = "all"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -284,6 +311,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from textdiff_core.evaluate import evaluate_classifier
 
+    _default_split(args, "test")
     clf = _classifier(args)
     data, labels = _labelled(args, clf.classes)
     report = evaluate_classifier(clf, data.texts, labels, args.samples, args.adaptive, args.z, args.seed,
@@ -390,8 +418,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     from textdiff_core.classify import CALIBRATION_FILE, Calibration, fit_calibration, score_matrix
 
+    _default_split(args, "validation")
     if args.split == "test":
         raise TextdiffError("calibration is fitted on validation data, never on the test split")
+    from textdiff_core.data import is_file_spec
+
+    if args.split == "all" and not is_file_spec(args.data):
+        raise TextdiffError(f"--split all of {args.data} includes its test split; calibrate on --split validation")
     path = Path(args.checkpoint)
     if not path.is_dir():
         raise TextdiffError(f"calibrate writes {CALIBRATION_FILE} into a checkpoint directory; {path} is not one")
@@ -415,6 +448,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
           f"OOD reference from {len(fitted.ood_reference)} texts -> {file}")
     print(f"{args.split} accuracy ({len(labels)} texts): {before:.1%} before, "
           f"{after:.1%} with the fitted bias (fitted on these texts: not a held-out figure)")
+    if args.split == "all":
+        print(f"note: fitted on every row of {args.data}; evaluate on texts outside it")
     return 0
 
 

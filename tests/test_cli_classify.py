@@ -88,3 +88,46 @@ def test_evidence_by_rate_runs_on_a_checkpoint_and_refuses_bad_settings(checkpoi
     assert "| all (the ELBO) |" in capsys.readouterr().out
     assert evidence_by_rate.main(["--checkpoint", str(checkpoint), "--data", "rotten_tomatoes", "--grid", "0"]) == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+def _csv(path, n=30):
+    rows = ["text,label"] + [f"review {i}: the film was {'great' if i % 2 else 'awful'} number {i},"
+                             f"{'positive' if i % 2 else 'negative'}" for i in range(n)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_evaluate_and_calibrate_use_every_row_of_a_file_and_say_so(checkpoint, tmp_path, capsys):
+    data = _csv(tmp_path / "mine.csv")
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--samples", "1",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert f"using 30 rows of {data}, split all: every row of the file" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["n"] == 30 and report["split"] == "all"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", "rotten_tomatoes", "--limit", "4",
+                 "--samples", "1", "--no-progress"]) == 0
+    assert "using 4 rows of rotten_tomatoes, split test (--limit 4)" in capsys.readouterr().out
+
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(checkpoint, copy)
+    assert main(["calibrate", "--checkpoint", str(copy), "--data", str(data), "--samples", "1",
+                 "--no-progress"]) == 0
+    out_text = capsys.readouterr().out
+    assert "using 30 rows" in out_text and f"fitted on every row of {data}" in out_text
+    assert json.loads((copy / "calibration.json").read_text())["elbo"]["fitted_on"] == f"{data}/all"
+    assert main(["calibrate", "--checkpoint", str(copy), "--data", "rotten_tomatoes", "--split", "all"]) == 2
+    assert "includes its test split" in capsys.readouterr().err
+
+
+def test_evaluate_on_the_file_a_model_was_trained_on_keeps_to_its_test_split(tmp_path, capsys):
+    data = _csv(tmp_path / "train.csv", 60)
+    out = tmp_path / "m"
+    assert main(["train", "--model", "tiny", "--data", str(data), "--conditioning", "class", "--quick-test",
+                 "--no-progress", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out), "--data", str(data), "--samples", "1", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"was trained on {data}, so only its test split is used" in printed and "split test" in printed

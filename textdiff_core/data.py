@@ -234,6 +234,14 @@ def _sample_indices(dataset: TextDataset, n: int, seed: int) -> list[int]:
     return sorted(chosen)
 
 
+def is_file_spec(specs: str | Sequence[str]) -> bool:
+    """Whether every part of a data spec names a local CSV/JSONL file (the user's own data, which has no fixed
+    split of its own: commands then default to every row)."""
+    items = _parse_specs(specs)
+    return all(not s.lower().startswith(HUB_PREFIX) and s not in OFFLINE_DATASETS
+               and (s.lower().endswith(FILE_EXTENSIONS) or Path(s).expanduser().is_file()) for s in items)
+
+
 def _load_part(spec: str, split: str, text_col: str, label_col: str | None) -> _Part:
     if spec.lower().startswith(HUB_PREFIX):
         return _load_hub(spec, spec[len(HUB_PREFIX) :].strip(), split, text_col, label_col)
