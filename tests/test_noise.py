@@ -137,7 +137,7 @@ def test_elbo_weighted_loss_is_unbiased_for_a_factorised_model(t_sampling):
     estimates = []
     with torch.no_grad():
         for _ in range(3000):
-            num, den, _, _ = micro_batch_loss(toy, enc, "diffusion", config, MASK, g)
+            num, den, _, _, _ = micro_batch_loss(toy, enc, "diffusion", config, MASK, g)
             estimates.append((num / den).item())
     est = torch.tensor(estimates)
     se = est.std() / math.sqrt(len(est))

@@ -195,9 +195,9 @@ def test_random_crops_train_on_windows_beyond_the_start(tmp_path, monkeypatch):
     seen = []
     real = train_mod.collate
 
-    def spy(tokenizer, texts, prefixes, max_length):
+    def spy(tokenizer, texts, prefixes, max_length, suffixes=None):
         seen.extend(tuple(t[:3]) for t in texts)
-        return real(tokenizer, texts, prefixes, max_length)
+        return real(tokenizer, texts, prefixes, max_length, suffixes)
 
     monkeypatch.setattr(train_mod, "collate", spy)
     for crop in ("start", "random"):

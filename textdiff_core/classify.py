@@ -10,6 +10,11 @@ Methods (how a masked model turns into a number; causal models are always exact)
   pll           pseudo-log-likelihood: mask one token at a time (L forward passes per class)
   seed          the seed project's score: mean loss of one 15% mask, 5 samples, fresh noise per class
   ar            exact left-to-right likelihood (causal models)
+  infill        the class as one more token: P(c | window) read off the class-word slot (masked models: the slot
+                masked, the text visible; left-to-right models: the class prompt after the text), one forward pass
+                per window for every class. Windows combine as a product of experts,
+                log P(c | x) = sum_w log P(c | x_w) - (W - 1) log P(c) + const, reported as
+                log P(x | c) + const = sum_w log P(c | x_w) - W log P(c) so that Bayes' rule below applies unchanged.
 Adaptive sampling (elbo): draw Monte Carlo samples in rounds and stop once the leader's margin over the runner-up
 exceeds z standard errors of their paired difference, or at the sample cap.
 """
@@ -23,10 +28,21 @@ from dataclasses import dataclass, field
 import torch
 
 from textdiff_core.errors import TextdiffError
-from textdiff_core.likelihood import TextScore, ar_scores, elbo_scores, pll_scores, pool_samples, seed_scores
+from textdiff_core.likelihood import (
+    TextScore,
+    ar_scores,
+    elbo_scores,
+    infill_occlusion,
+    infill_scores,
+    pll_scores,
+    pool_samples,
+    seed_scores,
+)
 from textdiff_core.models import MASKED, LoadedModel
+from textdiff_core.tokens import class_slot
 
-METHODS = ("elbo", "elbo-indep", "pll", "seed", "ar")
+METHODS = ("elbo", "elbo-indep", "pll", "seed", "ar", "infill")
+CLASS_PROMPTED = ("class", "joint")  # checkpoint conditionings with one model and a class prompt
 ZERO_SHOT_PROMPT = "A {label} movie review:"
 
 
@@ -115,12 +131,38 @@ class Classifier:
         self.log_prior = list(log_prior) if log_prior is not None else uniform
         self.calibration = calibration or Calibration(bias=[0.0] * len(classes))
         self.max_length = max_length
+        self.slot = None
+        if self.method == "infill":
+            if not isinstance(models, LoadedModel) or any(p is None for p in self.prompts):
+                raise TextdiffError("the infill reading needs one model with a class prompt (a class-conditional or "
+                                    "joint checkpoint, or a zero-shot LM); this is a set of one model per class")
+            self.slot = class_slot(models.tokenizer, self.prompts)
 
     @property
     def exact(self) -> bool:
-        return self.method in ("ar", "pll")
+        return self.method in ("ar", "pll", "infill")
+
+    def _infill(self, text: str) -> list[TextScore]:
+        """Product of experts over windows, as log P(x | c) + const (see the module docstring)."""
+        read = infill_scores(self.models, text, self.slot, self.max_length)
+        windows = read.log_posteriors.shape[0]
+        totals = read.log_posteriors.sum(0) - windows * torch.tensor(self.log_prior)
+        ids = read.token_ids
+        return [TextScore(-t, 0.0, ids, [-t / len(ids)] * len(ids), [0.0] * len(ids), [-t], windows)
+                for t in totals.tolist()]
+
+    def infill_evidence(self, text: str, max_windows: int = 2) -> tuple[list[int], torch.Tensor]:
+        """Occlusion evidence of the infill reading for the first ``max_windows`` windows: (token ids, [L, C]
+        change in log P(c | window) when each token alone is occluded; > 0: the token speaks for class c)."""
+        if self.slot is None:
+            raise TextdiffError(f"occlusion evidence belongs to the infill reading, not to {self.method!r}")
+        read = infill_scores(self.models, text, self.slot, self.max_length, max_windows)
+        deltas = [infill_occlusion(self.models, window, self.slot)[1] for window in read.windows]
+        return read.token_ids, torch.cat(deltas)
 
     def _score(self, text: str, samples: int, generator: torch.Generator | None) -> list[TextScore]:
+        if self.method == "infill":
+            return self._infill(text)
         if isinstance(self.models, LoadedModel):
             return class_scores(self.models, text, self.prompts, samples, generator, self.max_length,
                                 method=self.method)
@@ -173,7 +215,7 @@ class Classifier:
             log_likelihood_se=[s.nll_se if s.nll_se == s.nll_se else 0.0 for s in scores], scores=scores,
             samples=used, forward_passes=passes, seconds=time.time() - started,
         )
-        if self.calibration.ood_reference:
+        if self.calibration.ood_reference and self.method != "infill":  # a posterior, not a likelihood: no OOD
             prediction.ood_percentile = ood_percentile(evidence_per_token(prediction, self.log_prior),
                                                        self.calibration.ood_reference)
             prediction.ood = prediction.ood_percentile < OOD_PERCENTILE
@@ -184,6 +226,8 @@ class Classifier:
 
     def _passes(self, scores: list[TextScore], used: int) -> int:
         n, windows, classes = scores[0].n_tokens, scores[0].windows, len(self.classes)
+        if self.method == "infill":
+            return windows  # every class from one pass per window
         if self.method == "ar":
             return windows * classes
         if self.method == "pll":
@@ -248,7 +292,7 @@ def load_classifier(
             c: load_model(str(path / meta["class_dirs"][c]), device=device) for c in names
         }
         prompts: list[str | None] = [None] * len(names)
-    elif conditioning == "class":
+    elif conditioning in CLASS_PROMPTED:
         names = meta["classes"]
         models = load_model(str(path), device=device)
         prompts = list(class_prompts(meta))

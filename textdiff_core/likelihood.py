@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from textdiff_core.denoisers import denoise_logits
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import MASKED, LoadedModel, logits_at
 from textdiff_core.tokens import collate, special_ids, tokenize_texts
@@ -151,7 +152,7 @@ def masked_rows_nll(
         masked = torch.zeros_like(batch.target_mask)
         masked[batch.target_mask] = torch.cat([masks[r] for r in rows]).to(lm.device)
         noisy = batch.input_ids.masked_fill(masked, tok.mask_token_id)
-        logits = logits_at(lm.model, noisy, batch.attention_mask, masked).float()
+        logits = denoise_logits(lm, noisy, batch.attention_mask, masked).float()
         nll = F.cross_entropy(logits, batch.input_ids[masked], reduction="none")
         full = torch.zeros(masked.shape, device=lm.device)
         full[masked] = nll
@@ -317,3 +318,89 @@ def ar_scores(
         scores.append(TextScore(token_nll.sum().item(), 0.0, list(ids), token_nll.tolist(), [0.0] * len(ids),
                                 [token_nll.sum().item()], len(windows)))
     return scores
+
+
+@dataclass
+class InfillScore:
+    """The infill reading of one text: log P(class | window) for every window, read off the class-word slot."""
+
+    log_posteriors: torch.Tensor  # [W, C] log P(c | window w), each row a distribution over the classes
+    windows: list[list[int]]  # the text's token ids, window by window
+
+    @property
+    def token_ids(self) -> list[int]:
+        return [t for w in self.windows for t in w]
+
+
+def _infill_rows(lm: LoadedModel, slot, windows: Sequence[list[int]]):
+    """One row per window with the class slot open: (batch, positions whose logits predict the class word).
+
+    Masked models: [start] class prompt with [MASK] at the class word, window, [end]; the slot's own logits.
+    Left-to-right models: [start] window [end] class prompt; the logits one position before the class word.
+    """
+    prompt = list(slot.prompt_ids[0])
+    if lm.kind == MASKED:
+        prompt[slot.index] = lm.tokenizer.mask_token_id
+        batch = collate(lm.tokenizer, windows, [prompt] * len(windows), max_length=10**9)
+        start = int(special_ids(lm.tokenizer)[0] is not None)
+        where = [start + slot.index] * len(windows)
+    else:
+        rows = len(windows)
+        batch = collate(lm.tokenizer, windows, [[]] * rows, max_length=10**9, suffix_ids=[prompt] * rows)
+        where = [s + slot.index - 1 for s in batch.suffix_start]
+    positions = torch.zeros_like(batch.target_mask)
+    positions[torch.arange(len(windows)), torch.tensor(where)] = True
+    return batch, positions
+
+
+def _infill_budget(lm: LoadedModel, slot, max_length: int | None) -> int:
+    extra = 0 if lm.kind == MASKED else 1  # the left-to-right layout has a second [end] after the class prompt
+    return _budget(lm, len(slot.prompt_ids[0]) + extra, max_length)
+
+
+@torch.no_grad()
+def infill_scores(lm: LoadedModel, text: str, slot, max_length: int | None = None, max_windows: int | None = None
+                  ) -> InfillScore:
+    """log P(class | window) for each window of ``text``: one forward pass per window, no Monte Carlo noise.
+
+    ``slot`` (``tokens.class_slot``) names the class words; the distribution is the model's, renormalised over them.
+    """
+    if lm.kind == MASKED and lm.tokenizer.mask_token_id is None:
+        raise TextdiffError(f"{lm.name!r} has no mask token, so its class slot cannot be masked")
+    ids = tokenize_texts(lm.tokenizer, [text])[0]
+    if not ids:
+        raise TextdiffError("the text is empty")
+    if len(ids) > MAX_TEXT_TOKENS:
+        raise TextdiffError(f"the text has {len(ids):,} tokens; texts of up to {MAX_TEXT_TOKENS:,} are scored")
+    windows = _windows(ids, _infill_budget(lm, slot, max_length))[:max_windows]
+    batch, positions = _infill_rows(lm, slot, windows)
+    batch = batch.to(lm.device)
+    logits = logits_at(lm.model, batch.input_ids, batch.attention_mask, positions.to(lm.device)).float()
+    picked = logits[:, torch.tensor(slot.token_ids, device=logits.device)]
+    return InfillScore(torch.log_softmax(picked, -1).cpu(), windows)
+
+
+@torch.no_grad()
+def infill_occlusion(lm: LoadedModel, window: list[int], slot, max_tokens: int = 8192) -> tuple[torch.Tensor,
+                                                                                                  torch.Tensor]:
+    """Per-token evidence of the infill reading, exact: (log P(c | window) [C], delta [L, C]) where
+    delta[i, c] = log P(c | window) - log P(c | window with token i occluded) (> 0: token i speaks for class c).
+
+    A masked model sees token i as [MASK]; a left-to-right model reads the window with token i left out. All L
+    occlusions (and the intact window) go through the model as rows of one batch (or a few, ``max_tokens``).
+    """
+    if lm.kind == MASKED:
+        variants = [list(window)] + [window[:i] + [lm.tokenizer.mask_token_id] + window[i + 1 :]
+                                     for i in range(len(window))]
+    else:
+        variants = [list(window)] + [window[:i] + window[i + 1 :] for i in range(len(window))]
+    out = []
+    per_batch = max(1, max_tokens // (len(window) + len(slot.prompt_ids[0]) + 3))
+    for lo in range(0, len(variants), per_batch):
+        part = variants[lo : lo + per_batch]  # a left-to-right window of one token leaves an empty row: fine
+        batch, positions = _infill_rows(lm, slot, part)
+        batch = batch.to(lm.device)
+        logits = logits_at(lm.model, batch.input_ids, batch.attention_mask, positions.to(lm.device)).float()
+        out.append(torch.log_softmax(logits[:, torch.tensor(slot.token_ids, device=logits.device)], -1).cpu())
+    lp = torch.cat(out)
+    return lp[0], lp[0][None, :] - lp[1:]

@@ -1,6 +1,7 @@
 """Text to token tensors, with the roles of positions kept: which tokens are the text being modelled.
 
-Every sequence is laid out as  [start] prefix text [end] [pad ...]  where
+Every sequence is laid out as  [start] prefix text [end] [pad ...]  (or, with a suffix,
+[start] prefix text [end] suffix [end]: the class after the text, for a left-to-right model's direct reading) where
   start   the tokenizer's [CLS] (BERT family) or BOS/EOS (GPT-2, Llama); it gives a left-to-right model a
           position from which to predict the first text token,
   prefix  a class prompt ("negative review:") or a user prompt: conditioning, never masked, never scored,
@@ -24,10 +25,12 @@ class EncodedBatch:
     attention_mask: torch.Tensor  # [B, T] long, 0 on padding
     target_mask: torch.Tensor  # [B, T] bool, True on the text tokens (maskable / scored)
     truncated: list[bool]  # per sequence: was the text cut to fit max_length
+    suffix_start: list[int] | None = None  # per sequence: index of the suffix's first token (when suffixes given)
 
     def to(self, device: torch.device | str) -> EncodedBatch:
         return EncodedBatch(
-            self.input_ids.to(device), self.attention_mask.to(device), self.target_mask.to(device), self.truncated
+            self.input_ids.to(device), self.attention_mask.to(device), self.target_mask.to(device), self.truncated,
+            self.suffix_start,
         )
 
     @property
@@ -60,21 +63,29 @@ def collate(
     text_ids: Sequence[Sequence[int]],
     prefix_ids: Sequence[Sequence[int]] | None = None,
     max_length: int = 128,
+    suffix_ids: Sequence[Sequence[int] | None] | None = None,
 ) -> EncodedBatch:
-    """Lay out pre-tokenised texts (and optional prefixes) as one right-padded batch."""
+    """Lay out pre-tokenised texts (and optional prefixes and suffixes) as one right-padded batch.
+
+    A row with a suffix reads [start] prefix text [end] suffix [end]; only the text is a target.
+    """
     start, end, pad = special_ids(tokenizer)
     head = [start] if start is not None else []
     tail = [end] if end is not None else []
-    rows, targets, truncated = [], [], []
+    rows, targets, truncated, suffix_start = [], [], [], []
     for i, ids in enumerate(text_ids):
         prefix = list(prefix_ids[i]) if prefix_ids is not None else []
-        budget = max_length - len(head) - len(prefix) - len(tail)
+        suffix = list(suffix_ids[i] or []) if suffix_ids is not None else []
+        after = tail + (suffix + tail if suffix else [])
+        budget = max_length - len(head) - len(prefix) - len(after)
         if budget < 1:
-            raise ValueError(f"max_length {max_length} leaves no room for text after a {len(prefix)}-token prefix")
+            raise ValueError(f"max_length {max_length} leaves no room for text beside a {len(prefix) + len(suffix)}"
+                             "-token prompt")
         body = list(ids[:budget])
         truncated.append(len(ids) > budget)
-        rows.append(head + prefix + body + tail)
-        targets.append([False] * (len(head) + len(prefix)) + [True] * len(body) + [False] * len(tail))
+        rows.append(head + prefix + body + after)
+        suffix_start.append(len(head) + len(prefix) + len(body) + len(tail))
+        targets.append([False] * (len(head) + len(prefix)) + [True] * len(body) + [False] * len(after))
     width = max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -83,7 +94,7 @@ def collate(
         input_ids[i, : len(row)] = torch.tensor(row)
         attention[i, : len(row)] = 1
         target[i, : len(row)] = torch.tensor(tgt)
-    return EncodedBatch(input_ids, attention, target, truncated)
+    return EncodedBatch(input_ids, attention, target, truncated, suffix_start if suffix_ids is not None else None)
 
 
 def encode(
@@ -93,3 +104,29 @@ def encode(
     text_ids = tokenize_texts(tokenizer, texts)
     prefix_ids = tokenize_texts(tokenizer, prefixes) if prefixes is not None else None
     return collate(tokenizer, text_ids, prefix_ids, max_length)
+
+
+@dataclass
+class ClassSlot:
+    """Where the class word sits in a class prompt, so that it can be masked (diffusion) or predicted (left to right).
+
+    Every class's prompt tokenises to the same length and differs from the others at exactly one position, ``index``
+    (counted from the prompt's first token); ``token_ids[c]`` is class c's word there.
+    """
+
+    prompt_ids: list[list[int]]  # per class: the whole prompt's token ids
+    index: int  # position of the class word inside the prompt
+    token_ids: list[int]  # per class: the class word's token id
+
+
+def class_slot(tokenizer, prompts: Sequence[str]) -> ClassSlot:
+    """Find the one token that tells the class prompts apart; one-line error when there is no such token."""
+    from textdiff_core.errors import TextdiffError
+
+    ids = tokenize_texts(tokenizer, list(prompts))
+    differ = [i for i in range(min(map(len, ids))) if len({row[i] for row in ids}) > 1]
+    if len({len(row) for row in ids}) != 1 or len(differ) != 1 or len({row[differ[0]] for row in ids}) != len(ids):
+        shown = ", ".join(repr(p) for p in prompts)
+        raise TextdiffError(f"the class prompts ({shown}) do not differ in exactly one token, so the class word cannot "
+                            "be masked or predicted as one token; use one-token class names")
+    return ClassSlot(prompt_ids=[list(row) for row in ids], index=differ[0], token_ids=[row[differ[0]] for row in ids])

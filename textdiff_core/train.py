@@ -4,7 +4,9 @@ The objectives differ only in what the model sees and which positions it is scor
   diffusion  mask text tokens at rate t (see ``noise``), predict them with bidirectional attention, weight by 1/t
   ar         feed the text as is, predict token i from positions < i with causal attention
 Class handling: ``none`` (unconditional), ``class`` (one model; a never-masked class prompt such as
-"negative review:" before the text), ``per-class`` (one model per class, the seed project's recipe).
+"negative review:" before the text), ``joint`` (the class word is one more token to model: diffusion masks it by its
+own coin and weights its loss; left to right puts the class prompt before the text or after it, with equal
+probability), ``per-class`` (one model per class, the seed project's recipe).
 
 Everything that decides the result is a function of (seed, step): the data order, the masks and (restored from the
 checkpoint) the dropout RNG, so ``--resume`` continues exactly where an interrupted run stopped. Checkpoints are
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import textdiff_core
+from textdiff_core.classify import CLASS_PROMPTED
 from textdiff_core.data import SPLIT_FRACTIONS, TextDataset, load_data
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import (
@@ -43,10 +46,10 @@ from textdiff_core.models import (
     save_model,
 )
 from textdiff_core.noise import NoiseConfig, apply_mask, bin_label, rate_bins, sample_mask_rates, weighted_nll
-from textdiff_core.tokens import collate, tokenize_texts
+from textdiff_core.tokens import class_slot, collate, special_ids, tokenize_texts
 
 OBJECTIVES = {"diffusion": MASKED, "ar": CAUSAL}  # objective -> kind of model it trains
-CONDITIONINGS = ("none", "class", "per-class")
+CONDITIONINGS = ("none", "class", "joint", "per-class")
 N_BINS = 10  # masking-level bins for the per-level loss log
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
 
@@ -61,8 +64,10 @@ class TrainConfig:
     data: list[str] = field(default_factory=lambda: ["imdb"])  # dataset specs, mixed by concatenation
     text_col: str = "text"  # column of the text in CSV/JSONL files
     label_col: str | None = "label"  # column of the label in CSV/JSONL files
-    conditioning: str = "none"  # "none", "class" (class prompt prefix) or "per-class" (one model per class)
-    class_prompt: str = "{label} review:"  # prefix for conditioning=class; {label} is the class name
+    conditioning: str = "none"  # "none", "class" (class prompt prefix), "joint" (class word modelled too), "per-class"
+    class_prompt: str = "{label} review:"  # prefix for conditioning class/joint; {label} is the class name
+    label_mask_prob: float | None = 0.5  # joint, diffusion: chance the class word is masked (None: the text's rate t)
+    label_weight: float = 16.0  # joint: the class word's loss counts as this many text tokens
     steps: int | None = None  # optimizer steps (per model); default: one epoch
     epochs: float | None = None  # alternative to steps
     batch_size: int = 16  # sequences per micro-batch per process
@@ -90,7 +95,7 @@ class TrainConfig:
             raise TextdiffError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if self.conditioning not in CONDITIONINGS:
             raise TextdiffError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
-        if self.conditioning == "class" and "{label}" not in self.class_prompt:
+        if self.conditioning in CLASS_PROMPTED and "{label}" not in self.class_prompt:
             raise TextdiffError(f"--class-prompt must contain {{label}}, got {self.class_prompt!r}")
         for name in ("batch_size", "grad_accum", "max_length", "log_every"):
             if getattr(self, name) < 1:
@@ -103,8 +108,12 @@ class TrainConfig:
             raise TextdiffError(f"lr must be positive, got {self.lr}")
         if self.save_dtype not in DTYPES:
             raise TextdiffError(f"unknown save dtype {self.save_dtype!r}; choose one of {', '.join(DTYPES)}")
-        if self.eval_every and self.conditioning != "class":
-            raise TextdiffError("--eval-every needs --conditioning class (one model that scores every class)")
+        if self.eval_every and self.conditioning not in CLASS_PROMPTED:
+            raise TextdiffError("--eval-every needs --conditioning class or joint (one model that scores every class)")
+        if self.label_mask_prob is not None and not 0.0 < self.label_mask_prob <= 1.0:
+            raise TextdiffError(f"label-mask-prob must be in (0, 1] (or t), got {self.label_mask_prob}")
+        if not self.label_weight > 0.0 or math.isinf(self.label_weight):
+            raise TextdiffError(f"label-weight must be positive and finite, got {self.label_weight}")
         if self.crop not in ("start", "random"):
             raise TextdiffError(f"unknown crop {self.crop!r}; choose start or random")
         if self.max_samples is not None and self.max_samples < 1:
@@ -150,6 +159,7 @@ class _Stats:
         # [loss numerator, loss denominator, tokens] and per-bin [nll sum, masked-token count]
         self.totals = torch.zeros(3, dtype=torch.float64, device=self.device)
         self.bins = torch.zeros(2, N_BINS, dtype=torch.float64, device=self.device)
+        self.label = torch.zeros(3, dtype=torch.float64, device=self.device)  # class word: nll sum, count, correct
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -161,31 +171,85 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
+@dataclass
+class JointLabel:
+    """The class word as one more token of a micro-batch (``--conditioning joint``)."""
+
+    positions: torch.Tensor  # [B] index of each row's class word; -1 where it is not a target (class-first AR rows)
+    mask_prob: float | None  # diffusion: chance the class word is masked (None: the row's text rate t)
+    weight: float  # its loss counts as this many text tokens
+
+
 def micro_batch_loss(
-    forward: torch.nn.Module, batch, objective: str, noise: NoiseConfig, mask_token_id: int | None, generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """(numerator, denominator, per-bin nll sums, per-bin counts) of one micro-batch's loss.
+    forward: torch.nn.Module, batch, objective: str, noise: NoiseConfig, mask_token_id: int | None, generator,
+    label: JointLabel | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """(numerator, denominator, per-bin nll sums, per-bin counts, class-word [nll sum, count, correct]) of one
+    micro-batch's loss; the last is None without ``label``.
 
     ``forward(input_ids, attention_mask, positions)`` returns logits at the selected positions.
     """
+    rows = torch.arange(batch.input_ids.shape[0], device=batch.input_ids.device)
     if objective == "diffusion":
         rates = sample_mask_rates(batch.input_ids.shape[0], noise, generator)
         noisy, masked = apply_mask(batch.input_ids, batch.target_mask, rates, mask_token_id, generator)
-        logits = forward(noisy, batch.attention_mask, masked)
-        nll = torch.zeros(masked.shape, dtype=torch.float32, device=logits.device)
-        nll[masked] = F.cross_entropy(logits.float(), batch.input_ids[masked], reduction="none")
+        selected = masked
+        if label is not None:  # mask the class word by its own coin (or at the text's rate)
+            chance = rates if label.mask_prob is None else torch.full_like(rates, label.mask_prob)
+            coin = (torch.rand(rates.shape, generator=generator) < chance).to(noisy.device)
+            label_rows, label_pos = rows[coin], label.positions.to(noisy.device)[coin]
+            noisy[label_rows, label_pos] = mask_token_id
+            selected = masked.clone()
+            selected[label_rows, label_pos] = True
+        logits = forward(noisy, batch.attention_mask, selected)
+        full = torch.zeros(masked.shape, dtype=torch.float32, device=logits.device)
+        full[selected] = F.cross_entropy(logits.float(), batch.input_ids[selected], reduction="none")
+        nll = full * masked
         num, den = weighted_nll(nll, masked, rates, batch.target_mask, noise.weighting)
         seq_bins = rate_bins(rates, N_BINS).to(nll.device)
         bin_nll = torch.zeros(N_BINS, device=nll.device).index_add_(0, seq_bins, nll.detach().sum(1))
         bin_count = torch.zeros(N_BINS, device=nll.device).index_add_(0, seq_bins, masked.sum(1).float())
-        return num, den, bin_nll, bin_count
-    # left-to-right: the logits at position i-1 predict the token at i, for every text token i
-    predictors = torch.zeros_like(batch.target_mask)
-    predictors[:, :-1] = batch.target_mask[:, 1:]
+        label_stats = None
+        if label is not None:
+            label_nll = full[label_rows, label_pos]
+            if noise.weighting == "elbo":  # an unbiased term of the joint bound: 1/p for a token masked with chance p
+                num = num + label.weight * (label_nll / chance.to(nll.device)[coin]).sum()
+                den = den + label.weight * len(rows)
+            else:
+                num = num + label.weight * label_nll.sum()
+                den = den + label.weight * len(label_rows)
+            label_stats = _label_stats(logits, selected, label_rows, label_pos, batch.input_ids, label_nll)
+        return num, den, bin_nll, bin_count, label_stats
+    # left-to-right: the logits at position i-1 predict the token at i, for every text token i (and class word)
+    targets_mask, weights = batch.target_mask.clone(), batch.target_mask.float()
+    if label is not None:
+        has = label.positions.to(rows.device) >= 0
+        label_rows, label_pos = rows[has], label.positions.to(rows.device)[has]
+        targets_mask[label_rows, label_pos] = True
+        weights[label_rows, label_pos] = label.weight
+    predictors = torch.zeros_like(targets_mask)
+    predictors[:, :-1] = targets_mask[:, 1:]
     logits = forward(batch.input_ids, batch.attention_mask, predictors)
-    targets = batch.input_ids[:, 1:][batch.target_mask[:, 1:]]
-    num = F.cross_entropy(logits.float(), targets, reduction="sum")
-    return num, torch.tensor(float(targets.numel()), device=num.device), None, None
+    targets = batch.input_ids[:, 1:][targets_mask[:, 1:]]
+    nll = F.cross_entropy(logits.float(), targets, reduction="none")
+    w = weights[:, 1:][targets_mask[:, 1:]].to(nll.device)
+    label_stats = None
+    if label is not None:
+        is_label = torch.zeros_like(targets_mask)
+        is_label[label_rows, label_pos] = True
+        picked = is_label[:, 1:][targets_mask[:, 1:]]
+        correct = (logits[picked].argmax(-1) == targets[picked]).sum()
+        label_stats = torch.stack([nll[picked].detach().sum(), picked.sum().float(), correct.float()]).double()
+    return (nll * w).sum(), w.sum(), None, None, label_stats
+
+
+def _label_stats(logits, selected, label_rows, label_pos, input_ids, label_nll) -> torch.Tensor:
+    """[nll sum, count, correct] of the masked class words (correct: arg max over the whole vocabulary)."""
+    where = torch.zeros_like(selected)
+    where[label_rows, label_pos] = True
+    picked = where[selected]
+    correct = (logits[picked].argmax(-1) == input_ids[label_rows, label_pos]).sum()
+    return torch.stack([label_nll.detach().sum(), picked.sum().float(), correct.float()]).double()
 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:
@@ -239,7 +303,10 @@ def _meta(config: TrainConfig, data: TextDataset, accelerator, seconds: float, s
         "objective": config.objective,
         "conditioning": config.conditioning,
         "classes": data.classes,
-        "class_prompt": config.class_prompt if config.conditioning == "class" else None,
+        "class_prompt": config.class_prompt if config.conditioning in CLASS_PROMPTED else None,
+        "joint": {"label_mask_prob": config.label_mask_prob, "label_weight": config.label_weight,
+                  "orders": "class before or after the text, p = 0.5" if config.objective == "ar" else None}
+        if config.conditioning == "joint" else None,
         "base_model": config.model,
         "max_length": config.max_length,
         "noise": config.noise.to_dict() if config.objective == "diffusion" else None,
@@ -327,6 +394,8 @@ def _train_one(
     # random crops need the whole text; start crops only its beginning (cap the work for very long texts)
     text_ids = tokenize_texts(tokenizer, data.texts, max_length=None if config.crop == "random" else config.max_length)
     prompt_ids = tokenize_texts(tokenizer, prompts) if prompts else None
+    slot = class_slot(tokenizer, prompts) if config.conditioning == "joint" else None
+    head = int(special_ids(tokenizer)[0] is not None)  # [start] before the prompt
     per_step = config.batch_size * config.grad_accum * world
     total = config.steps or max(1, math.ceil((config.epochs or 1.0) * len(data) / per_step))
     warmup = config.warmup_steps if config.warmup_steps is not None else max(1, total // 20)
@@ -376,15 +445,22 @@ def _train_one(
                 if config.crop == "random":  # a random window of each long text (the part scoring windows see too)
                     texts = [t[int(torch.randint(max(1, len(t) - config.max_length + 3), (1,), generator=generator)):]
                              for t in texts]
-                batch = collate(
-                    tokenizer,
-                    texts,
-                    [prompt_ids[data.labels[i]] for i in idx] if prompt_ids else None,
-                    config.max_length,
-                ).to(accelerator.device)
+                classes = [data.labels[i] for i in idx] if prompt_ids else []
+                prefixes = [prompt_ids[y] for y in classes] if prompt_ids else None
+                suffixes, after = None, None
+                if slot is not None and config.objective == "ar":  # the class before or after the text, p = 0.5
+                    after = (torch.rand(len(idx), generator=generator) < 0.5).tolist()
+                    prefixes = [[] if a else prompt_ids[y] for a, y in zip(after, classes, strict=True)]
+                    suffixes = [prompt_ids[y] if a else None for a, y in zip(after, classes, strict=True)]
+                batch = collate(tokenizer, texts, prefixes, config.max_length, suffixes).to(accelerator.device)
+                joint = None
+                if slot is not None:
+                    positions = ([batch.suffix_start[r] + slot.index if a else -1 for r, a in enumerate(after)]
+                                 if after is not None else [head + slot.index] * len(idx))
+                    joint = JointLabel(torch.tensor(positions), config.label_mask_prob, config.label_weight)
                 with accelerator.accumulate(forward):
-                    num, den, bin_nll, bin_count = micro_batch_loss(
-                        forward, batch, config.objective, config.noise, tokenizer.mask_token_id, generator
+                    num, den, bin_nll, bin_count, label_stats = micro_batch_loss(
+                        forward, batch, config.objective, config.noise, tokenizer.mask_token_id, generator, joint
                     )
                     accelerator.backward(num / den.clamp(min=1.0))
                     if accelerator.sync_gradients:
@@ -395,6 +471,8 @@ def _train_one(
                                              device=accelerator.device)
                 if bin_nll is not None:
                     stats.bins += torch.stack([bin_nll.double(), bin_count.double()])
+                if label_stats is not None:
+                    stats.label += label_stats.to(stats.label.device)
             scheduler.step()
             step += 1
             bar.update(1)
@@ -403,6 +481,7 @@ def _train_one(
             if step % config.log_every == 0 or step == total or checkpoint_due or eval_due:  # no stats are lost
                 totals = accelerator.reduce(stats.totals.clone(), "sum")
                 bins = accelerator.reduce(stats.bins.clone(), "sum")
+                label_totals = accelerator.reduce(stats.label.clone(), "sum")
                 last_loss = (totals[0] / totals[1].clamp(min=1)).item()
                 tokens_per_s = totals[2].item() / max(time.time() - window_start, 1e-9)
                 state["tokens_seen"] += int(totals[2].item())
@@ -422,6 +501,9 @@ def _train_one(
                             for b in range(N_BINS)
                             if bins[1, b] > 0
                         }
+                    if label_totals[1] > 0:  # the class word's own loss and arg-max accuracy (joint)
+                        record["label_loss"] = round((label_totals[0] / label_totals[1]).item(), 5)
+                        record["label_accuracy"] = round((label_totals[2] / label_totals[1]).item(), 4)
                     if eval_due:
                         model.eval()
                         record |= _validate(model, tokenizer, kind, validation, prompts, config)
@@ -459,8 +541,10 @@ def _validate(model, tokenizer, kind: str, data: TextDataset, prompts: list[str]
     """Accuracy of the class-conditional model on a fixed validation subset, from the first window of each text.
 
     A cheap monitor (few ELBO samples, no prior, no calibration), always with the same masks so steps compare.
+    Joint models are also read by infilling the class word (``val_accuracy_infill``).
     """
     from textdiff_core.classify import class_scores
+    from textdiff_core.likelihood import infill_scores
     from textdiff_core.models import LoadedModel
 
     lm = LoadedModel(model, tokenizer, kind, config.model)
@@ -469,8 +553,16 @@ def _validate(model, tokenizer, kind: str, data: TextDataset, prompts: list[str]
     for text, label in zip(data.texts, data.labels, strict=True):
         scores = class_scores(lm, text, prompts, config.eval_samples, generator, config.max_length, max_windows=1)
         correct += int(min(range(len(scores)), key=lambda c: scores[c].nll) == label)
-    return {"val_accuracy": round(correct / len(data), 4), "val_n": len(data),
-            "val_seconds": round(time.time() - started, 1)}
+    record = {"val_accuracy": round(correct / len(data), 4), "val_n": len(data),
+              "val_seconds": round(time.time() - started, 1)}
+    if config.conditioning == "joint":
+        slot, started, correct = class_slot(tokenizer, prompts), time.time(), 0
+        for text, label in zip(data.texts, data.labels, strict=True):
+            read = infill_scores(lm, text, slot, config.max_length, max_windows=1)
+            correct += int(read.log_posteriors[0].argmax().item() == label)
+        record |= {"val_accuracy_infill": round(correct / len(data), 4),
+                   "val_seconds_infill": round(time.time() - started, 1)}
+    return record
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
