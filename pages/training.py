@@ -20,20 +20,46 @@ RUNS = Path.home() / "textdiff-runs"
 STEP = alt.X("step:Q", axis=alt.Axis(format="d", tickMinStep=1))  # whole steps, never "2.1"
 
 
+SHIPPED_PAIR = (CHECKPOINTS / "imdb-diffusion", CHECKPOINTS / "imdb-ar")  # the page opens on these two curves
+NO_TWIN = "(none)"
+
+
+def resumable_copy(run: Path) -> bool:
+    """A run's resumable ``OUT/checkpoints/step-N`` copy (a snapshot of a run, not a run of its own)."""
+    return run.name.startswith("step-") and run.parent.name == "checkpoints"
+
+
 def run_dirs() -> list[str]:
-    found = []
+    """Every run with a metrics.jsonl: the shipped pair first, then everything under the runs folder."""
+    found = [str(p) for p in SHIPPED_PAIR if (p / "metrics.jsonl").is_file()]
     for root in (CHECKPOINTS, RUNS):
         if root.is_dir():
             for metrics in sorted(root.glob("**/metrics.jsonl")):
-                if "checkpoints" not in metrics.parts:
+                if not resumable_copy(metrics.parent) and str(metrics.parent) not in found:
                     found.append(str(metrics.parent))
     return found
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """The logged steps of a run (a line being written right now is skipped)."""
+    records = []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
 
 
 known = run_dirs()
 choice = st.selectbox("Run directory", [*known, "other…"] if known else ["other…"], key="run_choice")
 typed = st.text_input("Path of the run directory", key="run_path") if choice == "other…" else choice
 run = Path(typed).expanduser()
+twins = [k for k in known if k != str(run)]
+default_twin = str(SHIPPED_PAIR[1]) if str(run) == str(SHIPPED_PAIR[0]) and str(SHIPPED_PAIR[1]) in twins else NO_TWIN
+twin_choice = st.selectbox("Compare its loss with", [NO_TWIN, *twins], index=[NO_TWIN, *twins].index(default_twin),
+                           key=f"run_twin_{run}", help="Another run's loss curve on the same chart (the shipped "
+                                                       "diffusion model opens beside its left-to-right twin).")
 
 if not str(run) or str(run) == ".":
     st.info("Choose or type a run directory.")
@@ -46,12 +72,7 @@ if not metrics_file.is_file():
     st.error(f"No metrics.jsonl in {run}: is it a training run's output directory?")
     st.stop()
 
-records = []
-for line in metrics_file.read_text().splitlines():
-    try:
-        records.append(json.loads(line))
-    except json.JSONDecodeError:
-        continue  # a line being written right now
+records = read_metrics(run)
 if not records:
     st.warning("The run has not logged a step yet.")
     st.stop()
@@ -74,6 +95,14 @@ st.subheader("Loss")
 smooth = st.slider("Smoothing (steps in the moving average)", 1, 50, 5)
 frame["loss (smoothed)"] = frame["loss"].rolling(smooth, min_periods=1).mean()
 long = frame.melt(id_vars="step", value_vars=["loss", "loss (smoothed)"], var_name="series", value_name="value")
+twin_records = read_metrics(Path(twin_choice)) if twin_choice != NO_TWIN else []
+if twin_records:  # the other run's smoothed loss, named by its folder
+    twin = pd.DataFrame(twin_records)
+    long["series"] = f"{run.name}: " + long["series"]
+    long = pd.concat([long, pd.DataFrame({"step": twin["step"], "series": f"{Path(twin_choice).name}: loss (smoothed)",
+                                          "value": twin["loss"].rolling(smooth, min_periods=1).mean()})])
+    st.caption("Diffusion loss is the masked-token loss, left-to-right loss the next-token loss: both in nats per "
+               "token, but not the same quantity.")
 st.altair_chart(alt.Chart(long).mark_line().encode(
     x=STEP, y=alt.Y("value:Q", title="loss (nats / token)", scale=alt.Scale(zero=False)), color="series:N",
     tooltip=["step", "series", alt.Tooltip("value:Q", format=".3f")]), width="stretch")

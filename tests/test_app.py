@@ -139,3 +139,30 @@ def test_shipped_names_resolve_whatever_the_working_directory(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)  # the server started from elsewhere: relative names must not be taken as hub ids
     assert _shared.resolve("checkpoints/imdb-diffusion") == str(_shared.ROOT / "checkpoints" / "imdb-diffusion")
     assert _shared.resolve("minilm") == "minilm" and _shared.resolve("gpt2") == "gpt2"
+
+
+def test_training_page_opens_on_the_shipped_pair_on_a_fresh_checkout(tmp_path, monkeypatch):
+    """No ~/textdiff-runs yet: the page opens on the shipped diffusion model's curve beside its twin's."""
+    import json
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    at = _on_page("pages/training.py")
+    assert not at.exception and not at.error
+    root = Path(APP).parent / "checkpoints"
+    assert at.selectbox(key="run_choice").value == str(root / "imdb-diffusion")
+    assert at.selectbox(key="run_choice").options[:2] == [str(root / "imdb-diffusion"), str(root / "imdb-ar")]
+    assert not at.info, "no 'Choose or type a run directory'"
+    import pyarrow as pa
+
+    chart = at.get("vega_lite_chart")[0].proto
+    series = set(pa.ipc.open_stream(chart.datasets[0].data.data).read_all().column("series").to_pylist())
+    assert {"imdb-diffusion: loss", "imdb-ar: loss (smoothed)"} <= series, "both curves on one chart"
+
+    runs = tmp_path / "textdiff-runs"  # every run under the runs folder, but no resumable step copies
+    for run in (runs / "a", runs / "checkpoints" / "b", runs / "a" / "checkpoints" / "step-2"):
+        run.mkdir(parents=True)
+        (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 5.0}) + "\n")
+    at = _on_page("pages/training.py")
+    options = at.selectbox(key="run_choice").options
+    assert str(runs / "a") in options and str(runs / "checkpoints" / "b") in options
+    assert not any("step-2" in o for o in options)
