@@ -134,6 +134,21 @@ def cached_classifier(name: str, method: str | None) -> tuple[Classifier, thread
     return load_classifier(resolve(name), method), threading.Lock()
 
 
+def _brief(value: object, limit: int = 60) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def inputs_note(computed: dict, current: dict) -> None:
+    """Under a result: when the widgets have changed since it was computed, name the inputs it belongs to, so a
+    result is never read as the answer to inputs it was not computed from."""
+    changed = [k for k in {**current, **computed} if computed.get(k) != current.get(k)]
+    if changed:
+        shown = "; ".join(f"{k} {_brief(computed.get(k))}" for k in changed)
+        st.info(f"This result was computed from earlier inputs: {shown}. Run again for the current ones.",
+                icon=":material/history:")
+
+
 def join_wordpieces(tokens: list[str]) -> list[str]:
     """Display strings for WordPiece/BPE tokens: '##ing' joins its predecessor, 'Ġword' / '▁word' start a word."""
     out = []

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from pages._shared import cached_classifier, heatmap_html, sidebar
+from pages._shared import cached_classifier, heatmap_html, inputs_note, sidebar
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 
@@ -52,7 +52,11 @@ with st.expander("Diffusion scoring settings"):
     adaptive = st.checkbox("Adaptive: stop once the decision is 2 standard errors clear", value=True)
     seed = st.number_input("Seed", 0, 10_000, 0)
 
+inputs = {"text": text, **{f"{role} model": chosen[role] for role, on in use.items() if on}, "method": method,
+          "samples": samples, "adaptive": adaptive, "seed": seed}
+
 if st.button("Classify", type="primary"):
+    st.session_state.pop("classify_results", None)  # a refused text never shows the previous text's decision
     if not text.strip():
         st.error("Paste some text first.")
     elif len(text) > MAX_CHARS:
@@ -71,9 +75,11 @@ if st.button("Classify", type="primary"):
             except TextdiffError as exc:
                 st.error(f"{name}: {exc}")
         st.session_state["classify_results"] = results
+        st.session_state["classify_inputs"] = inputs
 
 results = st.session_state.get("classify_results", {})
 if results:
+    inputs_note(st.session_state.get("classify_inputs", inputs), inputs)
     columns = st.columns(len(results))
     for column, (role, (name, clf, p)) in zip(columns, results.items(), strict=True):
         with column:

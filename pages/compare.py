@@ -7,7 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages._shared import cached_model, revealed, sidebar, trace_html, trace_progress, untrained_note
+from pages._shared import cached_model, inputs_note, revealed, sidebar, trace_html, trace_progress, untrained_note
 from textdiff_core.decoding import DEFAULT_SPACING, SCHEDULES, DecodeConfig, default_pass_budget, generate
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import distinct_n, generative_perplexity
@@ -124,12 +124,17 @@ def quality(result: dict) -> None:
         result["ppl_error"] = f"{name}: {exc}"
 
 
+inputs = {"diffusion model": chosen["diffusion"], "left-to-right model": chosen["ar"], "prompt": prompt,
+          "new tokens": length, "temperature": temperature, "seed": seed, "strategy": strategy, **settings,
+          "KV cache": use_cache, "reference": chosen["reference"] if score else None}
+
 if st.button("Generate both", type="primary", key="compare_run"):
+    state.pop("compare", None)  # nothing of an earlier run survives a failure of this one
     results = {role: decode(role) for role in SIDES}  # one after the other, so neither slows the other down
     for result in results.values():
         if "trace" in result:
             quality(result)
-    state["compare"] = {"sides": results, "reference": chosen["reference"] if score else None}
+    state["compare"] = {"sides": results, "reference": chosen["reference"] if score else None, "inputs": inputs}
     state.pop("compare_passes", None)  # the sliders start at the end of the new runs
     state.pop("compare_seconds", None)
 
@@ -139,6 +144,7 @@ if not run:
 results, reference = run["sides"], run["reference"]
 
 st.divider()
+inputs_note(run.get("inputs", inputs), inputs)
 traces: dict[str, Trace] = {role: r["trace"] for role, r in results.items() if "trace" in r}
 
 

@@ -7,7 +7,16 @@ from pathlib import Path
 import altair as alt
 import streamlit as st
 
-from pages._shared import cached_model, resolve, revealed, sidebar, trace_html, trace_progress, untrained_note
+from pages._shared import (
+    cached_model,
+    inputs_note,
+    resolve,
+    revealed,
+    sidebar,
+    trace_html,
+    trace_progress,
+    untrained_note,
+)
 from textdiff_core.decoding import DEFAULT_SPACING, SCHEDULES, DecodeConfig, default_pass_budget, generate
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import MASKED, read_sidecar
@@ -109,7 +118,13 @@ with st.expander("Sampling and semi-autoregressive blocks"):
              "in one pass (neighbours depend on each other most). 1: no preference.")
 
 
+inputs = {"model": name, "prompt": prompt, "new tokens": length, "strategy": strategy, "class": label,
+          "temperature": temperature, "top-k": top_k, "top-p": top_p, "seed": seed, "block size": block_size,
+          "spacing": spacing, **settings}
+
+
 def run() -> None:
+    state.pop("denoise_trace", None)  # a run that fails leaves no earlier result behind it
     if not name:
         st.error("Choose a diffusion model in the sidebar first.")
         return
@@ -129,6 +144,7 @@ def run() -> None:
         st.error(str(exc))
         return
     state["denoise_trace"] = trace
+    state["denoise_inputs"] = inputs
     state["denoise_frame"] = len(trace.frames) - 1  # show the result; Play replays it from the start
     state["denoise_playing"] = False
 
@@ -153,6 +169,7 @@ m4.metric("Tokens per pass", f"{trace.tokens_per_pass:.2f}", help="Left-to-right
 label_note = f" · class `{trace.label}`" if trace.label else ""
 st.caption(f"`{trace.model}` · {trace.strategy} · {trace.n_decoded} positions decoded in {last} steps · "
            f"seed {trace.seed}{label_note}")
+inputs_note(state.get("denoise_inputs", inputs), inputs)
 
 
 def toggle_play() -> None:
