@@ -1,0 +1,218 @@
+"""The class as one more token: joint training's masking and orders, the infill reading and its evidence."""
+
+import math
+
+import pytest
+import torch
+
+from textdiff_core.classify import Classifier
+from textdiff_core.errors import TextdiffError
+from textdiff_core.likelihood import infill_occlusion, infill_scores
+from textdiff_core.models import load_model
+from textdiff_core.noise import NoiseConfig
+from textdiff_core.tokens import class_slot, collate, tokenize_texts
+from textdiff_core.train import JointLabel, micro_batch_loss
+from train_cli import main
+
+PROMPTS = ["negative review:", "positive review:"]
+TEXT = "a tender , funny film with a great cast , though the ending drags on and on . " * 3
+
+
+@pytest.fixture(scope="module", params=["tiny", "tiny-ar"])
+def lm(request):
+    torch.manual_seed(0)
+    model = load_model(request.param)
+    model.model.eval()
+    return model
+
+
+def test_class_slot_finds_the_one_differing_token():
+    tok = load_model("tiny").tokenizer
+    slot = class_slot(tok, PROMPTS)
+    assert slot.index == 0
+    assert slot.token_ids == tok.convert_tokens_to_ids(["negative", "positive"])
+    assert class_slot(tok, ["a dull film:", "a bright film:"]).index == 1
+    with pytest.raises(TextdiffError, match="exactly one token"):
+        class_slot(tok, ["very negative review:", "positive review:"])
+    with pytest.raises(TextdiffError, match="exactly one token"):
+        class_slot(tok, ["negative review:", "negative review:"])
+
+
+def test_infill_posteriors_are_distributions_one_pass_per_window(lm):
+    slot = class_slot(lm.tokenizer, PROMPTS)
+    read = infill_scores(lm, TEXT, slot, max_length=24)
+    assert read.log_posteriors.shape == (len(read.windows), 2) and len(read.windows) > 2
+    assert torch.allclose(read.log_posteriors.exp().sum(1), torch.ones(len(read.windows)), atol=1e-5)
+    assert read.token_ids == tokenize_texts(lm.tokenizer, [TEXT])[0]
+    prediction = Classifier(lm, ["negative", "positive"], PROMPTS, "infill", max_length=24).classify(TEXT)
+    assert sum(prediction.posterior) == pytest.approx(1.0, abs=1e-6)
+    assert prediction.forward_passes == len(read.windows)
+
+
+def test_windows_combine_as_a_product_of_experts(lm):
+    """log P(c | x) = sum_w log P(c | x_w) - (W - 1) log P(c), normalised: checked against a hand computation."""
+    prior = [math.log(0.3), math.log(0.7)]
+    clf = Classifier(lm, ["negative", "positive"], PROMPTS, "infill", log_prior=prior, max_length=24)
+    read = infill_scores(lm, TEXT, clf.slot, max_length=24)
+    windows = read.log_posteriors.tolist()
+    by_hand = [sum(w[c] for w in windows) - (len(windows) - 1) * prior[c] for c in range(2)]
+    norm = math.log(sum(math.exp(v) for v in by_hand))
+    expected = [math.exp(v - norm) for v in by_hand]
+    assert clf.classify(TEXT).posterior == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_slot_layouts_of_both_kinds():
+    """Masked: [CLS] [MASK] review : text [SEP], logits at the [MASK]. Left to right: [CLS] text [SEP] negative ...,
+    logits at the [SEP] that predicts the class word."""
+    from textdiff_core.likelihood import _infill_rows
+
+    for name in ("tiny", "tiny-ar"):
+        lm = load_model(name)
+        slot = class_slot(lm.tokenizer, PROMPTS)
+        text = tokenize_texts(lm.tokenizer, ["a fine film"])[0]
+        batch, positions = _infill_rows(lm, slot, [text])
+        row, where = batch.input_ids[0].tolist(), positions[0].nonzero().item()
+        if name == "tiny":
+            assert row == [101, lm.tokenizer.mask_token_id, *slot.prompt_ids[0][1:], *text, 102]
+            assert where == 1
+        else:
+            assert row == [101, *text, 102, *slot.prompt_ids[0], 102]
+            assert where == 1 + len(text) and row[where + 1] == slot.token_ids[0]
+
+
+def test_occlusion_evidence_equals_a_per_token_loop(lm):
+    slot = class_slot(lm.tokenizer, PROMPTS)
+    window = tokenize_texts(lm.tokenizer, ["a tender , funny film"])[0]
+    full, delta = infill_occlusion(lm, window, slot, max_tokens=40)  # several batches
+    assert delta.shape == (len(window), 2)
+    intact = infill_scores(lm, lm.tokenizer.decode(window), slot).log_posteriors[0]
+    assert torch.allclose(full, intact, atol=1e-5)
+    for i in range(len(window)):
+        if lm.kind == "masked":
+            occluded = window[:i] + [lm.tokenizer.mask_token_id] + window[i + 1:]
+        else:
+            occluded = window[:i] + window[i + 1:]
+        from textdiff_core.likelihood import _infill_rows
+        from textdiff_core.models import logits_at
+
+        batch, positions = _infill_rows(lm, slot, [occluded])
+        with torch.no_grad():
+            logits = logits_at(lm.model, batch.input_ids, batch.attention_mask, positions)
+        one = torch.log_softmax(logits[:, slot.token_ids], -1)[0]
+        assert torch.allclose(delta[i], full - one, atol=1e-5), i
+
+
+class Recorder(torch.nn.Module):
+    """Uniform logits; remembers what it was shown."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.vocab, self.inputs = vocab, []
+
+    def forward(self, input_ids, attention_mask, positions):
+        self.inputs.append((input_ids.clone(), positions.clone()))
+        return torch.zeros(int(positions.sum()), self.vocab, requires_grad=True)
+
+
+@pytest.mark.parametrize("prob", [0.5, 0.2, None])
+def test_joint_masking_masks_the_class_word_at_its_probability_and_never_the_rest_of_the_prompt(prob):
+    tok = load_model("tiny").tokenizer
+    slot = class_slot(tok, PROMPTS)
+    text = tokenize_texts(tok, ["a tender and funny film"])[0]
+    rows = 64
+    batch = collate(tok, [text] * rows, [slot.prompt_ids[r % 2] for r in range(rows)], 32)
+    label = JointLabel(torch.full((rows,), 1 + slot.index), prob, 16.0)
+    toy = Recorder(len(tok))
+    g = torch.Generator().manual_seed(1)
+    masked_label, trials, prompt_rest = 0, 0, []
+    noise = NoiseConfig()
+    for _ in range(40):
+        micro_batch_loss(toy, batch, "diffusion", noise, tok.mask_token_id, g, label)
+        noisy, _ = toy.inputs[-1]
+        masked_label += int((noisy[:, 1 + slot.index] == tok.mask_token_id).sum())
+        trials += rows
+        prompt_rest.append(noisy[:, 2:1 + len(slot.prompt_ids[0])])
+    expected = prob if prob is not None else 0.5  # t ~ U(eps, 1): the class word is masked with chance E[t] ~ 1/2
+    se = math.sqrt(expected * (1 - expected) / trials)
+    assert abs(masked_label / trials - expected) < 4 * se, (masked_label / trials, expected)
+    rest = torch.cat(prompt_rest)
+    assert (rest == torch.tensor(slot.prompt_ids[0][1:])).all()  # "review :" is never masked
+    assert (noisy[:, 0] == tok.cls_token_id).all()
+
+
+def test_the_class_word_loss_counts_as_label_weight_text_tokens():
+    tok = load_model("tiny").tokenizer
+    slot = class_slot(tok, PROMPTS)
+    text = tokenize_texts(tok, ["a film"])[0]
+    batch = collate(tok, [text] * 4, [slot.prompt_ids[0]] * 4, 16)
+    toy = Recorder(len(tok))
+    g = torch.Generator().manual_seed(0)
+    label = JointLabel(torch.full((4,), 1), 1.0, 16.0)  # always masked
+    num, den, _, _, stats = micro_batch_loss(toy, batch, "diffusion", NoiseConfig(), tok.mask_token_id, g, label)
+    _, positions = toy.inputs[-1]
+    text_masked = int(positions[:, 2:].sum())
+    assert den.item() == pytest.approx(text_masked + 16 * 4)
+    assert num.item() == pytest.approx(math.log(len(tok)) * (text_masked + 16 * 4), rel=1e-5)
+    assert stats[1].item() == 4
+
+
+def test_the_twin_draws_both_orders_with_equal_probability(tmp_path, monkeypatch):
+    import textdiff_core.train as train_mod
+
+    orders = []
+    real = train_mod.collate
+
+    def spy(tokenizer, texts, prefixes, max_length, suffixes=None):
+        if suffixes is not None:
+            orders.extend(s is not None for s in suffixes)
+            for p, s in zip(prefixes, suffixes, strict=True):
+                assert (len(p) == 0) == (s is not None)  # the class prompt goes before or after, never both
+        return real(tokenizer, texts, prefixes, max_length, suffixes)
+
+    monkeypatch.setattr(train_mod, "collate", spy)
+    assert main(["train", "--objective", "ar", "--model", "tiny-ar", "--conditioning", "joint", "--data", "imdb",
+                 "--max-samples", "16", "--max-length", "24", "--batch-size", "16", "--steps", "12", "--no-progress",
+                 "--save-every", "0", "--out", str(tmp_path / "ar")]) == 0
+    n, after = len(orders), sum(orders)
+    assert n == 192
+    assert abs(after / n - 0.5) < 4 * math.sqrt(0.25 / n), after
+
+
+def test_a_joint_checkpoint_records_its_recipe_and_reads_both_ways(tmp_path):
+    import json
+
+    out = tmp_path / "joint"
+    assert main(["train", "--model", "tiny", "--conditioning", "joint", "--quick-test", "--no-progress",
+                 "--label-mask-prob", "t", "--label-weight", "4", "--eval-every", "5", "--eval-size", "4",
+                 "--out", str(out)]) == 0
+    meta = json.loads((out / "textdiff.json").read_text())
+    assert meta["conditioning"] == "joint" and meta["class_prompt"] == "{label} review:"
+    assert meta["joint"]["label_mask_prob"] is None and meta["joint"]["label_weight"] == 4.0
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"val_accuracy", "val_accuracy_infill", "label_loss", "label_accuracy"} <= set(last)
+    for method in ("infill", "elbo"):
+        assert main(["classify", "--checkpoint", str(out), "--method", method, "--samples", "2", "a fine film"]) == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--conditioning", "joint", "--class-prompt", "{label} stuff:", "--data", "FILE"], "exactly one token"),
+    (["--conditioning", "joint", "--label-mask-prob", "0"], "label-mask-prob"),
+    (["--conditioning", "joint", "--label-weight", "-1"], "label-weight"),
+])
+def test_bad_joint_settings_fail_in_one_line(tmp_path, capsys, args, message):
+    csv = tmp_path / "d.csv"
+    csv.write_text("text,label\n" + "".join(f"text {i},{'very bad' if i % 2 else 'good'}\n" for i in range(20)))
+    args = [str(csv) if a == "FILE" else a for a in args]
+    code = main(["train", "--model", "tiny", "--quick-test", "--no-progress", "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_infill_needs_one_model_with_a_class_word(tmp_path, capsys):
+    assert main(["train", "--model", "tiny", "--conditioning", "per-class", "--quick-test", "--no-progress",
+                 "--out", str(tmp_path / "pc")]) == 0
+    assert main(["classify", "--checkpoint", str(tmp_path / "pc"), "--method", "infill", "a film"]) == 2
+    assert "one model with a class prompt" in capsys.readouterr().err
+    assert main(["classify", "--checkpoint", "tiny", "--method", "infill", "--classes", "very bad,good",
+                 "a film"]) == 2
+    assert "exactly one token" in capsys.readouterr().err
