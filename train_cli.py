@@ -31,8 +31,46 @@ def _data(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _model_flags(parser: argparse.ArgumentParser, top: bool) -> None:
+    """Loading flags, accepted before the command name (``top``) and after it (then they do not reset the former)."""
+    keep = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("--trust-remote-code", action="store_true", **keep,
+                        help="run modeling code shipped with a model (MDLM, LLaDA, Dream); only for models you trust")
+    parser.add_argument("--allow-large-cpu", action="store_true", **keep,
+                        help="load a model of over 1B parameters on CPU (slow; meant for a GPU)")
+    parser.add_argument("--mask-id", type=int, default=None if top else argparse.SUPPRESS,
+                        help="masked models: the mask token id (default: from the model's config or tokenizer)")
+    parser.add_argument("--logit-shift", type=int, choices=[0, 1], default=None if top else argparse.SUPPRESS,
+                        help="masked models: 1 if position i's logits predict token i+1 (Dream; default from config)")
+    parser.add_argument("--time-input", choices=["none", "sigma"], default=None if top else argparse.SUPPRESS,
+                        help="masked models: pass the noise level as timesteps (sigma: MDLM; default from config)")
+    parser.add_argument("--context-length", type=int, default=None if top else argparse.SUPPRESS,
+                        help="masked models: positions the model takes (default from config)")
+    parser.add_argument("--model-dtype", choices=["fp32", "bf16", "fp16"], default=None if top else argparse.SUPPRESS,
+                        help="dtype to load weights in (default: bf16 on GPU, fp32 on CPU)")
+
+
+def _model_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The loading flags as the environment ``models.load_model`` reads its defaults from."""
+    env = {}
+    if args.trust_remote_code:
+        env["TEXTDIFF_TRUST_REMOTE_CODE"] = "1"
+    if args.allow_large_cpu:
+        env["TEXTDIFF_ALLOW_LARGE_CPU"] = "1"
+    if args.model_dtype:
+        env["TEXTDIFF_DTYPE"] = args.model_dtype
+    overrides = {"mask_id": args.mask_id, "logit_shift": args.logit_shift, "time_input": args.time_input,
+                 "context_length": args.context_length}
+    if any(v is not None for v in overrides.values()):
+        import json
+
+        env["TEXTDIFF_DENOISER"] = json.dumps({k: v for k, v in overrides.items() if v is not None})
+    return env
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="train_cli.py", description=__doc__.split("\n")[0])
+    _model_flags(parser, top=True)
     parser.add_argument("--allow-pickle", action="store_true",
                         help="also load pickled .bin/.pt weights (they can run code; only for files you trust)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--label", default=None, help="class-conditional checkpoints: put this class's prompt first")
     g.add_argument("--no-cache", action="store_true",
                    help="ar: recompute the whole prefix every step; diffusion: recompute unchanged predictions")
+    g.add_argument("--cfg-scale", type=float, default=1.0,
+                   help="diffusion: classifier-free guidance on the --label (else the prompt): logits = uncond + "
+                        "S * (cond - uncond); 1 = off, 0 = unconditional, > 1 = stronger")
+    g.add_argument("--chat", choices=["auto", "on", "off"], default="auto",
+                   help="wrap the prompt in the model's chat template (auto: for published models that have one)")
     g.add_argument("--json", default=None, help="write the trace (every frame) as JSON")
     g.add_argument("--gif", default=None, help="write an animated GIF of the frames")
     g.add_argument("--html", default=None, help="write a self-contained HTML player of the frames")
@@ -193,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--no-progress", action="store_true", help="no progress bar")
     commands.add_parser("report", help="regenerate RESULTS.md and results.json from the shipped checkpoints "
                                        "(options: python train_cli.py report --help)", add_help=False)
+    for name, sub in commands.choices.items():  # the loading flags also after the command name
+        if name != "report":
+            _model_flags(sub, top=False)
     return parser
 
 
@@ -496,7 +542,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         confidence=args.confidence, temperature=args.temperature if args.temperature is not None else float(sampling),
         top_k=args.top_k, top_p=args.top_p, seed=args.seed, block_size=args.block_size,
         spacing=args.spacing if args.spacing is not None else DEFAULT_SPACING,
-        reuse=not args.no_cache, use_cache=not args.no_cache,
+        reuse=not args.no_cache, use_cache=not args.no_cache, cfg_scale=args.cfg_scale,
     )
     config.validate()
     if args.length < 0:
@@ -513,7 +559,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         hint = "use --strategy ar" if known == CAUSAL else "choose a diffusion strategy"
         raise TextdiffError(f"strategy {args.strategy!r} needs a {needed} model; {checkpoint!r} is {known} ({hint})")
     lm = load_model(checkpoint, needed)
-    trace = generate(lm, args.prompt, args.length, config, label)
+    prompt = args.prompt
+    if prompt and (args.chat == "on" or args.chat == "auto" and lm.denoiser is not None and lm.denoiser.chat_template):
+        from textdiff_core.denoisers import chat_prompt
+
+        prompt = chat_prompt(lm.tokenizer, prompt)
+    trace = generate(lm, prompt, args.length, config, label)
     print(trace.final_text)
     print(f"{trace.forward_passes} forward passes, {trace.elapsed_s:.2f} s, {trace.n_decoded} tokens "
           f"({trace.tokens_per_pass:.2f} per pass), strategy {trace.strategy}, seed {trace.seed}")
@@ -585,6 +636,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.allow_pickle:
         os.environ["TEXTDIFF_ALLOW_PICKLE"] = "1"
+    env = _model_environment(args)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return _run(args)
+    finally:  # several commands in one process (tests) must not inherit each other's flags
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run(args: argparse.Namespace) -> int:
     commands = {"train": cmd_train, "fill-mask": cmd_fill_mask, "classify": cmd_classify,
                 "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate,
                 "export": cmd_export, "paired": cmd_paired, "report": cmd_report,

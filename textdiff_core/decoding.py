@@ -21,6 +21,11 @@ blocks of that many, left to right (semi-autoregressive); schedule steps are the
 models take no time input, so when a step commits nothing the next step's prediction would be identical: it is
 reused instead of recomputed (MDLM's cache trick; ``reuse=False`` recomputes it, for comparison).
 
+Classifier-free guidance (``cfg_scale`` s, diffusion): each pass also runs an unconditional copy of the sequence, the
+conditioning written as [MASK] (LLaDA's way: the class prompt when a label is given, else the user's prompt tokens),
+and uses logits = uncond + s * (cond - uncond): s = 1 is plain conditional decoding (no second copy), 0 ignores the
+condition, s > 1 follows it more strongly. The two copies run as one batch; each counts as a forward pass.
+
 Left-to-right (``ar_decode``): [start] class-prompt user-text, then one token per forward pass, with a KV cache
 (``use_cache=True``: each pass runs only the new token) or without (each pass reruns the whole prefix).
 
@@ -45,8 +50,9 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from textdiff_core.denoisers import denoise_logits
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import MASKED, LoadedModel, logits_at
+from textdiff_core.models import MASKED, LoadedModel
 from textdiff_core.tokens import encode, special_ids, tokenize_texts
 from textdiff_core.trace import CONFIDENCE_MEASURES, Frame, Trace, confidence_score
 
@@ -85,6 +91,7 @@ class DecodeConfig:
     spacing: int = 1  # confidence (beyond the threshold) and topk: prefer positions at least this far apart in a pass
     reuse: bool = True  # diffusion: reuse the last prediction when nothing changed since it was made
     use_cache: bool = True  # left-to-right: KV cache
+    cfg_scale: float = 1.0  # diffusion: classifier-free guidance, 1 = off, 0 = unconditional, > 1 = stronger
 
     def validate(self) -> None:
         """Raise ``TextdiffError`` (one line) for any setting that cannot work."""
@@ -114,6 +121,8 @@ class DecodeConfig:
             raise TextdiffError(f"spacing must be at least 1, got {self.spacing}")
         if self.block_size is not None and self.block_size < 1:
             raise TextdiffError(f"block size must be at least 1, got {self.block_size}")
+        if not (self.cfg_scale >= 0 and math.isfinite(self.cfg_scale)):
+            raise TextdiffError(f"guidance scale must be >= 0 (1 is off), got {self.cfg_scale}")
 
 
 @dataclass
@@ -340,6 +349,8 @@ def diffusion_decode(
     attention = torch.ones_like(ids)
     rec = _Recorder(lm, body, [t == mask_id for t in body], mask_id if mask_id is not None else -1)
     cached: tuple[tuple[int, ...], torch.Tensor] | None = None  # (masked positions it was made for, logits)
+    guide = _guidance_positions(config, offset, class_ids, user_ids, mask_id)
+    copies = 1 if guide is None else 2
     for block, n_steps in zip(blocks, block_steps, strict=True):
         counts = schedule_counts(len(block), n_steps, config.schedule) if schedule else None
         step = 0
@@ -354,9 +365,9 @@ def diffusion_decode(
             else:
                 where = torch.zeros_like(ids, dtype=torch.bool)
                 where[0, [p + offset for p in open_]] = True
-                logits = logits_at(lm.model, ids, attention, where)
-                rec.passes += 1
-                rec.processed += ids.shape[1]
+                logits = guided_logits(lm, ids, attention, where, guide, config.cfg_scale)
+                rec.passes += copies
+                rec.processed += copies * ids.shape[1]
                 cached = (key, logits)
             draw = draw_tokens(logits, config, generator, banned)
             if counts is not None:
@@ -375,6 +386,33 @@ def diffusion_decode(
                 break
     n_prompt = len(class_ids) + len(user_ids)
     return _new_trace(lm, config, prompt, label, seed, rec, len(class_ids), n_prompt, decoded, length)
+
+
+def _guidance_positions(config: DecodeConfig, offset: int, class_ids: list[int], user_ids: list[int],
+                        mask_id: int) -> list[int] | None:
+    """Sequence positions that the unconditional copy masks (None: no guidance): the class prompt, else the prompt."""
+    if config.cfg_scale == 1:
+        return None
+    if class_ids:
+        return list(range(offset, offset + len(class_ids)))
+    start = offset + len(class_ids)
+    positions = [start + i for i, t in enumerate(user_ids) if t != mask_id]
+    if not positions:
+        raise TextdiffError("classifier-free guidance needs a condition to guide by: a class label or a prompt")
+    return positions
+
+
+def guided_logits(lm: LoadedModel, ids: torch.Tensor, attention: torch.Tensor, where: torch.Tensor,
+                  guide: list[int] | None, scale: float) -> torch.Tensor:
+    """Logits at ``where`` ([N, vocab]); with ``guide``, uncond + scale * (cond - uncond), the unconditional copy
+    having the ``guide`` positions masked."""
+    if guide is None:
+        return denoise_logits(lm, ids, attention, where)
+    uncond = ids.clone()
+    uncond[:, guide] = lm.tokenizer.mask_token_id
+    both = denoise_logits(lm, torch.cat([ids, uncond]), attention.repeat(2, 1), where.repeat(2, 1)).float()
+    cond, free = both.chunk(2)
+    return free + scale * (cond - free)
 
 
 def _choose(config: DecodeConfig, draw: Draw, count: int, generator: torch.Generator, positions: list[int]
@@ -508,7 +546,7 @@ def fill_mask(lm: LoadedModel, text: str, prefix: str | None = None, top_k: int 
     positions = batch.input_ids == mask_id
     if not positions.any():
         raise TextdiffError(f"no {lm.tokenizer.mask_token} in the text")
-    probs = logits_at(lm.model, batch.input_ids, batch.attention_mask, positions).float().softmax(-1)
+    probs = denoise_logits(lm, batch.input_ids, batch.attention_mask, positions).float().softmax(-1)
     top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
     return [
         [(lm.tokenizer.convert_ids_to_tokens(int(i)), float(p)) for p, i in zip(ps, ids, strict=True)]

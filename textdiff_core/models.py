@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from textdiff_core import denoisers as dnz
+from textdiff_core.denoisers import Denoiser
 from textdiff_core.errors import ModelError
 
 SIDECAR = "textdiff.json"  # training metadata written beside every model we save
@@ -46,6 +48,7 @@ class LoadedModel:
     kind: str  # "masked" or "causal"
     name: str  # what the user asked for
     meta: dict = field(default_factory=dict)  # the textdiff.json sidecar, {} for models we did not train
+    denoiser: Denoiser | None = None  # masked models: how to call it (mask id, time input, shift; see denoisers)
 
     @property
     def device(self) -> torch.device:
@@ -130,9 +133,12 @@ def read_sidecar(path: str | Path) -> dict:
     if not file.is_file():
         return {}
     try:
-        return json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        meta = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{file} is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ModelError(f"{file} should hold a JSON object, not {type(meta).__name__}")
+    return meta
 
 
 def kind_of(name_or_path: str) -> str | None:
@@ -145,7 +151,16 @@ def kind_of(name_or_path: str) -> str | None:
         return MASKED if meta["objective"] == "diffusion" else CAUSAL
     config_file = path / "config.json"
     if config_file.is_file():
-        config = json.loads(config_file.read_text())
+        try:
+            config = json.loads(config_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{config_file} is not valid JSON ({exc})") from exc
+        if not isinstance(config, dict):
+            raise ModelError(f"{config_file} should hold a JSON object, not {type(config).__name__}")
+        from textdiff_core.denoisers import family_of
+
+        if family_of(config) != "textdiff":  # the published diffusion families (LLaDA's class name ends in LM)
+            return MASKED
         archs = " ".join(config.get("architectures") or [])
         if config.get("is_decoder") or "CausalLM" in archs or "LMHead" in archs:
             return CAUSAL
@@ -200,16 +215,25 @@ def load_model(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     allow_pickle: bool | None = None,
+    trust_remote_code: bool | None = None,
+    allow_large_cpu: bool | None = None,
+    denoiser: dict | None = None,
 ) -> LoadedModel:
     """Load a model and tokenizer by offline name, local directory or hub id (see the module docstring).
 
     ``kind`` ("masked" or "causal") is needed only when it cannot be read from the name or the directory.
     Only safetensors weights are loaded unless ``allow_pickle`` (default: ``$TEXTDIFF_ALLOW_PICKLE == "1"``).
+    Modeling code shipped with a model runs only with ``trust_remote_code`` (default:
+    ``$TEXTDIFF_TRUST_REMOTE_CODE == "1"``). A local model is sized before loading and refused when it cannot fit
+    (on CPU, one over 1B parameters also needs ``allow_large_cpu``, default ``$TEXTDIFF_ALLOW_LARGE_CPU == "1"``).
+    ``denoiser`` overrides what the config says about a masked model (``denoisers.Denoiser`` fields; default
+    ``$TEXTDIFF_DENOISER``, JSON).
     """
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     device = torch.device(device) if device is not None else pick_device()
-    dtype = dtype or compute_dtype(device)
+    named = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    dtype = dtype or named.get(os.environ.get("TEXTDIFF_DTYPE", "")) or compute_dtype(device)
     known = kind_of(name_or_path)
     if kind is not None and known is not None and kind != known:
         raise ModelError(f"{name_or_path!r} is a {known} model, but a {kind} model is needed here")
@@ -234,10 +258,29 @@ def load_model(
                 raise ModelError(f"{path} has no safetensors weights; pickled weights (.bin/.pt) can run code when "
                                  "loaded, so they are refused unless you pass --allow-pickle")
         auto = AutoModelForMaskedLM if kind == MASKED else AutoModelForCausalLM
+        config = dnz.read_config(path) if path.is_dir() else {}
+        trust = trust_remote_code if trust_remote_code is not None else _env("TEXTDIFF_TRUST_REMOTE_CODE")
+        extra: dict = {}
+        if dnz.needs_remote_code(config):
+            if not trust:
+                raise dnz.refuse_remote_code(name_or_path, config)
+            import transformers
+
+            auto = getattr(transformers, dnz.auto_class_name(config))
+            extra["trust_remote_code"] = True
+        elif trust:
+            extra["trust_remote_code"] = True  # a hub id whose config we cannot read before loading
+        if path.is_dir():
+            large = allow_large_cpu if allow_large_cpu is not None else _env("TEXTDIFF_ALLOW_LARGE_CPU")
+            dnz.check_fits(name_or_path, dnz.estimate_parameters(path, config), dtype, device, large)
+        if device.type == "cuda" and dnz.family_of(config) != "textdiff":
+            extra["device_map"] = "auto"  # large published models: let accelerate place the layers
         try:
             with quiet_transformers():
-                model = auto.from_pretrained(name_or_path, dtype=dtype, use_safetensors=None if pickles else True)
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+                model = auto.from_pretrained(name_or_path, dtype=dtype, use_safetensors=None if pickles else True,
+                                             **extra)
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, **{k: v for k, v in extra.items()
+                                                                       if k == "trust_remote_code"})
         except OSError as exc:
             where = "directory" if path.exists() else "hub id (is this machine online?)"
             reason = str(exc).strip().splitlines()[0][:200]
@@ -247,17 +290,31 @@ def load_model(
         except Exception as exc:  # noqa: BLE001 - a truncated or corrupt file fails in many ways; all are the user's to fix
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise ModelError(f"could not load {name_or_path!r} (incomplete or corrupt files?): {reason}") from exc
-    if kind == MASKED and tokenizer.mask_token_id is None:
-        raise ModelError(f"{name_or_path!r} has no [MASK] token, so it cannot be a masked diffusion model")
+    spec = None
+    if kind == MASKED:
+        config = model.config.to_dict()
+        overrides = denoiser if denoiser is not None else json.loads(os.environ.get("TEXTDIFF_DENOISER") or "{}")
+        spec = dnz.denoiser_for(config, tokenizer, overrides)
+        if spec.mask_id is None and spec.family == "textdiff":
+            raise ModelError(f"{name_or_path!r} has no [MASK] token, so it cannot be a masked diffusion model")
+        dnz.attach_mask_token(tokenizer, spec.mask_id, model.get_input_embeddings().num_embeddings, name_or_path)
+        if spec.context_length and not getattr(model.config, "max_position_embeddings", None):
+            model.config.max_position_embeddings = spec.context_length  # where windowing and decoding look
+        spec.dtype = str(dtype).removeprefix("torch.")
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         raise ModelError(
             f"{name_or_path!r}: tokenizer has {len(tokenizer)} tokens but the model only "
             f"{model.get_input_embeddings().num_embeddings} embeddings (mismatched tokenizer?)"
         )
-    model.to(device=device, dtype=dtype)
+    if getattr(model, "hf_device_map", None) is None:
+        model.to(device=device, dtype=dtype)
     model.eval()
     meta = read_sidecar(path) if path.is_dir() else {}
-    return LoadedModel(model, tokenizer, kind, name_or_path, meta)
+    return LoadedModel(model, tokenizer, kind, name_or_path, meta, spec)
+
+
+def _env(name: str) -> bool:
+    return os.environ.get(name) == "1"
 
 
 def save_model(

@@ -1,0 +1,180 @@
+"""Published diffusion-LM families through the one denoiser interface, on tiny random look-alikes (tests/lookalikes):
+loading (remote code only when allowed, sized first), generate, classify, perplexity, and classifier-free guidance."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from tests.lookalikes import FAMILIES, make
+from textdiff_core.decoding import DecodeConfig, generate, guided_logits
+from textdiff_core.denoisers import check_fits, denoise_logits, estimate_parameters, noise_level
+from textdiff_core.errors import ModelError, TextdiffError
+from textdiff_core.likelihood import masked_rows_nll
+from textdiff_core.models import load_model
+from train_cli import main
+
+
+@pytest.fixture(scope="module")
+def lookalikes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lookalikes")
+    return {f: make(f, root / f) for f in FAMILIES}
+
+
+@pytest.fixture()
+def csv(tmp_path):
+    path = tmp_path / "r.csv"
+    pd.DataFrame({"text": ["the movie was great", "a dull film with loud music", "i loved this clever story"],
+                  "label": ["positive", "negative", "positive"]}).to_csv(path, index=False)
+    return path
+
+
+def test_custom_code_is_refused_in_one_line_without_the_flag(lookalikes, tmp_path, capsys):
+    assert main(["generate", "--checkpoint", str(lookalikes["mdlm"]), "--prompt", "the movie", "--length", "4",
+                 "--json", str(tmp_path / "t.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--trust-remote-code" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "t.json").exists()
+    with pytest.raises(ModelError, match="--trust-remote-code"):
+        load_model(str(lookalikes["llada"]))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("flag_first", [True, False])
+def test_generate_and_perplexity_work_for_every_family(family, flag_first, lookalikes, csv, tmp_path, capsys):
+    path = str(lookalikes[family])
+    flag = ["--trust-remote-code"]
+
+    def run(command, *rest):
+        return main(flag + [command, *rest] if flag_first else [command, *flag, *rest])
+
+    trace = tmp_path / "t.json"
+    assert run("generate", "--checkpoint", path, "--prompt", "the movie", "--length", "6", "--strategy", "topk",
+               "--k", "2", "--chat", "off", "--json", str(trace)) == 0
+    frames = json.loads(trace.read_text())["frames"]
+    lm = load_model(path, trust_remote_code=True)
+    mask_id = lm.denoiser.mask_id
+    final = frames[-1]["ids"]
+    assert len(frames) == 4 and sum(frames[0]["masked"]) == 6 and not any(frames[-1]["masked"])
+    assert mask_id not in final[-6:], "no mask left, and the mask is never generated"
+    report = tmp_path / "r.json"
+    assert run("perplexity", "--checkpoint", path, "--data", str(csv), "--split", "all", "--limit", "3",
+               "--samples", "2", "--out", str(report), "--no-progress") == 0
+    r = json.loads(report.read_text())
+    assert r["n"] == 3 and r["bound"] == "elbo" and r["perplexity_ci95"][0] <= r["perplexity"] <= r["perplexity_ci95"][1]
+    assert r["tokens"] == sum(len(lm.tokenizer(t, add_special_tokens=False).input_ids) for t in
+                              pd.read_csv(csv)["text"])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_zero_shot_classification_is_bayes_over_elbos_with_class_prompts(family, lookalikes, capsys):
+    assert main(["--trust-remote-code", "classify", "--checkpoint", str(lookalikes[family]), "--samples", "2",
+                 "--prompt-template", "{label} review:", "a dull film with loud music"]) == 0
+    out = capsys.readouterr().out
+    posteriors = [float(line.split("P(c|x) = ")[1].split()[0]) for line in out.splitlines() if "P(c|x)" in line]
+    assert len(posteriors) == 2 and math.isclose(sum(posteriors), 1.0, abs_tol=2e-3), out
+
+
+def test_mdlm_mask_is_the_extra_last_id_and_its_time_input_follows_the_masked_share(lookalikes):
+    lm = load_model(str(lookalikes["mdlm"]), trust_remote_code=True)
+    vocab = lm.model.get_input_embeddings().num_embeddings
+    assert lm.denoiser.mask_id == vocab - 1 == lm.tokenizer.mask_token_id == len(lm.tokenizer) - 1
+    assert lm.denoiser.time_input == "sigma" and not lm.denoiser.attention_mask
+    generate(lm, "", 5, strategy="topk", k=5)  # one pass over a fully masked text: the noisiest level
+    assert torch.allclose(lm.model.last_timesteps, torch.tensor([-math.log(1e-3)]), atol=1e-4)
+    ids = torch.tensor([[0, 5, lm.denoiser.mask_id, 7, lm.denoiser.mask_id, 0]])  # BOS/EOS are not content
+    sigma = noise_level(ids, torch.ones_like(ids), lm.denoiser.mask_id, torch.tensor([0]))
+    assert torch.allclose(sigma, torch.tensor([-math.log1p(-(1 - 1e-3) * 0.5)]))
+
+
+def test_rows_of_different_lengths_score_alike_batched_or_alone_without_an_attention_mask(lookalikes):
+    lm = load_model(str(lookalikes["mdlm"]), trust_remote_code=True)
+    windows = [[10, 11, 12, 13, 14], [20, 21], [30, 31, 32]]
+    masks = [torch.tensor([1, 0, 1, 0, 1], dtype=torch.bool), torch.tensor([0, 1], dtype=torch.bool),
+             torch.tensor([1, 1, 0], dtype=torch.bool)]
+    alone = masked_rows_nll(lm, windows, [[]] * 3, masks, max_tokens=1)
+    batched = masked_rows_nll(lm, windows, [[]] * 3, masks, max_tokens=10_000)
+    for a, b in zip(alone, batched, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_dream_logits_are_read_one_position_back(lookalikes):
+    lm = load_model(str(lookalikes["dream"]), trust_remote_code=True)
+    assert lm.denoiser.logit_shift == 1
+    ids = torch.tensor([[1, 40, 41, lm.denoiser.mask_id, 42]])
+    where = ids == lm.denoiser.mask_id
+    with torch.no_grad():
+        raw = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        got = denoise_logits(lm, ids, torch.ones_like(ids), where)
+    assert torch.allclose(got[0], raw[0, 2]) and not torch.allclose(got[0], raw[0, 3])
+
+
+def test_llada_mask_comes_from_the_config_and_a_flag_overrides_it(lookalikes):
+    lm = load_model(str(lookalikes["llada"]), trust_remote_code=True)
+    config = json.loads((lookalikes["llada"] / "config.json").read_text())
+    assert lm.denoiser.mask_id == config["mask_token_id"] == lm.tokenizer.mask_token_id
+    assert lm.tokenizer.mask_token == "<|mdm_mask|>" and lm.denoiser.time_input == "none"
+    other = load_model(str(lookalikes["llada"]), trust_remote_code=True, denoiser={"mask_id": 5})
+    assert other.denoiser.mask_id == other.tokenizer.mask_token_id == 5
+
+
+def test_instruct_prompts_go_through_the_chat_template(lookalikes, tmp_path):
+    trace = tmp_path / "t.json"
+    assert main(["--trust-remote-code", "generate", "--checkpoint", str(lookalikes["llada"]), "--prompt", "hi there",
+                 "--length", "3", "--json", str(trace)]) == 0
+    assert json.loads(trace.read_text())["prompt"].startswith("<|start|>user\nhi there<|end|>")
+
+
+def test_parameters_are_counted_from_the_safetensors_headers_and_large_models_refused(lookalikes):
+    lm = load_model(str(lookalikes["dream"]), trust_remote_code=True)
+    assert estimate_parameters(lookalikes["dream"]) == sum(p.numel() for p in lm.model.state_dict().values())
+    with pytest.raises(ModelError, match=r"needs about 18\.9 GiB .*8\.00B parameters x 2 bytes") as e:
+        check_fits("big", 8_000_000_000, torch.bfloat16, torch.device("cuda"), free=10 * 2**30)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ModelError, match="--allow-large-cpu"):
+        check_fits("big", 2_000_000_000, torch.float32, torch.device("cpu"), free=2**40)
+    check_fits("big", 2_000_000_000, torch.float32, torch.device("cpu"), allow_large_cpu=True, free=2**40)
+    assert estimate_parameters("/nonexistent", {"hidden_size": 4096, "num_hidden_layers": 32, "vocab_size": 126464}
+                               ) == 12 * 32 * 4096**2 + 126464 * 4096
+
+
+# ---- classifier-free guidance ----
+
+
+@pytest.fixture(scope="module")
+def class_model(tmp_path_factory):
+    from textdiff_core.models import save_model
+
+    lm = load_model("tiny")
+    meta = {"objective": "diffusion", "conditioning": "class", "classes": ["negative", "positive"],
+            "class_prompt": "{label} review:"}
+    return load_model(str(save_model(lm.model, lm.tokenizer, tmp_path_factory.mktemp("cfg") / "m", meta)))
+
+
+def test_guided_logits_are_uncond_plus_scale_times_the_difference(class_model):
+    lm = class_model
+    mask = lm.tokenizer.mask_token_id
+    ids = torch.tensor([[101, 3893, 3319, 1024, 1996, mask, mask, 102]])
+    att, where, guide = torch.ones_like(ids), ids == mask, [1, 2, 3]
+    uncond = ids.clone()
+    uncond[0, guide] = mask
+    with torch.no_grad():
+        cond_l, free_l = denoise_logits(lm, ids, att, where), denoise_logits(lm, uncond, att, where)
+        for s in (0.0, 1.0, 2.5):
+            assert torch.allclose(guided_logits(lm, ids, att, where, guide, s), free_l + s * (cond_l - free_l),
+                                  atol=1e-4)
+
+
+def test_guidance_changes_class_conditional_generation_and_costs_a_second_copy(class_model):
+    plain = generate(class_model, "", 8, label="positive", strategy="topk", k=2, seed=3)
+    same = generate(class_model, "", 8, label="positive", strategy="topk", k=2, seed=3, cfg_scale=1.0)
+    strong = generate(class_model, "", 8, label="positive", strategy="topk", k=2, seed=3, cfg_scale=4.0)
+    assert same.frames[-1].ids == plain.frames[-1].ids and same.forward_passes == plain.forward_passes
+    assert strong.forward_passes == 2 * plain.forward_passes and strong.settings["cfg_scale"] == 4.0
+    assert strong.frames[-1].ids != plain.frames[-1].ids
+    with pytest.raises(TextdiffError, match="condition to guide by"):
+        generate(class_model, "", 4, cfg_scale=2.0)
+    with pytest.raises(TextdiffError, match="guidance scale"):
+        DecodeConfig(cfg_scale=-1).validate()
