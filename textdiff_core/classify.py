@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from textdiff_core.errors import TextdiffError
+from textdiff_core.errors import ModelError, TextdiffError
 from textdiff_core.likelihood import (
     TextScore,
     ar_scores,
@@ -283,11 +283,23 @@ def load_classifier(
 
     from textdiff_core.models import load_model, read_sidecar
 
+    if name_or_path == "tfidf" or name_or_path.startswith("tfidf:"):  # the discriminative reference, not an LM
+        from textdiff_core.baseline import METHOD, load_baseline
+
+        if method not in (None, METHOD):
+            raise TextdiffError(f"the tfidf baseline has one method ({METHOD}), not {method!r}")
+        return load_baseline(name_or_path.partition(":")[2] or "imdb")
     path = Path(name_or_path)
     meta = read_sidecar(path) if path.is_dir() else {}
     conditioning = meta.get("conditioning")
+    if conditioning in ("per-class", *CLASS_PROMPTED) and not meta.get("classes"):
+        raise ModelError(f"{path / 'textdiff.json'} names no classes for its {conditioning!r} conditioning")
     if conditioning == "per-class":
         names = meta["classes"]
+        dirs = meta.get("class_dirs") or {}
+        missing = [c for c in names if c not in dirs or not (path / str(dirs[c])).is_dir()]
+        if missing:  # e.g. a set copied without one of its members
+            raise ModelError(f"{path} holds one model per class, but the model of class {missing[0]!r} is missing")
         models: dict[str, LoadedModel] | LoadedModel = {
             c: load_model(str(path / meta["class_dirs"][c]), device=device) for c in names
         }
@@ -317,9 +329,17 @@ def load_classifier(
     if path.is_dir() and file.is_file():
         import json
 
-        fitted = json.loads(file.read_text()).get(method)
-        if fitted:
-            calibration = Calibration(fitted["temperature"], fitted["bias"], fitted["ood_reference"])
+        try:
+            fitted = json.loads(file.read_text()).get(method)
+            if fitted:
+                calibration = Calibration(float(fitted["temperature"]), [float(b) for b in fitted["bias"]],
+                                          [float(r) for r in fitted["ood_reference"]])
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ModelError(f"{file} is not a calibration file ({type(exc).__name__}: {exc}); run train_cli.py "
+                             "calibrate again, or delete it") from exc
+        if calibration is not None and len(calibration.bias) != len(names):
+            raise ModelError(f"{file} has {len(calibration.bias)} class biases for {len(names)} classes; run "
+                             "train_cli.py calibrate again, or delete it")
     limit = max_length or meta.get("max_length")
     return Classifier(models, names, prompts, method, log_prior, calibration, limit)
 
