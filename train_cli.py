@@ -285,6 +285,8 @@ def _classifier(args: argparse.Namespace):
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     if args.samples < 1:
         raise TextdiffError(f"--samples must be at least 1, got {args.samples}")
+    if not args.z >= 0 or args.z == float("inf"):  # NaN fails the first test
+        raise TextdiffError(f"--z must be a finite number of standard errors >= 0, got {args.z}")
     return load_classifier(args.checkpoint, args.method, classes, args.prompt_template, max_length=args.max_length)
 
 
@@ -374,10 +376,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name, m in report["per_class"].items():
         print(f"  {name:>16}  precision {m['precision']:.3f}  recall {m['recall']:.3f}  f1 {m['f1']:.3f}")
     if args.out:
-        from pathlib import Path
-
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        _write(args.out, lambda path: path.write_text(json.dumps(report, indent=2) + "\n"))
         print(f"wrote {args.out}")
     return 0
 
@@ -479,10 +478,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     predictions = score_matrix(clf, data.texts, args.samples, args.seed, not args.no_progress, args.adaptive, args.z)
     fitted = fit_calibration(predictions, labels, clf.log_prior)
     file = path / CALIBRATION_FILE
-    existing = json.loads(file.read_text()) if file.is_file() else {}
+    existing = json.loads(file.read_text()) if file.is_file() else {}  # load_classifier has checked it
     existing[clf.method] = asdict(fitted) | {"fitted_on": f"{args.data}/{args.split}", "n": len(labels),
                                              "samples": args.samples, "adaptive": args.adaptive}
-    file.write_text(json.dumps(existing, indent=2) + "\n")
+    _write(file, lambda tmp: tmp.write_text(json.dumps(existing, indent=2) + "\n"))
 
     def accuracy(calibration: Calibration) -> float:  # the classifier's own decision rule under a calibration
         clf.calibration = calibration
@@ -512,6 +511,20 @@ def cmd_fill_mask(args: argparse.Namespace) -> int:
         shown = " | ".join(", ".join(f"{tok} {p:.2f}" for tok, p in mask) for mask in predictions)
         print(f"{(prefix or '(no prefix)'):>24}  {shown}")
     return 0
+
+
+def _write(path: str | os.PathLike, write) -> None:
+    """Write an output file whole or not at all (``write`` gets a temporary path, renamed into place when done)."""
+    from pathlib import Path
+
+    from textdiff_core.paths import write_atomic
+
+    path = Path(path).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, write)
+    except OSError as exc:
+        raise TextdiffError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def _decode_steps(args: argparse.Namespace) -> int | None:
@@ -570,7 +583,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
           f"({trace.tokens_per_pass:.2f} per pass), strategy {trace.strategy}, seed {trace.seed}")
     for path, write in ((args.json, trace.to_json), (args.gif, trace.to_gif), (args.html, trace.to_html)):
         if path:
-            write(path)
+            _write(path, write)
             print(f"wrote {path}")
     return 0
 

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import CHECKPOINTS, ROOT, sidebar
+from textdiff_core.errors import TextdiffError
 from textdiff_core.models import read_sidecar
 
 sidebar()
@@ -43,11 +44,14 @@ def run_dirs() -> list[str]:
 def read_metrics(run: Path) -> list[dict]:
     """The logged steps of a run (a line being written right now is skipped)."""
     records = []
-    for line in (run / "metrics.jsonl").read_text().splitlines():
+    for line in (run / "metrics.jsonl").read_text(errors="replace").splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) \
+                and isinstance(record.get("loss"), (int, float)):  # a line of something else: not a logged step
+            records.append(record)
     return records
 
 
@@ -77,9 +81,15 @@ if not records:
     st.warning("The run has not logged a step yet.")
     st.stop()
 frame = pd.DataFrame(records)
-meta = read_sidecar(run)
-state_file = max(run.glob("checkpoints/step-*/trainer_state.json"), default=None)
-config = meta.get("config") or (json.loads(state_file.read_text()).get("config") if state_file else {}) or {}
+try:
+    meta = read_sidecar(run)
+    state_file = max(run.glob("checkpoints/step-*/trainer_state.json"), default=None)
+    config = meta.get("config") or (json.loads(state_file.read_text()).get("config") if state_file else {}) or {}
+    if not isinstance(config, dict):
+        raise TextdiffError(f"the settings recorded in {run} are not a JSON object")
+except (TextdiffError, ValueError, OSError) as exc:
+    st.error(f"{run}: {exc}")
+    st.stop()
 
 last = records[-1]
 cols = st.columns(4)
@@ -132,7 +142,12 @@ reports = sorted(run.glob("eval*.json"))
 if reports:
     st.subheader("Evaluation reports")
     pick = st.selectbox("Report", [r.name for r in reports])
-    report = json.loads((run / pick).read_text())
+    try:
+        report = json.loads((run / pick).read_text())
+        low, high = report["accuracy_ci95"]
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        st.error(f"{pick} is not an evaluate report ({type(exc).__name__}: {exc})")
+        st.stop()
     low, high = report["accuracy_ci95"]
     st.write(f"**{report.get('method')}** on `{report.get('data')}/{report.get('split')}`: accuracy "
              f"**{report['accuracy']:.1%}** (95% CI {low:.1%}–{high:.1%}, n = {report['n']}), ECE {report['ece']:.3f}")

@@ -316,6 +316,13 @@ def _load_file(spec: str, path: Path, split: str, text_col: str, label_col: str 
         ) from None
     if not content.strip():
         raise DataError(f"data file {path} is empty")
+    if suffix == ".csv":  # pandas would rename a second "label" to "label.1" and read the first without a word
+        import csv
+
+        header = [h.strip() for h in next(csv.reader(io.StringIO(content)), [])]
+        twice = sorted({h for h in header if header.count(h) > 1})
+        if twice:
+            raise DataError(f"data file {path} has duplicate column names ({', '.join(map(repr, twice))}); rename them")
     try:
         if suffix == ".csv":
             frame = pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=True)
