@@ -105,6 +105,10 @@ def sidebar() -> dict[str, str]:
             if pick == CUSTOM:
                 pick = st.text_input(f"{label}: directory or hub id", key=f"custom_{role}").strip()
             chosen[role] = pick
+        _keep("trust_remote_code")
+        st.checkbox("Trust remote code", key="trust_remote_code",
+                    help="Let models that ship their own modeling code (MDLM, LLaDA, Dream) run it. Only for models "
+                         "you trust: the code runs on this machine.")
         st.caption(f"Device: **{device_label()}**")
     return chosen
 
@@ -125,8 +129,13 @@ def resolve(name: str) -> str:
 
 
 @st.cache_resource(show_spinner="Loading model (once per server)…", max_entries=8)
-def cached_model(name: str, kind: str) -> tuple[LoadedModel, threading.Lock]:
-    return load_model(resolve(name), kind), threading.Lock()
+def cached_model(name: str, kind: str, trust: bool = False) -> tuple[LoadedModel, threading.Lock]:
+    return load_model(resolve(name), kind, trust_remote_code=trust or None), threading.Lock()
+
+
+def trust_remote_code() -> bool:
+    """The sidebar's consent to run modeling code shipped with a model."""
+    return bool(st.session_state.get("trust_remote_code", False))
 
 
 @st.cache_resource(show_spinner="Loading classifier (once per server)…", max_entries=8)

@@ -15,9 +15,11 @@ from pages._shared import (
     sidebar,
     trace_html,
     trace_progress,
+    trust_remote_code,
     untrained_note,
 )
 from textdiff_core.decoding import DEFAULT_SPACING, SCHEDULES, DecodeConfig, default_pass_budget, generate
+from textdiff_core.denoisers import chat_prompt
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import MASKED, read_sidecar
 from textdiff_core.trace import CONFIDENCE_MEASURES, Trace
@@ -116,11 +118,16 @@ with st.expander("Sampling and semi-autoregressive blocks"):
         "Spacing", 1, 64, DEFAULT_SPACING, key="denoise_spacing", disabled=strategy not in ("topk", "confidence"),
         help="Top-k and confidence decoding: prefer positions at least this far apart when several are committed "
              "in one pass (neighbours depend on each other most). 1: no preference.")
+    cfg_scale = s3.number_input(
+        "Guidance scale", 0.0, 20.0, 1.0, 0.5, key="denoise_cfg",
+        help="Classifier-free guidance on the class (else on the prompt): each pass also runs a copy with the "
+             "condition masked, and uses uncond + s x (cond - uncond). 1: off; 0: ignore the condition; > 1: "
+             "follow it more strongly (twice the forward passes).")
 
 
 inputs = {"model": name, "prompt": prompt, "new tokens": length, "strategy": strategy, "class": label,
           "temperature": temperature, "top-k": top_k, "top-p": top_p, "seed": seed, "block size": block_size,
-          "spacing": spacing, **settings}
+          "spacing": spacing, "guidance": cfg_scale, **settings}
 
 
 def run() -> None:
@@ -133,11 +140,14 @@ def run() -> None:
         k=int(settings["k"]), confidence=settings["confidence"], temperature=temperature,
         top_k=int(top_k) if sampling and top_k else None, top_p=float(top_p) if sampling and top_p else None,
         seed=int(seed), block_size=int(block_size) if block_size else None, spacing=int(spacing),
+        cfg_scale=float(cfg_scale),
     )
     try:
         config.validate()
-        lm, lock = cached_model(name, MASKED)
+        lm, lock = cached_model(name, MASKED, trust_remote_code())
         text = prompt.replace("[MASK]", lm.tokenizer.mask_token) if lm.tokenizer.mask_token else prompt
+        if text and lm.denoiser is not None and lm.denoiser.chat_template:  # instruct models: the user's turn
+            text = chat_prompt(lm.tokenizer, text)
         with lock, st.spinner(f"Denoising with {name}…"):
             trace = generate(lm, text, length, config, None if label == NO_LABEL else label)
     except TextdiffError as exc:

@@ -63,7 +63,8 @@ def test_generate_and_perplexity_work_for_every_family(family, flag_first, looka
     assert run("perplexity", "--checkpoint", path, "--data", str(csv), "--split", "all", "--limit", "3",
                "--samples", "2", "--out", str(report), "--no-progress") == 0
     r = json.loads(report.read_text())
-    assert r["n"] == 3 and r["bound"] == "elbo" and r["perplexity_ci95"][0] <= r["perplexity"] <= r["perplexity_ci95"][1]
+    low, high = r["perplexity_ci95"]
+    assert r["n"] == 3 and r["bound"] == "elbo" and low <= r["perplexity"] <= high
     assert r["tokens"] == sum(len(lm.tokenizer(t, add_special_tokens=False).input_ids) for t in
                               pd.read_csv(csv)["text"])
 
@@ -178,3 +179,28 @@ def test_guidance_changes_class_conditional_generation_and_costs_a_second_copy(c
         generate(class_model, "", 4, cfg_scale=2.0)
     with pytest.raises(TextdiffError, match="guidance scale"):
         DecodeConfig(cfg_scale=-1).validate()
+
+
+# ---- the Denoise page ----
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_denoise_page_runs_every_family_once_remote_code_is_trusted(family, lookalikes):
+    from streamlit.testing.v1 import AppTest
+
+    from pages._shared import CUSTOM
+    from tests.test_app import APP
+
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/denoise.py").run()
+    at.sidebar.selectbox(key="pick_diffusion").set_value(CUSTOM).run()
+    at.sidebar.text_input(key="custom_diffusion").set_value(str(lookalikes[family])).run()
+    at.slider(key="denoise_length").set_value(6).run()
+    if family != "modernbert":  # native: no custom code to trust
+        at.button(key="denoise_run").click().run()
+        assert not at.exception and "--trust-remote-code" in at.error[0].value and "\n" not in at.error[0].value
+        at.sidebar.checkbox(key="trust_remote_code").check().run()
+    at.button(key="denoise_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    trace = at.session_state["denoise_trace"]
+    assert trace.n_decoded == 6 and not any(trace.frames[-1].masked)
