@@ -27,6 +27,15 @@ def _levels(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated rates like 0.1,0.5,1.0, got {text!r}") from None
 
 
+def _probability_or_t(text: str) -> float | None:
+    if text.strip().lower() == "t":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1] or t, got {text!r}") from None
+
+
 def _data(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -86,11 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "separated or repeated) are mixed, and the mix is recorded with the checkpoint (default: imdb)")
     t.add_argument("--text-col", default="text", help="text column in CSV/JSONL files")
     t.add_argument("--label-col", default="label", help="label column in CSV/JSONL files (names or integers)")
-    t.add_argument("--conditioning", choices=["none", "class", "per-class"], default="none",
-                   help="none: unconditional; class: one model with a never-masked class prompt; "
-                        "per-class: one model per class")
+    t.add_argument("--conditioning", choices=["none", "class", "joint", "per-class"], default="none",
+                   help="none: unconditional; class: one model with a never-masked class prompt; joint: the class "
+                        "word is one more token to model (diffusion: masked by its own coin; left to right: the "
+                        "class prompt before or after the text), read back by --method infill; per-class: one model "
+                        "per class")
     t.add_argument("--class-prompt", default="{label} review:",
-                   help="class prompt for --conditioning class; {label} is replaced by the class name")
+                   help="class prompt for --conditioning class or joint; {label} is replaced by the class name")
+    t.add_argument("--label-mask-prob", type=_probability_or_t, default=0.5,
+                   help="joint, diffusion: chance that the class word is masked in a training sequence (t: the "
+                        "sequence's own masking rate)")
+    t.add_argument("--label-weight", type=float, default=16.0,
+                   help="joint: the class word's loss counts as this many text tokens")
     t.add_argument("--steps", type=int, default=None, help="optimizer steps per model (default: one epoch)")
     t.add_argument("--epochs", type=float, default=None, help="epochs over the training data, instead of --steps")
     t.add_argument("--batch-size", type=int, default=16, help="sequences per micro-batch per process")
@@ -145,10 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--checkpoint", required=True,
                        help="class-conditional or per-class checkpoint dir, or any LM (offline name, dir, hub id) "
                             "for zero-shot prompting")
-        c.add_argument("--method", choices=["elbo", "elbo-indep", "pll", "seed", "ar"], default=None,
+        c.add_argument("--method", choices=["elbo", "elbo-indep", "pll", "seed", "ar", "infill"], default=None,
                        help="elbo: diffusion bound, same noise for every class (default for masked models); "
                             "elbo-indep: fresh noise per class; pll: pseudo-log-likelihood; seed: mean loss of a 15%% "
-                            "mask x5; ar: exact left-to-right (default for causal models)")
+                            "mask x5; ar: exact left-to-right (default for causal models); infill: P(class | text) "
+                            "read off the class-word slot, one pass per window (masked or left-to-right)")
         c.add_argument("--samples", type=int, default=8, help="Monte Carlo samples per class (the cap if adaptive)")
         c.add_argument("--adaptive", action="store_true",
                        help="draw samples in rounds until the leader leads by --z standard errors")
@@ -301,11 +318,18 @@ def cmd_classify(args: argparse.Namespace) -> int:
     print(f"class: {p.label}  (confidence {p.confidence:.3f}, method {clf.method}, {p.forward_passes} forward passes, "
           f"{p.seconds:.2f} s)")
     for name, post, ll, se in zip(p.classes, p.posterior, p.log_likelihood, p.log_likelihood_se, strict=True):
-        print(f"  {name:>16}  P(c|x) = {post:.3f}   log P(x|c) = {ll:9.2f} ± {se:.2f}")
+        if clf.method == "tfidf":  # a discriminative model: it has no likelihood to show
+            print(f"  {name:>16}  P(c|x) = {post:.3f}")
+        elif clf.method == "infill":  # sum_w log P(c|x_w) - W log P(c): log P(x|c) up to a constant
+            print(f"  {name:>16}  P(c|x) = {post:.3f}   log P(x|c) + const = {ll:7.3f}")
+        else:
+            print(f"  {name:>16}  P(c|x) = {post:.3f}   log P(x|c) = {ll:9.2f} ± {se:.2f}")
     windows = p.scores[0].windows
     if windows > 1:
         print(f"  scored in {windows} windows of the model's length (the text is longer than one window)")
-    if p.ood is None:
+    if clf.method in ("infill", "tfidf"):
+        print("  OOD: not available (this reading gives P(c|x), not how typical the text is)")
+    elif p.ood is None:
         print("  OOD: unknown (no calibration for this checkpoint; run train_cli.py calibrate)")
     else:
         print(f"  OOD: {'FLAGGED' if p.ood else 'no'} (evidence per token at the {p.ood_percentile:.1f}th percentile "
@@ -612,6 +636,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         label_col=args.label_col,
         conditioning=args.conditioning,
         class_prompt=args.class_prompt,
+        label_mask_prob=args.label_mask_prob,
+        label_weight=args.label_weight,
         steps=args.steps,
         epochs=args.epochs,
         batch_size=args.batch_size,
