@@ -50,9 +50,24 @@ def methods(samples: int, reference: str) -> list[Method]:
         Method(f"diffusion ELBO, independent noise, K={samples // 2}", "diffusion", "elbo-indep", samples // 2),
         Method("diffusion pseudo-log-likelihood", "diffusion", "pll", limit_share=0.1),
         Method("seed score (15% mask x5, fresh noise)", "diffusion", "seed", 5),
+        Method("diffusion infill (class word masked, text visible)", "diffusion", "infill"),
         Method("left-to-right twin (exact)", "ar", "ar"),
+        Method("left-to-right infill (class word after the text)", "ar", "infill"),
         Method(f"{reference} zero-shot (exact)", "reference", "ar"),
+        Method("TF-IDF + logistic regression (discriminative reference)", "tfidf", "tfidf"),
     ]
+
+
+# The readings compared on the whole test split: (key, label, checkpoint role, method, adaptive)
+READINGS = [
+    ("diffusion", "diffusion ELBO, shared noise, adaptive", "diffusion", "elbo", True),
+    ("diffusion_infill", "diffusion infill", "diffusion", "infill", False),
+    ("ar", "left-to-right twin (exact)", "ar", "ar", False),
+    ("ar_infill", "left-to-right infill", "ar", "infill", False),
+    ("tfidf", "TF-IDF + logistic regression", "tfidf", "tfidf", False),
+]
+PAIRS = [("diffusion", "ar"), ("diffusion_infill", "ar"), ("diffusion_infill", "ar_infill"),
+         ("diffusion", "ar_infill"), ("diffusion_infill", "diffusion"), ("diffusion_infill", "tfidf")]
 
 
 def hardware() -> str:
@@ -82,21 +97,27 @@ def classification(args: argparse.Namespace, models: dict[str, str]) -> list[dic
 
 
 def head_to_head(args: argparse.Namespace, models: dict[str, str]) -> dict:
-    """The research question, on the whole test split (or ``--n-head`` reviews): the diffusion ELBO classifier (shared
-    noise, adaptive) against the left-to-right twin, on the same reviews, compared pair by pair."""
+    """The research question, on the whole test split (or ``--n-head`` reviews): every reading of the diffusion model
+    against every reading of its left-to-right twin (and the discriminative reference), on the same reviews,
+    compared pair by pair."""
     data = load_data("imdb", "test", max_samples=args.n_head or None, seed=0)
-    result, correct = {"n": len(data)}, {}
-    for role, method, samples, adaptive in (("diffusion", "elbo", args.samples, True), ("ar", "ar", 1, False)):
+    result, correct = {"n": len(data), "readings": {}}, {}
+    for key, label, role, method, adaptive in READINGS:
         started = time.time()
+        samples = args.samples if method == "elbo" else 1
         report = evaluate_classifier(load_classifier(models[role], method), data.texts, data.labels, samples,
                                      adaptive, seed=0, progress=args.progress)
-        correct[role] = [p == y for p, y in zip(report["predictions"], data.labels, strict=True)]
-        result[role] = {"checkpoint": models[role], "method": method, "adaptive": adaptive,
-                        "accuracy": report["accuracy"], "ci95": report["accuracy_ci95"], "ece": report["ece"],
-                        "median_latency_s": report["latency_s"]["median"],
-                        "forward_passes_mean": report["forward_passes_mean"],
-                        "seconds": round(time.time() - started, 1)}
-    result["paired"] = paired_difference(correct["diffusion"], correct["ar"])
+        correct[key] = [p == y for p, y in zip(report["predictions"], data.labels, strict=True)]
+        result["readings"][key] = {"label": label, "checkpoint": models[role], "method": method,
+                                   "adaptive": adaptive, "accuracy": report["accuracy"],
+                                   "ci95": report["accuracy_ci95"], "ece": report["ece"],
+                                   "median_latency_s": report["latency_s"]["median"],
+                                   "forward_passes_mean": report["forward_passes_mean"],
+                                   "calibrated": report["calibrated"], "seconds": round(time.time() - started, 1)}
+        print(f"  {label}: {report['accuracy']:.3f} on {len(data)}", flush=True)
+    result["diffusion"], result["ar"] = result["readings"]["diffusion"], result["readings"]["ar"]
+    result["pairs"] = [{"a": a, "b": b, **paired_difference(correct[a], correct[b])} for a, b in PAIRS]
+    result["paired"] = result["pairs"][0] | {}
     d = result["paired"]
     print(f"  diffusion {result['diffusion']['accuracy']:.3f} vs twin {result['ar']['accuracy']:.3f} on "
           f"{len(data)}: difference {d['difference']:+.3f} [{d['difference_ci95'][0]:+.3f}, "
@@ -184,6 +205,19 @@ def targets(result: dict) -> list[str]:
     elif elbo and twin:
         lines.append(f"| diffusion ELBO accuracy >= left-to-right twin's ({twin['accuracy']:.1%}) | "
                      f"{elbo['accuracy']:.1%} | {mark(elbo['accuracy'] >= twin['accuracy'])} |")
+    infill = (head or {}).get("readings", {}).get("diffusion_infill")
+    if infill:
+        twin_best = max((head["readings"][k] for k in ("ar", "ar_infill") if k in head["readings"]),
+                        key=lambda r: r["accuracy"])
+        pair = next(d for d in head["pairs"] if d["a"] == "diffusion_infill" and head["readings"][d["b"]] is twin_best)
+        lines.append(f"| diffusion infill accuracy >= 90%{n} | {infill['accuracy']:.1%} | "
+                     f"{mark(infill['accuracy'] >= 0.9)} |")
+        lines.append(f"| diffusion infill median latency <= 0.1 s | {infill['median_latency_s']:.3f} s | "
+                     f"{mark(infill['median_latency_s'] <= 0.1)} |")
+        lines.append(f"| diffusion infill >= the better of the twin's readings ({twin_best['label']}, "
+                     f"{twin_best['accuracy']:.1%}){n} | {_points(pair['difference'])} (95% CI "
+                     f"{_points(pair['difference_ci95'][0])} to {_points(pair['difference_ci95'][1])}, McNemar "
+                     f"p={pair['mcnemar_p']:.2g}) | {mark(pair['difference'] >= 0)} |")
     lines.append(f"| ELBO perplexity <= 1.15 x left-to-right exact | {ratio:.3f} x | {mark(ratio <= 1.15)} |")
     lines += decoding_targets(result.get("decoding") or {}, mark)
     return lines
@@ -210,6 +244,27 @@ def decoding_targets(decoding: dict, mark) -> list[str]:
     return lines
 
 
+def head_table(head: dict) -> list[str]:
+    """The whole-test-split readings and their paired differences, as markdown lines (RESULTS.md and the README)."""
+    readings = head.get("readings") or {"diffusion": head["diffusion"] | {"label": "diffusion ELBO, shared noise, "
+                                                                           "adaptive"},
+                                        "ar": head["ar"] | {"label": "left-to-right twin (exact)"}}
+    lines = ["The same reviews for every reading, so differences are judged pair by pair: their intervals are much "
+             "narrower than the accuracies' intervals suggest.", "",
+             "| reading | accuracy | 95% CI | ECE | median latency (s) | forward passes |", "|---|---|---|---|---|---|"]
+    for r in readings.values():
+        lines.append(f"| {r['label']} | {r['accuracy']:.1%} | {r['ci95'][0]:.1%}–{r['ci95'][1]:.1%} | {r['ece']:.3f} "
+                     f"| {r['median_latency_s']:.3f} | {r['forward_passes_mean']:.1f} |")
+    pairs = head.get("pairs") or [{"a": "diffusion", "b": "ar", **head["paired"]}]
+    lines += ["", "| A − B | difference | 95% CI | right only by A | only by B | McNemar p |",
+              "|---|---|---|---|---|---|"]
+    for d in pairs:
+        lines.append(f"| {readings[d['a']]['label']} − {readings[d['b']]['label']} | **{_points(d['difference'])}** | "
+                     f"{_points(d['difference_ci95'][0])} to {_points(d['difference_ci95'][1])} | {d['a_only']} | "
+                     f"{d['b_only']} | {d['mcnemar_p']:.2g} |")
+    return lines
+
+
 def render(result: dict) -> str:
     lines = ["# Results", "", f"Regenerated by `{result['command']}` on {result['finished_at']}.",
              f"Hardware: {result['hardware']}. Total time: {result['seconds'] / 60:.1f} min.", ""]
@@ -224,20 +279,8 @@ def render(result: dict) -> str:
                   r["method"] for r in result["classification"] if r.get("calibrated")) + "."]
     head = result.get("head_to_head")
     if head:
-        d = head["paired"]
-        lines += ["", f"## Diffusion against its left-to-right twin: the whole test split, paired (n={head['n']})", "",
-                  "The same reviews for both, so the difference is judged pair by pair: its interval is much narrower "
-                  "than the two accuracies' intervals suggest.", "",
-                  "| model | accuracy | 95% CI | ECE | median latency (s) | forward passes |",
-                  "|---|---|---|---|---|---|"]
-        for label, r in (("diffusion ELBO, shared noise, adaptive", head["diffusion"]),
-                         ("left-to-right twin (exact)", head["ar"])):
-            lines.append(f"| {label} | {r['accuracy']:.1%} | {r['ci95'][0]:.1%}–{r['ci95'][1]:.1%} | {r['ece']:.3f} | "
-                         f"{r['median_latency_s']:.3f} | {r['forward_passes_mean']:.1f} |")
-        lines += ["", f"Difference (diffusion − twin): **{_points(d['difference'])}**, "
-                  f"95% CI {_points(d['difference_ci95'][0])} to {_points(d['difference_ci95'][1])}; "
-                  f"right only by diffusion: {d['a_only']}, only by the twin: "
-                  f"{d['b_only']}; exact McNemar p = {d['mcnemar_p']:.2g}."]
+        lines += ["", f"## Every reading of both models: the whole test split, paired (n={head['n']})", ""]
+        lines += head_table(head)
     lines += ["", "## Targets", ""] + targets(result)
     p = result["perplexity"]
     lines += ["", "## Perplexity on test text", "",
@@ -338,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="diffusion checkpoint")
     parser.add_argument("--ar", default=str(ROOT / "checkpoints" / "imdb-ar"), help="left-to-right checkpoint")
     parser.add_argument("--reference", default="smollm2", help="reference causal LM (zero-shot, perplexity)")
+    parser.add_argument("--baseline", default="tfidf",
+                        help="discriminative reference: tfidf (trained on the IMDB train split) or tfidf:DATA")
     parser.add_argument("--n", type=int, default=200, help="test reviews for classification (class-balanced)")
     parser.add_argument("--n-head", type=int, default=0,
                         help="test reviews for the paired diffusion-vs-twin comparison (0: the whole test split)")
@@ -359,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(args: argparse.Namespace, argv: list[str]) -> int:
-    models = {"diffusion": args.diffusion, "ar": args.ar, "reference": args.reference}
+    models = {"diffusion": args.diffusion, "ar": args.ar, "reference": args.reference, "tfidf": args.baseline}
     started = time.time()
     result = {"command": shlex.join(["python", "train_cli.py", "report", *argv]), "hardware": hardware(),
               "settings": {k: v for k, v in vars(args).items() if k != "progress"}}

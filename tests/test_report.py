@@ -13,12 +13,16 @@ def test_quick_report_writes_results_md_and_json(tmp_path):
                      "class", "--quick-test", "--no-progress", "--out", str(tmp_path / objective)]) == 0
     out = tmp_path / "out"
     assert main(["report", "--quick", "--diffusion", str(tmp_path / "diffusion"), "--ar", str(tmp_path / "ar"),
-                 "--reference", "tiny-ar", "--out-dir", str(out), "--no-progress"]) == 0
+                 "--reference", "tiny-ar", "--baseline", "tfidf:rotten_tomatoes", "--out-dir", str(out),
+                 "--no-progress"]) == 0
     card = (tmp_path / "diffusion" / "README.md").read_text()
     assert "## Measured" in card and "## Samples" in card and "accuracy" in card
     assert "- **Base model:** `tiny`" in card and "- **Training:** 5 steps x" in card and "more steps" not in card
     result = json.loads((out / "results.json").read_text())
-    assert len(result["classification"]) == 7
+    assert len(result["classification"]) == 10
+    assert {r["method"] for r in result["classification"]} >= {
+        "diffusion infill (class word masked, text visible)", "left-to-right infill (class word after the text)",
+        "TF-IDF + logistic regression (discriminative reference)"}
     for row in result["classification"]:
         assert row["ci95"][0] <= row["accuracy"] <= row["ci95"][1]
     assert result["perplexity"]["ratio"] > 0 and result["decoding"]["summary"]
@@ -27,9 +31,15 @@ def test_quick_report_writes_results_md_and_json(tmp_path):
     assert head["n"] == paired["n"] == 12, "--quick pairs 12 test reviews"
     assert paired["difference"] == pytest.approx(head["diffusion"]["accuracy"] - head["ar"]["accuracy"])
     assert paired["difference_ci95"][0] <= paired["difference"] <= paired["difference_ci95"][1]
+    readings = head["readings"]
+    assert set(readings) == {"diffusion", "diffusion_infill", "ar", "ar_infill", "tfidf"}
+    for pair in head["pairs"]:  # every paired difference is the difference of the two accuracies
+        assert pair["difference"] == pytest.approx(readings[pair["a"]]["accuracy"] - readings[pair["b"]]["accuracy"])
+    assert readings["diffusion_infill"]["forward_passes_mean"] < readings["diffusion"]["forward_passes_mean"]
     text = (out / "RESULTS.md").read_text()
     assert "## Classification" in text and "## Perplexity" in text and "## Decoding" in text
     assert "paired (n=12)" in text and "within 1 point of the left-to-right twin" in text
+    assert "diffusion infill − left-to-right twin (exact)" in text and "diffusion infill accuracy >= 90%" in text
     assert "python train_cli.py report --quick" in text
 
 
