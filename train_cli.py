@@ -287,7 +287,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import main as report
+    from textdiff_core.report import main as report
 
     try:
         return report(args.args)
@@ -670,7 +670,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["report"]:  # its options belong to bench/report.py
+    if argv[:1] == ["report"]:  # its options belong to textdiff_core/report.py
         return cmd_report(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
     if args.allow_pickle:

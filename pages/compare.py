@@ -85,7 +85,7 @@ score = st.checkbox(f"Generative perplexity under the reference model (`{chosen[
 
 @st.cache_resource(show_spinner="Warming up (once per model)…", max_entries=8)
 def warmed_up(name: str, kind: str) -> bool:
-    """Run a model once on a short input, so that one-off start-up costs are not timed (as bench/decoding.py)."""
+    """Run a model once on a short input, so that one-off start-up costs are not timed (as the decoding benchmark)."""
     lm, lock = cached_model(name, kind)
     with lock:
         generate(lm, "The", 2, strategy="ar" if kind == CAUSAL else "confidence")

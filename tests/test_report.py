@@ -57,7 +57,7 @@ def test_export_ships_an_fp16_copy_with_its_calibration(tmp_path):
 
 
 def test_decoding_target_needs_a_quarter_of_the_passes_and_no_worse_perplexity():
-    from bench.report import decoding_targets
+    from textdiff_core.report import decoding_targets
 
     def summary(fast_passes, fast_ppl):
         return {"summary": [

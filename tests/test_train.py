@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bench.report import training_lines
+from textdiff_core.report import training_lines
 from train_cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,177 @@
+#!/usr/bin/env python
+"""Benchmark: diffusion decoding strategies against left-to-right decoding (with and without a KV cache).
+
+For each length and seed, every method continues the same prompt by ``length`` tokens on the same device in one run,
+and reports forward passes, positions run through the model, wall time, and generative perplexity: the generated
+text, re-tokenised by a reference causal model, scored exactly given the prompt (``evaluate.generative_perplexity``).
+Low perplexity alone can mean repetition, so the share of distinct tokens (distinct-1 over the generating model's
+tokens, ``evaluate.distinct_n``) is reported beside it.
+
+    python -m bench.decoding                                  # minilm vs minilm-ar, scored by smollm2, 64 and 128
+    python -m bench.decoding --diffusion-model DIR --ar-model DIR --lengths 64,128 --seeds 0,1,2 --out bench.json
+    python -m bench.decoding --diffusion-model tiny --ar-model tiny-ar --reference tiny-ar --lengths 8,16  # smoke
+
+Each model is warmed up with one short generation first, so one-off start-up costs are not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from textdiff_core.decoding import DIFFUSION_STRATEGIES, DecodeConfig, generate
+from textdiff_core.errors import TextdiffError
+from textdiff_core.evaluate import distinct_n, generative_perplexity
+from textdiff_core.models import CAUSAL, MASKED, LoadedModel, device_name, load_model
+from textdiff_core.tokens import tokenize_texts
+from textdiff_core.trace import Trace
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--diffusion-model", default="minilm", help="masked model: offline name, trained dir or hub id")
+    p.add_argument("--ar-model", default="minilm-ar", help="causal model: offline name, trained dir or hub id")
+    p.add_argument("--reference", default="smollm2", help="causal model that scores the generations (perplexity)")
+    p.add_argument("--lengths", type=_ints, default=[64, 128], help="new tokens per generation, comma separated")
+    p.add_argument("--seeds", type=_ints, default=[0], help="seeds, comma separated (results are averaged)")
+    p.add_argument("--prompt", default="The movie was", help="prompt every method continues")
+    p.add_argument("--strategies", default=",".join(DIFFUSION_STRATEGIES), help="diffusion strategies to run")
+    p.add_argument("--steps", type=int, default=None, help="schedule strategies: steps (default: the length)")
+    p.add_argument("--schedule", default="linear", help="schedule strategies: linear, cosine or exp")
+    p.add_argument("--threshold", type=float, default=0.9, help="confidence strategy threshold")
+    p.add_argument("--k", type=int, default=4, help="topk strategy: positions per step")
+    p.add_argument("--spacing", type=int, default=3,
+                   help="topk and confidence beyond its threshold: prefer positions this far apart within a pass")
+    p.add_argument("--pass-fraction", type=float, default=0.25,
+                   help="also run confidence decoding within this fraction of the length in forward passes (0: off)")
+    p.add_argument("--confidence", default="max-prob", help="max-prob, margin or entropy")
+    p.add_argument("--temperature", type=float, default=1.0, help="0 greedy; 1 samples the model (the default)")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the K most likely tokens")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--out", default=None, help="write every run and the summary as JSON")
+    return p.parse_args(argv)
+
+
+def perplexity(reference: LoadedModel, trace: Trace, prompt: str) -> tuple[float, int]:
+    """(generative perplexity of the generation given the prompt, reference token count); (nan, 0) when nothing is
+    left after re-tokenising."""
+    try:
+        ppl = generative_perplexity(reference, trace.generated_text, prompt or None)
+    except TextdiffError:
+        return float("nan"), 0
+    return ppl, len(tokenize_texts(reference.tokenizer, [trace.generated_text])[0])
+
+
+def methods(args: argparse.Namespace, length: int) -> list[tuple[str, str, DecodeConfig]]:
+    """(method name, which model, config) for every method at this length."""
+    base = DecodeConfig(steps=args.steps or length, schedule=args.schedule, threshold=args.threshold, k=args.k,
+                        confidence=args.confidence, temperature=args.temperature, top_k=args.top_k,
+                        top_p=args.top_p, spacing=args.spacing)
+    out = []
+    for s in (s for s in args.strategies.split(",") if s):
+        steps = base.steps if s.startswith("schedule") else None  # confidence: threshold only, no pass budget
+        out.append((s, "diffusion", replace(base, strategy=s, steps=steps)))
+        if s == "confidence" and args.pass_fraction > 0:
+            budget = max(1, math.ceil(length * args.pass_fraction))
+            out.append((f"confidence <= {budget} passes", "diffusion", replace(base, strategy=s, steps=budget)))
+    out.append(("ar (KV cache)", "ar", replace(base, strategy="ar", use_cache=True)))
+    out.append(("ar (no cache)", "ar", replace(base, strategy="ar", use_cache=False)))
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = {"diffusion": load_model(args.diffusion_model, MASKED), "ar": load_model(args.ar_model, CAUSAL)}
+    reference = load_model(args.reference, CAUSAL)
+    generate(models["diffusion"], args.prompt, 4)  # warm-up, untimed
+    generate(models["ar"], args.prompt, 4, strategy="ar")
+    rows = []
+    for length in args.lengths:
+        for seed in args.seeds:
+            for name, which, config in methods(args, length):
+                trace = generate(models[which], args.prompt, length, config, seed=seed)
+                ppl, ref_tokens = perplexity(reference, trace, args.prompt)
+                generated = [t for t, d in zip(trace.frames[-1].ids, trace.decoded, strict=True) if d]
+                rows.append({
+                    "method": name, "model": trace.model, "length": length, "seed": seed,
+                    "forward_passes": trace.forward_passes,
+                    "tokens_processed": trace.frames[-1].tokens_processed,
+                    "wall_s": round(trace.elapsed_s, 4),
+                    "tokens_per_pass": round(trace.tokens_per_pass, 3),
+                    "gen_ppl": ppl, "reference_tokens": ref_tokens,
+                    "distinct": round(distinct_n(generated, 1), 3),
+                    "text": trace.generated_text, "settings": trace.settings,
+                })
+                print(f"  {name:<20} len {length:>4} seed {seed}: {trace.forward_passes:>4} passes "
+                      f"{trace.elapsed_s:7.2f} s  ppl {ppl:8.1f}", file=sys.stderr)
+    summary = []
+    for length in args.lengths:
+        for name, _, _ in methods(args, length):
+            group = [r for r in rows if r["method"] == name and r["length"] == length]
+            logs = [math.log(r["gen_ppl"]) for r in group if math.isfinite(r["gen_ppl"]) and r["gen_ppl"] > 0]
+            mean_log = statistics.mean(logs) if logs else float("nan")
+            se_log = statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else float("nan")
+            summary.append({
+                "method": name, "length": length, "runs": len(group),
+                **{key: statistics.mean(r[key] for r in group)
+                   for key in ("forward_passes", "tokens_processed", "wall_s", "tokens_per_pass", "distinct")},
+                # geometric mean over seeds, with a 95% interval from the spread of log perplexity
+                "gen_ppl": math.exp(mean_log),
+                "gen_ppl_ci95": [math.exp(mean_log - 1.96 * se_log), math.exp(mean_log + 1.96 * se_log)]
+                if len(logs) > 1 else None,  # one seed: no interval (and no NaN in the JSON)
+            })
+    device = models["diffusion"].device
+    hardware = device_name(device)
+    return {
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "hardware": f"{hardware}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "summary": summary,
+        "runs": rows,
+    }
+
+
+def print_table(result: dict) -> None:
+    print(f"{result['hardware']}; perplexity under {result['settings']['reference']}; "
+          f"means over seeds {result['settings']['seeds']} (perplexity: geometric mean, 95% interval)")
+    header = f"{'method':<26}{'len':>5}{'passes':>9}{'tok/pass':>9}{'positions':>11}{'wall s':>9}{'gen ppl':>10}" \
+             f"{'95% interval':>18}{'distinct':>10}"
+    print(header)
+    print("-" * len(header))
+    for r in result["summary"]:
+        low, high = r["gen_ppl_ci95"] or (float("nan"), float("nan"))
+        print(f"{r['method']:<26}{r['length']:>5}{r['forward_passes']:>9.1f}{r['tokens_per_pass']:>9.2f}"
+              f"{r['tokens_processed']:>11.0f}{r['wall_s']:>9.2f}{r['gen_ppl']:>10.1f}{f'{low:.0f}-{high:.0f}':>18}"
+              f"{r['distinct']:>10.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = run(args)
+    except TextdiffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_table(result)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
