@@ -85,9 +85,13 @@ class TrainConfig:
     log_every: int = 10  # write a metrics.jsonl line every N steps
     resume: bool = False  # continue from the latest complete checkpoint in out/checkpoints
     save_dtype: str = "fp32"  # dtype of the final weights: fp32, fp16 or bf16
-    eval_every: int = 0  # classify a fixed validation subset every N steps (0: never; class conditioning only)
+    eval_every: int = 0  # validate on a fixed subset every N steps (0: never): accuracy (class/joint), perplexity
+    eval_epochs: bool | None = None  # also validate at every whole-epoch boundary; None: when eval_every is set or
+    #                                  conditioning is class or joint (every run that can be read as a classifier)
     eval_size: int = 200  # validation texts for that (class-balanced, the same every time)
     eval_samples: int = 4  # ELBO Monte Carlo samples per text for that (diffusion; left-to-right is exact)
+    stop_after: int | None = None  # end this invocation at this step with a resumable checkpoint and no final model;
+    #                                the learning-rate schedule still spans all steps (chunked runs, see campaign)
     noise: NoiseConfig = field(default_factory=NoiseConfig)  # diffusion only
 
     def __post_init__(self) -> None:
@@ -108,8 +112,11 @@ class TrainConfig:
             raise TextdiffError(f"lr must be positive, got {self.lr}")
         if self.save_dtype not in DTYPES:
             raise TextdiffError(f"unknown save dtype {self.save_dtype!r}; choose one of {', '.join(DTYPES)}")
-        if self.eval_every and self.conditioning not in CLASS_PROMPTED:
-            raise TextdiffError("--eval-every needs --conditioning class or joint (one model that scores every class)")
+        if (self.eval_every or self.eval_epochs) and self.conditioning == "per-class":
+            raise TextdiffError("validation during training needs one model (conditioning none, class or joint), "
+                                "not per-class")
+        if self.stop_after is not None and self.stop_after < 1:
+            raise TextdiffError(f"stop-after must be at least 1, got {self.stop_after}")
         if self.label_mask_prob is not None and not 0.0 < self.label_mask_prob <= 1.0:
             raise TextdiffError(f"label-mask-prob must be in (0, 1] (or t), got {self.label_mask_prob}")
         if not self.label_weight > 0.0 or math.isinf(self.label_weight):
@@ -121,6 +128,28 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self) | {"noise": self.noise.to_dict()}
+
+    @property
+    def validates_at_epochs(self) -> bool:
+        """Whether a validation record is written at each whole-epoch boundary (see ``eval_epochs``)."""
+        if self.eval_epochs is not None:
+            return self.eval_epochs
+        return bool(self.eval_every) or self.conditioning in CLASS_PROMPTED
+
+
+def epoch_batches(n_examples: int, batch_size: int) -> int:
+    """Micro-batches in one pass over the data (``batch_indices`` drops the last partial batch)."""
+    return max(1, n_examples // batch_size)
+
+
+def epoch_end_step(epoch: int, n_examples: int, batch_size: int, micro_per_step: int) -> int:
+    """The first optimizer step by which ``epoch`` whole passes over the data are complete."""
+    return -(-epoch * epoch_batches(n_examples, batch_size) // micro_per_step)
+
+
+def epochs_completed(step: int, n_examples: int, batch_size: int, micro_per_step: int) -> int:
+    """Whole passes over the data completed after ``step`` optimizer steps."""
+    return step * micro_per_step // epoch_batches(n_examples, batch_size)
 
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -314,26 +343,40 @@ def _meta(config: TrainConfig, data: TextDataset, accelerator, seconds: float, s
         "split": {"name": "train", "fractions": SPLIT_FRACTIONS, "rule": "sha1(clean text) bucket, see data.split_of"},
         "steps": summary["steps"],
         "tokens_seen": summary["tokens_seen"],
+        "epochs": summary.get("epochs"),  # passes over this run's training data (steps x examples per step / n)
         "final_loss": summary["final_loss"],
         "train_time_s": round(seconds, 1),
         "num_processes": accelerator.num_processes,
         "hardware": f"{accelerator.num_processes} x {hardware}, {torch.get_num_threads()} threads",
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": config.to_dict(),
-    } | lineage(config.model, summary["steps"], summary["tokens_seen"], seconds)
+    } | lineage(config.model, summary["steps"], summary["tokens_seen"], seconds, summary.get("epochs"))
 
 
-LINEAGE_KEYS = ("base_model", "steps", "tokens_seen", "train_time_s", "hardware", "finished_at", "config",
-                "continued_from", "total_steps", "total_tokens_seen", "total_train_time_s")
+LINEAGE_KEYS = ("base_model", "steps", "tokens_seen", "epochs", "train_time_s", "hardware", "finished_at", "config",
+                "continued_from", "total_steps", "total_tokens_seen", "total_epochs", "total_train_time_s")
 
 
-def lineage(start: str, steps: int, tokens_seen: int, seconds: float) -> dict:
+def parent_epochs(meta: dict) -> float | None:
+    """Epochs a textdiff checkpoint was trained for (its whole lineage), recorded or, for checkpoints saved before
+    ``epochs`` was recorded, recomputed from its steps, batch and data size."""
+    if meta.get("total_epochs") is not None or meta.get("epochs") is not None:
+        return meta.get("total_epochs", meta.get("epochs"))
+    config, n = meta.get("config") or {}, (meta.get("data") or {}).get("n")
+    if not (meta.get("steps") and n and config.get("batch_size")):
+        return None
+    per_step = config["batch_size"] * config.get("grad_accum", 1) * meta.get("num_processes", 1)
+    return round(meta["steps"] * per_step / n, 4)
+
+
+def lineage(start: str, steps: int, tokens_seen: int, seconds: float, epochs: float | None = None) -> dict:
     """When training started from a textdiff checkpoint, what that checkpoint had been trained on, and the totals.
 
     ``{}`` for a run from base weights (an offline name, a hub id, a directory without textdiff.json). Otherwise
     ``continued_from`` (the parent's base model, steps, tokens, time, hardware and config, its own parent nested
-    inside) and ``total_steps`` / ``total_tokens_seen`` / ``total_train_time_s`` over the whole chain, so that a
-    model card can say "1600 steps, then 800 more" instead of only the last stage.
+    inside) and ``total_steps`` / ``total_tokens_seen`` / ``total_epochs`` / ``total_train_time_s`` over the whole
+    chain, so that a model card can say "1600 steps, then 800 more" instead of only the last stage (``total_epochs``
+    sums each stage's passes over its own data).
     """
     path = Path(start).expanduser()
     parent = read_sidecar(path) if path.is_dir() else {}
@@ -344,7 +387,8 @@ def lineage(start: str, steps: int, tokens_seen: int, seconds: float) -> dict:
         "total_steps": parent.get("total_steps", parent["steps"]) + steps,
         "total_tokens_seen": parent.get("total_tokens_seen", parent.get("tokens_seen", 0)) + tokens_seen,
         "total_train_time_s": round(parent.get("total_train_time_s", parent.get("train_time_s", 0.0)) + seconds, 1),
-    }
+    } | ({"total_epochs": round(before + epochs, 4)}
+         if epochs is not None and (before := parent_epochs(parent)) is not None else {})
 
 
 def lineage_metrics(meta: dict, own: list[str]) -> tuple[list[str], str | None]:
@@ -411,9 +455,11 @@ def _train_one(
         if accelerator.is_main_process:
             tqdm.write(f"resuming from {resume_from} (step {state['step']} of {total})")
     validation = None
-    if config.eval_every and accelerator.is_main_process:
-        validation = load_data(config.data, "validation", text_col=config.text_col, label_col=config.label_col,
-                               min_classes=2, max_samples=config.eval_size, seed=0)
+    if (config.eval_every or config.validates_at_epochs) and accelerator.is_main_process:
+        labelled = config.conditioning in CLASS_PROMPTED
+        validation = load_data(config.data, "validation", text_col=config.text_col,
+                               label_col=config.label_col if labelled else None, min_classes=2 if labelled else 1,
+                               max_samples=config.eval_size, seed=0)
     metrics_path = out / "metrics.jsonl"
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -435,8 +481,10 @@ def _train_one(
     window_start = time.time()
     if resume_from is None:
         torch.manual_seed(_seed_from(config.seed, "dropout", rank) % 2**63)  # dropout; restored on resume
+    micro_per_step = config.grad_accum * world
+    stopped = config.stop_after is not None and config.stop_after <= step < total  # already there: nothing to do
     try:
-        while step < total:
+        while step < total and not stopped:
             for micro in range(config.grad_accum):
                 global_batch = (step * config.grad_accum + micro) * world + rank
                 idx = batch_indices(len(data), config.batch_size, global_batch, config.seed)
@@ -476,9 +524,13 @@ def _train_one(
             scheduler.step()
             step += 1
             bar.update(1)
-            checkpoint_due = config.save_every and step % config.save_every == 0 and step < total
-            eval_due = config.eval_every and (step % config.eval_every == 0 or step == total)
-            if step % config.log_every == 0 or step == total or checkpoint_due or eval_due:  # no stats are lost
+            stopped = config.stop_after is not None and step >= config.stop_after and step < total
+            checkpoint_due = (config.save_every and step % config.save_every == 0 and step < total) or stopped
+            epochs_done = epochs_completed(step, len(data), config.batch_size, micro_per_step)
+            boundary = epochs_done > epochs_completed(step - 1, len(data), config.batch_size, micro_per_step)
+            eval_due = (config.eval_every and (step % config.eval_every == 0 or step == total)) or (
+                boundary and config.validates_at_epochs)
+            if step % config.log_every == 0 or step == total or checkpoint_due or eval_due or boundary:  # no stats lost
                 totals = accelerator.reduce(stats.totals.clone(), "sum")
                 bins = accelerator.reduce(stats.bins.clone(), "sum")
                 label_totals = accelerator.reduce(stats.label.clone(), "sum")
@@ -495,6 +547,8 @@ def _train_one(
                         "elapsed_s": round(state["elapsed_s"] + time.time() - clock, 2),
                         "epoch": round(step * per_step / len(data), 4),
                     }
+                    if boundary:  # every training example seen epochs_completed times
+                        record |= {"epoch_boundary": True, "epochs_completed": epochs_done}
                     if config.objective == "diffusion":
                         record["loss_by_mask_rate"] = {
                             bin_label(b, N_BINS): round((bins[0, b] / bins[1, b]).item(), 5)
@@ -508,7 +562,7 @@ def _train_one(
                         model.eval()
                         record |= _validate(model, tokenizer, kind, validation, prompts, config)
                         model.train()
-                        bar.set_postfix(loss=f"{last_loss:.3f}", val_acc=f"{record['val_accuracy']:.3f}")
+                        bar.set_postfix(loss=f"{last_loss:.3f}", val_ppl=f"{record['val_perplexity']:.1f}")
                     with metrics_path.open("a") as fh:
                         fh.write(json.dumps(record) + "\n")
                 stats.reset()
@@ -516,7 +570,13 @@ def _train_one(
             if checkpoint_due:
                 state |= {"step": step, "elapsed_s": state["elapsed_s"] + time.time() - clock}
                 clock = time.time()
-                _save_checkpoint(out, accelerator, forward, tokenizer, optimizer, scheduler, state, config)
+                meta = None
+                if stopped and accelerator.is_main_process:  # what the weights are, for an export of this stop
+                    summary = {"steps": step, "tokens_seen": state["tokens_seen"], "final_loss": round(last_loss, 5),
+                               "epochs": round(step * per_step / len(data), 4)}
+                    meta = _meta(config, data, accelerator, state["elapsed_s"], summary) | {
+                        "stopped_at": {"step": step, "of_steps": total}}
+                _save_checkpoint(out, accelerator, forward, tokenizer, optimizer, scheduler, state, config, meta)
     except KeyboardInterrupt:
         if step > state["step"]:
             state |= {"step": step, "elapsed_s": state["elapsed_s"] + time.time() - clock}
@@ -524,8 +584,11 @@ def _train_one(
         bar.close()
         raise
     bar.close()
+    summary = {"steps": step, "tokens_seen": state["tokens_seen"], "final_loss": round(last_loss, 5),
+               "epochs": round(step * per_step / len(data), 4)}
+    if stopped:  # a chunk of a longer run: the checkpoint is written, the final model is not
+        return summary | {"stopped": True, "total_steps": total}
     state |= {"step": step, "elapsed_s": state["elapsed_s"] + time.time() - clock}
-    summary = {"steps": step, "tokens_seen": state["tokens_seen"], "final_loss": round(last_loss, 5)}
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         meta = _meta(config, data, accelerator, state["elapsed_s"], summary)
@@ -537,11 +600,13 @@ def _train_one(
     return summary
 
 
-def _validate(model, tokenizer, kind: str, data: TextDataset, prompts: list[str], config: TrainConfig) -> dict:
-    """Accuracy of the class-conditional model on a fixed validation subset, from the first window of each text.
+def _validate(model, tokenizer, kind: str, data: TextDataset, prompts: list[str] | None, config: TrainConfig) -> dict:
+    """Classifier accuracy and perplexity on a fixed validation subset, from the first window of each text.
 
     A cheap monitor (few ELBO samples, no prior, no calibration), always with the same masks so steps compare.
-    Joint models are also read by infilling the class word (``val_accuracy_infill``).
+    ``val_perplexity`` is exp(sum NLL / sum tokens) of each text given its own class prompt (none for unconditional
+    runs), read off the same scores: the ELBO bound for diffusion, exact for left to right (``corpus_perplexity``
+    with one window). Joint models are also read by infilling the class word (``val_accuracy_infill``).
     """
     from textdiff_core.classify import class_scores
     from textdiff_core.likelihood import infill_scores
@@ -549,12 +614,17 @@ def _validate(model, tokenizer, kind: str, data: TextDataset, prompts: list[str]
 
     lm = LoadedModel(model, tokenizer, kind, config.model)
     generator = torch.Generator().manual_seed(_seed_from(config.seed, "validation"))
-    started, correct = time.time(), 0
-    for text, label in zip(data.texts, data.labels, strict=True):
-        scores = class_scores(lm, text, prompts, config.eval_samples, generator, config.max_length, max_windows=1)
+    started, correct, nll, tokens = time.time(), 0, 0.0, 0
+    labels = data.labels if prompts else [0] * len(data)
+    for text, label in zip(data.texts, labels, strict=True):
+        scores = class_scores(lm, text, prompts or [None], config.eval_samples, generator, config.max_length,
+                              max_windows=1)
         correct += int(min(range(len(scores)), key=lambda c: scores[c].nll) == label)
-    record = {"val_accuracy": round(correct / len(data), 4), "val_n": len(data),
-              "val_seconds": round(time.time() - started, 1)}
+        nll, tokens = nll + scores[label].nll, tokens + scores[label].n_tokens
+    record = {"val_n": len(data), "val_perplexity": round(math.exp(nll / max(tokens, 1)), 4), "val_tokens": tokens}
+    if prompts:
+        record["val_accuracy"] = round(correct / len(data), 4)
+    record["val_seconds"] = round(time.time() - started, 1)
     if config.conditioning == "joint":
         slot, started, correct = class_slot(tokenizer, prompts), time.time(), 0
         for text, label in zip(data.texts, data.labels, strict=True):
@@ -573,8 +643,12 @@ def _truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
-def _save_checkpoint(out: Path, accelerator, forward, tokenizer, optimizer, scheduler, state: dict, config) -> Path:
-    """Write ``checkpoints/step-N`` atomically: everything goes to a temporary directory that is then renamed."""
+def _save_checkpoint(out: Path, accelerator, forward, tokenizer, optimizer, scheduler, state: dict, config,
+                     meta: dict | None = None) -> Path:
+    """Write ``checkpoints/step-N`` atomically: everything goes to a temporary directory that is then renamed.
+
+    ``meta`` (a stop of a chunked run) is written as the checkpoint's textdiff.json, so it exports like a finished run.
+    """
     root = out / "checkpoints"
     final = root / f"step-{state['step']:07d}"
     tmp = root / f".tmp-step-{state['step']:07d}"
@@ -593,6 +667,8 @@ def _save_checkpoint(out: Path, accelerator, forward, tokenizer, optimizer, sche
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / "trainer_state.json").write_text(json.dumps(state | {"config": config.to_dict()}, indent=2))
+        if meta is not None:
+            (tmp / "textdiff.json").write_text(json.dumps(meta, indent=2) + "\n")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         for name in os.listdir(tmp):
