@@ -328,7 +328,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if windows > 1:
         print(f"  scored in {windows} windows of the model's length (the text is longer than one window)")
     if clf.method in ("infill", "tfidf"):
-        print("  OOD: not available (this reading gives P(c|x), not how typical the text is)")
+        print("  OOD: not available (this reading gives the class posterior, not how typical the text is)")
     elif p.ood is None:
         print("  OOD: unknown (no calibration for this checkpoint; run train_cli.py calibrate)")
     else:

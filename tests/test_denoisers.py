@@ -204,3 +204,19 @@ def test_denoise_page_runs_every_family_once_remote_code_is_trusted(family, look
     assert not at.exception and not at.error, [e.value for e in at.error]
     trace = at.session_state["denoise_trace"]
     assert trace.n_decoded == 6 and not any(trace.frames[-1].masked)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_zero_shot_infill_reads_the_class_slot_through_the_denoiser(family, lookalikes, capsys, monkeypatch):
+    import textdiff_core.likelihood as likelihood
+
+    calls = []
+    real = likelihood.denoise_logits
+    monkeypatch.setattr(likelihood, "denoise_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    # the look-alikes' small BPE vocabularies split most words; one-letter class names are one token each
+    assert main(["--trust-remote-code", "classify", "--checkpoint", str(lookalikes[family]), "--method", "infill",
+                 "--classes", "a,i", "--prompt-template", "{label} review:", "a dull film with loud music"]) == 0
+    out = capsys.readouterr().out
+    posteriors = [float(line.split("P(c|x) = ")[1].split()[0]) for line in out.splitlines() if "P(c|x)" in line]
+    assert len(posteriors) == 2 and math.isclose(sum(posteriors), 1.0, abs_tol=2e-3), out
+    assert calls, "the slot's logits come through the family's denoiser (time input, shift)"

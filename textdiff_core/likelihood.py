@@ -353,6 +353,13 @@ def _infill_rows(lm: LoadedModel, slot, windows: Sequence[list[int]]):
     return batch, positions
 
 
+def _slot_logits(lm: LoadedModel, batch, positions: torch.Tensor) -> torch.Tensor:
+    """Logits at the slot positions: masked models through their denoiser (time input, shift), causal ones plainly."""
+    if lm.kind == MASKED:
+        return denoise_logits(lm, batch.input_ids, batch.attention_mask, positions).float()
+    return logits_at(lm.model, batch.input_ids, batch.attention_mask, positions).float()
+
+
 def _infill_budget(lm: LoadedModel, slot, max_length: int | None) -> int:
     extra = 0 if lm.kind == MASKED else 1  # the left-to-right layout has a second [end] after the class prompt
     return _budget(lm, len(slot.prompt_ids[0]) + extra, max_length)
@@ -374,8 +381,7 @@ def infill_scores(lm: LoadedModel, text: str, slot, max_length: int | None = Non
         raise TextdiffError(f"the text has {len(ids):,} tokens; texts of up to {MAX_TEXT_TOKENS:,} are scored")
     windows = _windows(ids, _infill_budget(lm, slot, max_length))[:max_windows]
     batch, positions = _infill_rows(lm, slot, windows)
-    batch = batch.to(lm.device)
-    logits = logits_at(lm.model, batch.input_ids, batch.attention_mask, positions.to(lm.device)).float()
+    logits = _slot_logits(lm, batch.to(lm.device), positions.to(lm.device))
     picked = logits[:, torch.tensor(slot.token_ids, device=logits.device)]
     return InfillScore(torch.log_softmax(picked, -1).cpu(), windows)
 
@@ -399,8 +405,7 @@ def infill_occlusion(lm: LoadedModel, window: list[int], slot, max_tokens: int =
     for lo in range(0, len(variants), per_batch):
         part = variants[lo : lo + per_batch]  # a left-to-right window of one token leaves an empty row: fine
         batch, positions = _infill_rows(lm, slot, part)
-        batch = batch.to(lm.device)
-        logits = logits_at(lm.model, batch.input_ids, batch.attention_mask, positions.to(lm.device)).float()
+        logits = _slot_logits(lm, batch.to(lm.device), positions.to(lm.device))
         out.append(torch.log_softmax(logits[:, torch.tensor(slot.token_ids, device=logits.device)], -1).cpu())
     lp = torch.cat(out)
     return lp[0], lp[0][None, :] - lp[1:]
