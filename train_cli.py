@@ -78,7 +78,8 @@ def _model_environment(args: argparse.Namespace) -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="train_cli.py", description=__doc__.split("\n")[0])
+    prog = "textdiff" if os.path.basename(sys.argv[0]) == "textdiff" else "train_cli.py"  # the console script
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     _model_flags(parser, top=True)
     parser.add_argument("--allow-pickle", action="store_true",
                         help="also load pickled .bin/.pt weights (they can run code; only for files you trust)")

@@ -8,7 +8,7 @@ For each guidance scale, class and seed, the model generates ``length`` tokens f
               95% interval from the spread of log perplexity; and distinct-1, since repetition lowers perplexity.
 Scale 1 is plain conditional decoding, 0 ignores the class (the prompt masked), > 1 pushes towards it.
 
-    python bench/cfg.py --scales 0,1,2 --seeds 10,11,12,13,14,15 --length 32 --out /tmp/cfg.json
+    python -m bench.cfg --scales 0,1,2 --seeds 10,11,12,13,14,15 --length 32 --out /tmp/cfg.json
 """
 
 from __future__ import annotations
@@ -21,16 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from textdiff_core.classify import load_classifier  # noqa: E402
-from textdiff_core.decoding import generate  # noqa: E402
-from textdiff_core.evaluate import distinct_n, generative_perplexity, wilson_interval  # noqa: E402
-from textdiff_core.models import CAUSAL, MASKED, device_name, load_model  # noqa: E402
+from textdiff_core.classify import load_classifier
+from textdiff_core.decoding import generate
+from textdiff_core.evaluate import distinct_n, generative_perplexity, wilson_interval
+from textdiff_core.models import CAUSAL, MASKED, device_name, load_model
 
 
 def _numbers(text: str, kind=int) -> list:

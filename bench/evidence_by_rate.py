@@ -8,7 +8,7 @@ and its signal-to-noise ratio (mean over texts of the true class's advantage, ov
 mean over strata is the ELBO estimate itself (G x S stratified samples), so the last rows show what the low and the
 high rates each add.
 
-    python bench/evidence_by_rate.py --checkpoint checkpoints/imdb-diffusion --split validation --limit 800
+    python -m bench.evidence_by_rate --checkpoint checkpoints/imdb-diffusion --split validation --limit 800
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from textdiff_core.classify import Classifier, load_classifier
+from textdiff_core.errors import TextdiffError
+from textdiff_core.likelihood import masked_rows_nll, text_windows
+from textdiff_core.models import LoadedModel
 
-from textdiff_core.classify import Classifier, load_classifier  # noqa: E402
-from textdiff_core.errors import TextdiffError  # noqa: E402
-from textdiff_core.likelihood import masked_rows_nll, text_windows  # noqa: E402
-from textdiff_core.models import LoadedModel  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def rate_terms(classifier: Classifier, text: str, grid: int, samples: int, generator: torch.Generator,

