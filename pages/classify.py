@@ -16,8 +16,12 @@ MAX_CHARS = 20_000  # longer pastes are refused (scoring cost grows with length)
 chosen = sidebar()
 st.title("Classify")
 st.caption(
-    "A generative classifier picks argmax_c log P(text | c) + log P(c). The diffusion model's log P(text | c) is "
-    "the ELBO bound, estimated by Monte Carlo with the same masks for every class; the left-to-right model's is exact."
+    "A generative classifier picks argmax_c log P(text | c) + log P(c) (the Bayes reading). The diffusion "
+    "model's log P(text | c) is the ELBO bound, estimated by Monte Carlo with the same masks for every class; "
+    "the left-to-right model's is exact. The infill reading treats the class as one more token instead: the "
+    "diffusion model fills a masked class word with the text in view, the left-to-right model predicts the "
+    "class word after the text — one forward pass per window, no Monte Carlo noise. TF-IDF + logistic "
+    "regression is the discriminative reference."
 )
 
 
@@ -34,26 +38,65 @@ def examples() -> dict[str, str]:
     return out
 
 
+def render_occlusion(clf, p, evidence) -> None:
+    """The infill reading's per-token evidence: how the log-odds of the decision move when each token is hidden."""
+    ids, delta = evidence
+    order = sorted(range(len(p.classes)), key=lambda c: p.posterior[c], reverse=True)
+    a, b = (order[1], order[0]) if len(order) > 2 else (0, 1)
+    values = (delta[:, b] - delta[:, a]).tolist()  # > 0: the token pushes towards b
+    words = clf.models.tokenizer.convert_ids_to_tokens(ids)
+    st.markdown(f"**Per-token evidence (occlusion)**: how much hiding the token lowers log P({p.classes[b]} | text) − "
+                f"log P({p.classes[a]} | text); exact, no Monte Carlo error")
+    st.html(heatmap_html(words, values, None, labels=(p.classes[a], p.classes[b])))
+    windows = p.scores[0].windows
+    if windows > 1:
+        st.caption(f"Read in {windows} windows, combined as a product of experts; evidence shown for the first "
+                   f"{min(windows, 2)}.")
+
+
+def render_tfidf_evidence(evidence: list[tuple[str, float]], classes: list[str]) -> None:
+    """The linear model's exact decomposition: each n-gram's TF-IDF value times its weight."""
+    top = evidence[:12]
+    if not top:
+        st.caption("No word of this text is in the baseline's vocabulary.")
+        return
+    frame = pd.DataFrame({"n-gram": [t for t, _ in top], "log-odds": [v for _, v in top]})
+    frame["towards"] = [classes[-1] if v > 0 else classes[0] for v in frame["log-odds"]]
+    st.markdown(f"**Evidence**: each word or bigram's contribution to the log-odds of {classes[-1]} over {classes[0]}")
+    st.altair_chart(alt.Chart(frame).mark_bar().encode(
+        x=alt.X("log-odds:Q"), y=alt.Y("n-gram:N", sort=None, title=None), color="towards:N",
+        tooltip=["n-gram", alt.Tooltip("log-odds:Q", format=".3f")]).properties(height=alt.Step(18)), width="stretch")
+
+
 ex = examples()
 pick = st.selectbox("Example", ["(type your own)", *ex])
 text = st.text_area("Text", value="" if pick == "(type your own)" else ex[pick], height=150,
                     placeholder="Paste a movie review…")
-left, mid, right = st.columns(3)
+columns = st.columns(4)
 use = {
-    "diffusion": left.checkbox("Diffusion", value=True),
-    "ar": mid.checkbox("Left-to-right twin", value=True),
-    "reference": right.checkbox("Zero-shot reference LM", value=False),
+    "diffusion": columns[0].checkbox("Diffusion", value=True),
+    "ar": columns[1].checkbox("Left-to-right twin", value=True),
+    "reference": columns[2].checkbox("Zero-shot reference LM", value=False),
+    "tfidf": columns[3].checkbox("TF-IDF reference", value=False,
+                                 help="TF-IDF (word 1-2-grams) + logistic regression trained on the IMDB train split: "
+                                      "what a cheap discriminative classifier gets on the same text"),
 }
-with st.expander("Diffusion scoring settings"):
-    method = st.selectbox("Method", ["elbo", "elbo-indep", "pll", "seed"],
-                          help="elbo: shared noise across classes; elbo-indep: fresh noise per class; "
-                               "pll: one token masked at a time; seed: the seed project's 15%-mask score")
+with st.expander("Scoring settings"):
+    method = st.selectbox("Diffusion reading", ["elbo", "infill", "elbo-indep", "pll", "seed"],
+                          help="elbo: Bayes over the ELBO, shared noise across classes; infill: the masked class word "
+                               "read with the text in view; elbo-indep: fresh noise per class; pll: one token masked "
+                               "at a time; seed: the seed project's 15%-mask score")
+    ar_method = st.selectbox("Left-to-right reading", ["ar", "infill"],
+                             help="ar: Bayes over the exact log P(text | class), the class prompt before the text; "
+                                  "infill: the class word predicted after the text")
     samples = st.slider("Monte Carlo samples per class (maximum)", 2, 64, 16, step=2)
     adaptive = st.checkbox("Adaptive: stop once the decision is 2 standard errors clear", value=True)
     seed = st.number_input("Seed", 0, 10_000, 0)
 
-inputs = {"text": text, **{f"{role} model": chosen[role] for role, on in use.items() if on}, "method": method,
-          "samples": samples, "adaptive": adaptive, "seed": seed}
+METHOD_OF = {"diffusion": method, "ar": ar_method, "reference": None, "tfidf": None}
+NAME_OF = chosen | {"tfidf": "tfidf"}
+inputs = {"text": text, **{f"{role} model": NAME_OF[role] for role, on in use.items() if on}, "method": method,
+          "left-to-right reading": ar_method, "samples": samples, "adaptive": adaptive, "seed": seed}
 
 if st.button("Classify", type="primary"):
     st.session_state.pop("classify_results", None)  # a refused text never shows the previous text's decision
@@ -66,12 +109,18 @@ if st.button("Classify", type="primary"):
         for role, on in use.items():
             if not on:
                 continue
-            name = chosen[role]
+            name = NAME_OF[role]
             try:
-                clf, lock = cached_classifier(name, method if role == "diffusion" else None)
+                clf, lock = cached_classifier(name, METHOD_OF[role])
                 with lock, st.spinner(f"Scoring with {name}…"):
-                    results[role] = (name, clf, clf.classify(text, samples, adaptive=adaptive,
-                                                              generator=torch.Generator().manual_seed(int(seed))))
+                    prediction = clf.classify(text, samples, adaptive=adaptive,
+                                              generator=torch.Generator().manual_seed(int(seed)))
+                    evidence = None
+                    if clf.method == "infill":  # exact occlusion evidence, one batched pass per window
+                        evidence = clf.infill_evidence(text, max_windows=2)
+                    elif clf.method == "tfidf":
+                        evidence = clf.evidence(text)
+                    results[role] = (name, clf, prediction, evidence)
             except TextdiffError as exc:
                 st.error(f"{name}: {exc}")
         st.session_state["classify_results"] = results
@@ -81,9 +130,10 @@ results = st.session_state.get("classify_results", {})
 if results:
     inputs_note(st.session_state.get("classify_inputs", inputs), inputs)
     columns = st.columns(len(results))
-    for column, (role, (name, clf, p)) in zip(columns, results.items(), strict=True):
+    for column, (role, (name, clf, p, evidence)) in zip(columns, results.items(), strict=True):
         with column:
-            st.subheader({"diffusion": "Diffusion", "ar": "Left-to-right", "reference": "Zero-shot"}[role])
+            st.subheader({"diffusion": "Diffusion", "ar": "Left-to-right", "reference": "Zero-shot",
+                          "tfidf": "TF-IDF reference"}[role])
             st.caption(f"`{name}` · method `{clf.method}` · {p.forward_passes} forward passes · {p.seconds:.2f} s"
                        + (f" · {p.samples} samples/class" if p.samples else ""))
             ranked = sorted(p.posterior, reverse=True)
@@ -101,11 +151,18 @@ if results:
                 ).properties(height=alt.Step(28)),  # a fixed total height squashes the bars and labels
                 width="stretch",
             )
+            if clf.method == "tfidf":
+                render_tfidf_evidence(evidence, p.classes)
+                continue
+            column_name = "log P(text|c) + const" if clf.method == "infill" else "log P(text|c)"
             st.dataframe(pd.DataFrame({
                 "class": p.classes,
-                "log P(text|c)": [round(v, 2) for v in p.log_likelihood],
+                column_name: [round(v, 2) for v in p.log_likelihood],
                 "± s.e.": [round(v, 2) for v in p.log_likelihood_se],
             }), hide_index=True)
+            if clf.method == "infill":
+                render_occlusion(clf, p, evidence)
+                continue
             if p.ood is None:
                 st.caption("Out-of-distribution check: not calibrated (run `train_cli.py calibrate`).")
             elif p.ood:

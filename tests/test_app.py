@@ -166,3 +166,27 @@ def test_training_page_opens_on_the_shipped_pair_on_a_fresh_checkout(tmp_path, m
     options = at.selectbox(key="run_choice").options
     assert str(runs / "a") in options and str(runs / "checkpoints" / "b") in options
     assert not any("step-2" in o for o in options)
+
+
+def test_classify_page_reads_by_infilling_with_occlusion_evidence_and_shows_the_tfidf_reference(tmp_path,
+                                                                                                  monkeypatch):
+    import textdiff_core.baseline as baseline
+
+    real = baseline.load_baseline
+    monkeypatch.setenv("TEXTDIFF_CACHE", str(tmp_path))
+    monkeypatch.setattr(baseline, "load_baseline", lambda data="imdb", progress=True: real("rotten_tomatoes", False))
+    at = _on_page("pages/classify.py")
+    at.sidebar.selectbox(key="pick_diffusion").set_value("tiny").run()
+    at.sidebar.selectbox(key="pick_ar").set_value("tiny-ar").run()
+    at.checkbox[3].check().run()  # the TF-IDF reference
+    at.selectbox[1].set_value("infill").run()  # diffusion reading
+    at.selectbox[2].set_value("infill").run()  # left-to-right reading
+    at.text_area[0].set_value("A tender, funny and beautifully acted film.").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert len(at.metric) == 3
+    bodies = [h.proto.body for h in at.get("html")]
+    assert len(bodies) == 2 and all("tender" in b for b in bodies), "an occlusion heatmap per infill reading"
+    assert any("occlusion" in m.value for m in at.markdown)
+    assert any("contribution to the log-odds" in m.value for m in at.markdown), "the TF-IDF n-gram evidence"
+    assert [c.value for c in at.caption if "method `infill`" in c.value].__len__() == 2
