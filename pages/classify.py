@@ -82,10 +82,10 @@ use = {
                                       "what a cheap discriminative classifier gets on the same text"),
 }
 with st.expander("Scoring settings"):
-    method = st.selectbox("Diffusion reading", ["elbo", "infill", "elbo-indep", "pll", "seed"],
+    method = st.selectbox("Diffusion reading", ["elbo", "infill", "elbo-indep", "pll", "mlm-loss"],
                           help="elbo: Bayes over the ELBO, shared noise across classes; infill: the masked class word "
                                "read with the text in view; elbo-indep: fresh noise per class; pll: one token masked "
-                               "at a time; seed: the seed project's 15%-mask score")
+                               "at a time; mlm-loss: mean loss of a 15% mask (the RoBERTa variable-masking recipe)")
     ar_method = st.selectbox("Left-to-right reading", ["ar", "infill"],
                              help="ar: Bayes over the exact log P(text | class), the class prompt before the text; "
                                   "infill: the class word predicted after the text")

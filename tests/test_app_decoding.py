@@ -233,7 +233,7 @@ def test_bench_reports_distinct_and_perplexity_from_the_library(reference):
     from textdiff_core.decoding_bench import perplexity
 
     trace = Trace(strategy="ar", settings={}, model="tiny-ar", prompt="The movie was", label=None, seed=0,
-                  n_class_tokens=0, n_prompt_tokens=3, decoded=[], mask_id=-1, mask_text="", spacing="raw",
+                  n_class_tokens=0, n_prompt_tokens=3, decoded=[], mask_id=-1, mask_text="", token_style="raw",
                   final_text="", generated_text="a tender film")
     ppl, n = perplexity(reference, trace, "The movie was")
     assert ppl == generative_perplexity(reference, "a tender film", "The movie was") and n == 3

@@ -2,13 +2,14 @@
 
 Scorers of log P(x | c):
   class-conditional  one model trained with a never-masked class prompt ("negative review:"), scored per prompt
-  per-class          one model per class (the seed project's recipe)
+  per-class          one model per class (the recipe of the RoBERTa variable-masking classifiers)
   zero-shot          a pretrained causal LM prompted per class ("A negative movie review:")
 Methods (how a masked model turns into a number; causal models are always exact):
   elbo          the MDLM bound with the same noise for every class (common random numbers)
   elbo-indep    the same bound with fresh noise per class (to measure what sharing buys)
   pll           pseudo-log-likelihood: mask one token at a time (L forward passes per class)
-  seed          the seed project's score: mean loss of one 15% mask, 5 samples, fresh noise per class
+  mlm-loss      the RoBERTa variable-masking recipe's score: mean loss of one 15% mask, 5 samples, fresh noise
+                per class (``seed`` is its old name, still accepted)
   ar            exact left-to-right likelihood (causal models)
   infill        the class as one more token: P(c | window) read off the class-word slot (masked models: the slot
                 masked, the text visible; left-to-right models: the class prompt after the text), one forward pass
@@ -34,16 +35,27 @@ from textdiff_core.likelihood import (
     elbo_scores,
     infill_occlusion,
     infill_scores,
+    mlm_loss_scores,
     pll_scores,
     pool_samples,
-    seed_scores,
 )
 from textdiff_core.models import MASKED, LoadedModel
 from textdiff_core.tokens import class_slot
 
-METHODS = ("elbo", "elbo-indep", "pll", "seed", "ar", "infill")
+METHODS = ("elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill")
+RENAMED_METHODS = {"seed": "mlm-loss"}  # old name -> name; the old names still work, with a warning
 CLASS_PROMPTED = ("class", "joint")  # checkpoint conditionings with one model and a class prompt
 ZERO_SHOT_PROMPT = "A {label} movie review:"
+
+
+def method_name(method: str | None) -> str | None:
+    """``method`` under its current name (a renamed method's old name warns and maps to the new one)."""
+    if method in RENAMED_METHODS:
+        import warnings
+
+        warnings.warn(f"method {method!r} is now called {RENAMED_METHODS[method]!r}", FutureWarning, stacklevel=3)
+        return RENAMED_METHODS[method]
+    return method
 
 
 def class_prompts(meta: dict) -> list[str]:
@@ -62,7 +74,7 @@ def class_scores(
     method: str | None = None,
 ) -> list[TextScore]:
     """-log P(text | prompt) for each prompt with one model (see the module docstring for the methods)."""
-    method = method or ("elbo" if lm.kind == MASKED else "ar")
+    method = method_name(method) or ("elbo" if lm.kind == MASKED else "ar")
     window = {"max_length": max_length, "max_windows": max_windows}
     if method == "ar":
         return ar_scores(lm, text, prompts, **window)
@@ -70,8 +82,8 @@ def class_scores(
         return elbo_scores(lm, text, prompts, samples, generator, shared_noise=method == "elbo", **window)
     if method == "pll":
         return pll_scores(lm, text, prompts, **window)
-    if method == "seed":
-        return seed_scores(lm, text, prompts, generator, **window)
+    if method == "mlm-loss":
+        return mlm_loss_scores(lm, text, prompts, generator, **window)
     raise TextdiffError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
 
@@ -195,7 +207,7 @@ class Classifier:
         classes) until the leader leads the runner-up by ``z`` standard errors of the paired difference, or until
         ``samples`` per class are used."""
         started = time.time()
-        if self.exact or self.method == "seed" or not adaptive:
+        if self.exact or self.method == "mlm-loss" or not adaptive:
             scores = self._score(text, samples, generator)
             used = 0 if self.exact else len(scores[0].sample_nll)
         else:
@@ -232,7 +244,7 @@ class Classifier:
             return windows * classes
         if self.method == "pll":
             return n * classes
-        if self.method == "seed":
+        if self.method == "mlm-loss":
             return 5 * windows * classes
         return used * windows * classes
 
@@ -323,14 +335,16 @@ def load_classifier(
         total = sum(counts[c] for c in names)
         log_prior = [math.log(counts[c] / total) for c in names]
     first = models if isinstance(models, LoadedModel) else next(iter(models.values()))
-    method = method or ("elbo" if first.kind == MASKED else "ar")
+    method = method_name(method) or ("elbo" if first.kind == MASKED else "ar")
     calibration = None
     file = path / CALIBRATION_FILE
     if path.is_dir() and file.is_file():
         import json
 
         try:
-            fitted = json.loads(file.read_text()).get(method)
+            fitted_by_method = json.loads(file.read_text())
+            old_names = [old for old, new in RENAMED_METHODS.items() if new == method]
+            fitted = next((fitted_by_method[m] for m in (method, *old_names) if m in fitted_by_method), None)
             if fitted:
                 calibration = Calibration(float(fitted["temperature"]), [float(b) for b in fitted["bias"]],
                                           [float(r) for r in fitted["ood_reference"]])

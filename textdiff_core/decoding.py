@@ -222,7 +222,7 @@ def _class_prompt(lm: LoadedModel, label: str | None) -> str:
     return class_prompts(lm.meta)[classes.index(label)]
 
 
-def _spacing(tokenizer) -> str:
+def _token_style(tokenizer) -> str:
     """'raw' when single tokens carry their own leading spaces (byte-level BPE), else 'wordpiece'."""
     ids = tokenize_texts(tokenizer, ["a b"])[0]
     return "raw" if ids and tokenizer.decode(ids[-1:]).startswith(" ") else "wordpiece"
@@ -302,7 +302,7 @@ def _new_trace(lm: LoadedModel, config: DecodeConfig, prompt: str, label: str | 
     return Trace(
         strategy=config.strategy, settings=asdict(config) | {"seed": seed, "length": length}, model=lm.name,
         prompt=prompt, label=label, seed=seed, n_class_tokens=n_class, n_prompt_tokens=n_prompt, decoded=decoded,
-        mask_id=rec.mask_id, mask_text=rec.mask_text, spacing=_spacing(lm.tokenizer),
+        mask_id=rec.mask_id, mask_text=rec.mask_text, token_style=_token_style(lm.tokenizer),
         final_text=lm.tokenizer.decode(text_ids).strip(), generated_text=lm.tokenizer.decode(appended).strip(),
         frames=rec.frames,
     )

@@ -255,7 +255,7 @@ def pll_scores(
     return scores
 
 
-def seed_scores(
+def mlm_loss_scores(
     lm: LoadedModel,
     text: str,
     prefixes: Sequence[str | None],
@@ -265,14 +265,15 @@ def seed_scores(
     max_length: int | None = None,
     max_windows: int | None = None,
 ) -> list[TextScore]:
-    """The seed project's score: the mean NLL over one random 15% mask, 5 masks, fresh masks per prefix.
+    """The MLM-loss score of the RoBERTa variable-masking recipe (``bigsnarfdude/text-diffusion``): the mean NLL over
+    one random 15% mask, 5 masks, fresh masks per prefix.
 
     Multiplied by the token count to sit on the same scale as the other totals; it bounds nothing.
     """
-    _require(lm, MASKED, "the seed score")
+    _require(lm, MASKED, "the MLM-loss score")
     windows, prefix_ids = text_windows(lm, text, prefixes, max_length, max_windows)
     ids = [t for w in windows for t in w]
-    jobs = []  # (prefix, window, masks): fresh masks per prefix, as the seed did
+    jobs = []  # (prefix, window, masks): fresh masks per prefix, as the recipe did
     for pre in prefix_ids:
         for w in windows:
             masks = torch.rand(samples, len(w), generator=generator) < rate
@@ -289,6 +290,9 @@ def seed_scores(
             parts.append(rows / masks.sum(1, keepdim=True) * len(w))  # rows sum to mean NLL x window length
         scores.append(_from_samples(ids, torch.cat(parts, dim=1), len(windows)))
     return scores
+
+
+seed_scores = mlm_loss_scores  # the old name
 
 
 @torch.no_grad()

@@ -49,7 +49,7 @@ def methods(samples: int, reference: str) -> list[Method]:
         Method(f"diffusion ELBO, shared noise, K={samples // 2}", "diffusion", "elbo", samples // 2),
         Method(f"diffusion ELBO, independent noise, K={samples // 2}", "diffusion", "elbo-indep", samples // 2),
         Method("diffusion pseudo-log-likelihood", "diffusion", "pll", limit_share=0.1),
-        Method("seed score (15% mask x5, fresh noise)", "diffusion", "seed", 5),
+        Method("MLM loss of a 15% mask (x5, fresh noise; RoBERTa recipe)", "diffusion", "mlm-loss", 5),
         Method("diffusion infill (class word masked, text visible)", "diffusion", "infill"),
         Method("left-to-right twin (exact)", "ar", "ar"),
         Method("left-to-right infill (class word after the text)", "ar", "infill"),

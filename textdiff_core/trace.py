@@ -76,7 +76,7 @@ class Trace:
     decoded: list[bool]  # per position: decoded by the run (masks to fill) or given
     mask_id: int  # id written at masked positions (-1 for tokenizers without a mask token)
     mask_text: str  # how a masked position is written in ``tokens``
-    spacing: str  # "wordpiece" (pieces carry no spaces; ## joins) or "raw" (pieces carry their own spaces)
+    token_style: str  # "wordpiece" (pieces carry no spaces; ## joins) or "raw" (pieces carry their own spaces)
     final_text: str  # user text + generation, class prompt excluded
     generated_text: str  # the appended generation only (the whole user text when infilling without appending)
     frames: list[Frame] = field(default_factory=list)
@@ -114,6 +114,8 @@ class Trace:
         if data.get("version", FORMAT_VERSION) > FORMAT_VERSION:
             raise ValueError(f"trace format {data['version']} is newer than this textdiff ({FORMAT_VERSION})")
         known = {f.name for f in fields(cls)}
+        if "spacing" in data and "token_style" not in data:  # traces written before the field was renamed
+            data = {k: v for k, v in data.items() if k != "spacing"} | {"token_style": data["spacing"]}
         frames = [Frame(**frame) for frame in data.get("frames", [])]
         return cls(**{k: v for k, v in data.items() if k in known and k != "frames"}, frames=frames)
 
@@ -153,7 +155,7 @@ class Trace:
                 state = "prompt" if not self.decoded[i] else ("new" if i in new else "done")
                 text = token
             space = i > 0
-            if self.spacing == "wordpiece":
+            if self.token_style == "wordpiece":
                 if text.startswith("##"):
                     text, space = text[2:], False
                 elif text in NO_SPACE_BEFORE or (text in CONTRACTIONS and out and out[-1]["text"] == "'"):
