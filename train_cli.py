@@ -162,11 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--checkpoint", required=True,
                        help="class-conditional or per-class checkpoint dir, or any LM (offline name, dir, hub id) "
                             "for zero-shot prompting")
-        c.add_argument("--method", choices=["elbo", "elbo-indep", "pll", "seed", "ar", "infill"], default=None,
+        c.add_argument("--method", choices=["elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill", "seed"],
+                       default=None,
                        help="elbo: diffusion bound, same noise for every class (default for masked models); "
-                            "elbo-indep: fresh noise per class; pll: pseudo-log-likelihood; seed: mean loss of a 15%% "
-                            "mask x5; ar: exact left-to-right (default for causal models); infill: P(class | text) "
-                            "read off the class-word slot, one pass per window (masked or left-to-right)")
+                            "elbo-indep: fresh noise per class; pll: pseudo-log-likelihood; mlm-loss: mean loss of a "
+                            "15%% mask x5 (the RoBERTa variable-masking recipe; seed is its old name); ar: exact "
+                            "left-to-right (default for causal models); infill: P(class | text) read off the "
+                            "class-word slot, one pass per window (masked or left-to-right)")
         c.add_argument("--samples", type=int, default=8, help="Monte Carlo samples per class (the cap if adaptive)")
         c.add_argument("--adaptive", action="store_true",
                        help="draw samples in rounds until the leader leads by --z standard errors")
