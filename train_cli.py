@@ -142,12 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "2 puts 75%% of t above 0.5, where the class evidence is)")
     t.add_argument("--eps", type=float, default=1e-3, help="smallest t of the continuous schedule")
     t.add_argument("--eval-every", type=int, default=0,
-                   help="classify a fixed validation subset every N steps and log its accuracy (class conditioning)")
-    t.add_argument("--eval-size", type=int, default=200, help="validation texts for --eval-every (class-balanced)")
-    t.add_argument("--eval-samples", type=int, default=4, help="ELBO samples per text for --eval-every (diffusion)")
+                   help="validate on a fixed subset every N steps: accuracy of each classifier reading (class, joint) "
+                        "and perplexity (ELBO bound or exact), logged in metrics.jsonl")
+    t.add_argument("--eval-epochs", action=argparse.BooleanOptionalAction, default=None,
+                   help="also validate at every whole-epoch boundary (default: on with --eval-every or conditioning "
+                        "class or joint)")
+    t.add_argument("--eval-size", type=int, default=200, help="validation texts for validation (class-balanced)")
+    t.add_argument("--eval-samples", type=int, default=4, help="ELBO samples per text for validation (diffusion)")
+    t.add_argument("--stop-after", type=int, default=None,
+                   help="end this invocation at step N with a resumable checkpoint and no final model; --resume with "
+                        "the same flags continues under the same learning-rate schedule")
     t.add_argument("--quick-test", action="store_true",
                    help="smoke run: 5 steps on 64 examples, batch 4, 48 tokens (overrides those flags)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _campaign_parser(commands, t)
     f = commands.add_parser("fill-mask", help="top-k predictions for each [MASK] in a text (masked models)")
     f.add_argument("text", help='text with [MASK] tokens, e.g. "The movie was [MASK]."')
     f.add_argument("--checkpoint", default="minilm", help="trained directory, offline name or hub id")
@@ -615,9 +623,54 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _campaign_parser(commands, train_parser: argparse.ArgumentParser) -> None:
+    """``campaign``: the train flags both twins share, plus the campaign's own."""
+    c = commands.add_parser("campaign", help="train a diffusion model and its left-to-right twin to N epochs in "
+                                             "alternating resumable chunks (run it again to continue)")
+    per_twin = {"--objective", "--model", "--steps", "--epochs", "--resume", "--out", "--quick-test", "--stop-after",
+                "--conditioning", "-h"}
+    for action in train_parser._actions:  # the same flag objects, so train and campaign cannot drift apart
+        if action.option_strings and not set(action.option_strings) & per_twin:
+            c._add_action(action)
+    c.add_argument("--out", required=True, help="campaign directory: diffusion/, ar/, campaign.json")
+    c.add_argument("--epochs", type=int, required=True, help="whole epochs over the training data, per twin")
+    c.add_argument("--chunk-epochs", type=int, default=1, help="epochs one twin trains before the other's turn")
+    c.add_argument("--conditioning", choices=["none", "class", "joint"], default="joint",
+                   help="as for train; joint (the class word is one more token) by default")
+    c.add_argument("--diffusion-model", default="minilm", help="where the diffusion twin starts (name or directory)")
+    c.add_argument("--ar-model", default="minilm-ar", help="where the left-to-right twin starts (name or directory)")
+    c.add_argument("--until-epoch", type=int, default=None,
+                   help="stop once both twins stand at this epoch (default: --epochs); run again to go on")
+    c.add_argument("--snapshot-dtype", choices=["fp32", "fp16", "bf16"], default="fp16",
+                   help="dtype of the per-epoch exports in OUT/<twin>/epochs/")
+    c.add_argument("--max-shard-size", default=None,
+                   help="split the exports' weights into files of at most this size, e.g. 15MB")
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    from textdiff_core.campaign import CampaignConfig, run_campaign
+
+    args.objective, args.model, args.steps, args.resume, args.quick_test = "diffusion", None, None, False, False
+    campaign_epochs, args.epochs, args.stop_after = args.epochs, None, None
+    config = CampaignConfig(out=args.out, epochs=campaign_epochs, train=_train_config(args),
+                            chunk_epochs=args.chunk_epochs, diffusion_model=args.diffusion_model,
+                            ar_model=args.ar_model, snapshot_dtype=args.snapshot_dtype,
+                            max_shard_size=args.max_shard_size)
+    try:
+        status = run_campaign(config, until_epoch=args.until_epoch, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"interrupted: run the same command again to continue the campaign in {args.out}", file=sys.stderr)
+        return 130
+    for twin, where in status["twins"].items():
+        print(f"{twin}: step {where['step']} of {status['plan']['total_steps']}, epoch {where['epochs_completed']} "
+              f"of {config.epochs}" + (f", {where['seconds_per_step']} s/step" if "seconds_per_step" in where else ""))
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    """The TrainConfig of ``train``'s flags."""
     from textdiff_core.noise import DEFAULT_LEVELS, NoiseConfig
-    from textdiff_core.train import TrainConfig, train
+    from textdiff_core.train import TrainConfig
 
     if args.quick_test:
         args.steps, args.max_samples, args.batch_size, args.max_length = args.steps or 5, 64, 4, 48
@@ -658,10 +711,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         save_dtype=args.save_dtype,
         eval_every=args.eval_every,
+        eval_epochs=args.eval_epochs,
         eval_size=args.eval_size,
         eval_samples=args.eval_samples,
+        stop_after=args.stop_after,
         noise=noise,
     )
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from textdiff_core.train import train
+
+    config = _train_config(args)
     try:
         out = train(config, progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -695,7 +757,7 @@ def _run(args: argparse.Namespace) -> int:
     commands = {"train": cmd_train, "fill-mask": cmd_fill_mask, "classify": cmd_classify,
                 "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate,
                 "export": cmd_export, "paired": cmd_paired, "report": cmd_report,
-                "perplexity": cmd_perplexity}
+                "perplexity": cmd_perplexity, "campaign": cmd_campaign}
     from textdiff_core.models import quiet_progress
 
     try:

@@ -1,0 +1,198 @@
+"""A campaign: a masked-diffusion model and its left-to-right twin trained to the same number of epochs on the same
+data, seed, batch and learning-rate schedule, in alternating resumable chunks.
+
+Each twin is one ``train`` run (``OUT/diffusion``, ``OUT/ar``) whose ``steps`` cover the whole campaign, so the
+learning-rate schedule is the campaign's and not restarted per chunk; a chunk is the same run stopped at an epoch's
+last step (``TrainConfig.stop_after``) and continued with ``resume``, which is bit-exact. The twins take turns,
+``chunk_epochs`` at a time, so they never stand more than one chunk apart; within a chunk each epoch is its own
+stop, so a kill at any moment loses at most the steps since the last checkpoint (``save_every``) and never more than
+one epoch. Running the campaign again continues it. After each epoch the weights are exported (fp16, like
+``train_cli.py export``) to ``OUT/<twin>/epochs/epoch-NNN`` so that the shipped epoch can be chosen on validation
+later, and ``OUT/campaign.json`` says where each twin stands. The device is whatever ``train`` picks: CUDA when
+present, else the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from textdiff_core.errors import TextdiffError
+from textdiff_core.train import (
+    DTYPES,
+    OBJECTIVES,
+    TrainConfig,
+    epoch_batches,
+    epoch_end_step,
+    latest_checkpoint,
+    lineage_metrics,
+    train,
+)
+
+TWINS = ("diffusion", "ar")  # the order of turns within a chunk; a twin's directory is OUT/<objective>
+STATUS = "campaign.json"
+
+
+@dataclass
+class CampaignConfig:
+    """Every setting of a campaign; recorded in campaign.json, and a rerun must repeat them."""
+
+    out: str  # campaign directory: diffusion/ and ar/ (train runs), campaign.json
+    epochs: int  # whole passes over the training data, per twin
+    train: TrainConfig  # shared settings; objective, model, out, steps, epochs, resume and stop_after are per twin
+    chunk_epochs: int = 1  # epochs one twin trains before the other takes its turn
+    diffusion_model: str = "minilm"  # where the diffusion twin starts: offline name, directory or hub id
+    ar_model: str = "minilm-ar"  # where the left-to-right twin starts
+    snapshot_dtype: str = "fp16"  # dtype of the per-epoch exports
+    max_shard_size: str | None = None  # split the exports' weights into files of at most this size (e.g. "15MB")
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.chunk_epochs < 1:
+            raise TextdiffError(f"epochs and chunk-epochs must be at least 1, got {self.epochs}, {self.chunk_epochs}")
+        if self.snapshot_dtype not in DTYPES:
+            raise TextdiffError(f"unknown snapshot dtype {self.snapshot_dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.train.conditioning == "per-class":
+            raise TextdiffError("a campaign trains one model per objective: conditioning none, class or joint")
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"train": self.train.to_dict()}
+
+    def model(self, twin: str) -> str:
+        return self.diffusion_model if twin == "diffusion" else self.ar_model
+
+
+def plan(config: CampaignConfig, n_examples: int) -> dict:
+    """Steps of the campaign: one process, ``grad_accum`` micro-batches per step; epoch e ends at its last batch."""
+    t = config.train
+    ends = [epoch_end_step(e, n_examples, t.batch_size, t.grad_accum) for e in range(1, config.epochs + 1)]
+    return {"n_examples": n_examples, "steps_per_epoch": epoch_batches(n_examples, t.batch_size) / t.grad_accum,
+            "total_steps": ends[-1], "epoch_end_steps": ends}
+
+
+def twin_config(config: CampaignConfig, twin: str, total_steps: int) -> TrainConfig:
+    """The one ``train`` run of a twin: the campaign's whole schedule, resumed every time it is started."""
+    return replace(config.train, out=str(Path(config.out) / twin), objective=twin, model=config.model(twin),
+                   steps=total_steps, epochs=None, resume=True, stop_after=None)
+
+
+def standing(run: Path, total_steps: int) -> int:
+    """Steps a twin has completed: ``total_steps`` when its final model is written, else its latest checkpoint's."""
+    meta_file = run / "textdiff.json"
+    if meta_file.is_file() and json.loads(meta_file.read_text()).get("steps") == total_steps:
+        return total_steps
+    checkpoint = latest_checkpoint(run)
+    return json.loads((checkpoint / "trainer_state.json").read_text())["step"] if checkpoint else 0
+
+
+def snapshot_dir(run: Path, epoch: int) -> Path:
+    return run / "epochs" / f"epoch-{epoch:03d}"
+
+
+def export_snapshot(run: Path, epoch: int, step: int, config: CampaignConfig) -> Path | None:
+    """Export the twin's weights at ``step`` (the end of ``epoch``) to ``epochs/epoch-NNN``; None when they are gone.
+
+    The source is the stop's checkpoint (it carries a textdiff.json), or the final model at the last epoch. The
+    export has the run's metrics up to that step, like ``train_cli.py export``.
+    """
+    import torch
+
+    from textdiff_core.models import load_model, read_sidecar, save_model
+
+    dest = snapshot_dir(run, epoch)
+    if (dest / "textdiff.json").is_file():
+        return dest
+    source = run / "checkpoints" / f"step-{step:07d}"
+    if not (source / "textdiff.json").is_file():
+        source = run
+        if read_sidecar(run).get("steps") != step:
+            return None
+    lm = load_model(str(source), device="cpu", dtype=torch.float32)
+    meta = lm.meta | {"exported_from": str(source), "weights_dtype": config.snapshot_dtype, "campaign_epoch": epoch}
+    save_model(lm.model, lm.tokenizer, dest, meta, dtype=DTYPES[config.snapshot_dtype],
+               max_shard_size=config.max_shard_size)
+    if (run / "metrics.jsonl").is_file():
+        own = [line for line in (run / "metrics.jsonl").read_text().splitlines()
+               if line.strip() and json.loads(line)["step"] <= step]
+        lines, _ = lineage_metrics(lm.meta, own)
+        (dest / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+    return dest
+
+
+def read_status(out: str | Path) -> dict:
+    """campaign.json of a campaign directory, or {} when there is none."""
+    path = Path(out) / STATUS
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_status(out: Path, status: dict) -> None:
+    tmp = out / f".{STATUS}.tmp"
+    tmp.write_text(json.dumps(status | {"updated_at": datetime.now(UTC).isoformat(timespec="seconds")}, indent=2)
+                   + "\n")
+    os.replace(tmp, out / STATUS)
+
+
+def run_campaign(config: CampaignConfig, until_epoch: int | None = None, progress: bool = True) -> dict:
+    """Bring both twins to ``until_epoch`` (default: all ``epochs``), continuing wherever a previous call stopped.
+
+    Returns the status written to campaign.json: the plan, each twin's step, completed epochs, snapshots and
+    measured seconds per step, and the history of turns (twin, epoch, steps, seconds) in the order they ran.
+    """
+    from textdiff_core.data import load_data
+    from textdiff_core.models import kind_of
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise TextdiffError("a campaign runs in one process (one GPU or the CPU); launch it with python, not torchrun")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    status, wanted = read_status(out), json.loads(json.dumps(config.to_dict()))  # as campaign.json holds it
+    if status and status["config"] != wanted:
+        changed = sorted(k for k in wanted if status["config"].get(k) != wanted[k])
+        raise TextdiffError(f"{out} holds a campaign with other settings ({', '.join(changed)}); rerun it with the "
+                            f"same flags, or give another --out")
+    for twin in TWINS:  # train() skips this check when resuming, and every chunk resumes
+        if kind_of(config.model(twin)) not in (None, OBJECTIVES[twin]):
+            raise TextdiffError(f"{config.model(twin)!r} is a {kind_of(config.model(twin))} model; the {twin} twin "
+                                f"needs a {OBJECTIVES[twin]} one")
+    t = config.train
+    labelled = t.conditioning != "none"
+    data = load_data(t.data, "train", text_col=t.text_col, label_col=t.label_col if labelled else None,
+                     min_classes=2 if labelled else 1, max_samples=t.max_samples, seed=t.seed)
+    steps = plan(config, len(data))
+    ends, total = steps["epoch_end_steps"], steps["total_steps"]
+    target = min(until_epoch or config.epochs, config.epochs)
+    twins = status.get("twins") or {twin: {"objective": twin, "model": config.model(twin)} for twin in TWINS}
+    status = {"config": config.to_dict(), "plan": steps, "history": status.get("history", []), "twins": twins}
+
+    def update(twin: str) -> None:
+        run = out / twin
+        step = standing(run, total)
+        done = sum(step >= end for end in ends)
+        snapshots = [str(snapshot_dir(run, e).relative_to(out)) for e in range(1, done + 1)
+                     if (snapshot_dir(run, e) / "textdiff.json").is_file()]
+        status["twins"][twin] |= {"step": step, "epochs_completed": done, "snapshots": snapshots,
+                                  "finished": step >= total}
+        _write_status(out, status)
+
+    for twin in TWINS:
+        update(twin)
+    for first in range(0, target, config.chunk_epochs):
+        for twin in TWINS:
+            run, run_config = out / twin, twin_config(config, twin, total)
+            for epoch in range(first + 1, min(first + config.chunk_epochs, target) + 1):
+                end, before = ends[epoch - 1], standing(out / twin, total)
+                if before < end:
+                    started = time.time()
+                    train(replace(run_config, stop_after=end if end < total else None), progress=progress)
+                    seconds = time.time() - started
+                    status["history"].append({"twin": twin, "epoch": epoch, "from_step": before, "to_step": end,
+                                              "seconds": round(seconds, 1)})
+                    status["twins"][twin]["seconds_per_step"] = round(seconds / (end - before), 4)
+                if export_snapshot(run, epoch, end, config) is None:  # only after a kill between stop and export
+                    missing = status["twins"][twin].setdefault("missing_snapshots", [])
+                    missing += [epoch] if epoch not in missing else []
+                update(twin)
+    return status
