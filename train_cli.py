@@ -20,26 +20,6 @@ import sys
 from textdiff_core.errors import TextdiffError
 
 
-def _levels(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated rates like 0.1,0.5,1.0, got {text!r}") from None
-
-
-def _probability_or_t(text: str) -> float | None:
-    if text.strip().lower() == "t":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1] or t, got {text!r}") from None
-
-
-def _data(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def _model_flags(parser: argparse.ArgumentParser, top: bool) -> None:
     """Loading flags, accepted before the command name (``top``) and after it (then they do not reset the former)."""
     keep = {} if top else {"default": argparse.SUPPRESS}
@@ -85,73 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also load pickled .bin/.pt weights (they can run code; only for files you trust)")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    from textdiff_core.train_args import add_train_flags
+
     t = commands.add_parser("train", help="train a masked-diffusion or left-to-right model")
-    t.add_argument("--objective", choices=["diffusion", "ar"], default="diffusion",
-                   help="diffusion: masked, 1/t-weighted MDLM ELBO; ar: left-to-right next-token loss")
-    t.add_argument("--model", default=None,
-                   help="start from: offline name (minilm, minilm-ar, smollm2, tiny, tiny-ar), a directory or a hub id "
-                        "(default: minilm for diffusion, minilm-ar for ar)")
-    t.add_argument("--data", type=_data, action="extend", default=None,
-                   help="dataset(s): imdb, rotten_tomatoes, a .csv/.jsonl file, or a hub dataset id; several (comma "
-                        "separated or repeated) are mixed, and the mix is recorded with the checkpoint (default: imdb)")
-    t.add_argument("--text-col", default="text", help="text column in CSV/JSONL files")
-    t.add_argument("--label-col", default="label", help="label column in CSV/JSONL files (names or integers)")
-    t.add_argument("--conditioning", choices=["none", "class", "joint", "per-class"], default="none",
-                   help="none: unconditional; class: one model with a never-masked class prompt; joint: the class "
-                        "word is one more token to model (diffusion: masked by its own coin; left to right: the "
-                        "class prompt before or after the text), read back by --method infill; per-class: one model "
-                        "per class")
-    t.add_argument("--class-prompt", default="{label} review:",
-                   help="class prompt for --conditioning class or joint; {label} is replaced by the class name")
-    t.add_argument("--label-mask-prob", type=_probability_or_t, default=0.5,
-                   help="joint, diffusion: chance that the class word is masked in a training sequence (t: the "
-                        "sequence's own masking rate)")
-    t.add_argument("--label-weight", type=float, default=16.0,
-                   help="joint: the class word's loss counts as this many text tokens")
-    t.add_argument("--steps", type=int, default=None, help="optimizer steps per model (default: one epoch)")
-    t.add_argument("--epochs", type=float, default=None, help="epochs over the training data, instead of --steps")
-    t.add_argument("--batch-size", type=int, default=16, help="sequences per micro-batch per process")
-    t.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    t.add_argument("--lr", type=float, default=2e-4, help="peak AdamW learning rate")
-    t.add_argument("--lr-schedule", default="constant_with_warmup",
-                   help="transformers scheduler after warm-up: constant_with_warmup (MDLM's), linear, cosine, ...")
-    t.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default: 5%% of steps)")
-    t.add_argument("--max-length", type=int, default=128, help="tokens per sequence, prompt and specials included")
-    t.add_argument("--crop", choices=["random", "start"], default="random",
-                   help="texts longer than --max-length: a random window each time (reviews put their verdict at "
-                        "the end), or always the start")
-    t.add_argument("--max-samples", type=int, default=None, help="use at most N training examples, class-balanced")
-    t.add_argument("--seed", type=int, default=0, help="seed of data order, masks and dropout")
-    t.add_argument("--out", required=True, help="output directory (keep runs outside the git checkout)")
-    t.add_argument("--save-every", type=int, default=100, help="resumable checkpoint every N steps (0: never)")
-    t.add_argument("--keep-checkpoints", type=int, default=2, help="how many resumable checkpoints to keep")
-    t.add_argument("--log-every", type=int, default=10, help="metrics.jsonl line every N steps")
-    t.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in --out")
-    t.add_argument("--save-dtype", choices=["fp32", "fp16", "bf16"], default="fp32",
-                   help="dtype of the final weights (fp16 for shipped checkpoints)")
-    t.add_argument("--noise-schedule", choices=["continuous", "levels"], default="continuous",
-                   help="continuous: t ~ U(eps,1) per sequence; levels: one rate per batch from --levels (seed recipe)")
-    t.add_argument("--t-sampling", choices=["iid", "antithetic", "stratified"], default="stratified",
-                   help="how the batch's t values are drawn (continuous schedule)")
-    t.add_argument("--levels", type=_levels, default=None, help="rates for --noise-schedule levels (default 0.1..1.0)")
-    t.add_argument("--loss-weighting", choices=["mean", "elbo"], default="mean",
-                   help="mean: unweighted mean over masked tokens (separates classes sooner); "
-                        "elbo: 1/t weight (the MDLM bound); scoring always uses the ELBO")
-    t.add_argument("--t-beta", type=float, default=1.0,
-                   help="continuous schedule: t ~ Beta(A, 1), density proportional to t^(A-1) (1 = uniform; "
-                        "2 puts 75%% of t above 0.5, where the class evidence is)")
-    t.add_argument("--eps", type=float, default=1e-3, help="smallest t of the continuous schedule")
-    t.add_argument("--eval-every", type=int, default=0,
-                   help="validate on a fixed subset every N steps: accuracy of each classifier reading (class, joint) "
-                        "and perplexity (ELBO bound or exact), logged in metrics.jsonl")
-    t.add_argument("--eval-epochs", action=argparse.BooleanOptionalAction, default=None,
-                   help="also validate at every whole-epoch boundary (default: on with --eval-every or conditioning "
-                        "class or joint)")
-    t.add_argument("--eval-size", type=int, default=200, help="validation texts for validation (class-balanced)")
-    t.add_argument("--eval-samples", type=int, default=4, help="ELBO samples per text for validation (diffusion)")
-    t.add_argument("--stop-after", type=int, default=None,
-                   help="end this invocation at step N with a resumable checkpoint and no final model; --resume with "
-                        "the same flags continues under the same learning-rate schedule")
+    add_train_flags(t)  # one flag per TrainConfig field: textdiff_core/train_args.py
     t.add_argument("--quick-test", action="store_true",
                    help="smoke run: 5 steps on 64 examples, batch 4, 48 tokens (overrides those flags)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -668,56 +585,14 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    """The TrainConfig of ``train``'s flags."""
-    from textdiff_core.noise import DEFAULT_LEVELS, NoiseConfig
-    from textdiff_core.train import TrainConfig
+    """The TrainConfig of ``train``'s flags (``--quick-test`` overriding a few)."""
+    from textdiff_core.train_args import train_config
 
-    if args.quick_test:
-        args.steps, args.max_samples, args.batch_size, args.max_length = args.steps or 5, 64, 4, 48
-        args.log_every, args.save_every = 1, 2
-    noise = NoiseConfig(
-        schedule=args.noise_schedule,
-        t_sampling=args.t_sampling,
-        levels=args.levels or DEFAULT_LEVELS,
-        eps=args.eps,
-        weighting=args.loss_weighting,
-        t_beta=args.t_beta,
-    )
-    config = TrainConfig(
-        out=args.out,
-        objective=args.objective,
-        model=args.model or ("minilm" if args.objective == "diffusion" else "minilm-ar"),
-        data=args.data or ["imdb"],
-        text_col=args.text_col,
-        label_col=args.label_col,
-        conditioning=args.conditioning,
-        class_prompt=args.class_prompt,
-        label_mask_prob=args.label_mask_prob,
-        label_weight=args.label_weight,
-        steps=args.steps,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        lr=args.lr,
-        lr_schedule=args.lr_schedule,
-        warmup_steps=args.warmup_steps,
-        max_length=args.max_length,
-        crop=args.crop,
-        max_samples=args.max_samples,
-        seed=args.seed,
-        save_every=args.save_every,
-        keep_checkpoints=args.keep_checkpoints,
-        log_every=args.log_every,
-        resume=args.resume,
-        save_dtype=args.save_dtype,
-        eval_every=args.eval_every,
-        eval_epochs=args.eval_epochs,
-        eval_size=args.eval_size,
-        eval_samples=args.eval_samples,
-        stop_after=args.stop_after,
-        noise=noise,
-    )
-    return config
+    quick = {}
+    if getattr(args, "quick_test", False):
+        quick = {"steps": getattr(args, "steps", None) or 5, "max_samples": 64, "batch_size": 4, "max_length": 48,
+                 "log_every": 1, "save_every": 2}
+    return train_config(args, **quick)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
