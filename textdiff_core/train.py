@@ -129,6 +129,19 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self) | {"noise": self.noise.to_dict()}
 
+    def to_args(self) -> list[str]:
+        """The ``train`` flags that recreate this config, every setting spelled out (``train_args``)."""
+        from textdiff_core.train_args import config_args
+
+        return config_args(self)
+
+    @classmethod
+    def from_record(cls, record: dict) -> TrainConfig:
+        """The config a run recorded (textdiff.json's ``config``), settings it predates at their values then."""
+        from textdiff_core.train_args import config_from_record
+
+        return config_from_record(record)
+
     @property
     def validates_at_epochs(self) -> bool:
         """Whether a validation record is written at each whole-epoch boundary (see ``eval_epochs``)."""
