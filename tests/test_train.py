@@ -1,6 +1,7 @@
 """Training: both objectives learn, checkpoints resume exactly after a kill, several processes work, bad input fails."""
 
 import json
+import math
 import os
 import re
 import shutil
@@ -233,3 +234,61 @@ def test_a_kill_during_a_save_leaves_the_last_complete_checkpoint(tmp_path):
     assert main([*args, "--resume"]) == 0
     assert json.loads((out / "textdiff.json").read_text())["steps"] == 8
     assert not list((out / "checkpoints").glob(".tmp-step-*")), "the half-written save was cleaned up"
+
+
+@pytest.mark.parametrize("objective,model", [("diffusion", "tiny"), ("ar", "tiny-ar")])
+def test_each_epoch_boundary_logs_accuracy_and_perplexity_given_the_class(tmp_path, objective, model):
+    from textdiff_core.classify import class_prompts
+    from textdiff_core.data import load_data
+    from textdiff_core.likelihood import ar_scores, elbo_scores
+    from textdiff_core.models import load_model
+
+    out = tmp_path / objective  # 16 examples, batch 4: epochs end at steps 4 and 8
+    assert main(["train", "--objective", objective, "--model", model, *TINY, "--conditioning", "class",
+                 "--max-samples", "16", "--batch-size", "4", "--steps", "9", "--log-every", "3", "--eval-size", "6",
+                 "--eval-samples", "2", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    boundaries = [r for r in records if r.get("epoch_boundary")]
+    assert [(r["step"], r["epochs_completed"]) for r in boundaries] == [(4, 1), (8, 2)]
+    assert all("val_accuracy" in r and r["val_perplexity"] > 1 for r in boundaries)
+    assert not any("val_perplexity" in r for r in records if not r.get("epoch_boundary")), "only at boundaries"
+    meta = json.loads((out / "textdiff.json").read_text())
+    assert meta["epochs"] == 9 * 4 / 16
+
+    # the perplexity is the scorers' own on the first window, each text given its class prompt (checked at step 9)
+    assert main(["train", "--objective", objective, "--model", str(out), *TINY, "--conditioning", "class",
+                 "--max-samples", "16", "--batch-size", "4", "--steps", "1", "--lr", "1e-12", "--eval-every", "1",
+                 "--eval-size", "6", "--eval-samples", "2", "--out", str(tmp_path / "again")]) == 0
+    logged = json.loads((tmp_path / "again" / "metrics.jsonl").read_text().splitlines()[-1])
+    lm = load_model(str(tmp_path / "again"))
+    prompts = class_prompts(lm.meta)
+    validation = load_data(["rotten_tomatoes"], "validation", max_samples=6, seed=0, min_classes=2)
+    nll = tokens = 0
+    for text, label in zip(validation.texts, validation.labels, strict=True):  # one window shared by the classes
+        if objective == "ar":
+            score = ar_scores(lm, text, prompts, max_length=32, max_windows=1)[label]
+        else:
+            score = elbo_scores(lm, text, prompts, 2, max_length=32, max_windows=1)[label]
+        nll, tokens = nll + score.nll, tokens + score.n_tokens
+    assert logged["val_tokens"] == tokens
+    if objective == "ar":  # exact: the same number, however the texts are batched
+        assert logged["val_perplexity"] == pytest.approx(math.exp(nll / tokens), rel=2e-4)
+    assert meta["epochs"] == 2.25 and json.loads((tmp_path / "again" / "textdiff.json").read_text())[
+        "total_epochs"] == 2.25 + 0.25
+
+
+def test_a_stopped_run_leaves_a_checkpoint_that_exports_and_resumes_under_the_same_schedule(tmp_path):
+    args = ["train", "--model", "tiny", *TINY, "--steps", "6", "--batch-size", "4", "--log-every", "1",
+            "--save-every", "0", "--lr-schedule", "linear"]
+    assert main([*args, "--stop-after", "2", "--out", str(tmp_path / "run")]) == 0
+    assert not (tmp_path / "run" / "textdiff.json").exists(), "no final model yet"
+    stop = tmp_path / "run" / "checkpoints" / "step-0000002"
+    assert json.loads((stop / "textdiff.json").read_text())["stopped_at"] == {"step": 2, "of_steps": 6}
+    assert main([*args, "--stop-after", "4", "--resume", "--out", str(tmp_path / "run")]) == 0
+    assert main([*args, "--resume", "--out", str(tmp_path / "run")]) == 0
+    assert main([*args, "--out", str(tmp_path / "straight")]) == 0
+    lrs = [[json.loads(line)["lr"] for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
+           for r in ("run", "straight")]
+    assert lrs[0] == lrs[1] and lrs[0][-1] < lrs[0][1], "one decaying schedule over the six steps"
+    a, b = _weights(tmp_path / "run"), _weights(tmp_path / "straight")
+    assert all(torch.equal(a[k], b[k]) for k in a)
