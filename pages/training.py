@@ -12,6 +12,7 @@ import streamlit as st
 from pages._shared import CHECKPOINTS, ROOT, sidebar
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import read_sidecar
+from textdiff_core.train import TrainConfig
 
 sidebar()
 st.title("Training dashboard")
@@ -172,21 +173,13 @@ st.subheader("Settings")
 st.json(config or meta, expanded=False)
 
 st.subheader("Reproduce or extend")
-if config:
-    flags = ["--objective", config["objective"], "--model", config["model"], "--data", ",".join(config["data"]),
-             "--conditioning", config["conditioning"], "--max-length", str(config["max_length"]),
-             "--batch-size", str(config["batch_size"]), "--lr", str(config["lr"]), "--seed", str(config["seed"])]
-    if config.get("conditioning") == "class":
-        flags += ["--class-prompt", config["class_prompt"]]
-    flags += ["--crop", config.get("crop", "start")]
-    # everything whose default has changed or may change: the run's own values, not today's defaults
-    flags += ["--lr-schedule", config.get("lr_schedule", "linear")]
-    if config.get("warmup_steps") is not None:
-        flags += ["--warmup-steps", str(config["warmup_steps"])]
-    noise = config.get("noise") or {}
-    if config["objective"] == "diffusion":
-        flags += ["--loss-weighting", noise.get("weighting", "elbo"),
-                  "--noise-schedule", noise.get("schedule", "continuous")]
+try:  # every setting the run recorded, spelled out: its own values, not today's defaults
+    recorded = TrainConfig.from_record(config) if config else None
+except (TextdiffError, TypeError) as exc:
+    recorded = None
+    st.warning(f"The recorded settings do not make a training command: {exc}")
+if recorded:
+    flags = recorded.to_args(skip=lambda name: name in ("out", "steps", "epochs", "resume"))
     steps = st.number_input("Steps", min_value=1, value=int(config.get("steps") or last["step"]))
     processes = st.number_input("Processes (GPUs)", min_value=1, max_value=64, value=1)
     flags += ["--steps", str(steps), "--out", str(run)]
@@ -201,5 +194,5 @@ if config:
     st.code(" \\\n    ".join(lines), language="bash")
     st.caption(f"Run from {ROOT}. With --resume it continues from the last complete checkpoint in the run "
                "directory; a larger --steps extends the learning-rate schedule.")
-else:
+elif not config:
     st.info("This run recorded no settings (not written by train_cli.py).")

@@ -129,11 +129,12 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self) | {"noise": self.noise.to_dict()}
 
-    def to_args(self) -> list[str]:
-        """The ``train`` flags that recreate this config, every setting spelled out (``train_args``)."""
+    def to_args(self, skip=lambda name: False) -> list[str]:
+        """The ``train`` flags that recreate this config, every setting spelled out but those ``skip(name)`` names
+        (``train_args``)."""
         from textdiff_core.train_args import config_args
 
-        return config_args(self)
+        return config_args(self, skip)
 
     @classmethod
     def from_record(cls, record: dict) -> TrainConfig:
