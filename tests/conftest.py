@@ -23,6 +23,33 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+BROWSER_FIXTURES = {"chromium_launch", "chromium_browser", "streamlit_server", "fresh_streamlit_server"}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-screenshots", action="store_true",
+                     help="write the browser tests' screenshots into docs/screenshots (the README's pictures); "
+                          "without it they go to a temporary directory")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs a browser or a served app is a browser test: ``-m "not browser"`` skips them all."""
+    for item in items:
+        if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir(request, tmp_path_factory) -> Path:
+    """Where the browser tests put their screenshots: docs/screenshots with ``--update-screenshots`` (or
+    ``$TEXTDIFF_SCREENSHOTS``), else a temporary directory, so a test run leaves the tracked pictures alone."""
+    if request.config.getoption("--update-screenshots"):
+        return ROOT / "docs" / "screenshots"
+    if os.environ.get("TEXTDIFF_SCREENSHOTS"):
+        return Path(os.environ["TEXTDIFF_SCREENSHOTS"])
+    return tmp_path_factory.mktemp("screenshots")
+
+
 # ---- The app in a real browser: a Streamlit server and Chromium (tests/test_e2e_browser.py, test_concurrency.py) ----
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """The app in a real browser: ``streamlit run app.py`` on loopback, driven page by page with Chromium (Playwright),
 with the tiny models. Each test opens its own browser context, i.e. its own Streamlit session, and leaves a full-page
-screenshot in docs/screenshots/<page>.png (TEXTDIFF_SCREENSHOTS=DIR puts them elsewhere).
+screenshot <page>.png in a temporary directory, or in docs/screenshots with ``pytest --update-screenshots``.
 
 Streamlit draws asynchronously: every step waits for a specific text or element (Playwright's auto-waiting
 ``expect``), never for a fixed time."""
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = Path(os.environ.get("TEXTDIFF_SCREENSHOTS") or ROOT / "docs" / "screenshots")
+SHOTS = ROOT / "docs" / "screenshots"  # set per test from the screenshot_dir fixture (conftest.py)
 WAIT_MS = 90_000  # one action's limit: the first use of a model loads it on a busy 2-core machine
 TRAIN = ["train", "--model", "tiny", "--data", "rotten_tomatoes", "--conditioning", "class", "--quick-test",
          "--eval-every", "2", "--eval-size", "6", "--eval-samples", "2"]
@@ -54,6 +54,12 @@ def tiny_run(chromium_launch, tmp_path_factory):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(autouse=True)
+def _screenshots_to(screenshot_dir):
+    global SHOTS
+    SHOTS = screenshot_dir
 
 
 @pytest.fixture()
