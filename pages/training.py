@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import CHECKPOINTS, ROOT, sidebar
+from textdiff_core.campaign import STATUS, epoch_curves, shipped_epoch
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import read_sidecar
 from textdiff_core.train import TrainConfig
@@ -28,7 +29,7 @@ NO_TWIN = "(none)"
 
 def resumable_copy(run: Path) -> bool:
     """A run's resumable ``OUT/checkpoints/step-N`` copy (a snapshot of a run, not a run of its own)."""
-    return run.name.startswith("step-") and run.parent.name == "checkpoints"
+    return (run.name.startswith("step-") and run.parent.name == "checkpoints") or run.parent.name == "epochs"
 
 
 def run_dirs() -> list[str]:
@@ -60,8 +61,14 @@ known = run_dirs()
 choice = st.selectbox("Run directory", [*known, "other…"] if known else ["other…"], key="run_choice")
 typed = st.text_input("Path of the run directory", key="run_path") if choice == "other…" else choice
 run = Path(typed).expanduser()
+if (run / STATUS).is_file():  # a campaign directory: its diffusion twin, beside the left-to-right one
+    run = run / "diffusion"
 twins = [k for k in known if k != str(run)]
 default_twin = str(SHIPPED_PAIR[1]) if str(run) == str(SHIPPED_PAIR[0]) and str(SHIPPED_PAIR[1]) in twins else NO_TWIN
+if (run.parent / STATUS).is_file():  # a campaign twin opens beside the other
+    sibling = run.parent / ("ar" if run.name == "diffusion" else "diffusion")
+    twins += [str(sibling)] if str(sibling) not in twins and (sibling / "metrics.jsonl").is_file() else []
+    default_twin = str(sibling) if str(sibling) in twins else NO_TWIN
 twin_choice = st.selectbox("Compare its loss with", [NO_TWIN, *twins], index=[NO_TWIN, *twins].index(default_twin),
                            key=f"run_twin_{run}", help="Another run's loss curve on the same chart (the shipped "
                                                        "diffusion model opens beside its left-to-right twin).")
@@ -138,6 +145,28 @@ if "val_accuracy" in frame:
     st.altair_chart(alt.Chart(val).mark_line(point=True).encode(
         x=STEP, y=alt.Y("val_accuracy:Q", scale=alt.Scale(domain=[0.4, 1.0]), title="accuracy"),
         tooltip=["step", alt.Tooltip("val_accuracy:Q", format=".3f")]), width="stretch")
+
+pair = [(run, records)] + ([(Path(twin_choice), twin_records)] if twin_records else [])
+curves = pd.DataFrame([row for path, recs in pair for row in epoch_curves(recs, path.name)])
+if not curves.empty:
+    st.subheader("Validation by epoch" + (": the pair" if len(pair) == 2 else ""))
+    shipped = pd.DataFrame([{"run": path.name, "epoch": e} for path, _ in pair if (e := shipped_epoch(path))])
+    st.caption("Each classifier reading's accuracy (solid, left axis) and the validation perplexity (dashed, right "
+               "axis; the ELBO bound for diffusion, exact for left to right), each text given its class, on the "
+               "same fixed validation texts at every epoch boundary. Grey rules: the epoch each run ships at" +
+               ("." if not shipped.empty else " (none chosen yet)."))
+    base = alt.Chart(curves).encode(x=alt.X("epoch:Q", title="epoch"), color=alt.Color("run:N"),
+                                    detail="reading:N", tooltip=["run", "reading", "epoch", "step",
+                                                                 alt.Tooltip("value:Q", format=".4g")])
+    accuracy = base.transform_filter(alt.datum.measure == "accuracy").mark_line(point=True).encode(
+        y=alt.Y("value:Q", title="accuracy", scale=alt.Scale(domain=[0.4, 1.0])), shape="reading:N")
+    perplexity = base.transform_filter(alt.datum.measure == "perplexity").mark_line(
+        point=True, strokeDash=[5, 3]).encode(y=alt.Y("value:Q", title="perplexity", scale=alt.Scale(type="log")))
+    layers = [accuracy, perplexity]
+    if not shipped.empty:
+        layers.append(alt.Chart(shipped).mark_rule(color="grey", strokeDash=[2, 2]).encode(
+            x="epoch:Q", tooltip=["run", alt.Tooltip("epoch:Q", title="shipped at epoch", format=".2f")]))
+    st.altair_chart(alt.layer(*layers).resolve_scale(y="independent"), width="stretch")
 
 reports = sorted(run.glob("eval*.json"))
 if reports:

@@ -196,3 +196,36 @@ def run_campaign(config: CampaignConfig, until_epoch: int | None = None, progres
                     missing += [epoch] if epoch not in missing else []
                 update(twin)
     return status
+
+
+READINGS = {"val_accuracy": "accuracy (Bayes over the likelihood)", "val_accuracy_infill": "accuracy (infilled class)",
+            "val_perplexity": "perplexity (ELBO bound / exact)"}
+
+
+def epoch_curves(records: list[dict], run: str) -> list[dict]:
+    """Validation readings of one run against epochs, one row per (record, reading), for a chart.
+
+    The epoch is the whole number at an epoch-boundary record and the fractional ``epoch`` elsewhere (runs that
+    validated every N steps); records without an ``epoch`` are skipped.
+    """
+    rows = []
+    for r in records:
+        epoch = r.get("epochs_completed") if r.get("epoch_boundary") else r.get("epoch")
+        if epoch is None:
+            continue
+        rows += [{"run": run, "epoch": float(epoch), "step": r.get("step"), "reading": name, "value": r[key],
+                  "measure": "perplexity" if key == "val_perplexity" else "accuracy"}
+                 for key, name in READINGS.items() if isinstance(r.get(key), (int, float))]
+    return rows
+
+
+def shipped_epoch(run: Path) -> float | None:
+    """The epoch a run ships at: a campaign's choice (``shipped`` in campaign.json, by twin) for a campaign twin,
+    else where a finished or exported run stopped; None when neither is known."""
+    from textdiff_core.models import read_sidecar
+    from textdiff_core.train import parent_epochs
+
+    campaign = read_status(run.parent)
+    if campaign:
+        return (campaign.get("shipped") or {}).get(run.name)
+    return parent_epochs(read_sidecar(run)) if (run / "textdiff.json").is_file() else None
