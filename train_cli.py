@@ -604,6 +604,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: the last checkpoint is in {args.out}/checkpoints; continue with --resume", file=sys.stderr)
         return 130
+    if config.stop_after is not None and not (out / "textdiff.json").is_file():
+        print(f"stopped at step {config.stop_after}: the checkpoint is in {out}/checkpoints; continue with --resume")
+        return 0
     print(f"saved {out}")
     return 0
 
