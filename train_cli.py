@@ -179,6 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="window size in tokens; longer texts are scored in windows (default: the trained length)")
     pp.add_argument("--out", required=True, help="write the JSON report here (written whole or not at all)")
     pp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    zs = commands.add_parser("zero-shot", help="choose a pretrained LM's class prompt on validation and fit its "
+                                               "calibration; writes a directory that --checkpoint takes")
+    zs.add_argument("--model", default="smollm2", help="the pretrained LM: offline name, directory or hub id")
+    zs.add_argument("--classes", default="negative,positive", help="comma-separated class names")
+    zs.add_argument("--template", action="append", default=None,
+                    help="a candidate prompt, {label} = class name; repeat for several (default: four movie-review "
+                         "prompts)")
+    zs.add_argument("--data", default="imdb", help="labelled validation data: dataset name or CSV/JSONL file")
+    zs.add_argument("--split", default="validation", help="split to choose and fit on (never test)")
+    zs.add_argument("--text-col", default="text", help="text column in CSV/JSONL files")
+    zs.add_argument("--label-col", default="label", help="label column (names or integer indices)")
+    zs.add_argument("--limit", type=int, default=300, help="at most N texts (class-balanced, fixed)")
+    zs.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo noise (masked LMs)")
+    zs.add_argument("--out", required=True, help="directory to write (textdiff.json and calibration.json)")
+    zs.add_argument("--no-progress", action="store_true", help="no progress bar")
     commands.add_parser("report", help="regenerate RESULTS.md and results.json from the shipped checkpoints "
                                        "(options: python train_cli.py report --help)", add_help=False)
     for name, sub in commands.choices.items():  # the loading flags also after the command name
@@ -465,6 +480,43 @@ def cmd_fill_mask(args: argparse.Namespace) -> int:
     return 0
 
 
+ZERO_SHOT_TEMPLATES = ["A {label} movie review:", "{label} review:", "This is a {label} review of a film:",
+                       "Here is a {label} review."]
+
+
+def cmd_zero_shot(args: argparse.Namespace) -> int:
+    """Prompt chosen and bias fitted on validation, so the zero-shot LM is measured like the trained models."""
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from textdiff_core.classify import CALIBRATION_FILE, ZERO_SHOT, choose_zero_shot, load_classifier
+
+    if args.split in ("test", "all"):
+        raise TextdiffError("the prompt is chosen and the calibration fitted on validation data, never on test")
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    templates = args.template or ZERO_SHOT_TEMPLATES
+    bad = [t for t in templates if "{label}" not in t]
+    if bad:
+        raise TextdiffError(f"every --template must contain {{label}}, got {bad[0]!r}")
+    method = load_classifier(args.model, None, classes, templates[0]).method
+    data, labels = _labelled(args, classes)
+    template, fitted, readings = choose_zero_shot(args.model, classes, templates, data.texts, labels, args.seed,
+                                                  not args.no_progress)
+    for t, (before, after) in readings.items():
+        print(f"  {t!r}: {before:.1%} as is, {after:.1%} with a fitted bias" + ("  <- chosen" if t == template else ""))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    candidates = {t: {"accuracy": before, "accuracy_with_bias": after} for t, (before, after) in readings.items()}
+    meta = {"conditioning": ZERO_SHOT, "base_model": args.model, "classes": classes, "class_prompt": template,
+            "chosen_on": {"data": args.data, "split": args.split, "n": len(labels), "candidates": candidates}}
+    calibration = {method: asdict(fitted) | {"fitted_on": f"{args.data}/{args.split}", "n": len(labels)}}
+    _write(out / "textdiff.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
+    _write(out / CALIBRATION_FILE, lambda tmp: tmp.write_text(json.dumps(calibration, indent=2) + "\n"))
+    print(f"wrote {out} ({args.model}, prompt {template!r}; fitted on these texts: evaluate on others)")
+    return 0
+
+
 def _write(path: str | os.PathLike, write) -> None:
     """Write an output file whole or not at all (``write`` gets a temporary path, renamed into place when done)."""
     from pathlib import Path
@@ -634,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     commands = {"train": cmd_train, "fill-mask": cmd_fill_mask, "classify": cmd_classify,
                 "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate,
-                "export": cmd_export, "paired": cmd_paired, "report": cmd_report,
+                "export": cmd_export, "paired": cmd_paired, "report": cmd_report, "zero-shot": cmd_zero_shot,
                 "perplexity": cmd_perplexity, "campaign": cmd_campaign}
     from textdiff_core.models import quiet_progress
 

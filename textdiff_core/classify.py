@@ -45,6 +45,7 @@ from textdiff_core.tokens import class_slot
 METHODS = ("elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill")
 RENAMED_METHODS = {"seed": "mlm-loss"}  # old name -> name; the old names still work, with a warning
 CLASS_PROMPTED = ("class", "joint")  # checkpoint conditionings with one model and a class prompt
+ZERO_SHOT = "zero-shot"  # a directory that names a pretrained LM, its chosen prompt and (beside it) its calibration
 ZERO_SHOT_PROMPT = "A {label} movie review:"
 
 
@@ -320,6 +321,12 @@ def load_classifier(
         names = meta["classes"]
         models = load_model(str(path), device=device)
         prompts = list(class_prompts(meta))
+    elif conditioning == ZERO_SHOT:  # a pretrained LM with its prompt chosen (and calibration fitted) on validation
+        names = list(meta.get("classes") or [])
+        if len(names) < 2 or "{label}" not in str(meta.get("class_prompt")) or not meta.get("base_model"):
+            raise ModelError(f"{path / 'textdiff.json'} needs base_model, classes and a class_prompt with {{label}}")
+        models = load_model(str(meta["base_model"]), device=device)
+        prompts = list(class_prompts(meta))
     else:  # zero-shot: any model, a prompt per class
         names = classes or ["negative", "positive"]
         models = load_model(name_or_path, device=device)
@@ -394,3 +401,24 @@ def fit_calibration(predictions: list[Prediction], labels: list[int], log_prior:
     bias = [0.0] + free_bias.detach().tolist()
     reference = sorted(evidence_per_token(p, log_prior) for p in predictions)
     return Calibration(temperature=log_t.exp().item(), bias=bias, ood_reference=reference)
+
+
+def choose_zero_shot(model: str, classes: list[str], templates: list[str], texts: list[str], labels: list[int],
+                     seed: int = 0, progress: bool = True) -> tuple[str, Calibration, dict[str, tuple[float, float]]]:
+    """The prompt template of a zero-shot LM with the best validation accuracy once a per-class bias is fitted on
+    the same texts, with that fit: (template, calibration, {template: (accuracy before, after the bias)})."""
+    readings: dict[str, tuple[float, float]] = {}
+    best = None
+    for template in templates:
+        clf = load_classifier(model, None, classes, template)
+        predictions = score_matrix(clf, texts, 1, seed, progress)
+        fitted = fit_calibration(predictions, labels, clf.log_prior)
+        accuracies = []
+        for calibration in (Calibration(bias=[0.0] * len(classes)), fitted):
+            clf.calibration = calibration
+            decided = [max(range(len(classes)), key=clf.posterior(p.log_likelihood).__getitem__) for p in predictions]
+            accuracies.append(sum(d == y for d, y in zip(decided, labels, strict=True)) / len(labels))
+        readings[template] = (accuracies[0], accuracies[1])
+        if best is None or accuracies[1] > readings[best[0]][1]:
+            best = (template, fitted)
+    return best[0], best[1], readings
