@@ -381,7 +381,7 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from textdiff_core.classify import class_prompts
+    from textdiff_core.checkpoint import CLASS_PROMPTED, CheckpointMeta
     from textdiff_core.data import load_data
     from textdiff_core.evaluate import corpus_perplexity
     from textdiff_core.models import load_model
@@ -389,12 +389,13 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise TextdiffError(f"--samples must be at least 1, got {args.samples}")
     lm = load_model(args.checkpoint)
-    conditional = lm.meta.get("conditioning") in ("class", "joint") and lm.meta.get("class_prompt")
+    checkpoint = CheckpointMeta.from_dict(lm.meta)
+    conditional = checkpoint.conditioning in CLASS_PROMPTED and checkpoint.class_prompted
     data = load_data(args.data, args.split, text_col=args.text_col, label_col=args.label_col if conditional else None,
                      max_samples=args.limit, seed=0)
     prompts: list[str | None] = [None] * len(data)
     if conditional:
-        classes, by_class = lm.meta["classes"], dict(zip(lm.meta["classes"], class_prompts(lm.meta), strict=True))
+        classes, by_class = checkpoint.classes, dict(zip(checkpoint.classes, checkpoint.class_prompts(), strict=True))
         names = [_class_name(name, classes) for name in data.classes]
         unknown = sorted(set(names) - set(classes))
         if unknown:
@@ -466,13 +467,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_fill_mask(args: argparse.Namespace) -> int:
+    from textdiff_core.checkpoint import CheckpointMeta
     from textdiff_core.decoding import fill_mask
     from textdiff_core.models import load_model
 
     lm = load_model(args.checkpoint, "masked")
     prefixes = args.prefix
-    if prefixes is None and lm.meta.get("class_prompt"):
-        prefixes = [lm.meta["class_prompt"].format(label=name) for name in lm.meta["classes"]]
+    if prefixes is None and CheckpointMeta.from_dict(lm.meta).class_prompted:
+        prefixes = CheckpointMeta.from_dict(lm.meta).class_prompts()
     for prefix in prefixes or [None]:
         predictions = fill_mask(lm, args.text, prefix, args.top_k)
         shown = " | ".join(", ".join(f"{tok} {p:.2f}" for tok, p in mask) for mask in predictions)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from textdiff_core.checkpoint import CLASS_PROMPTED, CheckpointMeta
 from textdiff_core.errors import ModelError, TextdiffError
 from textdiff_core.likelihood import (
     TextScore,
@@ -44,7 +45,6 @@ from textdiff_core.tokens import class_slot
 
 METHODS = ("elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill")
 RENAMED_METHODS = {"seed": "mlm-loss"}  # old name -> name; the old names still work, with a warning
-CLASS_PROMPTED = ("class", "joint")  # checkpoint conditionings with one model and a class prompt
 ZERO_SHOT = "zero-shot"  # a directory that names a pretrained LM, its chosen prompt and (beside it) its calibration
 ZERO_SHOT_PROMPT = "A {label} movie review:"
 
@@ -61,7 +61,7 @@ def method_name(method: str | None) -> str | None:
 
 def class_prompts(meta: dict) -> list[str]:
     """The never-masked prompt of each class of a class-conditional checkpoint, in class order."""
-    return [meta["class_prompt"].format(label=name) for name in meta["classes"]]
+    return CheckpointMeta.from_dict(meta).class_prompts()
 
 
 def class_scores(

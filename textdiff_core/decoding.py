@@ -211,15 +211,15 @@ def _class_prompt(lm: LoadedModel, label: str | None) -> str:
     """The never-masked prompt of class ``label`` for a class-conditional checkpoint ('' when no label)."""
     if label is None:
         return ""
-    from textdiff_core.classify import class_prompts
+    from textdiff_core.checkpoint import CheckpointMeta
 
-    classes = lm.meta.get("classes") or []
-    if not classes or not lm.meta.get("class_prompt"):
+    meta = CheckpointMeta.from_dict(lm.meta)
+    if not meta.class_prompted:
         raise TextdiffError(f"{lm.name!r} is not class-conditional (its textdiff.json has no class prompt), so "
                             f"--label {label!r} cannot be used")
-    if label not in classes:
-        raise TextdiffError(f"unknown label {label!r}; {lm.name!r} knows {', '.join(map(str, classes))}")
-    return class_prompts(lm.meta)[classes.index(label)]
+    if label not in meta.classes:
+        raise TextdiffError(f"unknown label {label!r}; {lm.name!r} knows {', '.join(map(str, meta.classes))}")
+    return meta.prompt_for(label)
 
 
 def _token_style(tokenizer) -> str:

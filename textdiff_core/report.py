@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import load_classifier
 from textdiff_core.data import load_data
 from textdiff_core.decoding import generate
@@ -146,9 +147,8 @@ def perplexity(args: argparse.Namespace, models: dict[str, str]) -> dict:
 
 
 def _prompt(meta: dict, classes: list[str]) -> list[str | None]:
-    if meta.get("class_prompt"):
-        return [meta["class_prompt"].format(label=c) for c in classes]
-    return [None] * len(classes)
+    checkpoint = CheckpointMeta.from_dict(meta)
+    return [checkpoint.prompt_for(c) if checkpoint.class_prompt else None for c in classes]
 
 
 def decoding(args: argparse.Namespace, models: dict[str, str]) -> dict:
@@ -313,10 +313,7 @@ def _objective(meta: dict) -> str:
 
 def training_lines(meta: dict) -> tuple[str, str]:
     """The card's base-model and training lines, every stage of a checkpoint continued from another one."""
-    stages = [meta]
-    while stages[-1].get("continued_from"):
-        stages.append(stages[-1]["continued_from"])
-    stages.reverse()
+    stages = CheckpointMeta.from_dict(meta).lineage()
 
     def stage(m: dict) -> str:
         config = m.get("config") or {}
