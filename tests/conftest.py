@@ -24,6 +24,97 @@ torch.set_num_threads(1)
 
 
 BROWSER_FIXTURES = {"chromium_launch", "chromium_browser", "streamlit_server", "fresh_streamlit_server"}
+# Tests that took 2 s or more each (their parameters and module fixtures together) in `pytest --durations=0`
+# on a busy 2-core machine: marked slow here, so `-m "not slow"` skips them (a new test can use @pytest.mark.slow).
+SLOW_TESTS = {
+    "test_zero_shot.py": {
+        "test_zero_shot_chooses_a_prompt_and_fits_a_bias_that_load_classifier_applies",
+    },
+    "test_campaign.py": {
+        "test_a_campaign_stopped_between_chunks_resumes_to_the_weights_of_one_uninterrupted_run",
+        "test_twins_stand_within_one_chunk_and_a_rerun_with_other_settings_is_refused",
+    },
+    "test_app.py": {
+        "test_models_page_lists_offline_models_and_runs_fill_mask",
+        "test_classify_page_refuses_empty_text",
+        "test_classify_page_reads_by_infilling_with_occlusion_evidence_and_shows_the_tfidf_reference",
+        "test_classify_page_scores_with_tiny_models_and_draws_heatmaps",
+        "test_home_page_renders_and_links_to_models",
+        "test_training_dashboard_counts_an_exported_continuation_over_its_whole_lineage",
+        "test_training_dashboard_plots_a_run_and_builds_its_command",
+    },
+    "test_app_decoding.py": {
+        "test_denoise_and_compare_default_to_a_quarter_of_the_passes",
+        "test_denoise_play_steps_forward_and_pauses",
+    },
+    "test_bench.py": {
+        "test_evidence_by_rate_strata_average_to_the_elbo_and_report_each_stratum",
+        "test_quick_benchmark_writes_every_section",
+    },
+    "test_decoding.py": {
+        "test_confidence_decoding_commits_several_tokens_per_pass_on_a_trained_model",
+    },
+    "test_denoisers.py": {
+        "test_denoise_page_runs_every_family_once_remote_code_is_trusted",
+    },
+    "test_gguf_convert.py": {
+        "test_config_is_clean_llama",
+        "test_tied_embeddings",
+        "test_tokenizer_round_trip",
+        "test_greedy_generation_is_plausible",
+        "test_second_call_is_instant",
+        "test_crash_leftover_was_not_used_and_was_removed",
+        "test_conversion_layout",
+        "test_logits_match_gguf",
+    },
+    "test_hostile.py": {
+        "test_compare_page_refuses_a_broken_model_directory",
+        "test_classify_page_refuses",
+        "test_classify_page_refuses_a_broken_model_directory",
+        "test_classify_page_scores_odd_but_valid_text",
+        "test_cli_refuses_a_bad_data_file_and_writes_nothing",
+        "test_compare_page_refuses",
+        "test_denoise_page_decodes_odd_but_valid_text",
+        "test_denoise_page_refuses",
+        "test_denoise_page_refuses_a_broken_model_directory",
+        "test_training_page_survives_a_damaged_run_directory",
+    },
+    "test_joint.py": {
+        "test_a_joint_checkpoint_records_its_recipe_and_reads_both_ways",
+        "test_infill_needs_one_model_with_a_class_word",
+        "test_joint_masking_masks_the_class_word_at_its_probability_and_never_the_rest_of_the_prompt",
+        "test_the_twin_draws_both_orders_with_equal_probability",
+    },
+    "test_likelihood.py": {
+        "test_batching_every_window_prefix_and_sample_together_changes_no_number",
+        "test_elbo_expectation_equals_the_any_order_average_and_bounds_the_mixture",
+        "test_elbo_is_unbiased_for_a_factorised_model",
+        "test_shared_noise_lowers_the_variance_of_the_class_difference",
+    },
+    "test_noise.py": {
+        "test_elbo_weighted_loss_is_unbiased_for_a_factorised_model",
+    },
+    "test_report.py": {
+        "test_export_ships_an_fp16_copy_with_its_calibration",
+        "test_quick_report_writes_results_md_and_json",
+    },
+    "test_shipped.py": {
+        "test_a_shipped_checkpoint_generates_and_classifies_obvious_reviews",
+    },
+    "test_train.py": {
+        "test_a_stopped_run_leaves_a_checkpoint_that_exports_and_resumes_under_the_same_schedule",
+        "test_keyboard_interrupt_saves_a_checkpoint",
+        "test_each_epoch_boundary_logs_accuracy_and_perplexity_given_the_class",
+        "test_validation_accuracy_is_logged_during_class_conditional_training",
+        "test_a_kill_during_a_save_leaves_the_last_complete_checkpoint",
+        "test_class_conditioning_records_classes_prompt_and_data_mix",
+        "test_continuing_a_trained_checkpoint_records_its_lineage_and_totals",
+        "test_loss_falls_on_real_text_for_both_objectives",
+        "test_per_class_conditioning_trains_one_model_per_class",
+        "test_resume_after_sigkill_continues_exactly",
+        "test_two_processes_train_with_gloo",
+    },
+}
 
 
 def pytest_addoption(parser):
@@ -33,10 +124,13 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test that needs a browser or a served app is a browser test: ``-m "not browser"`` skips them all."""
+    """Every test that needs a browser or a served app is a browser test: ``-m "not browser"`` skips them all; the
+    tests of ``SLOW_TESTS`` are slow."""
     for item in items:
         if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.browser)
+        if getattr(item, "originalname", item.name) in SLOW_TESTS.get(Path(str(item.fspath)).name, ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ def test_the_seed_method_is_mlm_loss_under_its_old_name():
     assert a.log_likelihood == b.log_likelihood and a.forward_passes == b.forward_passes == 5 * 2
 
 
+@pytest.mark.slow
 def test_a_calibration_fitted_under_the_old_name_still_applies(tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--model", "tiny", "--data", "rotten_tomatoes", "--conditioning", "class", "--quick-test",
