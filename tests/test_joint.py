@@ -216,3 +216,38 @@ def test_infill_needs_one_model_with_a_class_word(tmp_path, capsys):
     assert main(["classify", "--checkpoint", "tiny", "--method", "infill", "--classes", "very bad,good",
                  "a film"]) == 2
     assert "exactly one token" in capsys.readouterr().err
+
+
+def test_fit_combined_recovers_the_weight_of_the_infill_reading():
+    from textdiff_core.classify import fit_combined
+
+    g = torch.Generator().manual_seed(3)
+    n = 4000
+    bayes, infill = torch.randn(n, 2, generator=g), torch.randn(n, 2, generator=g)
+    truth = bayes + 2.0 * infill + torch.tensor([0.0, 0.7])
+    labels = torch.multinomial(torch.softmax(truth, 1), 1, generator=g)[:, 0].tolist()
+    fitted = fit_combined(bayes.tolist(), infill.tolist(), labels, [math.log(0.5)] * 2)
+    assert fitted.weight == pytest.approx(2.0, rel=0.15)
+    assert fitted.bias[1] == pytest.approx(0.7, abs=0.15) and fitted.temperature == pytest.approx(1.0, rel=0.15)
+
+
+def test_calibrate_combined_records_two_fold_accuracies_and_classify_applies_the_weight(tmp_path, capsys):
+    import json
+
+    from textdiff_core.classify import load_classifier
+
+    out = tmp_path / "joint"
+    assert main(["train", "--model", "tiny-ar", "--objective", "ar", "--conditioning", "joint", "--quick-test",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert main(["calibrate", "--checkpoint", str(out), "--method", "combined", "--limit", "16",
+                 "--no-progress"]) == 0
+    assert "two folds" in capsys.readouterr().out
+    fitted = json.loads((out / "calibration.json").read_text())["combined"]
+    assert set(fitted["cross_fitted_accuracy"]) == {"bayes", "infill", "combined"} and fitted["n"] == 16
+    combined = load_classifier(str(out), "combined")
+    assert combined.calibration.weight == pytest.approx(fitted["weight"])
+    text = "a tender and funny film"
+    bayes = load_classifier(str(out), "ar").classify(text).log_likelihood
+    infill = load_classifier(str(out), "infill").classify(text).log_likelihood
+    got = combined.classify(text).log_likelihood
+    assert got == pytest.approx([b + fitted["weight"] * i for b, i in zip(bayes, infill, strict=True)], rel=1e-5)

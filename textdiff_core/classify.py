@@ -43,7 +43,7 @@ from textdiff_core.likelihood import (
 from textdiff_core.models import MASKED, LoadedModel
 from textdiff_core.tokens import class_slot
 
-METHODS = ("elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill")
+METHODS = ("elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill", "combined")
 RENAMED_METHODS = {"seed": "mlm-loss"}  # old name -> name; the old names still work, with a warning
 ZERO_SHOT = "zero-shot"  # a directory that names a pretrained LM, its chosen prompt and (beside it) its calibration
 ZERO_SHOT_PROMPT = "A {label} movie review:"
@@ -116,6 +116,7 @@ class Calibration:
     temperature: float = 1.0  # posterior = softmax((log-likelihood + log prior + bias) / temperature)
     bias: list[float] = field(default_factory=list)  # per-class offset (removes a constant preference)
     ood_reference: list[float] = field(default_factory=list)  # sorted per-token log-evidence of validation texts
+    weight: float = 1.0  # combined reading: log P(x|c) = Bayes + weight x infill (fitted with the bias)
 
 
 class Classifier:
@@ -145,7 +146,7 @@ class Classifier:
         self.calibration = calibration or Calibration(bias=[0.0] * len(classes))
         self.max_length = max_length
         self.slot = None
-        if self.method == "infill":
+        if self.method in ("infill", "combined"):
             if not isinstance(models, LoadedModel) or any(p is None for p in self.prompts):
                 raise TextdiffError("the infill reading needs one model with a class prompt (a class-conditional or "
                                     "joint checkpoint, or a zero-shot LM); this is a set of one model per class")
@@ -153,7 +154,26 @@ class Classifier:
 
     @property
     def exact(self) -> bool:
-        return self.method in ("ar", "pll", "infill")
+        return self.method in ("ar", "pll", "infill") or (self.method == "combined" and self.bayes_method == "ar")
+
+    @property
+    def bayes_method(self) -> str:
+        """The Bayes reading a combined reading adds the infill reading to: the ELBO, or exact left to right."""
+        return "elbo" if self.models.kind == MASKED else "ar"
+
+    def _combined(self, text: str, samples: int, generator: torch.Generator | None) -> list[TextScore]:
+        """Bayes + weight x infill per class (weight fitted on validation, ``fit_combined``); the infill term is
+        exact, so it shifts every Monte Carlo sample of the Bayes term alike."""
+        bayes = class_scores(self.models, text, self.prompts, samples, generator, self.max_length,
+                             method=self.bayes_method)
+        infill, w = self._infill(text), self.calibration.weight
+        out = []
+        for b, i in zip(bayes, infill, strict=True):
+            shift = w * i.nll
+            out.append(TextScore(b.nll + shift, b.nll_se, b.token_ids, [v + shift / b.n_tokens for v in b.token_nll],
+                                 b.token_se, [v + shift for v in b.sample_nll], b.windows,
+                                 None if b.contributions is None else b.contributions + shift / b.n_tokens))
+        return out
 
     def _infill(self, text: str) -> list[TextScore]:
         """Product of experts over windows, as log P(x | c) + const (see the module docstring)."""
@@ -176,6 +196,8 @@ class Classifier:
     def _score(self, text: str, samples: int, generator: torch.Generator | None) -> list[TextScore]:
         if self.method == "infill":
             return self._infill(text)
+        if self.method == "combined":
+            return self._combined(text, samples, generator)
         if isinstance(self.models, LoadedModel):
             return class_scores(self.models, text, self.prompts, samples, generator, self.max_length,
                                 method=self.method)
@@ -228,7 +250,7 @@ class Classifier:
             log_likelihood_se=[s.nll_se if s.nll_se == s.nll_se else 0.0 for s in scores], scores=scores,
             samples=used, forward_passes=passes, seconds=time.time() - started,
         )
-        if self.calibration.ood_reference and self.method != "infill":  # a posterior, not a likelihood: no OOD
+        if self.calibration.ood_reference and self.method not in ("infill", "combined"):  # no likelihood: no OOD
             prediction.ood_percentile = ood_percentile(evidence_per_token(prediction, self.log_prior),
                                                        self.calibration.ood_reference)
             prediction.ood = prediction.ood_percentile < OOD_PERCENTILE
@@ -241,6 +263,8 @@ class Classifier:
         n, windows, classes = scores[0].n_tokens, scores[0].windows, len(self.classes)
         if self.method == "infill":
             return windows  # every class from one pass per window
+        if self.method == "combined":  # the infill windows of the Bayes reading's length (nearly always as many)
+            return windows * (1 + (classes if self.bayes_method == "ar" else used * classes))
         if self.method == "ar":
             return windows * classes
         if self.method == "pll":
@@ -354,7 +378,8 @@ def load_classifier(
             fitted = next((fitted_by_method[m] for m in (method, *old_names) if m in fitted_by_method), None)
             if fitted:
                 calibration = Calibration(float(fitted["temperature"]), [float(b) for b in fitted["bias"]],
-                                          [float(r) for r in fitted["ood_reference"]])
+                                          [float(r) for r in fitted["ood_reference"]],
+                                          float(fitted.get("weight", 1.0)))
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"{file} is not a calibration file ({type(exc).__name__}: {exc}); run train_cli.py "
                              "calibrate again, or delete it") from exc
@@ -422,3 +447,66 @@ def choose_zero_shot(model: str, classes: list[str], templates: list[str], texts
         if best is None or accuracies[1] > readings[best[0]][1]:
             best = (template, fitted)
     return best[0], best[1], readings
+
+
+def fit_combined(bayes: list[list[float]], infill: list[list[float]], labels: list[int], log_prior: list[float]
+                 ) -> Calibration:
+    """Weight of the infill reading added to the Bayes reading, per-class bias and temperature, fitted together by
+    minimising the posterior's log loss on *validation* readings ([N, C] log P(x|c) of each reading)."""
+    b = torch.tensor(bayes, dtype=torch.float64)
+    i = torch.tensor(infill, dtype=torch.float64)
+    y = torch.tensor(labels)
+    prior = torch.tensor(log_prior, dtype=torch.float64)
+    free_bias = torch.zeros(b.shape[1] - 1, dtype=torch.float64, requires_grad=True)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    log_w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([free_bias, log_t, log_w], lr=0.5, max_iter=300)
+
+    def loss_fn():
+        optimiser.zero_grad()
+        bias = torch.cat([torch.zeros(1, dtype=torch.float64), free_bias])
+        loss = torch.nn.functional.cross_entropy((b + log_w.exp() * i + prior + bias) / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    optimiser.step(loss_fn)
+    return Calibration(temperature=log_t.exp().item(), bias=[0.0] + free_bias.detach().tolist(),
+                       weight=log_w.exp().item())
+
+
+def calibrate_combined(checkpoint: str, texts: list[str], labels: list[int], samples: int = 8, seed: int = 0,
+                       progress: bool = True) -> tuple[Calibration, dict[str, float]]:
+    """The combined reading's fit on validation texts, and whether it earns its place: accuracies of the Bayes,
+    infill and combined readings, each with its own calibration fitted on one half and measured on the other
+    (two folds), so the comparison is not flattered by fitting on the texts it is read on."""
+    bayes_clf = load_classifier(checkpoint, None)
+    bayes_clf = load_classifier(checkpoint, "elbo" if bayes_clf.models.kind == MASKED else "ar")
+    infill_clf = load_classifier(checkpoint, "infill")
+    bayes = [p.log_likelihood for p in score_matrix(bayes_clf, texts, samples, seed, progress)]
+    infill = [p.log_likelihood for p in score_matrix(infill_clf, texts, samples, seed, progress)]
+    prior = bayes_clf.log_prior
+    folds = [list(range(0, len(texts), 2)), list(range(1, len(texts), 2))]
+    correct = {"bayes": 0, "infill": 0, "combined": 0}
+
+    def decide(ll: list[float], cal: Calibration) -> int:
+        logits = torch.tensor(ll) + torch.tensor(prior) + torch.tensor(cal.bias)
+        return int(logits.argmax())
+
+    for fit_on, read_on in (folds, folds[::-1]):
+        pick = lambda rows, idx: [rows[i] for i in idx]  # noqa: E731
+        y_fit = pick(labels, fit_on)
+        for name, rows in (("bayes", bayes), ("infill", infill)):
+            fake = [Prediction("", [], [], ll, [], [], 0, 0, 0.0) for ll in pick(rows, fit_on)]
+            cal = _bias_only(fake, y_fit, prior)
+            correct[name] += sum(decide(rows[i], cal) == labels[i] for i in read_on)
+        cal = fit_combined(pick(bayes, fit_on), pick(infill, fit_on), y_fit, prior)
+        correct["combined"] += sum(decide([b + cal.weight * v for b, v in zip(bayes[i], infill[i], strict=True)],
+                                          cal) == labels[i] for i in read_on)
+    fitted = fit_combined(bayes, infill, labels, prior)
+    return fitted, {name: hits / len(texts) for name, hits in correct.items()}
+
+
+def _bias_only(predictions: list[Prediction], labels: list[int], log_prior: list[float]) -> Calibration:
+    """fit_calibration without the out-of-distribution reference (which needs token counts)."""
+    ll = torch.tensor([p.log_likelihood for p in predictions], dtype=torch.float64)
+    return fit_combined(ll.tolist(), torch.zeros_like(ll).tolist(), labels, log_prior)
