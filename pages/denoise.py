@@ -31,7 +31,7 @@ STRATEGIES = {  # name -> (short label, what it does)
     "topk": ("top-k per step", "the k most confident positions"),
     "schedule-confidence": ("schedule, most confident", "a schedule's count per step, the most confident ones "
                                                         "(LLaDA's low-confidence remasking)"),
-    "schedule-random": ("schedule, random", "a schedule's count per step, at random (the seed project's way)"),
+    "schedule-random": ("schedule, random", "a schedule's count per step, at random (the RoBERTa recipe's way)"),
 }
 MEASURES = {"max-prob": "max probability", "margin": "margin (top-1 − top-2)", "entropy": "entropy (as exp(−H))"}
 NO_LABEL = "(none)"

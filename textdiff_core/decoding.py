@@ -10,7 +10,7 @@ block) and commits some masked positions:
   confidence           every position whose confidence score is >= threshold (at least the best one per step; with
                        ``steps``, at least enough of the most confident to finish within that many passes)
   topk                 the k most confident positions
-  schedule-random      a schedule's count per step, chosen uniformly at random (the seed project's way)
+  schedule-random      a schedule's count per step, chosen uniformly at random (the RoBERTa recipe's way)
   schedule-confidence  a schedule's count per step, the most confident ones; the rest stay masked (LLaDA's
                        low-confidence remasking)
 Schedules (fraction of a block's positions committed after step s of S): linear s/S; cosine 1 - cos(pi/2 s/S)

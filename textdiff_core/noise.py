@@ -8,9 +8,9 @@ mask itself, which by construction agrees with t. Everything else (prompts, spec
 Two ways to pick t:
   continuous  t ~ U(eps, 1) per sequence, drawn iid, antithetic (u, 1-u) or stratified across the batch;
               optionally t ~ Beta(t_beta, 1) instead (density proportional to t^(t_beta-1): more high rates)
-  levels      the seed project's recipe: one rate for the whole batch, drawn from a fixed list (0.1, ..., 1.0)
+  levels      the RoBERTa variable-masking recipe: one rate for the whole batch, drawn from a fixed list (0.1, ..., 1.0)
 Two ways to weight the training loss:
-  mean  the plain mean of -log p over masked tokens (the default, and the seed project's loss; not a bound)
+  mean  the plain mean of -log p over masked tokens (the default, and the RoBERTa recipe's loss; not a bound)
   elbo  sum over masked tokens of -log p / t, divided by the number of maskable tokens: an unbiased estimate of the
         MDLM upper bound on -log p(x) per token, so it is a likelihood
 Both are sums of proper log scores of the same conditionals p(x_i | x_t), so a model that fits the data optimises
@@ -114,7 +114,7 @@ def weighted_nll(
     """Turn per-position -log p (zero where not masked) into (numerator, denominator) of the batch loss.
 
     elbo: sum_b sum_{i masked} nll / t_b over sum_b L_b (maskable tokens) -- the per-token MDLM bound.
-    mean: sum of nll over masked tokens over their count -- the seed project's loss.
+    mean: sum of nll over masked tokens over their count -- the RoBERTa variable-masking recipe's loss.
     Returning the two parts lets callers sum them across micro-batches and processes before dividing.
     """
     nll = nll * masked
