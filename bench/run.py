@@ -169,7 +169,9 @@ def classification(args: argparse.Namespace) -> list[dict]:
         ("elbo (adaptive, z=2)", args.diffusion_model, "elbo", args.samples, True, args.reviews),
         ("mlm-loss (15% mask x5)", args.diffusion_model, "mlm-loss", 5, False, args.reviews),
         ("pll", args.diffusion_model, "pll", 1, False, args.pll_reviews),
+        ("infill (class word masked)", args.diffusion_model, "infill", 1, False, args.reviews),
         ("ar (exact)", args.ar_model, "ar", 1, False, args.reviews),
+        ("ar infill (class word after the text)", args.ar_model, "infill", 1, False, args.reviews),
         ("zero-shot", args.reference, "ar", 1, False, args.reviews),
     ]
     rows = []

@@ -25,12 +25,14 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert math.isclose(scoring["fraction_of_matmul_peak"], statistics.median(per_round))
 
     methods = {r["method"]: r for r in result["classification"]}
-    assert set(methods) == {"elbo", "elbo (adaptive, z=2)", "seed (15% mask x5)", "pll", "ar (exact)", "zero-shot"}
+    assert set(methods) == {"elbo", "elbo (adaptive, z=2)", "mlm-loss (15% mask x5)", "pll", "ar (exact)", "zero-shot",
+                            "infill (class word masked)", "ar infill (class word after the text)"}
     for r in methods.values():
         assert 0 < r["latency_median_s"] <= r["latency_p95_s"] and r["reviews_per_s"] > 0
         assert 0 <= r["accuracy"] <= 1 and r["reviews"] == (1 if r["method"] == "pll" else 4)
     assert methods["ar (exact)"]["forward_passes_mean"] == 2  # one exact pass per class
     assert methods["elbo"]["forward_passes_mean"] == 2 * 2  # samples x classes, one window
+    assert methods["infill (class word masked)"]["forward_passes_mean"] == 1  # every class from one pass
 
     decoders = {r["method"]: r for r in result["decoding"]["summary"]}
     assert decoders["ar (KV cache)"]["forward_passes"] == 8 and decoders["topk"]["forward_passes"] == 2
