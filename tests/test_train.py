@@ -133,6 +133,27 @@ def test_resume_after_sigkill_continues_exactly(tmp_path, capsys):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_checkpoint_in_the_earlier_layout_resumes_exactly(tmp_path):
+    """Checkpoints written before Accelerate's save_state (optimizer.pt, scheduler.pt, rng-N.pt) still continue."""
+    common = ["train", "--model", "tiny", *TINY, "--steps", "4", "--batch-size", "4", "--log-every", "1",
+              "--save-every", "2"]
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    assert main([*common, "--out", str(straight)]) == 0
+    assert main([*common, "--stop-after", "2", "--out", str(run)]) == 0
+    checkpoint = run / "checkpoints" / "step-0000002"
+    for name in ("optimizer", "scheduler"):  # rewrite Accelerate's files as the earlier code wrote them
+        torch.save(torch.load(checkpoint / f"{name}.bin", weights_only=True), checkpoint / f"{name}.pt")
+        (checkpoint / f"{name}.bin").unlink()
+    rng = torch.load(checkpoint / "random_states_0.pkl", weights_only=False)
+    torch.save({"torch": rng["torch_manual_seed"]}, checkpoint / "rng-0.pt")
+    (checkpoint / "random_states_0.pkl").unlink()
+
+    assert main([*common, "--resume", "--out", str(run)]) == 0
+    assert _losses(run) == _losses(straight)
+    a, b = _weights(straight), _weights(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_keyboard_interrupt_saves_a_checkpoint(tmp_path, monkeypatch):
     import textdiff_core.train as train_mod
 

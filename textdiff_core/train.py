@@ -9,8 +9,9 @@ own coin and weights its loss; left to right puts the class prompt before the te
 probability), ``per-class`` (one model per class, the seed project's recipe).
 
 Everything that decides the result is a function of (seed, step): the data order, the masks and (restored from the
-checkpoint) the dropout RNG, so ``--resume`` continues exactly where an interrupted run stopped. Checkpoints are
-written to a temporary directory and renamed into place, so a kill leaves the last complete checkpoint intact.
+checkpoint) the dropout RNG, so ``--resume`` continues exactly where an interrupted run stopped. A checkpoint is
+Accelerate's ``save_state`` (optimizer, scheduler, RNG) in a ``save_pretrained`` directory, written to a temporary
+directory and renamed into place, so a kill leaves the last complete checkpoint intact.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from textdiff_core.models import (
     save_model,
 )
 from textdiff_core.noise import NoiseConfig, apply_mask, bin_label, rate_bins, sample_mask_rates, weighted_nll
-from textdiff_core.tokens import class_slot, collate, special_ids, tokenize_texts
+from textdiff_core.tokens import ClassSlot, EncodedBatch, class_slot, collate, special_ids, tokenize_texts
 
 OBJECTIVES = {"diffusion": MASKED, "ar": CAUSAL}  # objective -> kind of model it trains
 CONDITIONINGS = ("none", "class", "joint", "per-class")
@@ -192,7 +193,7 @@ def latest_checkpoint(out: str | Path) -> Path | None:
 
 
 class _Stats:
-    """Loss sums since the last log line, per process; summed across processes when logged."""
+    """Loss sums since the last log line, per process, kept on the device; summed across processes when logged."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -203,6 +204,38 @@ class _Stats:
         self.totals = torch.zeros(3, dtype=torch.float64, device=self.device)
         self.bins = torch.zeros(2, N_BINS, dtype=torch.float64, device=self.device)
         self.label = torch.zeros(3, dtype=torch.float64, device=self.device)  # class word: nll sum, count, correct
+
+    def add(self, num: torch.Tensor, den: torch.Tensor, n_tokens: torch.Tensor, bin_nll: torch.Tensor | None,
+            bin_count: torch.Tensor | None, label: torch.Tensor | None) -> None:
+        """Add one micro-batch's sums (``micro_batch_loss``); tensor arithmetic only, so the host never waits."""
+        self.totals += torch.stack([num.detach().double(), den.detach().double(), n_tokens.double()])
+        if bin_nll is not None:
+            self.bins += torch.stack([bin_nll.double(), bin_count.double()])
+        if label is not None:
+            self.label += label.to(self.device)
+
+    def collect(self, accelerator) -> dict:
+        """The sums over all processes since the last call, on the host, then start afresh.
+
+        This is the loop's one device sync, made at log steps only. Returns ``loss``, ``tokens``, the mean loss per
+        masking-rate bin (``by_bin``, bins with masked tokens only) and the class word's ``label_loss`` and
+        ``label_accuracy`` (None without class-word targets).
+        """
+        totals = accelerator.reduce(self.totals.clone(), "sum")
+        bins = accelerator.reduce(self.bins.clone(), "sum")
+        label = accelerator.reduce(self.label.clone(), "sum")
+        host = torch.cat([totals, bins.flatten(), label]).tolist()  # one copy to the host
+        num, den, tokens = host[:3]
+        bin_nll, bin_count = host[3 : 3 + N_BINS], host[3 + N_BINS : 3 + 2 * N_BINS]
+        label_nll, label_n, label_correct = host[3 + 2 * N_BINS :]
+        self.reset()
+        return {
+            "loss": num / max(den, 1.0),
+            "tokens": tokens,
+            "by_bin": {b: bin_nll[b] / bin_count[b] for b in range(N_BINS) if bin_count[b] > 0},
+            "label_loss": label_nll / label_n if label_n > 0 else None,
+            "label_accuracy": label_correct / label_n if label_n > 0 else None,
+        }
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -303,7 +336,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         cpu=not torch.cuda.is_available(),  # on CPU, torchrun's ranks form a gloo group only when cpu=True
         gradient_accumulation_steps=config.grad_accum,
         mixed_precision="bf16" if torch.cuda.is_available() else "no",
+        step_scheduler_with_optimizer=False,  # the schedule counts optimizer steps, whatever the number of processes
     )
+    _save_pretrained_in_checkpoints(accelerator)
     out = Path(config.out)
     needs_classes = config.conditioning != "none"
     data = load_data(
@@ -426,6 +461,139 @@ def lineage_metrics(meta: dict, own: list[str]) -> tuple[list[str], str | None]:
     return source.read_text().splitlines() + shifted, None
 
 
+@dataclass
+class _Inputs:
+    """A run's training texts and class prompts as token ids, ready to be cut into micro-batches."""
+
+    text_ids: list[list[int]]  # each text: whole for random crops, its first max_length tokens for start crops
+    labels: list[int]  # each text's class
+    prompt_ids: list[list[int]] | None  # each class's prompt (conditioning class and joint)
+    slot: ClassSlot | None  # where the class word sits in a prompt (joint)
+    head: int  # tokens before the prompt: 1 with a [start] token, else 0
+
+
+def _inputs(tokenizer, data: TextDataset, prompts: list[str] | None, config: TrainConfig) -> _Inputs:
+    """Tokenize once what every micro-batch draws from."""
+    # random crops need the whole text; start crops only its beginning (cap the work for very long texts)
+    text_length = None if config.crop == "random" else config.max_length
+    return _Inputs(
+        text_ids=tokenize_texts(tokenizer, data.texts, max_length=text_length),
+        labels=data.labels,
+        prompt_ids=tokenize_texts(tokenizer, prompts) if prompts else None,
+        slot=class_slot(tokenizer, prompts) if config.conditioning == "joint" else None,
+        head=int(special_ids(tokenizer)[0] is not None),
+    )
+
+
+def _micro_batch(
+    inputs: _Inputs, tokenizer, config: TrainConfig, step: int, micro: int, rank: int, world: int, device
+) -> tuple[EncodedBatch, JointLabel | None, torch.Generator]:
+    """Micro-batch ``micro`` of optimizer step ``step`` on process ``rank``: its texts, the window of each and (joint,
+    left to right) the side of the class prompt, all a function of (seed, step, micro, rank).
+
+    Returns the batch on ``device``, the class word to model (joint) and the generator, which goes on to draw the
+    batch's masks in ``micro_batch_loss``.
+    """
+    global_batch = (step * config.grad_accum + micro) * world + rank
+    idx = batch_indices(len(inputs.text_ids), config.batch_size, global_batch, config.seed)
+    generator = torch.Generator().manual_seed(_seed_from(config.seed, "noise", step, micro, rank))
+    texts = [inputs.text_ids[i] for i in idx]
+    if config.crop == "random":  # a random window of each long text (the part scoring windows see too)
+        texts = [t[int(torch.randint(max(1, len(t) - config.max_length + 3), (1,), generator=generator)):]
+                 for t in texts]
+    prompt_ids = inputs.prompt_ids
+    classes = [inputs.labels[i] for i in idx] if prompt_ids else []
+    prefixes = [prompt_ids[y] for y in classes] if prompt_ids else None
+    suffixes, after = None, None
+    if inputs.slot is not None and config.objective == "ar":  # the class before or after the text, p = 0.5
+        after = (torch.rand(len(idx), generator=generator) < 0.5).tolist()
+        prefixes = [[] if a else prompt_ids[y] for a, y in zip(after, classes, strict=True)]
+        suffixes = [prompt_ids[y] if a else None for a, y in zip(after, classes, strict=True)]
+    batch = collate(tokenizer, texts, prefixes, config.max_length, suffixes)
+    joint = None
+    if inputs.slot is not None:
+        positions = ([batch.suffix_start[r] + inputs.slot.index if a else -1 for r, a in enumerate(after)]
+                     if after is not None else [inputs.head + inputs.slot.index] * len(idx))
+        joint = JointLabel(torch.tensor(positions), config.label_mask_prob, config.label_weight)
+    return batch.to(device), joint, generator
+
+
+def _optimizer_step(
+    forward, optimizer, scheduler, accelerator, inputs: _Inputs, tokenizer, config: TrainConfig, step: int,
+    stats: _Stats,
+) -> None:
+    """Optimizer step ``step``: ``grad_accum`` micro-batches forward and backward, gradient clipping, AdamW, then the
+    learning-rate schedule. The losses are added to ``stats`` on the device."""
+    for micro in range(config.grad_accum):
+        batch, joint, generator = _micro_batch(inputs, tokenizer, config, step, micro, accelerator.process_index,
+                                               accelerator.num_processes, accelerator.device)
+        with accelerator.accumulate(forward):
+            num, den, bin_nll, bin_count, label_stats = micro_batch_loss(
+                forward, batch, config.objective, config.noise, tokenizer.mask_token_id, generator, joint
+            )
+            accelerator.backward(num / den.clamp(min=1.0))
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(forward.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        stats.add(num, den, batch.attention_mask.sum(), bin_nll, bin_count, label_stats)
+    scheduler.step()
+
+
+@dataclass
+class _Due:
+    """What follows optimizer step ``step`` besides the step itself."""
+
+    log: bool  # write a metrics.jsonl line (always before an evaluation, a checkpoint or at an epoch's end)
+    evaluate: bool  # validate (``_validate``) into that line
+    checkpoint: bool  # write checkpoints/step-N
+    stop: bool  # end here (``--stop-after``) with a resumable checkpoint and no final model
+    epochs_completed: int | None  # whole passes over the data when this step completes one, else None
+
+
+def _stops_at(step: int, total: int, config: TrainConfig) -> bool:
+    """Whether a run at ``step`` has reached ``--stop-after`` short of its last step."""
+    return config.stop_after is not None and config.stop_after <= step < total
+
+
+def _due(step: int, total: int, config: TrainConfig, n_examples: int, micro_per_step: int) -> _Due:
+    """The schedule of logging, validation and checkpoints after optimizer step ``step``."""
+    stop = _stops_at(step, total, config)
+    checkpoint = bool(config.save_every and step % config.save_every == 0 and step < total) or stop
+    epochs = epochs_completed(step, n_examples, config.batch_size, micro_per_step)
+    boundary = epochs > epochs_completed(step - 1, n_examples, config.batch_size, micro_per_step)
+    evaluate = bool(config.eval_every and (step % config.eval_every == 0 or step == total)) or (
+        boundary and config.validates_at_epochs)
+    log = step % config.log_every == 0 or step == total or checkpoint or evaluate or boundary  # no stats lost
+    return _Due(log, evaluate, checkpoint, stop, epochs if boundary else None)
+
+
+def _log_record(step: int, sums: dict, lr: float, tokens_per_s: float, elapsed_s: float, epoch: float,
+                epochs_done: int | None, objective: str) -> dict:
+    """One metrics.jsonl line from ``_Stats.collect``'s sums."""
+    record = {
+        "step": step,
+        "loss": round(sums["loss"], 5),
+        "lr": lr,
+        "tokens_per_s": round(tokens_per_s, 1),
+        "elapsed_s": round(elapsed_s, 2),
+        "epoch": round(epoch, 4),
+    }
+    if epochs_done is not None:  # every training example seen epochs_completed times
+        record |= {"epoch_boundary": True, "epochs_completed": epochs_done}
+    if objective == "diffusion":
+        record["loss_by_mask_rate"] = {bin_label(b, N_BINS): round(loss, 5) for b, loss in sums["by_bin"].items()}
+    if sums["label_loss"] is not None:  # the class word's own loss and arg-max accuracy (joint)
+        record["label_loss"] = round(sums["label_loss"], 5)
+        record["label_accuracy"] = round(sums["label_accuracy"], 4)
+    return record
+
+
+def _summary(step: int, tokens_seen: int, last_loss: float, epoch: float) -> dict:
+    """What a run (or a stop of one) trained: the fields of textdiff.json that ``_meta`` takes from the loop."""
+    return {"steps": step, "tokens_seen": tokens_seen, "final_loss": round(last_loss, 5), "epochs": round(epoch, 4)}
+
+
 def _train_one(
     config: TrainConfig,
     data: TextDataset,
@@ -435,10 +603,13 @@ def _train_one(
     progress: bool,
     label: str | None,
 ) -> dict:
-    """Train one model on ``data`` into ``out``; returns a summary (steps, tokens, final loss)."""
+    """Train one model on ``data`` into ``out``; returns a summary (steps, tokens, final loss).
+
+    Each optimizer step (``_optimizer_step``) runs its micro-batches (``_micro_batch``, ``micro_batch_loss``); then,
+    as ``_due`` says, a metrics.jsonl line (``_log_record``, ``_validate``) and a checkpoint (``_save_checkpoint``).
+    """
     from transformers import get_scheduler
 
-    rank, world = accelerator.process_index, accelerator.num_processes
     resume_from = latest_checkpoint(out) if config.resume else None
     if config.resume and resume_from is None and accelerator.is_main_process:
         tqdm.write(f"no complete checkpoint in {out / 'checkpoints'}; starting from {config.model}")
@@ -448,24 +619,20 @@ def _train_one(
     if config.objective == "diffusion" and tokenizer.mask_token_id is None:
         raise TextdiffError(f"{config.model!r} has no [MASK] token; diffusion training needs a masked LM")
     model.train()
-
-    # random crops need the whole text; start crops only its beginning (cap the work for very long texts)
-    text_ids = tokenize_texts(tokenizer, data.texts, max_length=None if config.crop == "random" else config.max_length)
-    prompt_ids = tokenize_texts(tokenizer, prompts) if prompts else None
-    slot = class_slot(tokenizer, prompts) if config.conditioning == "joint" else None
-    head = int(special_ids(tokenizer)[0] is not None)  # [start] before the prompt
-    per_step = config.batch_size * config.grad_accum * world
+    inputs = _inputs(tokenizer, data, prompts, config)
+    per_step = config.batch_size * config.grad_accum * accelerator.num_processes  # examples per optimizer step
+    micro_per_step = config.grad_accum * accelerator.num_processes
     total = config.steps or max(1, math.ceil((config.epochs or 1.0) * len(data) / per_step))
     warmup = config.warmup_steps if config.warmup_steps is not None else max(1, total // 20)
 
-    forward = SelectedLogits(model)
     optimizer = _optimizer(model, config)
     scheduler = get_scheduler(config.lr_schedule, optimizer, num_warmup_steps=warmup, num_training_steps=total)
-    forward, optimizer = accelerator.prepare(forward, optimizer)
+    accelerator.free_memory()  # per-class runs train several models in turn: save_state holds only this one
+    forward, optimizer, scheduler = accelerator.prepare(SelectedLogits(model), optimizer, scheduler)
 
     state = {"step": 0, "elapsed_s": 0.0, "tokens_seen": 0}
     if resume_from is not None:
-        state = _load_checkpoint(resume_from, optimizer, scheduler, rank)
+        state = _load_checkpoint(resume_from, accelerator, optimizer, scheduler)
         if accelerator.is_main_process:
             tqdm.write(f"resuming from {resume_from} (step {state['step']} of {total})")
     validation = None
@@ -482,124 +649,54 @@ def _train_one(
             shutil.rmtree(stale, ignore_errors=True)
 
     stats = _Stats(accelerator.device)
-    step = state["step"]
-    last_loss = float("nan")
-    bar = tqdm(
-        total=total,
-        initial=step,
-        desc=f"train {config.objective}" + (f" [{label}]" if label else ""),
-        disable=not (progress and accelerator.is_local_main_process),
-        dynamic_ncols=True,
-    )
-    clock = time.time()
-    window_start = time.time()
+    step, last_loss = state["step"], float("nan")
+    bar = tqdm(total=total, initial=step, desc=f"train {config.objective}" + (f" [{label}]" if label else ""),
+               disable=not (progress and accelerator.is_local_main_process), dynamic_ncols=True)
+    clock = window_start = time.time()
     if resume_from is None:
-        torch.manual_seed(_seed_from(config.seed, "dropout", rank) % 2**63)  # dropout; restored on resume
-    micro_per_step = config.grad_accum * world
-    stopped = config.stop_after is not None and config.stop_after <= step < total  # already there: nothing to do
+        torch.manual_seed(_seed_from(config.seed, "dropout", accelerator.process_index) % 2**63)  # restored on resume
+    stopped = _stops_at(step, total, config)  # resumed at --stop-after already: nothing to do
     try:
         while step < total and not stopped:
-            for micro in range(config.grad_accum):
-                global_batch = (step * config.grad_accum + micro) * world + rank
-                idx = batch_indices(len(data), config.batch_size, global_batch, config.seed)
-                generator = torch.Generator().manual_seed(_seed_from(config.seed, "noise", step, micro, rank))
-                texts = [text_ids[i] for i in idx]
-                if config.crop == "random":  # a random window of each long text (the part scoring windows see too)
-                    texts = [t[int(torch.randint(max(1, len(t) - config.max_length + 3), (1,), generator=generator)):]
-                             for t in texts]
-                classes = [data.labels[i] for i in idx] if prompt_ids else []
-                prefixes = [prompt_ids[y] for y in classes] if prompt_ids else None
-                suffixes, after = None, None
-                if slot is not None and config.objective == "ar":  # the class before or after the text, p = 0.5
-                    after = (torch.rand(len(idx), generator=generator) < 0.5).tolist()
-                    prefixes = [[] if a else prompt_ids[y] for a, y in zip(after, classes, strict=True)]
-                    suffixes = [prompt_ids[y] if a else None for a, y in zip(after, classes, strict=True)]
-                batch = collate(tokenizer, texts, prefixes, config.max_length, suffixes).to(accelerator.device)
-                joint = None
-                if slot is not None:
-                    positions = ([batch.suffix_start[r] + slot.index if a else -1 for r, a in enumerate(after)]
-                                 if after is not None else [head + slot.index] * len(idx))
-                    joint = JointLabel(torch.tensor(positions), config.label_mask_prob, config.label_weight)
-                with accelerator.accumulate(forward):
-                    num, den, bin_nll, bin_count, label_stats = micro_batch_loss(
-                        forward, batch, config.objective, config.noise, tokenizer.mask_token_id, generator, joint
-                    )
-                    accelerator.backward(num / den.clamp(min=1.0))
-                    if accelerator.sync_gradients:
-                        accelerator.clip_grad_norm_(forward.parameters(), 1.0)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                stats.totals += torch.tensor([num.item(), den.item(), batch.n_tokens], dtype=torch.float64,
-                                             device=accelerator.device)
-                if bin_nll is not None:
-                    stats.bins += torch.stack([bin_nll.double(), bin_count.double()])
-                if label_stats is not None:
-                    stats.label += label_stats.to(stats.label.device)
-            scheduler.step()
+            _optimizer_step(forward, optimizer, scheduler, accelerator, inputs, tokenizer, config, step, stats)
             step += 1
             bar.update(1)
-            stopped = config.stop_after is not None and step >= config.stop_after and step < total
-            checkpoint_due = (config.save_every and step % config.save_every == 0 and step < total) or stopped
-            epochs_done = epochs_completed(step, len(data), config.batch_size, micro_per_step)
-            boundary = epochs_done > epochs_completed(step - 1, len(data), config.batch_size, micro_per_step)
-            eval_due = (config.eval_every and (step % config.eval_every == 0 or step == total)) or (
-                boundary and config.validates_at_epochs)
-            if step % config.log_every == 0 or step == total or checkpoint_due or eval_due or boundary:  # no stats lost
-                totals = accelerator.reduce(stats.totals.clone(), "sum")
-                bins = accelerator.reduce(stats.bins.clone(), "sum")
-                label_totals = accelerator.reduce(stats.label.clone(), "sum")
-                last_loss = (totals[0] / totals[1].clamp(min=1)).item()
-                tokens_per_s = totals[2].item() / max(time.time() - window_start, 1e-9)
-                state["tokens_seen"] += int(totals[2].item())
+            due = _due(step, total, config, len(data), micro_per_step)
+            stopped = due.stop
+            if due.log:
+                sums = stats.collect(accelerator)
+                last_loss, tokens_per_s = sums["loss"], sums["tokens"] / max(time.time() - window_start, 1e-9)
+                state["tokens_seen"] += int(sums["tokens"])
                 bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
                 if accelerator.is_main_process:
-                    record = {
-                        "step": step,
-                        "loss": round(last_loss, 5),
-                        "lr": scheduler.get_last_lr()[0],
-                        "tokens_per_s": round(tokens_per_s, 1),
-                        "elapsed_s": round(state["elapsed_s"] + time.time() - clock, 2),
-                        "epoch": round(step * per_step / len(data), 4),
-                    }
-                    if boundary:  # every training example seen epochs_completed times
-                        record |= {"epoch_boundary": True, "epochs_completed": epochs_done}
-                    if config.objective == "diffusion":
-                        record["loss_by_mask_rate"] = {
-                            bin_label(b, N_BINS): round((bins[0, b] / bins[1, b]).item(), 5)
-                            for b in range(N_BINS)
-                            if bins[1, b] > 0
-                        }
-                    if label_totals[1] > 0:  # the class word's own loss and arg-max accuracy (joint)
-                        record["label_loss"] = round((label_totals[0] / label_totals[1]).item(), 5)
-                        record["label_accuracy"] = round((label_totals[2] / label_totals[1]).item(), 4)
-                    if eval_due:
+                    record = _log_record(step, sums, scheduler.get_last_lr()[0], tokens_per_s,
+                                         state["elapsed_s"] + time.time() - clock, step * per_step / len(data),
+                                         due.epochs_completed, config.objective)
+                    if due.evaluate:
                         model.eval()
                         record |= _validate(model, tokenizer, kind, validation, prompts, config)
                         model.train()
                         bar.set_postfix(loss=f"{last_loss:.3f}", val_ppl=f"{record['val_perplexity']:.1f}")
                     with metrics_path.open("a") as fh:
                         fh.write(json.dumps(record) + "\n")
-                stats.reset()
                 window_start = time.time()
-            if checkpoint_due:
+            if due.checkpoint:
                 state |= {"step": step, "elapsed_s": state["elapsed_s"] + time.time() - clock}
                 clock = time.time()
                 meta = None
                 if stopped and accelerator.is_main_process:  # what the weights are, for an export of this stop
-                    summary = {"steps": step, "tokens_seen": state["tokens_seen"], "final_loss": round(last_loss, 5),
-                               "epochs": round(step * per_step / len(data), 4)}
+                    summary = _summary(step, state["tokens_seen"], last_loss, step * per_step / len(data))
                     meta = _meta(config, data, accelerator, state["elapsed_s"], summary) | {
                         "stopped_at": {"step": step, "of_steps": total}}
-                _save_checkpoint(out, accelerator, forward, tokenizer, optimizer, scheduler, state, config, meta)
+                _save_checkpoint(out, accelerator, tokenizer, state, config, meta)
     except KeyboardInterrupt:
         if step > state["step"]:
             state |= {"step": step, "elapsed_s": state["elapsed_s"] + time.time() - clock}
-            _save_checkpoint(out, accelerator, forward, tokenizer, optimizer, scheduler, state, config)
+            _save_checkpoint(out, accelerator, tokenizer, state, config)
         bar.close()
         raise
     bar.close()
-    summary = {"steps": step, "tokens_seen": state["tokens_seen"], "final_loss": round(last_loss, 5),
-               "epochs": round(step * per_step / len(data), 4)}
+    summary = _summary(step, state["tokens_seen"], last_loss, step * per_step / len(data))
     if stopped:  # a chunk of a longer run: the checkpoint is written, the final model is not
         return summary | {"stopped": True, "total_steps": total}
     state |= {"step": step, "elapsed_s": state["elapsed_s"] + time.time() - clock}
@@ -657,11 +754,34 @@ def _truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
-def _save_checkpoint(out: Path, accelerator, forward, tokenizer, optimizer, scheduler, state: dict, config,
-                     meta: dict | None = None) -> Path:
-    """Write ``checkpoints/step-N`` atomically: everything goes to a temporary directory that is then renamed.
+def _save_pretrained_in_checkpoints(accelerator) -> None:
+    """Have ``save_state`` write the weights by ``save_pretrained``, ``load_state`` leave them to ``from_pretrained``.
 
-    ``meta`` (a stop of a chunked run) is written as the checkpoint's textdiff.json, so it exports like a finished run.
+    A checkpoint is then Accelerate's state (optimizer, scheduler, RNG of each process) in a ``save_pretrained``
+    directory, which ``export``, ``--resume`` and the campaign's epoch exports read like any model.
+    """
+
+    def save_weights(models: list, weights: list, output_dir: str) -> None:
+        if accelerator.is_main_process:
+            with quiet_transformers():
+                for model in models:
+                    accelerator.unwrap_model(model).model.save_pretrained(output_dir)
+        weights.clear()  # not again as Accelerate's own model file
+
+    def skip_weights(models: list, input_dir: str) -> None:
+        models.clear()  # loaded already: the run's model is read from the checkpoint directory
+
+    accelerator.register_save_state_pre_hook(save_weights)
+    accelerator.register_load_state_pre_hook(skip_weights)
+
+
+def _save_checkpoint(out: Path, accelerator, tokenizer, state: dict, config: TrainConfig,
+                     meta: dict | None = None) -> Path:
+    """Write ``checkpoints/step-N`` atomically: ``accelerator.save_state`` and the tokenizer go to a temporary
+    directory, which is synced to disk and then renamed, so a kill leaves the last complete checkpoint.
+
+    ``trainer_state.json`` holds the run's counters and config; ``meta`` (a stop of a chunked run) is written as the
+    checkpoint's textdiff.json, so it exports like a finished run.
     """
     root = out / "checkpoints"
     final = root / f"step-{state['step']:07d}"
@@ -670,24 +790,18 @@ def _save_checkpoint(out: Path, accelerator, forward, tokenizer, optimizer, sche
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state()
-    torch.save(rng, tmp / f"rng-{accelerator.process_index}.pt")
+    accelerator.save_state(str(tmp))
     if accelerator.is_main_process:
-        with quiet_transformers():
-            accelerator.unwrap_model(forward).model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / "trainer_state.json").write_text(json.dumps(state | {"config": config.to_dict()}, indent=2))
         if meta is not None:
             (tmp / "textdiff.json").write_text(json.dumps(meta, indent=2) + "\n")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        for name in os.listdir(tmp):
-            with open(tmp / name, "rb") as fh:
-                os.fsync(fh.fileno())
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                with open(path, "rb") as fh:
+                    os.fsync(fh.fileno())
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -698,8 +812,25 @@ def _save_checkpoint(out: Path, accelerator, forward, tokenizer, optimizer, sche
     return final
 
 
-def _load_checkpoint(path: Path, optimizer, scheduler, rank: int) -> dict:
-    """Restore optimizer, scheduler and RNG state (the weights were loaded from the same directory)."""
+def _load_checkpoint(path: Path, accelerator, optimizer, scheduler) -> dict:
+    """Restore the optimizer, scheduler and RNG state saved in ``path`` and return the run's counters (step, elapsed
+    seconds, tokens seen); the weights were loaded from the same directory.
+
+    Checkpoints from before ``save_state`` (optimizer.pt, scheduler.pt, rng-N.pt) resume too.
+    """
+    if (path / "optimizer.bin").exists():
+        accelerator.load_state(str(path))
+    elif (path / "optimizer.pt").exists():
+        _load_torch_state(path, optimizer, scheduler, accelerator.process_index)
+    else:
+        raise TextdiffError(f"{path} has no optimizer state (optimizer.bin); --resume cannot continue from it")
+    state = json.loads((path / "trainer_state.json").read_text())
+    state.pop("config", None)
+    return state
+
+
+def _load_torch_state(path: Path, optimizer, scheduler, rank: int) -> None:
+    """The earlier checkpoint layout: optimizer.pt, scheduler.pt and rng-N.pt (torch and CUDA RNG of process N)."""
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     rng_file = path / f"rng-{rank}.pt"
@@ -708,6 +839,3 @@ def _load_checkpoint(path: Path, optimizer, scheduler, rank: int) -> dict:
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state(rng["cuda"])
-    state = json.loads((path / "trainer_state.json").read_text())
-    state.pop("config", None)
-    return state
