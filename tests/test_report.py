@@ -76,3 +76,13 @@ def test_decoding_target_needs_a_quarter_of_the_passes_and_no_worse_perplexity()
     assert decoding_targets(summary(16, 1150), mark)[0].endswith("| not met |"), "worse than schedule-random's interval"
     assert decoding_targets(summary(17, 800), mark)[0].endswith("| not met |"), "more than a quarter of the passes"
     assert decoding_targets({"summary": []}, mark) == []
+
+
+@pytest.mark.parametrize("accuracy, shown", [({"bayes": 0.8, "infill": 0.82, "combined": 0.85}, True),
+                                             ({"bayes": 0.8, "infill": 0.85, "combined": 0.85}, False)])
+def test_the_combined_reading_is_reported_only_where_it_beat_both_on_validation(tmp_path, accuracy, shown):
+    from textdiff_core.report import combined_earns_its_place
+
+    assert not combined_earns_its_place(str(tmp_path))  # no calibration at all
+    (tmp_path / "calibration.json").write_text(json.dumps({"combined": {"cross_fitted_accuracy": accuracy}}))
+    assert combined_earns_its_place(str(tmp_path)) is shown

@@ -103,7 +103,13 @@ def head_to_head(args: argparse.Namespace, models: dict[str, str]) -> dict:
     compared pair by pair."""
     data = load_data("imdb", "test", max_samples=args.n_head or None, seed=0)
     result, correct = {"n": len(data), "readings": {}}, {}
-    for key, label, role, method, adaptive in READINGS:
+    readings, pairs = list(READINGS), list(PAIRS)
+    for role in ("diffusion", "ar"):  # the combined reading only where it measured better on validation
+        if combined_earns_its_place(models[role]):
+            readings.append((f"{role}_combined", f"{'diffusion' if role == 'diffusion' else 'left-to-right'} "
+                             "combined (Bayes + weight x infill)", role, "combined", False))
+            pairs.append((f"{role}_combined", "ar" if role == "diffusion" else "diffusion"))
+    for key, label, role, method, adaptive in readings:
         started = time.time()
         samples = args.samples if method == "elbo" else 1
         report = evaluate_classifier(load_classifier(models[role], method), data.texts, data.labels, samples,
@@ -117,13 +123,24 @@ def head_to_head(args: argparse.Namespace, models: dict[str, str]) -> dict:
                                    "calibrated": report["calibrated"], "seconds": round(time.time() - started, 1)}
         print(f"  {label}: {report['accuracy']:.3f} on {len(data)}", flush=True)
     result["diffusion"], result["ar"] = result["readings"]["diffusion"], result["readings"]["ar"]
-    result["pairs"] = [{"a": a, "b": b, **paired_difference(correct[a], correct[b])} for a, b in PAIRS]
+    result["pairs"] = [{"a": a, "b": b, **paired_difference(correct[a], correct[b])} for a, b in pairs]
     result["paired"] = result["pairs"][0] | {}
     d = result["paired"]
     print(f"  diffusion {result['diffusion']['accuracy']:.3f} vs twin {result['ar']['accuracy']:.3f} on "
           f"{len(data)}: difference {d['difference']:+.3f} [{d['difference_ci95'][0]:+.3f}, "
           f"{d['difference_ci95'][1]:+.3f}], McNemar p={d['mcnemar_p']:.3g}", flush=True)
     return result
+
+
+def combined_earns_its_place(checkpoint: str) -> bool:
+    """True when ``calibrate --method combined`` found the combined reading better than both single readings on
+    validation (two folds: fitted on one half, read on the other)."""
+    file = Path(checkpoint) / "calibration.json"
+    try:
+        accuracy = json.loads(file.read_text())["combined"]["cross_fitted_accuracy"]
+        return accuracy["combined"] > max(accuracy["bayes"], accuracy["infill"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def perplexity(args: argparse.Namespace, models: dict[str, str]) -> dict:
