@@ -13,8 +13,8 @@ def test_quick_report_writes_results_md_and_json(tmp_path):
                      "class", "--quick-test", "--no-progress", "--out", str(tmp_path / objective)]) == 0
     out = tmp_path / "out"
     assert main(["report", "--quick", "--diffusion", str(tmp_path / "diffusion"), "--ar", str(tmp_path / "ar"),
-                 "--reference", "tiny-ar", "--baseline", "tfidf:rotten_tomatoes", "--out-dir", str(out),
-                 "--no-progress"]) == 0
+                 "--reference", "tiny-ar", "--zero-shot", "tiny-ar", "--baseline", "tfidf:rotten_tomatoes",
+                 "--out-dir", str(out), "--no-progress"]) == 0
     card = (tmp_path / "diffusion" / "README.md").read_text()
     assert "## Measured" in card and "## Samples" in card and "accuracy" in card
     assert "- **Base model:** `tiny`" in card and "- **Training:** 5 steps x" in card and "more steps" not in card

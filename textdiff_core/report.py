@@ -54,7 +54,7 @@ def methods(samples: int, reference: str) -> list[Method]:
         Method("diffusion infill (class word masked, text visible)", "diffusion", "infill"),
         Method("left-to-right twin (exact)", "ar", "ar"),
         Method("left-to-right infill (class word after the text)", "ar", "infill"),
-        Method(f"{reference} zero-shot (exact)", "reference", "ar"),
+        Method(f"{Path(reference).name} zero-shot (exact)", "zero_shot", "ar"),
         Method("TF-IDF + logistic regression (discriminative reference)", "tfidf", "tfidf"),
     ]
 
@@ -79,7 +79,7 @@ def hardware() -> str:
 def classification(args: argparse.Namespace, models: dict[str, str]) -> list[dict]:
     rows = []
     data = load_data("imdb", "test", max_samples=args.n, seed=0)
-    for m in methods(args.samples, models["reference"]):
+    for m in methods(args.samples, models["zero_shot"]):
         n = max(2, int(len(data) * m.limit_share))
         subset = data.subset(range(n)) if n < len(data) else data
         clf = load_classifier(models[m.checkpoint], m.method)
@@ -282,6 +282,7 @@ def head_table(head: dict) -> list[str]:
     return lines
 
 
+ZERO_SHOT_DIR = ROOT / "checkpoints" / "smollm2-zero-shot"  # written by `train_cli.py zero-shot`
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -445,7 +446,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--diffusion", default=str(ROOT / "checkpoints" / "imdb-diffusion"),
                         help="diffusion checkpoint")
     parser.add_argument("--ar", default=str(ROOT / "checkpoints" / "imdb-ar"), help="left-to-right checkpoint")
-    parser.add_argument("--reference", default="smollm2", help="reference causal LM (zero-shot, perplexity)")
+    parser.add_argument("--reference", default="smollm2", help="reference causal LM (generative perplexity)")
+    parser.add_argument("--zero-shot", default=None,
+                        help="zero-shot classifier: a directory written by `train_cli.py zero-shot` (prompt chosen and "
+                             "bias fitted on validation) or a model name (default prompt, no calibration); default: "
+                             "checkpoints/smollm2-zero-shot when it exists, else the reference LM")
     parser.add_argument("--baseline", default="tfidf",
                         help="discriminative reference: tfidf (trained on the IMDB train split) or tfidf:DATA")
     parser.add_argument("--n", type=int, default=200, help="test reviews for classification (class-balanced)")
@@ -472,7 +477,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(args: argparse.Namespace, argv: list[str]) -> int:
-    models = {"diffusion": args.diffusion, "ar": args.ar, "reference": args.reference, "tfidf": args.baseline}
+    zero_shot = args.zero_shot or (str(ZERO_SHOT_DIR) if ZERO_SHOT_DIR.is_dir() else args.reference)
+    models = {"diffusion": args.diffusion, "ar": args.ar, "reference": args.reference, "tfidf": args.baseline,
+              "zero_shot": zero_shot}
     started = time.time()
     result = {"command": shlex.join(["python", "train_cli.py", "report", *argv]), "hardware": hardware(),
               "settings": {k: v for k, v in vars(args).items() if k != "progress"}}
