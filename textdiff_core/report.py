@@ -79,7 +79,13 @@ def hardware() -> str:
 def classification(args: argparse.Namespace, models: dict[str, str]) -> list[dict]:
     rows = []
     data = load_data("imdb", "test", max_samples=args.n, seed=0)
-    for m in methods(args.samples, models["zero_shot"]):
+    plan = methods(args.samples, models["zero_shot"])
+    for role in ("diffusion", "ar"):  # the combined reading only where it measured better on validation
+        if combined_earns_its_place(models[role]):
+            name = "diffusion" if role == "diffusion" else "left-to-right"
+            plan.append(Method(f"{name} combined (Bayes + fitted weight x infill)", role, "combined", args.samples,
+                               adaptive=role == "diffusion"))
+    for m in plan:
         n = max(2, int(len(data) * m.limit_share))
         subset = data.subset(range(n)) if n < len(data) else data
         clf = load_classifier(models[m.checkpoint], m.method)
@@ -104,11 +110,6 @@ def head_to_head(args: argparse.Namespace, models: dict[str, str]) -> dict:
     data = load_data("imdb", "test", max_samples=args.n_head or None, seed=0)
     result, correct = {"n": len(data), "readings": {}}, {}
     readings, pairs = list(READINGS), list(PAIRS)
-    for role in ("diffusion", "ar"):  # the combined reading only where it measured better on validation
-        if combined_earns_its_place(models[role]):
-            readings.append((f"{role}_combined", f"{'diffusion' if role == 'diffusion' else 'left-to-right'} "
-                             "combined (Bayes + weight x infill)", role, "combined", False))
-            pairs.append((f"{role}_combined", "ar" if role == "diffusion" else "diffusion"))
     for key, label, role, method, adaptive in readings:
         started = time.time()
         samples = args.samples if method == "elbo" else 1
