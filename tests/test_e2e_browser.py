@@ -364,7 +364,8 @@ def test_training_dashboard_plots_a_run_and_builds_its_command(page, tiny_run):
     for heading in ("Loss", "Loss per masking level", "Validation accuracy during training", "Settings",
                     "Reproduce or extend"):
         expect(main.get_by_role("heading", name=heading, exact=True)).to_be_visible()
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3)
+    expect(main.get_by_role("heading", name=re.compile(r"^Validation by epoch"))).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4)  # loss, per level, accuracy, by epoch
 
     command = page.get_by_test_id("stCode")
     expect(command).to_contain_text("python train_cli.py train \\")
