@@ -211,14 +211,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
     from textdiff_core.models import load_model, save_model
-    from textdiff_core.train import DTYPES, lineage_metrics
+    from textdiff_core.train import DTYPES, lineage_metrics, with_epochs
 
     run, dest = Path(args.run), Path(args.dest)
     lm = load_model(str(run), device="cpu", dtype=torch.float32)
     if not lm.meta:
         raise TextdiffError(f"{run} has no textdiff.json: export ships finished training runs")
-    save_model(lm.model, lm.tokenizer, dest, lm.meta | {"exported_from": str(run), "weights_dtype": args.dtype},
-               dtype=DTYPES[args.dtype])
+    meta = with_epochs(lm.meta) | {"exported_from": str(run), "weights_dtype": args.dtype}  # epochs: older runs too
+    save_model(lm.model, lm.tokenizer, dest, meta, dtype=DTYPES[args.dtype])
     if (run / "calibration.json").is_file():
         shutil.copy2(run / "calibration.json", dest / "calibration.json")
     if (run / "metrics.jsonl").is_file():  # a continued run's curve starts where its parent's ended

@@ -313,3 +313,19 @@ def test_a_stopped_run_leaves_a_checkpoint_that_exports_and_resumes_under_the_sa
     assert lrs[0] == lrs[1] and lrs[0][-1] < lrs[0][1], "one decaying schedule over the six steps"
     a, b = _weights(tmp_path / "run"), _weights(tmp_path / "straight")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_export_fills_in_epochs_for_runs_saved_before_they_were_recorded(tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", "tiny", "--data", "imdb", "--conditioning", "class", "--quick-test",
+                 "--no-progress", "--out", str(run)]) == 0
+    meta = json.loads((run / "textdiff.json").read_text())
+    recorded = meta.pop("epochs")
+    meta["continued_from"] = {"steps": 100, "config": {"batch_size": 4}, "data": {"n": 200}}  # an older parent
+    (run / "textdiff.json").write_text(json.dumps(meta))
+    assert main(["export", str(run), str(tmp_path / "out")]) == 0
+    exported = json.loads((tmp_path / "out" / "textdiff.json").read_text())
+    assert exported["epochs"] == pytest.approx(recorded, abs=1e-4)
+    assert exported["total_epochs"] == pytest.approx(2.0 + recorded, abs=1e-4)

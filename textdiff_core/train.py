@@ -440,6 +440,21 @@ def lineage(start: str, steps: int, tokens_seen: int, seconds: float, epochs: fl
          if epochs is not None and (before := parent_epochs(parent)) is not None else {})
 
 
+def with_epochs(meta: dict) -> dict:
+    """``meta`` with ``epochs`` (and, for a continued run, ``total_epochs``) filled in when the run predates them."""
+    out = dict(meta)
+    if out.get("epochs") is None:
+        own = parent_epochs({k: v for k, v in out.items() if k not in ("epochs", "total_epochs")})
+        if own is not None:
+            out["epochs"] = own
+    parent = out.get("continued_from")
+    if parent and out.get("total_epochs") is None and out.get("epochs") is not None:
+        before = parent_epochs(parent)
+        if before is not None:
+            out["total_epochs"] = round(before + out["epochs"], 4)
+    return out
+
+
 def lineage_metrics(meta: dict, own: list[str]) -> tuple[list[str], str | None]:
     """metrics.jsonl lines for a whole lineage: the parent's lines, then this run's with its steps offset.
 
