@@ -1,13 +1,15 @@
 """Classify: a generative classifier's posterior, its evidence, and which words carried the decision."""
 
 import math
+from pathlib import Path
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 import torch
 
-from pages._shared import cached_classifier, heatmap_html, inputs_note, sidebar
+from pages._shared import cached_classifier, heatmap_html, inputs_note, resolve, sidebar
+from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 
@@ -36,6 +38,11 @@ def examples() -> dict[str, str]:
     out["Not a review (out of distribution)"] = (
         "Preheat the oven to 200 degrees. Mix the flour, butter and sugar, then bake for twenty minutes.")
     return out
+
+
+def trained_joint(name: str) -> bool:
+    """Whether the model was trained with the class word as one more token (its infill reading is offered first)."""
+    return CheckpointMeta.read(resolve(name)).conditioning == "joint" if Path(resolve(name)).is_dir() else False
 
 
 def render_occlusion(clf, p, evidence) -> None:
@@ -83,10 +90,11 @@ use = {
 }
 with st.expander("Scoring settings"):
     method = st.selectbox("Diffusion reading", ["elbo", "infill", "elbo-indep", "pll", "mlm-loss"],
+                          index=int(trained_joint(chosen["diffusion"])),  # a joint model's better reading first
                           help="elbo: Bayes over the ELBO, shared noise across classes; infill: the masked class word "
                                "read with the text in view; elbo-indep: fresh noise per class; pll: one token masked "
                                "at a time; mlm-loss: mean loss of a 15% mask (the RoBERTa variable-masking recipe)")
-    ar_method = st.selectbox("Left-to-right reading", ["ar", "infill"],
+    ar_method = st.selectbox("Left-to-right reading", ["ar", "infill"], index=int(trained_joint(chosen["ar"])),
                              help="ar: Bayes over the exact log P(text | class), the class prompt before the text; "
                                   "infill: the class word predicted after the text")
     samples = st.slider("Monte Carlo samples per class (maximum)", 2, 64, 16, step=2)
