@@ -139,8 +139,8 @@ def trust_remote_code() -> bool:
 
 
 @st.cache_resource(show_spinner="Loading classifier (once per server)…", max_entries=8)
-def cached_classifier(name: str, method: str | None) -> tuple[Classifier, threading.Lock]:
-    return load_classifier(resolve(name), method), threading.Lock()
+def cached_classifier(name: str, method: str | None, trust: bool = False) -> tuple[Classifier, threading.Lock]:
+    return load_classifier(resolve(name), method, trust_remote_code=trust or None), threading.Lock()
 
 
 def _brief(value: object, limit: int = 60) -> str:

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from pages._shared import cached_classifier, heatmap_html, inputs_note, resolve, sidebar
+from pages._shared import cached_classifier, heatmap_html, inputs_note, resolve, sidebar, trust_remote_code
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
@@ -119,7 +119,7 @@ if st.button("Classify", type="primary"):
                 continue
             name = NAME_OF[role]
             try:
-                clf, lock = cached_classifier(name, METHOD_OF[role])
+                clf, lock = cached_classifier(name, METHOD_OF[role], trust_remote_code())
                 with lock, st.spinner(f"Scoring with {name}…"):
                     prediction = clf.classify(text, samples, adaptive=adaptive,
                                               generator=torch.Generator().manual_seed(int(seed)))

@@ -7,7 +7,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages._shared import cached_model, inputs_note, revealed, sidebar, trace_html, trace_progress, untrained_note
+from pages._shared import (
+    cached_model,
+    inputs_note,
+    revealed,
+    sidebar,
+    trace_html,
+    trace_progress,
+    trust_remote_code,
+    untrained_note,
+)
 from textdiff_core.decoding import DEFAULT_SPACING, SCHEDULES, DecodeConfig, default_pass_budget, generate
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import distinct_n, generative_perplexity
@@ -86,7 +95,7 @@ score = st.checkbox(f"Generative perplexity under the reference model (`{chosen[
 @st.cache_resource(show_spinner="Warming up (once per model)…", max_entries=8)
 def warmed_up(name: str, kind: str) -> bool:
     """Run a model once on a short input, so that one-off start-up costs are not timed (as the decoding benchmark)."""
-    lm, lock = cached_model(name, kind)
+    lm, lock = cached_model(name, kind, trust_remote_code())
     with lock:
         generate(lm, "The", 2, strategy="ar" if kind == CAUSAL else "confidence")
     return True
@@ -102,7 +111,7 @@ def decode(role: str) -> dict:
     try:
         kind = MASKED if role == "diffusion" else CAUSAL
         warmed_up(name, kind)
-        lm, lock = cached_model(name, kind)
+        lm, lock = cached_model(name, kind, trust_remote_code())
         with lock, st.spinner(f"{SIDES[role]}: generating with {name}…"):
             return {"trace": generate(lm, prompt, length, config)}
     except TextdiffError as exc:
@@ -117,7 +126,7 @@ def quality(result: dict) -> None:
         return
     name = chosen["reference"]
     try:
-        reference, lock = cached_model(name, CAUSAL)
+        reference, lock = cached_model(name, CAUSAL, trust_remote_code())
         with lock, st.spinner(f"Scoring with {name}…"):
             result["ppl"] = generative_perplexity(reference, text, prompt or None)
     except TextdiffError as exc:

@@ -220,3 +220,30 @@ def test_zero_shot_infill_reads_the_class_slot_through_the_denoiser(family, look
     posteriors = [float(line.split("P(c|x) = ")[1].split()[0]) for line in out.splitlines() if "P(c|x)" in line]
     assert len(posteriors) == 2 and math.isclose(sum(posteriors), 1.0, abs_tol=2e-3), out
     assert calls, "the slot's logits come through the family's denoiser (time input, shift)"
+
+
+@pytest.mark.parametrize("family", ["mdlm", "dream"])
+def test_classify_and_compare_pages_run_a_family_once_remote_code_is_trusted(family, lookalikes):
+    from streamlit.testing.v1 import AppTest
+
+    from pages._shared import CUSTOM
+    from tests.test_app import APP
+
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/classify.py").run()
+    at.sidebar.selectbox(key="pick_diffusion").set_value(CUSTOM).run()
+    at.sidebar.text_input(key="custom_diffusion").set_value(str(lookalikes[family])).run()
+    at.checkbox[1].uncheck().run()  # the left-to-right twin: not needed here
+    at.text_area[0].set_value("a dull film with loud music").run()
+    at.button[0].click().run()
+    assert "--trust-remote-code" in at.error[0].value or "trust" in at.error[0].value.lower()
+    at.sidebar.checkbox(key="trust_remote_code").check().run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(at.metric) == 1
+    at.switch_page("pages/compare.py").run()
+    at.sidebar.selectbox(key="pick_ar").set_value("tiny-ar").run()
+    at.button(key="compare_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    sides = at.session_state["compare"]["sides"]
+    assert len(sides) == 2, "the look-alike's diffusion trace beside the left-to-right one"

@@ -310,8 +310,10 @@ def load_classifier(
     prompt_template: str | None = None,
     device: str | None = None,
     max_length: int | None = None,
+    trust_remote_code: bool | None = None,
 ) -> Classifier:
     """A classifier from a checkpoint: class-conditional or per-class (ours), or any LM prompted per class.
+    ``trust_remote_code`` is passed to ``load_model`` (models that ship their own modeling code).
 
     Our checkpoints know their classes, prompts and training label frequencies (the prior), and carry the
     calibration fitted on validation (``calibration.json``) once ``train_cli.py calibrate`` has been run.
@@ -338,22 +340,23 @@ def load_classifier(
         if missing:  # e.g. a set copied without one of its members
             raise ModelError(f"{path} holds one model per class, but the model of class {missing[0]!r} is missing")
         models: dict[str, LoadedModel] | LoadedModel = {
-            c: load_model(str(path / meta["class_dirs"][c]), device=device) for c in names
+            c: load_model(str(path / meta["class_dirs"][c]), device=device, trust_remote_code=trust_remote_code)
+            for c in names
         }
         prompts: list[str | None] = [None] * len(names)
     elif conditioning in CLASS_PROMPTED:
         names = meta["classes"]
-        models = load_model(str(path), device=device)
+        models = load_model(str(path), device=device, trust_remote_code=trust_remote_code)
         prompts = list(class_prompts(meta))
     elif conditioning == ZERO_SHOT:  # a pretrained LM with its prompt chosen (and calibration fitted) on validation
         names = list(meta.get("classes") or [])
         if len(names) < 2 or "{label}" not in str(meta.get("class_prompt")) or not meta.get("base_model"):
             raise ModelError(f"{path / 'textdiff.json'} needs base_model, classes and a class_prompt with {{label}}")
-        models = load_model(str(meta["base_model"]), device=device)
+        models = load_model(str(meta["base_model"]), device=device, trust_remote_code=trust_remote_code)
         prompts = list(class_prompts(meta))
     else:  # zero-shot: any model, a prompt per class
         names = classes or ["negative", "positive"]
-        models = load_model(name_or_path, device=device)
+        models = load_model(name_or_path, device=device, trust_remote_code=trust_remote_code)
         template = prompt_template or ZERO_SHOT_PROMPT
         if "{label}" not in template:
             raise TextdiffError(f"the prompt template must contain {{label}}, got {template!r}")
