@@ -329,7 +329,8 @@ def render(result: dict) -> str:
                   r["method"] for r in result["classification"] if r.get("calibrated")) + "."]
     head = result.get("head_to_head")
     if head:
-        lines += ["", f"## Every reading of both models: the whole test split, paired (n={head['n']})", ""]
+        scope = "the whole test split" if not result["settings"].get("n_head") else "a fixed subset of the test split"
+        lines += ["", f"## Every reading of both models: {scope}, paired (n={head['n']})", ""]
         lines += head_table(head)
     lines += ["", "## Targets", ""] + targets(result)
     p = result["perplexity"]
@@ -425,7 +426,8 @@ def model_card(meta: dict, result: dict, role: str) -> str:
     if head:
         r = head[role]
         name = "diffusion ELBO, shared noise, adaptive" if role == "diffusion" else "left-to-right twin (exact)"
-        lines.append(f"| {name}: the whole test split | {head['n']} | {r['accuracy']:.1%} | "
+        scope = "the whole test split" if not result["settings"].get("n_head") else "test subset"
+        lines.append(f"| {name}: {scope} | {head['n']} | {r['accuracy']:.1%} | "
                      f"{r['ci95'][0]:.1%}–{r['ci95'][1]:.1%} | {r['ece']:.3f} | {r['median_latency_s']:.3f} |")
     p = result["perplexity"]
     key = "diffusion_elbo_ppl" if role == "diffusion" else "ar_exact_ppl"

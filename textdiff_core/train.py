@@ -449,7 +449,8 @@ def with_epochs(meta: dict) -> dict:
             out["epochs"] = own
     parent = out.get("continued_from")
     if parent and out.get("total_epochs") is None and out.get("epochs") is not None:
-        before = parent_epochs(parent)
+        same_data = (parent.get("config") or {}).get("data") == (out.get("config") or {}).get("data")
+        before = parent_epochs(parent if parent.get("data") or not same_data else parent | {"data": out.get("data")})
         if before is not None:
             out["total_epochs"] = round(before + out["epochs"], 4)
     return out
