@@ -42,7 +42,10 @@ def examples() -> dict[str, str]:
 
 def trained_joint(name: str) -> bool:
     """Whether the model was trained with the class word as one more token (its infill reading is offered first)."""
-    return CheckpointMeta.read(resolve(name)).conditioning == "joint" if Path(resolve(name)).is_dir() else False
+    try:
+        return Path(resolve(name)).is_dir() and CheckpointMeta.read(resolve(name)).conditioning == "joint"
+    except TextdiffError:  # a broken textdiff.json: the Classify button reports it in one line
+        return False
 
 
 def render_occlusion(clf, p, evidence) -> None:
