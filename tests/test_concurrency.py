@@ -62,7 +62,7 @@ class Session:
         await self.no_errors("after the click")
 
     async def seen(self) -> str:
-        """For a failure message: what this session's page shows (its alerts, or the start of its main area)."""
+        """For a failure message: what this browser tab's page shows (its alerts, or the start of its main area)."""
         try:
             alerts = await self.page.locator('[data-testid="stAlert"], [data-testid="stException"]').all_inner_texts()
             main = await self.page.get_by_test_id("stMain").inner_text(timeout=5_000)
@@ -137,8 +137,8 @@ class Session:
         await self.no_errors("Classify")
 
     async def still_own(self) -> None:
-        """After every session has finished: this page still shows only this session's word, and so does the
-        Denoise trace kept in this session's state."""
+        """After every tab has finished: this page still shows only this tab's word, and so does the
+        Denoise trace kept in this tab's state."""
         from playwright.async_api import expect
 
         self.own_only("the Classify page, at the end", await self.page.get_by_test_id("stMain").inner_text())

@@ -21,13 +21,18 @@ def read(path: str | Path) -> dict:
     file = Path(path) / SIDECAR
     if not file.is_file():
         return {}
+    return read_json_object(file)
+
+
+def read_json_object(file: Path) -> dict:
+    """A JSON object from ``file``, or a one-line ModelError naming the file (unreadable, not JSON, not an object)."""
     try:
-        meta = json.loads(file.read_text())
+        value = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{file} is not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise ModelError(f"{file} should hold a JSON object, not {type(meta).__name__}")
-    return meta
+    if not isinstance(value, dict):
+        raise ModelError(f"{file} should hold a JSON object, not {type(value).__name__}")
+    return value
 
 
 def write(path: str | Path, meta: dict) -> Path:

@@ -108,12 +108,9 @@ def kind_of(name_or_path: str) -> str | None:
         return MASKED if meta["objective"] == "diffusion" else CAUSAL
     config_file = path / "config.json"
     if config_file.is_file():
-        try:
-            config = json.loads(config_file.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{config_file} is not valid JSON ({exc})") from exc
-        if not isinstance(config, dict):
-            raise ModelError(f"{config_file} should hold a JSON object, not {type(config).__name__}")
+        from textdiff_core.checkpoint import read_json_object
+
+        config = read_json_object(config_file)
         from textdiff_core.denoisers import family_of
 
         if family_of(config) != "textdiff":  # the published diffusion families (LLaDA's class name ends in LM)
