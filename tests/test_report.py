@@ -86,3 +86,15 @@ def test_the_combined_reading_is_reported_only_where_it_beat_both_on_validation(
     assert not combined_earns_its_place(str(tmp_path))  # no calibration at all
     (tmp_path / "calibration.json").write_text(json.dumps({"combined": {"cross_fitted_accuracy": accuracy}}))
     assert combined_earns_its_place(str(tmp_path)) is shown
+
+
+def test_results_record_repository_paths_relative_to_the_repository():
+    from textdiff_core.report import ROOT, _relative_to_root
+
+    result = {"settings": {"diffusion": str(ROOT / "checkpoints" / "imdb-diffusion"), "out_dir": str(ROOT),
+                           "reference": "smollm2", "other": "/elsewhere/model"},
+              "rows": [{"checkpoint": str(ROOT / "checkpoints" / "imdb-ar"), "n": 3}]}
+    assert _relative_to_root(result) == {
+        "settings": {"diffusion": "checkpoints/imdb-diffusion", "out_dir": ".", "reference": "smollm2",
+                     "other": "/elsewhere/model"},
+        "rows": [{"checkpoint": "checkpoints/imdb-ar", "n": 3}]}

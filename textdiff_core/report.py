@@ -479,6 +479,17 @@ def main(argv: list[str] | None = None) -> int:
         return _report(args, argv)
 
 
+def _relative_to_root(obj):
+    """Paths inside the repository as relative paths, so results.json reads the same wherever the report ran."""
+    if isinstance(obj, dict):
+        return {k: _relative_to_root(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_relative_to_root(v) for v in obj]
+    if isinstance(obj, str) and obj.startswith(str(ROOT)):
+        return obj[len(str(ROOT)):].lstrip("/") or "."
+    return obj
+
+
 def _report(args: argparse.Namespace, argv: list[str]) -> int:
     zero_shot = args.zero_shot or (str(ZERO_SHOT_DIR) if ZERO_SHOT_DIR.is_dir() else args.reference)
     models = {"diffusion": args.diffusion, "ar": args.ar, "reference": args.reference, "tfidf": args.baseline,
@@ -497,6 +508,7 @@ def _report(args: argparse.Namespace, argv: list[str]) -> int:
     result["samples"] = samples(models, 2 if args.quick else 5)
     result["seconds"] = round(time.time() - started, 1)
     result["finished_at"] = time.strftime("%Y-%m-%d %H:%M")
+    result = _relative_to_root(result)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
