@@ -304,15 +304,15 @@ def _default_split(args: argparse.Namespace, fixed: str) -> None:
     ``fixed`` for a file the checkpoint was trained on too (its other rows are training rows)."""
     from pathlib import Path
 
+    from textdiff_core.checkpoint import CheckpointMeta
     from textdiff_core.data import is_file_spec
-    from textdiff_core.models import read_sidecar
 
     if args.split is not None:
         return
     args.split = fixed
     if is_file_spec(args.data):
-        meta = read_sidecar(args.checkpoint) if Path(args.checkpoint).is_dir() else {}
-        trained = {Path(s.get("spec", "")).expanduser().resolve() for s in (meta.get("data") or {}).get("sources", [])}
+        meta = CheckpointMeta.read(args.checkpoint) if Path(args.checkpoint).is_dir() else CheckpointMeta()
+        trained = {Path(spec).expanduser().resolve() for spec in meta.data_specs}
         if Path(args.data).expanduser().resolve() in trained:
             print(f"note: {args.checkpoint} was trained on {args.data}, so only its {fixed} split is used")
         else:
@@ -383,7 +383,7 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from textdiff_core.checkpoint import CLASS_PROMPTED, CheckpointMeta
+    from textdiff_core.checkpoint import CLASS_PROMPTED
     from textdiff_core.data import load_data
     from textdiff_core.evaluate import corpus_perplexity
     from textdiff_core.models import load_model
@@ -391,7 +391,7 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise TextdiffError(f"--samples must be at least 1, got {args.samples}")
     lm = load_model(args.checkpoint)
-    checkpoint = CheckpointMeta.from_dict(lm.meta)
+    checkpoint = lm.checkpoint
     conditional = checkpoint.conditioning in CLASS_PROMPTED and checkpoint.class_prompted
     data = load_data(args.data, args.split, text_col=args.text_col, label_col=args.label_col if conditional else None,
                      max_samples=args.limit, seed=0)
@@ -406,7 +406,7 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
         data.classes = names
         prompts = [by_class[names[y]] for y in data.labels]
     report = corpus_perplexity(lm, data.texts, prompts, args.samples, args.seed,
-                               args.max_length or lm.meta.get("max_length"), progress=not args.no_progress)
+                               args.max_length or checkpoint.max_length, progress=not args.no_progress)
     for record in report["texts"]:
         if data.labels is not None:
             record["label"] = data.classes[data.labels[record["index"]]]
@@ -494,14 +494,13 @@ def _calibrate_combined(args: argparse.Namespace, path, data, labels: list[int])
 
 
 def cmd_fill_mask(args: argparse.Namespace) -> int:
-    from textdiff_core.checkpoint import CheckpointMeta
     from textdiff_core.decoding import fill_mask
     from textdiff_core.models import load_model
 
     lm = load_model(args.checkpoint, "masked")
     prefixes = args.prefix
-    if prefixes is None and CheckpointMeta.from_dict(lm.meta).class_prompted:
-        prefixes = CheckpointMeta.from_dict(lm.meta).class_prompts()
+    if prefixes is None and lm.checkpoint.class_prompted:
+        prefixes = lm.checkpoint.class_prompts()
     for prefix in prefixes or [None]:
         predictions = fill_mask(lm, args.text, prefix, args.top_k)
         shown = " | ".join(", ".join(f"{tok} {p:.2f}" for tok, p in mask) for mask in predictions)
@@ -519,6 +518,8 @@ def cmd_zero_shot(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
+    from textdiff_core.checkpoint import SIDECAR
+    from textdiff_core.checkpoint import text as sidecar_text
     from textdiff_core.classify import CALIBRATION_FILE, ZERO_SHOT, choose_zero_shot, load_classifier
 
     if args.split in ("test", "all"):
@@ -540,7 +541,7 @@ def cmd_zero_shot(args: argparse.Namespace) -> int:
     meta = {"conditioning": ZERO_SHOT, "base_model": args.model, "classes": classes, "class_prompt": template,
             "chosen_on": {"data": args.data, "split": args.split, "n": len(labels), "candidates": candidates}}
     calibration = {method: asdict(fitted) | {"fitted_on": f"{args.data}/{args.split}", "n": len(labels)}}
-    _write(out / "textdiff.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
+    _write(out / SIDECAR, lambda tmp: tmp.write_text(sidecar_text(meta)))
     _write(out / CALIBRATION_FILE, lambda tmp: tmp.write_text(json.dumps(calibration, indent=2) + "\n"))
     print(f"wrote {out} ({args.model}, prompt {template!r}; fitted on these texts: evaluate on others)")
     return 0
@@ -579,8 +580,9 @@ def _decode_steps(args: argparse.Namespace) -> int | None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from textdiff_core.checkpoint import CheckpointMeta
     from textdiff_core.decoding import DEFAULT_SPACING, DecodeConfig, generate
-    from textdiff_core.models import CAUSAL, MASKED, kind_of, load_model, read_sidecar
+    from textdiff_core.models import CAUSAL, MASKED, kind_of, load_model
 
     sampling = args.top_k is not None or args.top_p is not None
     config = DecodeConfig(
@@ -595,7 +597,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise TextdiffError(f"length must be >= 0, got {args.length}")
     needed = CAUSAL if args.strategy == "ar" else MASKED
     checkpoint, label = args.checkpoint or ("minilm-ar" if needed == CAUSAL else "minilm"), args.label
-    class_dirs = read_sidecar(checkpoint).get("class_dirs") if Path(checkpoint).is_dir() else None
+    class_dirs = CheckpointMeta.read(checkpoint).class_dirs if Path(checkpoint).is_dir() else None
     if class_dirs:  # one model per class: the label picks the model, which has no class prompt
         if label not in class_dirs:
             raise TextdiffError(f"{checkpoint} holds one model per class; give --label, one of {', '.join(class_dirs)}")

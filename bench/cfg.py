@@ -50,8 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict:
     lm = load_model(args.model, MASKED)
-    classes = lm.meta.get("classes") or []
-    if not lm.meta.get("class_prompt"):
+    classes = lm.checkpoint.classes
+    if not lm.checkpoint.class_prompt:
         raise SystemExit(f"{args.model} is not class-conditional")
     judge = load_classifier(args.classifier)
     reference = load_model(args.reference, CAUSAL)

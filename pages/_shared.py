@@ -14,8 +14,9 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import Classifier, load_classifier
-from textdiff_core.models import CAUSAL, MASKED, LoadedModel, load_model, pick_device, read_sidecar
+from textdiff_core.models import CAUSAL, MASKED, LoadedModel, load_model, pick_device
 from textdiff_core.trace import MASK_BG, NEW_OUTLINE, PROMPT_BG, Trace, colour_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,8 +40,7 @@ def trained(kind: str, folder: Path, relative: bool) -> list[str]:
     """Finished model directories of one kind under ``folder`` (a textdiff.json marks a completed save)."""
     found = []
     for path in sorted(folder.glob("*/textdiff.json")) if folder.is_dir() else []:
-        meta = read_sidecar(path.parent)
-        if (meta.get("objective") == "diffusion") == (kind == MASKED):
+        if (CheckpointMeta.read(path.parent).objective == "diffusion") == (kind == MASKED):
             found.append(str(path.parent.relative_to(ROOT)) if relative else str(path.parent))
     return found
 

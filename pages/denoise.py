@@ -18,10 +18,11 @@ from pages._shared import (
     trust_remote_code,
     untrained_note,
 )
+from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.decoding import DEFAULT_SPACING, SCHEDULES, DecodeConfig, default_pass_budget, generate
 from textdiff_core.denoisers import chat_prompt
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import MASKED, read_sidecar
+from textdiff_core.models import MASKED
 from textdiff_core.trace import CONFIDENCE_MEASURES, Trace
 
 PLAY_EVERY_S = 0.3  # seconds between frames while playing
@@ -48,10 +49,10 @@ st.caption(
 name = chosen["diffusion"]
 untrained_note(name)
 try:
-    meta = read_sidecar(resolve(name)) if name else {}
+    meta = CheckpointMeta.read(resolve(name)) if name else CheckpointMeta()
 except TextdiffError:
-    meta = {}
-classes = [str(c) for c in meta.get("classes") or []] if meta.get("class_prompt") else []
+    meta = CheckpointMeta()
+classes = [str(c) for c in meta.classes] if meta.class_prompt else []
 
 prompt = st.text_area(
     "Prompt", value="The movie was", height=80, key="denoise_prompt",
@@ -67,7 +68,7 @@ strategy = mid.selectbox(
 label = NO_LABEL
 if classes:
     label = right.selectbox("Class", [NO_LABEL, *classes], key="denoise_label",
-                            help=f"This model is class-conditional: its prompt '{meta['class_prompt']}' is put first "
+                            help=f"This model is class-conditional: its prompt '{meta.class_prompt}' is put first "
                                  "and never masked.")
 
 settings = {"threshold": 0.9, "k": 4, "steps": None, "schedule": "linear", "confidence": "max-prob"}

@@ -36,7 +36,7 @@ st.subheader("A miniature, decoded live by the selected diffusion model")
 untrained_note(chosen["diffusion"])
 try:
     lm, _ = cached_model(chosen["diffusion"], MASKED)
-    classes = lm.meta.get("classes") if lm.meta.get("class_prompt") else None
+    classes = lm.checkpoint.classes if lm.checkpoint.class_prompt else None
     trace = miniature(chosen["diffusion"], classes[-1] if classes else None)
 except TextdiffError as exc:
     st.error(str(exc))

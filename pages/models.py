@@ -4,17 +4,18 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import CHECKPOINTS, cached_model, sidebar
+from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.decoding import fill_mask
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import MASKED, OFFLINE_MODELS, read_sidecar
+from textdiff_core.models import MASKED, OFFLINE_MODELS
 
 chosen = sidebar()
 st.title("Models")
 
 rows = [{"name": name, "kind": kind, "what": what} for name, (kind, what) in OFFLINE_MODELS.items()]
 for path in sorted(p for p in CHECKPOINTS.iterdir() if p.is_dir()) if CHECKPOINTS.is_dir() else []:
-    meta = read_sidecar(path)
-    rows.append({"name": str(path), "kind": meta.get("objective", "?"), "what": f"trained checkpoint, {meta}"})
+    meta = CheckpointMeta.read(path)
+    rows.append({"name": str(path), "kind": meta.objective or "?", "what": f"trained checkpoint, {meta.raw}"})
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 st.subheader("Fill-mask probe")

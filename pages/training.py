@@ -11,8 +11,8 @@ import streamlit as st
 
 from pages._shared import CHECKPOINTS, ROOT, sidebar
 from textdiff_core.campaign import STATUS, epoch_curves, shipped_epoch
+from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import read_sidecar
 from textdiff_core.train import TrainConfig
 
 sidebar()
@@ -90,9 +90,9 @@ if not records:
     st.stop()
 frame = pd.DataFrame(records)
 try:
-    meta = read_sidecar(run)
+    meta = CheckpointMeta.read(run)
     state_file = max(run.glob("checkpoints/step-*/trainer_state.json"), default=None)
-    config = meta.get("config") or (json.loads(state_file.read_text()).get("config") if state_file else {}) or {}
+    config = meta.config or (json.loads(state_file.read_text()).get("config") if state_file else {}) or {}
     if not isinstance(config, dict):
         raise TextdiffError(f"the settings recorded in {run} are not a JSON object")
 except (TextdiffError, ValueError, OSError) as exc:
@@ -102,12 +102,12 @@ except (TextdiffError, ValueError, OSError) as exc:
 last = records[-1]
 cols = st.columns(4)
 planned = config.get("steps")
-if meta.get("total_steps") and last["step"] > (planned or 0):  # an exported continuation: the curve spans its lineage
-    planned = meta["total_steps"]
+if meta.total_steps and last["step"] > (planned or 0):  # an exported continuation: the curve spans its lineage
+    planned = meta.total_steps
 cols[0].metric("Step", f"{last['step']:,}" + (f" / {planned:,}" if planned else ""))
 cols[1].metric("Loss", f"{last['loss']:.3f}")
 cols[2].metric("Tokens / s", f"{last.get('tokens_per_s', 0):,.0f}")
-cols[3].metric("Status", "finished" if meta else "running or interrupted")
+cols[3].metric("Status", "finished" if meta.raw else "running or interrupted")
 
 st.subheader("Loss")
 smooth = st.slider("Smoothing (steps in the moving average)", 1, 50, 5)
@@ -199,7 +199,7 @@ if reports:
             title="Reliability diagram", height=250), width="stretch")
 
 st.subheader("Settings")
-st.json(config or meta, expanded=False)
+st.json(config or meta.raw, expanded=False)
 
 st.subheader("Reproduce or extend")
 try:  # every setting the run recorded, spelled out: its own values, not today's defaults

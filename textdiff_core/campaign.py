@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.errors import TextdiffError
 from textdiff_core.train import (
     DTYPES,
@@ -81,8 +82,7 @@ def twin_config(config: CampaignConfig, twin: str, total_steps: int) -> TrainCon
 
 def standing(run: Path, total_steps: int) -> int:
     """Steps a twin has completed: ``total_steps`` when its final model is written, else its latest checkpoint's."""
-    meta_file = run / "textdiff.json"
-    if meta_file.is_file() and json.loads(meta_file.read_text()).get("steps") == total_steps:
+    if CheckpointMeta.read(run).steps == total_steps:
         return total_steps
     checkpoint = latest_checkpoint(run)
     return json.loads((checkpoint / "trainer_state.json").read_text())["step"] if checkpoint else 0
@@ -100,7 +100,7 @@ def export_snapshot(run: Path, epoch: int, step: int, config: CampaignConfig) ->
     """
     import torch
 
-    from textdiff_core.models import load_model, read_sidecar, save_model
+    from textdiff_core.models import load_model, save_model
 
     dest = snapshot_dir(run, epoch)
     if (dest / "textdiff.json").is_file():
@@ -108,7 +108,7 @@ def export_snapshot(run: Path, epoch: int, step: int, config: CampaignConfig) ->
     source = run / "checkpoints" / f"step-{step:07d}"
     if not (source / "textdiff.json").is_file():
         source = run
-        if read_sidecar(run).get("steps") != step:
+        if CheckpointMeta.read(run).steps != step:
             return None
     lm = load_model(str(source), device="cpu", dtype=torch.float32)
     meta = lm.meta | {"exported_from": str(source), "weights_dtype": config.snapshot_dtype, "campaign_epoch": epoch}
@@ -222,10 +222,7 @@ def epoch_curves(records: list[dict], run: str) -> list[dict]:
 def shipped_epoch(run: Path) -> float | None:
     """The epoch a run ships at: a campaign's choice (``shipped`` in campaign.json, by twin) for a campaign twin,
     else where a finished or exported run stopped; None when neither is known."""
-    from textdiff_core.models import read_sidecar
-    from textdiff_core.train import parent_epochs
-
     campaign = read_status(run.parent)
     if campaign:
         return (campaign.get("shipped") or {}).get(run.name)
-    return parent_epochs(read_sidecar(run)) if (run / "textdiff.json").is_file() else None
+    return CheckpointMeta.read(run).epochs_in_all()

@@ -28,7 +28,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from textdiff_core.checkpoint import CLASS_PROMPTED, CheckpointMeta
+from textdiff_core.checkpoint import (
+    CLASS_PROMPTED,
+    CheckpointMeta,
+    class_prompts,  # noqa: F401 (part of this module's API)
+    format_prompt,
+)
 from textdiff_core.errors import ModelError, TextdiffError
 from textdiff_core.likelihood import (
     TextScore,
@@ -57,11 +62,6 @@ def method_name(method: str | None) -> str | None:
         warnings.warn(f"method {method!r} is now called {RENAMED_METHODS[method]!r}", FutureWarning, stacklevel=3)
         return RENAMED_METHODS[method]
     return method
-
-
-def class_prompts(meta: dict) -> list[str]:
-    """The never-masked prompt of each class of a class-conditional checkpoint, in class order."""
-    return CheckpointMeta.from_dict(meta).class_prompts()
 
 
 def class_scores(
@@ -320,7 +320,7 @@ def load_classifier(
     """
     from pathlib import Path
 
-    from textdiff_core.models import load_model, read_sidecar
+    from textdiff_core.models import load_model
 
     if name_or_path == "tfidf" or name_or_path.startswith("tfidf:"):  # the discriminative reference, not an LM
         from textdiff_core.baseline import METHOD, load_baseline
@@ -329,41 +329,40 @@ def load_classifier(
             raise TextdiffError(f"the tfidf baseline has one method ({METHOD}), not {method!r}")
         return load_baseline(name_or_path.partition(":")[2] or "imdb")
     path = Path(name_or_path)
-    meta = read_sidecar(path) if path.is_dir() else {}
-    conditioning = meta.get("conditioning")
-    if conditioning in ("per-class", *CLASS_PROMPTED) and not meta.get("classes"):
+    meta = CheckpointMeta.read(path) if path.is_dir() else CheckpointMeta()
+    conditioning = meta.conditioning
+    if conditioning in ("per-class", *CLASS_PROMPTED) and not meta.classes:
         raise ModelError(f"{path / 'textdiff.json'} names no classes for its {conditioning!r} conditioning")
     if conditioning == "per-class":
-        names = meta["classes"]
-        dirs = meta.get("class_dirs") or {}
+        names = meta.classes
+        dirs = meta.class_dirs
         missing = [c for c in names if c not in dirs or not (path / str(dirs[c])).is_dir()]
         if missing:  # e.g. a set copied without one of its members
             raise ModelError(f"{path} holds one model per class, but the model of class {missing[0]!r} is missing")
         models: dict[str, LoadedModel] | LoadedModel = {
-            c: load_model(str(path / meta["class_dirs"][c]), device=device, trust_remote_code=trust_remote_code)
-            for c in names
+            c: load_model(str(path / dirs[c]), device=device, trust_remote_code=trust_remote_code) for c in names
         }
         prompts: list[str | None] = [None] * len(names)
     elif conditioning in CLASS_PROMPTED:
-        names = meta["classes"]
+        names = meta.classes
         models = load_model(str(path), device=device, trust_remote_code=trust_remote_code)
-        prompts = list(class_prompts(meta))
+        prompts = list(meta.class_prompts())
     elif conditioning == ZERO_SHOT:  # a pretrained LM with its prompt chosen (and calibration fitted) on validation
-        names = list(meta.get("classes") or [])
-        if len(names) < 2 or "{label}" not in str(meta.get("class_prompt")) or not meta.get("base_model"):
+        names = list(meta.classes)
+        if len(names) < 2 or "{label}" not in str(meta.class_prompt) or not meta.base_model:
             raise ModelError(f"{path / 'textdiff.json'} needs base_model, classes and a class_prompt with {{label}}")
-        models = load_model(str(meta["base_model"]), device=device, trust_remote_code=trust_remote_code)
-        prompts = list(class_prompts(meta))
+        models = load_model(str(meta.base_model), device=device, trust_remote_code=trust_remote_code)
+        prompts = list(meta.class_prompts())
     else:  # zero-shot: any model, a prompt per class
         names = classes or ["negative", "positive"]
         models = load_model(name_or_path, device=device, trust_remote_code=trust_remote_code)
         template = prompt_template or ZERO_SHOT_PROMPT
         if "{label}" not in template:
             raise TextdiffError(f"the prompt template must contain {{label}}, got {template!r}")
-        prompts = [template.format(label=c) for c in names]
+        prompts = [format_prompt(template, c) for c in names]
     if classes and conditioning and list(classes) != list(names):
         raise TextdiffError(f"{name_or_path} was trained on classes {names}, not {classes}")
-    counts = (meta.get("data") or {}).get("class_counts") or {}
+    counts = meta.class_counts
     log_prior = None
     if counts and all(counts.get(c) for c in names):
         total = sum(counts[c] for c in names)
@@ -389,7 +388,7 @@ def load_classifier(
         if calibration is not None and len(calibration.bias) != len(names):
             raise ModelError(f"{file} has {len(calibration.bias)} class biases for {len(names)} classes; run "
                              "train_cli.py calibrate again, or delete it")
-    limit = max_length or meta.get("max_length")
+    limit = max_length or meta.max_length
     return Classifier(models, names, prompts, method, log_prior, calibration, limit)
 
 

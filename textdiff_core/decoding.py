@@ -211,9 +211,7 @@ def _class_prompt(lm: LoadedModel, label: str | None) -> str:
     """The never-masked prompt of class ``label`` for a class-conditional checkpoint ('' when no label)."""
     if label is None:
         return ""
-    from textdiff_core.checkpoint import CheckpointMeta
-
-    meta = CheckpointMeta.from_dict(lm.meta)
+    meta = lm.checkpoint
     if not meta.class_prompted:
         raise TextdiffError(f"{lm.name!r} is not class-conditional (its textdiff.json has no class prompt), so "
                             f"--label {label!r} cannot be used")

@@ -23,7 +23,10 @@ import torch
 from torch import nn
 
 from textdiff_core import denoisers as dnz
-from textdiff_core.checkpoint import SIDECAR  # noqa: F401 (part of this module's API)
+from textdiff_core.checkpoint import (
+    SIDECAR,  # noqa: F401 (part of this module's API)
+    CheckpointMeta,
+)
 from textdiff_core.checkpoint import read as read_sidecar
 from textdiff_core.checkpoint import write as write_sidecar
 from textdiff_core.denoisers import Denoiser
@@ -54,6 +57,11 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def checkpoint(self) -> CheckpointMeta:
+        """``meta`` as the typed view with defaults."""
+        return CheckpointMeta.from_dict(self.meta)
 
 
 def pick_device() -> torch.device:
@@ -103,9 +111,9 @@ def kind_of(name_or_path: str) -> str | None:
     if name_or_path in OFFLINE_MODELS:
         return OFFLINE_MODELS[name_or_path][0]
     path = Path(name_or_path)
-    meta = read_sidecar(path) if path.is_dir() else {}
-    if meta.get("objective"):
-        return MASKED if meta["objective"] == "diffusion" else CAUSAL
+    objective = CheckpointMeta.read(path).objective if path.is_dir() else None
+    if objective:
+        return MASKED if objective == "diffusion" else CAUSAL
     config_file = path / "config.json"
     if config_file.is_file():
         from textdiff_core.checkpoint import read_json_object
@@ -200,7 +208,7 @@ def load_model(
     else:
         if path.exists() and not (path / "config.json").is_file():
             hint = " (still training? its checkpoints are in checkpoints/)" if (path / "checkpoints").is_dir() else ""
-            class_dirs = read_sidecar(path).get("class_dirs") if (path / "textdiff.json").is_file() else None
+            class_dirs = CheckpointMeta.read(path).class_dirs
             if class_dirs:  # a per-class set: classifiers take it whole, everything else takes one member
                 member = path / next(iter(class_dirs.values()))
                 raise ModelError(f"{path} holds one model per class ({', '.join(class_dirs)}): it classifies as a "

@@ -30,6 +30,7 @@ from textdiff_core.decoding import generate
 from textdiff_core.evaluate import evaluate_classifier, paired_difference
 from textdiff_core.likelihood import ar_scores, elbo_scores
 from textdiff_core.models import CAUSAL, MASKED, device_name, load_model, quiet_progress
+from textdiff_core.train_args import LEGACY_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,14 +150,14 @@ def perplexity(args: argparse.Namespace, models: dict[str, str]) -> dict:
     started = time.time()
     data = load_data("imdb", "test", max_samples=args.n_ppl, seed=0)
     diff, ar = load_model(models["diffusion"], MASKED), load_model(models["ar"], CAUSAL)
-    prompts_d = _prompt(diff.meta, data.classes)
-    prompts_a = _prompt(ar.meta, data.classes)
+    prompts_d = _prompt(diff.checkpoint, data.classes)
+    prompts_a = _prompt(ar.checkpoint, data.classes)
     generator = torch.Generator().manual_seed(0)
     nll_d = nll_a = tokens = 0.0
     for text, label in zip(data.texts, data.labels, strict=True):
         d = elbo_scores(diff, text, [prompts_d[label]], args.samples, generator,
-                        max_length=diff.meta.get("max_length"))[0]
-        a = ar_scores(ar, text, [prompts_a[label]], max_length=ar.meta.get("max_length"))[0]
+                        max_length=diff.checkpoint.max_length)[0]
+        a = ar_scores(ar, text, [prompts_a[label]], max_length=ar.checkpoint.max_length)[0]
         nll_d, nll_a, tokens = nll_d + d.nll, nll_a + a.nll, tokens + a.n_tokens
     ppl_d, ppl_a = math.exp(nll_d / tokens), math.exp(nll_a / tokens)
     return {"texts": len(data), "tokens": int(tokens), "diffusion_elbo_ppl": ppl_d, "ar_exact_ppl": ppl_a,
@@ -164,8 +165,7 @@ def perplexity(args: argparse.Namespace, models: dict[str, str]) -> dict:
             "note": "both conditioned on the review's true class prompt, scored in the models' trained window length"}
 
 
-def _prompt(meta: dict, classes: list[str]) -> list[str | None]:
-    checkpoint = CheckpointMeta.from_dict(meta)
+def _prompt(checkpoint: CheckpointMeta, classes: list[str]) -> list[str | None]:
     return [checkpoint.prompt_for(c) if checkpoint.class_prompt else None for c in classes]
 
 
@@ -180,7 +180,7 @@ def decoding(args: argparse.Namespace, models: dict[str, str]) -> dict:
 def samples(models: dict[str, str], per_class: int) -> dict[str, list[str]]:
     lm = load_model(models["diffusion"], MASKED)
     out = {}
-    for label in lm.meta.get("classes") or [None]:
+    for label in lm.checkpoint.classes or [None]:
         out[label or "(unconditional)"] = [
             generate(lm, "", 48, strategy="confidence", threshold=0.9, temperature=1.0, top_p=0.9, seed=seed,
                      label=label).generated_text for seed in range(per_class)]
@@ -355,28 +355,28 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _objective(meta: dict) -> str:
-    noise = meta.get("noise") or {}
+def _objective(checkpoint: CheckpointMeta) -> str:
     weighting = {"elbo": "the MDLM 1/t ELBO", "mean": "the mean loss over masked tokens"}.get(
-        noise.get("weighting", "elbo"), str(noise.get("weighting")))
+        checkpoint.loss_weighting, str(checkpoint.loss_weighting))
     return f"masked diffusion, trained on {weighting}; scored with the ELBO"
 
 
 def training_lines(meta: dict) -> tuple[str, str]:
     """The card's base-model and training lines, every stage of a checkpoint continued from another one."""
-    stages = CheckpointMeta.from_dict(meta).lineage()
+    checkpoint = CheckpointMeta.from_dict(meta)
+    stages = checkpoint.lineage()
 
-    def stage(m: dict) -> str:
-        config = m.get("config") or {}
-        return (f"{m.get('steps')} steps x {config.get('batch_size')} sequences, lr {config.get('lr')} "
+    def stage(m: CheckpointMeta) -> str:
+        config = m.config
+        return (f"{m.steps} steps x {config.get('batch_size')} sequences, lr {config.get('lr')} "
                 f"({config.get('lr_schedule')}, warm-up {config.get('warmup_steps')}), seed {config.get('seed')}, "
-                f"{m.get('tokens_seen', 0):,} tokens, {m.get('train_time_s', 0) / 3600:.1f} h on {m.get('hardware')}")
+                f"{m.tokens_seen:,} tokens, {m.train_time_s / 3600:.1f} h on {m.hardware}")
 
     text = stage(stages[0]) + "".join(f"; then {stage(m).replace(' steps', ' more steps', 1)}" for m in stages[1:])
     if len(stages) > 1:
-        text += (f": {meta.get('total_steps')} steps in all, {meta.get('total_tokens_seen', 0):,} tokens, "
-                 f"{meta.get('total_train_time_s', 0) / 3600:.1f} h")
-    return f"- **Base model:** `{stages[0].get('base_model')}`", f"- **Training:** {text}"
+        text += (f": {checkpoint.steps_in_all} steps in all, {checkpoint.tokens_in_all:,} tokens, "
+                 f"{checkpoint.train_time_in_all / 3600:.1f} h")
+    return f"- **Base model:** `{stages[0].base_model}`", f"- **Training:** {text}"
 
 
 HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "minilm-ar": "sentence-transformers/all-MiniLM-L6-v2",
@@ -386,8 +386,9 @@ HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "minilm-ar": "sen
 
 def card_metadata(meta: dict, role: str) -> list[str]:
     """The card's Hub-style YAML front matter: licence, base model, data sets, metrics, tags."""
-    base = CheckpointMeta.from_dict(meta).lineage()[0].get("base_model")
-    sources = [s.get("spec", "") for s in (meta.get("data") or {}).get("sources", [])] or ["imdb"]
+    checkpoint = CheckpointMeta.from_dict(meta)
+    base = checkpoint.lineage()[0].base_model
+    sources = checkpoint.data_specs or ["imdb"]
     datasets = [HUB_IDS[s] for s in sources if s in HUB_IDS]
     lines = ["---", "license: apache-2.0", "language: en", "library_name: transformers"]
     if base in HUB_IDS:
@@ -401,18 +402,20 @@ def card_metadata(meta: dict, role: str) -> list[str]:
 
 def model_card(meta: dict, result: dict, role: str) -> str:
     """A checkpoint's README.md: how it was trained (from its textdiff.json) and what the report measured."""
-    config = meta.get("config") or {}
+    checkpoint = CheckpointMeta.from_dict(meta)
+    config = checkpoint.config
     rows = [r for r in result["classification"] if r["checkpoint"] == result["settings"][role]]
     base, training = training_lines(meta)
     lines = [
         *card_metadata(meta, role),
         f"# {Path(result['settings'][role]).name}", "",
         base,
-        f"- **Objective:** {meta.get('objective')} ({_objective(meta) if role == 'diffusion' else 'left-to-right'})",
-        f"- **Conditioning:** {meta.get('conditioning')}, classes {meta.get('classes')}, "
-        f"prompt `{meta.get('class_prompt')}`",
-        f"- **Data:** {meta.get('data', {}).get('n')} IMDB train-split reviews (fixed sha1 split, see the top-level "
-        f"README); {config.get('crop', 'start')} crops of {meta.get('max_length')} tokens",
+        f"- **Objective:** {checkpoint.objective} "
+        f"({_objective(checkpoint) if role == 'diffusion' else 'left-to-right'})",
+        f"- **Conditioning:** {checkpoint.conditioning}, classes {checkpoint.classes}, "
+        f"prompt `{checkpoint.class_prompt}`",
+        f"- **Data:** {checkpoint.n_examples} IMDB train-split reviews (fixed sha1 split, see the top-level "
+        f"README); {config.get('crop', LEGACY_DEFAULTS['crop'])} crops of {checkpoint.max_length} tokens",
         training,
         "- **Weights:** fp16 safetensors; load with `from_pretrained`, or pass this directory as `--checkpoint`",
         "",

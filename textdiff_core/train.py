@@ -6,7 +6,8 @@ The objectives differ only in what the model sees and which positions it is scor
 Class handling: ``none`` (unconditional), ``class`` (one model; a never-masked class prompt such as
 "negative review:" before the text), ``joint`` (the class word is one more token to model: diffusion masks it by its
 own coin and weights its loss; left to right puts the class prompt before the text or after it, with equal
-probability), ``per-class`` (one model per class, the seed project's recipe).
+probability), ``per-class`` (one model per class, as in the RoBERTa variable-masking recipe of
+``bigsnarfdude/text-diffusion``).
 
 Everything that decides the result is a function of (seed, step): the data order, the masks and (restored from the
 checkpoint) the dropout RNG, so ``--resume`` continues exactly where an interrupted run stopped. A checkpoint is
@@ -32,7 +33,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import textdiff_core
-from textdiff_core.classify import CLASS_PROMPTED
+from textdiff_core.checkpoint import CLASS_PROMPTED, CheckpointMeta, format_prompt
+from textdiff_core.checkpoint import write as write_sidecar
 from textdiff_core.data import SPLIT_FRACTIONS, TextDataset, load_data
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import (
@@ -43,7 +45,6 @@ from textdiff_core.models import (
     kind_of,
     load_model,
     quiet_transformers,
-    read_sidecar,
     save_model,
 )
 from textdiff_core.noise import NoiseConfig, apply_mask, bin_label, rate_bins, sample_mask_rates, weighted_nll
@@ -364,9 +365,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         if accelerator.is_main_process:
             meta = _meta(config, data, accelerator, time.time() - started, summaries[data.classes[0]])
             meta |= {"class_dirs": {name: name for name in data.classes}, "per_class": summaries}
-            (out / "textdiff.json").write_text(json.dumps(meta, indent=2) + "\n")
+            write_sidecar(out, meta)
     else:
-        prompts = [config.class_prompt.format(label=name) for name in data.classes] if needs_classes else None
+        prompts = [format_prompt(config.class_prompt, name) for name in data.classes] if needs_classes else None
         _train_one(config, data, out, prompts, accelerator, progress, None)
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -402,22 +403,6 @@ def _meta(config: TrainConfig, data: TextDataset, accelerator, seconds: float, s
     } | lineage(config.model, summary["steps"], summary["tokens_seen"], seconds, summary.get("epochs"))
 
 
-LINEAGE_KEYS = ("base_model", "steps", "tokens_seen", "epochs", "train_time_s", "hardware", "finished_at", "config",
-                "continued_from", "total_steps", "total_tokens_seen", "total_epochs", "total_train_time_s")
-
-
-def parent_epochs(meta: dict) -> float | None:
-    """Epochs a textdiff checkpoint was trained for (its whole lineage), recorded or, for checkpoints saved before
-    ``epochs`` was recorded, recomputed from its steps, batch and data size."""
-    if meta.get("total_epochs") is not None or meta.get("epochs") is not None:
-        return meta.get("total_epochs", meta.get("epochs"))
-    config, n = meta.get("config") or {}, (meta.get("data") or {}).get("n")
-    if not (meta.get("steps") and n and config.get("batch_size")):
-        return None
-    per_step = config["batch_size"] * config.get("grad_accum", 1) * meta.get("num_processes", 1)
-    return round(meta["steps"] * per_step / n, 4)
-
-
 def lineage(start: str, steps: int, tokens_seen: int, seconds: float, epochs: float | None = None) -> dict:
     """When training started from a textdiff checkpoint, what that checkpoint had been trained on, and the totals.
 
@@ -428,31 +413,31 @@ def lineage(start: str, steps: int, tokens_seen: int, seconds: float, epochs: fl
     sums each stage's passes over its own data).
     """
     path = Path(start).expanduser()
-    parent = read_sidecar(path) if path.is_dir() else {}
-    if not parent.get("steps"):
+    parent = CheckpointMeta.read(path) if path.is_dir() else CheckpointMeta()
+    if not parent.steps:
         return {}
     return {
-        "continued_from": {key: parent.get(key) for key in LINEAGE_KEYS if key in parent},
-        "total_steps": parent.get("total_steps", parent["steps"]) + steps,
-        "total_tokens_seen": parent.get("total_tokens_seen", parent.get("tokens_seen", 0)) + tokens_seen,
-        "total_train_time_s": round(parent.get("total_train_time_s", parent.get("train_time_s", 0.0)) + seconds, 1),
+        "continued_from": parent.as_parent(),
+        "total_steps": parent.steps_in_all + steps,
+        "total_tokens_seen": parent.tokens_in_all + tokens_seen,
+        "total_train_time_s": round(parent.train_time_in_all + seconds, 1),
     } | ({"total_epochs": round(before + epochs, 4)}
-         if epochs is not None and (before := parent_epochs(parent)) is not None else {})
+         if epochs is not None and (before := parent.epochs_in_all()) is not None else {})
 
 
 def with_epochs(meta: dict) -> dict:
     """``meta`` with ``epochs`` (and, for a continued run, ``total_epochs``) filled in when the run predates them."""
-    out = dict(meta)
-    if out.get("epochs") is None:
-        own = parent_epochs({k: v for k, v in out.items() if k not in ("epochs", "total_epochs")})
-        if own is not None:
-            out["epochs"] = own
-    parent = out.get("continued_from")
-    if parent and out.get("total_epochs") is None and out.get("epochs") is not None:
-        same_data = (parent.get("config") or {}).get("data") == (out.get("config") or {}).get("data")
-        before = parent_epochs(parent if parent.get("data") or not same_data else parent | {"data": out.get("data")})
+    out, run = dict(meta), CheckpointMeta.from_dict(meta)
+    epochs = run.own_epochs()
+    if run.epochs is None and epochs is not None:
+        out["epochs"] = epochs
+    parent = run.parent
+    if parent and run.total_epochs is None and epochs is not None:
+        if not parent.data and parent.config.get("data") == run.config.get("data"):  # the parent's data is this run's
+            parent = CheckpointMeta.from_dict(parent.raw | {"data": run.data})
+        before = parent.epochs_in_all()
         if before is not None:
-            out["total_epochs"] = round(before + out["epochs"], 4)
+            out["total_epochs"] = round(before + epochs, 4)
     return out
 
 
@@ -462,13 +447,14 @@ def lineage_metrics(meta: dict, own: list[str]) -> tuple[list[str], str | None]:
     ``own`` are this run's lines. Returns the lines and, when the parent's metrics.jsonl cannot be read (its directory
     is gone), a one-line reason; then only this run's lines come back, unshifted.
     """
-    parent = meta.get("continued_from")
+    run = CheckpointMeta.from_dict(meta)
+    parent = run.parent
     if not parent:
         return own, None
-    source = Path(meta["base_model"]).expanduser() / "metrics.jsonl"
+    source = Path(run.base_model).expanduser() / "metrics.jsonl"
     if not source.is_file():
-        return own, f"no {source}: the metrics of the first {parent.get('steps')} steps are not included"
-    offset = parent.get("total_steps", parent.get("steps", 0))
+        return own, f"no {source}: the metrics of the first {parent.steps} steps are not included"
+    offset = parent.steps_in_all or 0
     shifted = []
     for line in own:
         record = json.loads(line)
@@ -811,7 +797,7 @@ def _save_checkpoint(out: Path, accelerator, tokenizer, state: dict, config: Tra
         tokenizer.save_pretrained(tmp)
         (tmp / "trainer_state.json").write_text(json.dumps(state | {"config": config.to_dict()}, indent=2))
         if meta is not None:
-            (tmp / "textdiff.json").write_text(json.dumps(meta, indent=2) + "\n")
+            write_sidecar(tmp, meta)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         for path in tmp.rglob("*"):
