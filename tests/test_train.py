@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -133,6 +134,10 @@ def test_resume_after_sigkill_continues_exactly(tmp_path, capsys):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+NUMPY_RNG_STATE = [(getattr(np, "_core", None) or np.core).multiarray._reconstruct, np.ndarray, np.dtype,
+                   np.dtypes.UInt32DType]  # what unpickling np.random.get_state() needs, and no more
+
+
 def test_a_checkpoint_in_the_earlier_layout_resumes_exactly(tmp_path):
     """Checkpoints written before Accelerate's save_state (optimizer.pt, scheduler.pt, rng-N.pt) still continue."""
     common = ["train", "--model", "tiny", *TINY, "--steps", "4", "--batch-size", "4", "--log-every", "1",
@@ -144,7 +149,8 @@ def test_a_checkpoint_in_the_earlier_layout_resumes_exactly(tmp_path):
     for name in ("optimizer", "scheduler"):  # rewrite Accelerate's files as the earlier code wrote them
         torch.save(torch.load(checkpoint / f"{name}.bin", weights_only=True), checkpoint / f"{name}.pt")
         (checkpoint / f"{name}.bin").unlink()
-    rng = torch.load(checkpoint / "random_states_0.pkl", weights_only=False)
+    with torch.serialization.safe_globals(NUMPY_RNG_STATE):  # Accelerate's pickle holds np.random.get_state() too
+        rng = torch.load(checkpoint / "random_states_0.pkl", weights_only=True)
     torch.save({"torch": rng["torch_manual_seed"]}, checkpoint / "rng-0.pt")
     (checkpoint / "random_states_0.pkl").unlink()
 
