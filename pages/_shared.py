@@ -40,7 +40,8 @@ def trained(kind: str, folder: Path, relative: bool) -> list[str]:
     """Finished model directories of one kind under ``folder`` (a textdiff.json marks a completed save)."""
     found = []
     for path in sorted(folder.glob("*/textdiff.json")) if folder.is_dir() else []:
-        if (CheckpointMeta.read(path.parent).objective == "diffusion") == (kind == MASKED):
+        objective = CheckpointMeta.read(path.parent).objective  # None: not a model (e.g. a zero-shot directory)
+        if objective is not None and (objective == "diffusion") == (kind == MASKED):
             found.append(str(path.parent.relative_to(ROOT)) if relative else str(path.parent))
     return found
 

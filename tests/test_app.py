@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -190,3 +191,29 @@ def test_classify_page_reads_by_infilling_with_occlusion_evidence_and_shows_the_
     assert any("occlusion" in m.value for m in at.markdown)
     assert any("contribution to the log-odds" in m.value for m in at.markdown), "the TF-IDF n-gram evidence"
     assert [c.value for c in at.caption if "method `infill`" in c.value].__len__() == 2
+
+
+def test_model_lists_skip_a_zero_shot_directory_which_holds_no_weights(tmp_path):
+    import json
+
+    from pages import _shared
+
+    (tmp_path / "zs").mkdir()
+    (tmp_path / "zs" / "textdiff.json").write_text(json.dumps({"conditioning": "zero-shot", "base_model": "smollm2"}))
+    assert _shared.trained(_shared.CAUSAL, tmp_path, relative=False) == []
+    assert _shared.trained(_shared.MASKED, tmp_path, relative=False) == []
+    assert not any("zero-shot" in o for role in _shared.ROLES for o in _shared.options(role))
+
+
+@pytest.mark.slow
+def test_classify_page_reads_the_zero_shot_reference_with_its_prompt_and_bias_chosen_on_validation():
+    at = _on_page("pages/classify.py", timeout=300)
+    boxes = {box.label: box for box in at.checkbox}
+    boxes["Diffusion"].uncheck()
+    boxes["Left-to-right twin"].uncheck()
+    boxes["Zero-shot reference LM"].check()
+    at.text_area[0].set_value("A tender, funny and beautifully acted film.").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert [s.value for s in at.main.subheader] == ["Zero-shot"]
+    assert any("`checkpoints/smollm2-zero-shot`" in c.value for c in at.caption), "calibrated, not bare smollm2"
