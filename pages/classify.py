@@ -8,8 +8,9 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from pages._shared import CHECKPOINTS, cached_classifier, heatmap_html, inputs_note, resolve, sidebar, trust_remote_code
+from pages._shared import ROOT, cached_classifier, heatmap_html, inputs_note, resolve, sidebar, trust_remote_code
 from textdiff_core.checkpoint import CheckpointMeta
+from textdiff_core.classify import ZERO_SHOT_REFERENCE
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 
@@ -105,10 +106,9 @@ with st.expander("Scoring settings"):
     seed = st.number_input("Seed", 0, 10_000, 0)
 
 METHOD_OF = {"diffusion": method, "ar": ar_method, "reference": None, "tfidf": None}
-# SmolLM2 with its prompt chosen and bias fitted on validation (`train_cli.py zero-shot`), when shipped
-ZERO_SHOT = "checkpoints/smollm2-zero-shot"
-calibrated = chosen["reference"] == "smollm2" and (CHECKPOINTS / "smollm2-zero-shot").is_dir()
-NAME_OF = chosen | {"reference": ZERO_SHOT if calibrated else chosen["reference"], "tfidf": "tfidf"}
+# SmolLM2 with its prompt chosen and bias fitted on validation, when shipped
+calibrated = chosen["reference"] == "smollm2" and (ROOT / ZERO_SHOT_REFERENCE).is_dir()
+NAME_OF = chosen | {"reference": ZERO_SHOT_REFERENCE if calibrated else chosen["reference"], "tfidf": "tfidf"}
 inputs = {"text": text, **{f"{role} model": NAME_OF[role] for role, on in use.items() if on}, "method": method,
           "left-to-right reading": ar_method, "samples": samples, "adaptive": adaptive, "seed": seed}
 

@@ -265,7 +265,6 @@ def test_a_kill_during_a_save_leaves_the_last_complete_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("objective,model", [("diffusion", "tiny"), ("ar", "tiny-ar")])
 def test_each_epoch_boundary_logs_accuracy_and_perplexity_given_the_class(tmp_path, objective, model):
-    from textdiff_core.classify import class_prompts
     from textdiff_core.data import load_data
     from textdiff_core.likelihood import ar_scores, elbo_scores
     from textdiff_core.models import load_model
@@ -288,7 +287,7 @@ def test_each_epoch_boundary_logs_accuracy_and_perplexity_given_the_class(tmp_pa
                  "--eval-size", "6", "--eval-samples", "2", "--out", str(tmp_path / "again")]) == 0
     logged = json.loads((tmp_path / "again" / "metrics.jsonl").read_text().splitlines()[-1])
     lm = load_model(str(tmp_path / "again"))
-    prompts = class_prompts(lm.meta)
+    prompts = lm.checkpoint.class_prompts()
     validation = load_data(["rotten_tomatoes"], "validation", max_samples=6, seed=0, min_classes=2)
     nll = tokens = 0
     for text, label in zip(validation.texts, validation.labels, strict=True):  # one window shared by the classes

@@ -31,7 +31,6 @@ import torch
 from textdiff_core.checkpoint import (
     CLASS_PROMPTED,
     CheckpointMeta,
-    class_prompts,  # noqa: F401 (part of this module's API)
     format_prompt,
 )
 from textdiff_core.errors import ModelError, TextdiffError
@@ -52,6 +51,7 @@ METHODS = ("elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill", "combined")
 RENAMED_METHODS = {"seed": "mlm-loss"}  # old name -> name; the old names still work, with a warning
 ZERO_SHOT = "zero-shot"  # a directory that names a pretrained LM, its chosen prompt and (beside it) its calibration
 ZERO_SHOT_PROMPT = "A {label} movie review:"
+ZERO_SHOT_REFERENCE = "checkpoints/smollm2-zero-shot"  # the shipped one (`train_cli.py zero-shot`), repository-relative
 
 
 def method_name(method: str | None) -> str | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from textdiff_core.checkpoint import CheckpointMeta
-from textdiff_core.classify import load_classifier
+from textdiff_core.classify import ZERO_SHOT_REFERENCE, load_classifier
 from textdiff_core.data import load_data
 from textdiff_core.decoding import generate
 from textdiff_core.evaluate import evaluate_classifier, paired_difference
@@ -283,7 +283,7 @@ def head_table(head: dict) -> list[str]:
     return lines
 
 
-ZERO_SHOT_DIR = ROOT / "checkpoints" / "smollm2-zero-shot"  # written by `train_cli.py zero-shot`
+ZERO_SHOT_DIR = ROOT / ZERO_SHOT_REFERENCE
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
