@@ -73,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoke run: 5 steps on 64 examples, batch 4, 48 tokens (overrides those flags)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     _campaign_parser(commands, t)
+    sh = commands.add_parser("campaign-ship", help="make a campaign's best epochs (chosen on validation) the shipped "
+                                                   "pair, and keep its curves for the report")
+    sh.add_argument("campaign", help="the campaign directory (campaign --out)")
+    sh.add_argument("--dest", default="checkpoints", help="where the shipped pair lives (default: checkpoints)")
+    sh.add_argument("--diffusion-epoch", type=int, default=None, help="ship this epoch instead of choosing one")
+    sh.add_argument("--ar-epoch", type=int, default=None, help="ship this epoch instead of choosing one")
+    sh.add_argument("--partial", action="store_true", help="ship from an unfinished campaign's epochs so far")
+    sh.add_argument("--replaced", default="results.json",
+                    help="results.json of the pair being replaced, kept for a before/after comparison")
     f = commands.add_parser("fill-mask", help="top-k predictions for each [MASK] in a text (masked models)")
     f.add_argument("text", help='text with [MASK] tokens, e.g. "The movie was [MASK]."')
     f.add_argument("--checkpoint", default="minilm", help="trained directory, offline name or hub id")
@@ -667,6 +676,25 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_campaign_ship(args: argparse.Namespace) -> int:
+    from textdiff_core.campaign import best_reading, ship
+
+    given = {twin: e for twin, e in (("diffusion", args.diffusion_epoch), ("ar", args.ar_epoch)) if e is not None}
+    if any(e < 1 for e in given.values()):
+        raise TextdiffError(f"epochs count from 1, got {given}")
+    record = ship(args.campaign, args.dest, given or None, partial=args.partial, replaced=args.replaced)
+    for twin, epoch in record["shipped"].items():
+        r = next(r for r in record["epochs"][twin] if r["epochs_completed"] == epoch)
+        ppl, where = r.get("val_perplexity", float("nan")), os.path.join(args.dest, record["directories"][twin])
+        print(f"{twin}: epoch {epoch} of {len(record['epochs'][twin])} -> {where}"
+              f" (validation: best reading {best_reading(r):.3f}, perplexity {ppl:.1f})")
+    crossing = record["crossover_epoch"]
+    print("diffusion's better reading " + (f"at or above the twin's from epoch {crossing} on" if crossing else
+                                           "not at or above the twin's at the last epoch"))
+    print("next: calibrate both (checkpoints/README.md), then python train_cli.py report")
+    return 0
+
+
 def _train_config(args: argparse.Namespace):
     """The TrainConfig of ``train``'s flags (``--quick-test`` overriding a few)."""
     from textdiff_core.train_args import train_config
@@ -718,7 +746,7 @@ def _run(args: argparse.Namespace) -> int:
     commands = {"train": cmd_train, "fill-mask": cmd_fill_mask, "classify": cmd_classify,
                 "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate,
                 "export": cmd_export, "paired": cmd_paired, "report": cmd_report, "zero-shot": cmd_zero_shot,
-                "perplexity": cmd_perplexity, "campaign": cmd_campaign}
+                "perplexity": cmd_perplexity, "campaign": cmd_campaign, "campaign-ship": cmd_campaign_ship}
     from textdiff_core.models import quiet_progress
 
     try:

@@ -57,12 +57,36 @@ def test_the_shipped_pair_opens_with_its_validation_by_epoch_and_the_shipped_epo
     monkeypatch.setenv("HOME", str(tmp_path))  # no runs of one's own: the page opens on the shipped pair
     at = _open()
     curves = next(t for t in _tables(at) if "reading" in t and "measure" in t)
-    assert set(curves["run"]) == {"imdb-diffusion", "imdb-ar"} and set(curves["measure"]) == {"accuracy"}
-    assert all(0 < e < 2 for e in curves["epoch"]), "validated by step, placed at its fractional epoch"
-    shipped = next(t for t in _tables(at) if set(t) == {"run", "epoch"})
     root = Path(APP).parent / "checkpoints"
+    assert set(curves["run"]) == {"imdb-diffusion", "imdb-ar"}
+    if not (root / "shipped-campaign.json").is_file():  # a pair trained by steps, validated every 400
+        assert set(curves["measure"]) == {"accuracy"}
+        assert all(0 < e < 2 for e in curves["epoch"]), "validated by step, placed at its fractional epoch"
+    shipped = next(t for t in _tables(at) if set(t) == {"run", "epoch"})
     for name, epoch in zip(shipped["run"], shipped["epoch"], strict=True):
         meta = json.loads((root / name / "textdiff.json").read_text())
         expected = meta.get("total_epochs", meta.get("epochs")) or meta["steps"] * meta["config"]["batch_size"] / \
             meta["data"]["n"]
         assert abs(epoch - expected) < 1e-3, (name, epoch, expected)
+
+
+def test_a_shipped_campaign_pair_shows_every_epoch_of_the_campaign_not_only_those_up_to_its_own(tmp_path,
+                                                                                                 monkeypatch):
+    import pages._shared
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    checkpoints = tmp_path / "checkpoints"
+    monkeypatch.setattr(pages._shared, "CHECKPOINTS", checkpoints)
+    epochs = {}
+    for twin, name, shipped in (("diffusion", "imdb-diffusion", 2), ("ar", "imdb-ar", 1)):
+        (checkpoints / name).mkdir(parents=True)
+        rows = [json.loads(_boundary(4 * e, e, 0.6 + 0.05 * e, 0.7, 60.0 / e)) for e in (1, 2, 3)]
+        epochs[twin] = rows
+        (checkpoints / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:shipped]))
+    (checkpoints / "shipped-campaign.json").write_text(json.dumps({
+        "epochs": epochs, "shipped": {"diffusion": 2, "ar": 1},
+        "directories": {"diffusion": "imdb-diffusion", "ar": "imdb-ar"}}))
+    at = _open()
+    curves = next(t for t in _tables(at) if "reading" in t and "measure" in t)
+    assert {(r, e) for r, e in zip(curves["run"], curves["epoch"], strict=True)} == {
+        (r, float(e)) for r in ("imdb-diffusion", "imdb-ar") for e in (1, 2, 3)}

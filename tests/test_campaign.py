@@ -112,3 +112,83 @@ def test_snapshots_can_be_sharded_into_small_files(tmp_path):
         weight_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
         assert weight_bytes <= 200_000 or len(tensors) == 1, shard.name
     assert load_model(str(snap)).meta["campaign_epoch"] == 1, "a sharded snapshot loads"
+
+
+def _set_validation(run: Path, readings: dict[int, tuple[float, float, float]]) -> None:
+    """Rewrite a twin's epoch-boundary readings (Bayes, infill, perplexity), so that the choice is known."""
+    lines = []
+    for r in _records(run):
+        if r.get("epoch_boundary"):
+            r["val_accuracy"], r["val_accuracy_infill"], r["val_perplexity"] = readings[r["epochs_completed"]]
+        lines.append(json.dumps(r))
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_choose_epoch_takes_the_best_reading_then_the_lower_perplexity_then_the_earlier_epoch():
+    from textdiff_core.campaign import choose_epoch, crossover
+
+    def rec(bayes, infill, ppl):
+        return {"val_accuracy": bayes, "val_accuracy_infill": infill, "val_perplexity": ppl}
+
+    assert choose_epoch({1: rec(0.7, 0.8, 90), 2: rec(0.85, 0.6, 80), 3: rec(0.8, 0.84, 70)}) == 2
+    assert choose_epoch({1: rec(0.7, 0.8, 90), 2: rec(0.8, 0.7, 80), 3: rec(0.8, 0.8, 85)}) == 2, "tie: perplexity"
+    assert choose_epoch({1: rec(0.8, 0.7, 80), 2: rec(0.7, 0.8, 80)}) == 1, "full tie: the earlier epoch"
+    d = {1: rec(0.7, 0.7, 9), 2: rec(0.8, 0.7, 9), 3: rec(0.7, 0.7, 9), 4: rec(0.9, 0.7, 9), 5: rec(0.9, 0.7, 9)}
+    a = {e: rec(0.75, 0.8 if e == 2 else 0.75, 9) for e in d}
+    assert crossover({"diffusion": d, "ar": a}) == 4, "the first epoch from which it holds to the end"
+    assert crossover({"diffusion": {1: rec(0.9, 0, 9), 2: rec(0.5, 0, 9)}, "ar": {1: rec(0.8, 0, 9),
+                                                                                  2: rec(0.8, 0, 9)}}) is None
+
+
+def test_campaign_ship_copies_the_epochs_chosen_on_validation_and_keeps_the_curves(tmp_path, capsys):
+    from textdiff_core.campaign import SHIP_RECORD
+    from textdiff_core.report import campaign_lines, campaign_record
+
+    out, dest = tmp_path / "c", tmp_path / "checkpoints"
+    small = [a if a != "16" else "8" for a in SHARED]  # 8 examples: two steps an epoch
+    command = ["campaign", *small, "--epochs", "3", "--out", str(out)]
+    assert main([*command, "--until-epoch", "2"]) == 0
+    capsys.readouterr()
+    assert main(["campaign-ship", str(out), "--dest", str(dest)]) == 2, "an unfinished campaign needs --partial"
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "--partial" in err and "\n" not in err and not dest.exists()
+    assert main(command) == 0
+    _set_validation(out / "diffusion", {1: (0.6, 0.7, 90.0), 2: (0.7, 0.8, 60.0), 3: (0.8, 0.8, 50.0)})
+    _set_validation(out / "ar", {1: (0.7, 0.8, 40.0), 2: (0.75, 0.82, 30.0), 3: (0.7, 0.7, 35.0)})
+    (dest / "imdb-ar").mkdir(parents=True)
+    (dest / "imdb-ar" / "calibration.json").write_text("{}")  # the old weights' calibration: must not survive
+    replaced = tmp_path / "results.json"
+    replaced.write_text(json.dumps({"finished_at": "before", "perplexity": {"ratio": 1.6}, "head_to_head": {
+        "readings": {"diffusion_infill": {"label": "diffusion infill", "accuracy": 0.8}}}, "decoding": {"summary": [
+            {"method": "confidence <= 16 passes", "length": 64, "tokens_per_pass": 4.0, "gen_ppl": 500.0}]}}))
+
+    assert main(["campaign-ship", str(out), "--dest", str(dest), "--replaced", str(replaced)]) == 0
+    printed = capsys.readouterr().out
+    assert "diffusion: epoch 3 of 3" in printed and "ar: epoch 2 of 3" in printed and "from epoch 3 on" in printed
+    assert read_status(out)["shipped"]["diffusion"] == 3 and read_status(out)["shipped"]["ar"] == 2
+    for twin, name, epoch in (("diffusion", "imdb-diffusion", 3), ("ar", "imdb-ar", 2)):
+        snap, shipped = out / twin / "epochs" / f"epoch-{epoch:03d}", dest / name
+        a, b = load_file(snap / "model.safetensors"), load_file(shipped / "model.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        meta = json.loads((shipped / "textdiff.json").read_text())
+        assert meta["campaign_epoch"] == epoch and meta["epochs"] == float(epoch) and meta["tokens_seen"] > 0
+        assert not (shipped / "calibration.json").exists()
+    record = json.loads((dest / SHIP_RECORD).read_text())
+    assert [r["epochs_completed"] for r in record["epochs"]["ar"]] == [1, 2, 3] and record["crossover_epoch"] == 3
+    assert record["replaced"]["perplexity"]["ratio"] == 1.6
+
+    # the report's section: every epoch of both twins, the shipped ones marked, the pair it replaced beside it
+    result = {"campaign": campaign_record(str(dest / "imdb-diffusion")), "perplexity": {"ratio": 1.2},
+              "head_to_head": {"readings": {"diffusion_infill": {"label": "diffusion infill", "accuracy": 0.86}}},
+              "decoding": {"summary": [{"method": "confidence <= 16 passes", "length": 64, "tokens_per_pass": 5.0,
+                                        "gen_ppl": 300.0}]}}
+    text = "\n".join(campaign_lines(result))
+    assert "| 3 | 80.0% | 80.0% | 50.0 (shipped) | 70.0% | 70.0% | 35.0 | 1.429 | +10.0 points |" in text
+    assert "| 2 | 70.0% | 80.0% | 60.0 | 75.0% | 82.0% | 30.0 (shipped) | 2.000 | -2.0 points |" in text
+    assert "from epoch 3 on" in text
+    assert "| diffusion infill (test) | 80.0% | 86.0% |" in text and "| 1.600 | 1.200 |" in text
+    assert "| 4.00; 500 | 5.00; 300 |" in text
+
+    assert main(["campaign-ship", str(out), "--dest", str(dest), "--ar-epoch", "1"]) == 0, "an epoch given"
+    assert json.loads((dest / "imdb-ar" / "textdiff.json").read_text())["campaign_epoch"] == 1
+    assert main(["campaign-ship", str(out), "--dest", str(dest), "--ar-epoch", "7"]) == 2, "no such snapshot"

@@ -15,6 +15,7 @@ present, else the CPU.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -226,3 +227,103 @@ def shipped_epoch(run: Path) -> float | None:
     if campaign:
         return (campaign.get("shipped") or {}).get(run.name)
     return CheckpointMeta.read(run).epochs_in_all()
+
+
+SHIP_RECORD = "shipped-campaign.json"  # beside the shipped pair: the campaign's settings, curves and choice
+
+
+def epoch_records(run: Path) -> dict[int, dict]:
+    """A twin's epoch-boundary validation records by whole epoch (a resumed run's repeat of one: the last wins)."""
+    records = {}
+    path = run / "metrics.jsonl"
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+        if r.get("epoch_boundary") and isinstance(r.get("epochs_completed"), int):
+            records[r["epochs_completed"]] = r
+    return dict(sorted(records.items()))
+
+
+def best_reading(record: dict) -> float | None:
+    """The better of a record's classifier readings (Bayes over the likelihood, infilled class); None without one."""
+    readings = [record[k] for k in ("val_accuracy", "val_accuracy_infill") if isinstance(record.get(k), (int, float))]
+    return max(readings) if readings else None
+
+
+SHIP_RULE = ("the epoch whose better classifier reading is most accurate on the validation monitor; ties go to the "
+             "lower validation perplexity, then to the earlier epoch")
+
+
+def choose_epoch(records: dict[int, dict]) -> int:
+    """The epoch to ship, on validation only (``SHIP_RULE``)."""
+    scored = [(e, best_reading(r), r.get("val_perplexity", math.inf)) for e, r in records.items()]
+    scored = [s for s in scored if s[1] is not None]
+    if not scored:
+        raise TextdiffError("no epoch-boundary validation records to choose from")
+    return min(scored, key=lambda s: (-s[1], s[2], s[0]))[0]
+
+
+def crossover(curves: dict[str, dict[int, dict]]) -> int | None:
+    """The first epoch from which the diffusion twin's better reading is at least the left-to-right twin's at every
+    later epoch both reached; None when it never holds to the end."""
+    common = sorted(set(curves["diffusion"]) & set(curves["ar"]))
+    ahead = [best_reading(curves["diffusion"][e]) >= best_reading(curves["ar"][e]) for e in common]
+    first = None
+    for epoch, ok in zip(common, ahead, strict=True):
+        first = (first or epoch) if ok else None
+    return first
+
+
+def ship(out: str | Path, dest: str | Path, epochs: dict[str, int] | None = None, partial: bool = False,
+         replaced: str | Path | None = None, names: dict[str, str] | None = None) -> dict:
+    """Make a campaign's chosen epochs the shipped pair.
+
+    For each twin: the epoch given in ``epochs`` or chosen on validation (``choose_epoch``); its snapshot replaces
+    ``dest/<name>`` (``names``: imdb-diffusion and imdb-ar), whose calibration and model card belong to the old
+    weights and go with them. The choice goes into the campaign's campaign.json (``shipped``, read by the Training
+    page), and ``dest/shipped-campaign.json`` keeps what the report and the Training page need once the campaign
+    directory is gone: the settings, plan and history, every epoch-boundary record of both twins, the choice, and
+    (``replaced``: a results.json) the figures of the pair it replaced, so that the report can put the two side by
+    side.
+    """
+    import shutil
+
+    out, dest = Path(out), Path(dest)
+    names = names or {"diffusion": "imdb-diffusion", "ar": "imdb-ar"}
+    status = read_status(out)
+    if not status:
+        raise TextdiffError(f"{out} is not a campaign directory (no {STATUS})")
+    unfinished = [t for t in TWINS if not status["twins"].get(t, {}).get("finished")]
+    if unfinished and not partial:
+        raise TextdiffError(f"the campaign in {out} is not finished ({', '.join(unfinished)}); run it to the end, or "
+                            f"ship from the epochs done so far with --partial")
+    curves = {twin: epoch_records(out / twin) for twin in TWINS}
+    chosen = {}
+    for twin in TWINS:
+        epoch = (epochs or {}).get(twin) or choose_epoch(curves[twin])
+        if not (snapshot_dir(out / twin, epoch) / "textdiff.json").is_file():
+            raise TextdiffError(f"no snapshot of the {twin} twin at epoch {epoch} in {out / twin / 'epochs'}")
+        chosen[twin] = epoch
+    dest.mkdir(parents=True, exist_ok=True)
+    for twin, epoch in chosen.items():
+        target = dest / names[twin]
+        staging = dest / f".{names[twin]}.shipping"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(snapshot_dir(out / twin, epoch), staging)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    rule = "given" if epochs else SHIP_RULE
+    status["shipped"] = chosen | {"rule": rule}
+    _write_status(out, status)
+    record = {"config": status["config"], "plan": status["plan"], "history": status["history"],
+              "shipped": chosen, "rule": rule, "directories": names,
+              "epochs": {twin: list(curves[twin].values()) for twin in TWINS},
+              "crossover_epoch": crossover(curves)}
+    if replaced and Path(replaced).is_file():
+        previous = json.loads(Path(replaced).read_text())
+        record["replaced"] = {k: previous.get(k) for k in ("finished_at", "command", "head_to_head", "perplexity",
+                                                           "decoding")}
+    (dest / SHIP_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    return record

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from textdiff_core.campaign import SHIP_RECORD, best_reading
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import ZERO_SHOT_REFERENCE, load_classifier
 from textdiff_core.data import load_data
@@ -237,6 +238,9 @@ def targets(result: dict) -> list[str]:
                      f"{_points(pair['difference_ci95'][0])} to {_points(pair['difference_ci95'][1])}, McNemar "
                      f"p={pair['mcnemar_p']:.2g}) | {mark(pair['difference'] >= 0)} |")
     lines.append(f"| ELBO perplexity <= 1.15 x left-to-right exact | {ratio:.3f} x | {mark(ratio <= 1.15)} |")
+    if result.get("campaign"):
+        lines.append(f"| many epochs: ELBO perplexity <= 1.3 x left-to-right exact (MDLM's gap at equal tokens) | "
+                     f"{ratio:.3f} x | {mark(ratio <= 1.3)} |")
     lines += decoding_targets(result.get("decoding") or {}, mark)
     return lines
 
@@ -340,6 +344,8 @@ def render(result: dict) -> str:
               f"| diffusion, ELBO bound (K={p['elbo_samples']}) | {p['diffusion_elbo_ppl']:.2f} |",
               f"| left-to-right, exact | {p['ar_exact_ppl']:.2f} |",
               f"| ratio | {p['ratio']:.3f} |"]
+    if result.get("campaign"):
+        lines += ["", "## Many epochs: the pair by epoch", ""] + campaign_lines(result)
     d = result["decoding"]
     lines += ["", "## Decoding", "", f"Generative perplexity under `{d['settings']['reference']}`: geometric mean over "
               f"seeds {d['settings']['seeds']} with a 95% interval from their spread; other columns are means.", "",
@@ -353,6 +359,85 @@ def render(result: dict) -> str:
     for label, texts in result["samples"].items():
         lines += [f"**{label}**", ""] + [f"{i + 1}. {t}" for i, t in enumerate(texts)] + [""]
     return "\n".join(lines) + "\n"
+
+
+VALIDATION_KEYS = ("step", "epochs_completed", "val_n", "val_accuracy", "val_accuracy_infill", "val_perplexity")
+
+
+def campaign_record(diffusion: str) -> dict | None:
+    """The many-epoch campaign the shipped pair came from (``train_cli.py campaign-ship`` writes it beside them):
+    its per-epoch validation curves, the epochs chosen and the figures of the pair it replaced; None without one."""
+    path = Path(diffusion).parent / SHIP_RECORD
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    epochs = {twin: [{k: r[k] for k in VALIDATION_KEYS if k in r} for r in rows]
+              for twin, rows in record["epochs"].items()}
+    t = record["config"]["train"]
+    return {"source": str(path), "epochs": epochs, "shipped": record["shipped"], "rule": record["rule"],
+            "crossover_epoch": record.get("crossover_epoch"), "replaced": record.get("replaced"),
+            "recipe": {"epochs": record["config"]["epochs"], "steps_per_epoch": record["plan"]["steps_per_epoch"],
+                       "conditioning": t["conditioning"], "batch_size": t["batch_size"], "lr": t["lr"],
+                       "lr_schedule": t["lr_schedule"], "seed": t["seed"], "max_length": t["max_length"]}}
+
+
+def _percent(x) -> str:
+    return f"{x:.1%}" if isinstance(x, (int, float)) else "–"
+
+
+def campaign_lines(result: dict) -> list[str]:
+    """RESULTS.md's many-epoch section: both twins by epoch on the validation monitor, the choice, and the shipped
+    pair beside the one it replaced."""
+    c = result["campaign"]
+    r = c["recipe"]
+    by_epoch = {twin: {row["epochs_completed"]: row for row in rows} for twin, rows in c["epochs"].items()}
+    n = next((row.get("val_n") for rows in c["epochs"].values() for row in rows if row.get("val_n")), "?")
+    lines = [f"Both twins trained from their base weights to {r['epochs']} epochs of the same data, seed "
+             f"{r['seed']}, batch {r['batch_size']}, lr {r['lr']} ({r['lr_schedule']}), {r['conditioning']} "
+             f"conditioning, {r['max_length']}-token crops ({r['steps_per_epoch']:g} steps an epoch). At each epoch's "
+             f"end: accuracy of each reading (Bayes over the likelihood; the infilled class word) and perplexity "
+             f"(diffusion: ELBO bound; left to right: exact) on the same {n} validation reviews. Shipped: "
+             f"diffusion epoch {c['shipped']['diffusion']}, left-to-right epoch {c['shipped']['ar']} ({c['rule']}).",
+             "", "| epoch | diffusion Bayes | diffusion infill | diffusion perplexity | twin Bayes | twin infill | "
+                 "twin perplexity | perplexity ratio | better reading: diffusion − twin |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for epoch in sorted(set(by_epoch["diffusion"]) | set(by_epoch["ar"])):
+        d, a = by_epoch["diffusion"].get(epoch, {}), by_epoch["ar"].get(epoch, {})
+        ratio = (f"{d['val_perplexity'] / a['val_perplexity']:.3f}"
+                 if d.get("val_perplexity") and a.get("val_perplexity") else "–")
+        gap = (_points(best_reading(d) - best_reading(a)) if best_reading(d) is not None
+               and best_reading(a) is not None else "–")
+        marks = {twin: " (shipped)" if c["shipped"].get(twin) == epoch else "" for twin in ("diffusion", "ar")}
+        cells = [str(epoch), _percent(d.get("val_accuracy")), _percent(d.get("val_accuracy_infill")),
+                 f"{d.get('val_perplexity', float('nan')):.1f}{marks['diffusion']}", _percent(a.get("val_accuracy")),
+                 _percent(a.get("val_accuracy_infill")), f"{a.get('val_perplexity', float('nan')):.1f}{marks['ar']}",
+                 ratio, gap]
+        lines.append("| " + " | ".join(cells) + " |")
+    crossing = c.get("crossover_epoch")
+    lines += ["", ("Crossover: from epoch " + str(crossing) + " on, the diffusion model's better reading is at least "
+                   "its twin's at every epoch." if crossing else "No crossover: at the last epoch the diffusion "
+                   "model's better reading is below its twin's.") + f" A difference on {n} reviews is within about "
+                  "±5 points of noise; the whole-test-split comparison above is the paired one."]
+    before = c.get("replaced")
+    if before:
+        lines += ["", f"### Against the pair it replaced (report of {before.get('finished_at')})", "",
+                  "| measure | before | now |", "|---|---|---|"]
+        old_readings = ((before.get("head_to_head") or {}).get("readings")) or {}
+        new_readings = ((result.get("head_to_head") or {}).get("readings")) or {}
+        for key, row in new_readings.items():
+            if key in old_readings:
+                lines.append(f"| {row['label']} (test) | {old_readings[key]['accuracy']:.1%} | {row['accuracy']:.1%} |")
+        if before.get("perplexity"):
+            lines.append(f"| test perplexity ratio, ELBO / exact | {before['perplexity']['ratio']:.3f} | "
+                         f"{result['perplexity']['ratio']:.3f} |")
+        old_rows = {(x["method"], x["length"]): x for x in (before.get("decoding") or {}).get("summary", [])}
+        for x in (result.get("decoding") or {}).get("summary", []):
+            old = old_rows.get((x["method"], x["length"]))
+            if old and x["method"].startswith("confidence <="):
+                lines.append(f"| Denoise default ({x['method']}), {x['length']} tokens: tokens per pass; generative "
+                             f"perplexity | {old['tokens_per_pass']:.2f}; {old['gen_ppl']:.0f} | "
+                             f"{x['tokens_per_pass']:.2f}; {x['gen_ppl']:.0f} |")
+    return lines
 
 
 def _objective(checkpoint: CheckpointMeta) -> str:
@@ -509,6 +594,7 @@ def _report(args: argparse.Namespace, argv: list[str]) -> int:
     print("decoding…", flush=True)
     result["decoding"] = decoding(args, models)
     result["samples"] = samples(models, 2 if args.quick else 5)
+    result["campaign"] = campaign_record(models["diffusion"])
     result["seconds"] = round(time.time() - started, 1)
     result["finished_at"] = time.strftime("%Y-%m-%d %H:%M")
     result = _relative_to_root(result)
