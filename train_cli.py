@@ -707,6 +707,7 @@ def _train_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from textdiff_core.checkpoint import exists as checkpoint_exists
     from textdiff_core.train import train
 
     config = _train_config(args)
@@ -715,7 +716,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: the last checkpoint is in {args.out}/checkpoints; continue with --resume", file=sys.stderr)
         return 130
-    if config.stop_after is not None and not (out / "textdiff.json").is_file():
+    if config.stop_after is not None and not checkpoint_exists(out):
         print(f"stopped at step {config.stop_after}: the checkpoint is in {out}/checkpoints; continue with --resume")
         return 0
     print(f"saved {out}")

@@ -37,11 +37,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench import decoding as decoding_bench
+from textdiff_core import checkpoint
 from textdiff_core.classify import load_classifier, score_matrix
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 from textdiff_core.likelihood import draw_noise, masked_token_nll, text_windows
 from textdiff_core.models import MASKED, device_name, load_model, pick_device
+from textdiff_core.paths import relative_to_repo
 from textdiff_core.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +53,7 @@ CHECKPOINTS = ROOT / "checkpoints"
 
 def _default(shipped: str, fallback: str) -> str:
     path = CHECKPOINTS / shipped
-    return str(path) if (path / "textdiff.json").is_file() else fallback
+    return str(path) if checkpoint.exists(path) else fallback
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -292,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(table(result))
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        Path(args.out).write_text(json.dumps(relative_to_repo(result), indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0
 

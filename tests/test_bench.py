@@ -14,6 +14,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert bench.main(["--quick", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert "NaN" not in out.read_text(), "strict JSON: a single seed's missing interval is null, not NaN"
+    assert str(bench.ROOT) not in out.read_text(), "the shipped models by repository-relative paths"
     assert result["hardware"]["device"] in ("cpu", "cuda") and result["hardware"]["torch_threads"] >= 1
 
     peak = result["matmul"]["gflops"]

@@ -89,12 +89,13 @@ def test_the_combined_reading_is_reported_only_where_it_beat_both_on_validation(
 
 
 def test_results_record_repository_paths_relative_to_the_repository():
-    from textdiff_core.report import ROOT, _relative_to_root
+    from textdiff_core.paths import relative_to_repo
+    from textdiff_core.report import ROOT
 
     result = {"settings": {"diffusion": str(ROOT / "checkpoints" / "imdb-diffusion"), "out_dir": str(ROOT),
                            "reference": "smollm2", "other": "/elsewhere/model"},
               "rows": [{"checkpoint": str(ROOT / "checkpoints" / "imdb-ar"), "n": 3}]}
-    assert _relative_to_root(result) == {
+    assert relative_to_repo(result) == {
         "settings": {"diffusion": "checkpoints/imdb-diffusion", "out_dir": ".", "reference": "smollm2",
                      "other": "/elsewhere/model"},
         "rows": [{"checkpoint": "checkpoints/imdb-ar", "n": 3}]}

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from textdiff_core.checkpoint import CheckpointMeta
+from textdiff_core.checkpoint import CheckpointMeta, exists
 from textdiff_core.errors import TextdiffError
 from textdiff_core.train import (
     DTYPES,
@@ -104,10 +104,10 @@ def export_snapshot(run: Path, epoch: int, step: int, config: CampaignConfig) ->
     from textdiff_core.models import load_model, save_model
 
     dest = snapshot_dir(run, epoch)
-    if (dest / "textdiff.json").is_file():
+    if exists(dest):
         return dest
     source = run / "checkpoints" / f"step-{step:07d}"
-    if not (source / "textdiff.json").is_file():
+    if not exists(source):
         source = run
         if CheckpointMeta.read(run).steps != step:
             return None
@@ -173,7 +173,7 @@ def run_campaign(config: CampaignConfig, until_epoch: int | None = None, progres
         step = standing(run, total)
         done = sum(step >= end for end in ends)
         snapshots = [str(snapshot_dir(run, e).relative_to(out)) for e in range(1, done + 1)
-                     if (snapshot_dir(run, e) / "textdiff.json").is_file()]
+                     if exists(snapshot_dir(run, e))]
         status["twins"][twin] |= {"step": step, "epochs_completed": done, "snapshots": snapshots,
                                   "finished": step >= total}
         _write_status(out, status)
@@ -303,7 +303,7 @@ def ship(out: str | Path, dest: str | Path, epochs: dict[str, int] | None = None
     chosen = {}
     for twin in TWINS:
         epoch = (epochs or {}).get(twin) or choose_epoch(curves[twin])
-        if not (snapshot_dir(out / twin, epoch) / "textdiff.json").is_file():
+        if not exists(snapshot_dir(out / twin, epoch)):
             raise TextdiffError(f"no snapshot of the {twin} twin at epoch {epoch} in {out / twin / 'epochs'}")
         chosen[twin] = epoch
     dest.mkdir(parents=True, exist_ok=True)

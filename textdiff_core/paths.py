@@ -23,3 +23,18 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def relative_to_repo(obj):
+    """Paths inside the repository as relative paths, in any nesting of dicts and lists, so that a generated record
+    (results.json, bench/results.json) reads the same wherever it was made."""
+    if isinstance(obj, dict):
+        return {k: relative_to_repo(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [relative_to_repo(v) for v in obj]
+    if isinstance(obj, str) and obj.startswith(str(REPO)):
+        return obj[len(str(REPO)):].lstrip("/") or "."
+    return obj

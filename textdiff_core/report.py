@@ -31,6 +31,7 @@ from textdiff_core.decoding import generate
 from textdiff_core.evaluate import evaluate_classifier, paired_difference
 from textdiff_core.likelihood import ar_scores, elbo_scores
 from textdiff_core.models import CAUSAL, MASKED, device_name, load_model, quiet_progress
+from textdiff_core.paths import relative_to_repo
 from textdiff_core.train_args import LEGACY_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -567,17 +568,6 @@ def main(argv: list[str] | None = None) -> int:
         return _report(args, argv)
 
 
-def _relative_to_root(obj):
-    """Paths inside the repository as relative paths, so results.json reads the same wherever the report ran."""
-    if isinstance(obj, dict):
-        return {k: _relative_to_root(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_relative_to_root(v) for v in obj]
-    if isinstance(obj, str) and obj.startswith(str(ROOT)):
-        return obj[len(str(ROOT)):].lstrip("/") or "."
-    return obj
-
-
 def _report(args: argparse.Namespace, argv: list[str]) -> int:
     zero_shot = args.zero_shot or (str(ZERO_SHOT_DIR) if ZERO_SHOT_DIR.is_dir() else args.reference)
     models = {"diffusion": args.diffusion, "ar": args.ar, "reference": args.reference, "tfidf": args.baseline,
@@ -597,7 +587,7 @@ def _report(args: argparse.Namespace, argv: list[str]) -> int:
     result["campaign"] = campaign_record(models["diffusion"])
     result["seconds"] = round(time.time() - started, 1)
     result["finished_at"] = time.strftime("%Y-%m-%d %H:%M")
-    result = _relative_to_root(result)
+    result = relative_to_repo(result)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
