@@ -175,7 +175,7 @@ def test_campaign_ship_copies_the_epochs_chosen_on_validation_and_keeps_the_curv
         assert not (shipped / "calibration.json").exists()
     record = json.loads((dest / SHIP_RECORD).read_text())
     assert [r["epochs_completed"] for r in record["epochs"]["ar"]] == [1, 2, 3] and record["crossover_epoch"] == 3
-    assert record["replaced"]["perplexity"]["ratio"] == 1.6
+    assert record["replaced"]["perplexity"]["ratio"] == 1.6 and set(record["replaced"]["decoding"]) == {"summary"}
 
     # the report's section: every epoch of both twins, the shipped ones marked, the pair it replaced beside it
     result = {"campaign": campaign_record(str(dest / "imdb-diffusion")), "perplexity": {"ratio": 1.2},
@@ -189,6 +189,7 @@ def test_campaign_ship_copies_the_epochs_chosen_on_validation_and_keeps_the_curv
     assert "| diffusion infill (test) | 80.0% | 86.0% |" in text and "| 1.600 | 1.200 |" in text
     assert "| 4.00; 500 | 5.00; 300 |" in text
 
+    assert main(command) == 0 and read_status(out)["shipped"]["ar"] == 2, "the choice outlives a rerun"
     assert main(["campaign-ship", str(out), "--dest", str(dest), "--ar-epoch", "1"]) == 0, "an epoch given"
     assert json.loads((dest / "imdb-ar" / "textdiff.json").read_text())["campaign_epoch"] == 1
     assert main(["campaign-ship", str(out), "--dest", str(dest), "--ar-epoch", "7"]) == 2, "no such snapshot"

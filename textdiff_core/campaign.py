@@ -130,7 +130,7 @@ def read_status(out: str | Path) -> dict:
 
 
 def _write_status(out: Path, status: dict) -> None:
-    tmp = out / f".{STATUS}.tmp"
+    tmp = out / f".{STATUS}.{os.getpid()}.tmp"  # a ship beside a running campaign never shares its temporary file
     tmp.write_text(json.dumps(status | {"updated_at": datetime.now(UTC).isoformat(timespec="seconds")}, indent=2)
                    + "\n")
     os.replace(tmp, out / STATUS)
@@ -166,7 +166,8 @@ def run_campaign(config: CampaignConfig, until_epoch: int | None = None, progres
     ends, total = steps["epoch_end_steps"], steps["total_steps"]
     target = min(until_epoch or config.epochs, config.epochs)
     twins = status.get("twins") or {twin: {"objective": twin, "model": config.model(twin)} for twin in TWINS}
-    status = {"config": config.to_dict(), "plan": steps, "history": status.get("history", []), "twins": twins}
+    status = {"config": config.to_dict(), "plan": steps, "history": status.get("history", []), "twins": twins} | (
+        {"shipped": status["shipped"]} if "shipped" in status else {})  # campaign-ship's choice outlives a rerun
 
     def update(twin: str) -> None:
         run = out / twin
@@ -323,7 +324,10 @@ def ship(out: str | Path, dest: str | Path, epochs: dict[str, int] | None = None
               "crossover_epoch": crossover(curves)}
     if replaced and Path(replaced).is_file():
         previous = json.loads(Path(replaced).read_text())
-        record["replaced"] = {k: previous.get(k) for k in ("finished_at", "command", "head_to_head", "perplexity",
-                                                           "decoding")}
+        head = previous.get("head_to_head") or {}
+        record["replaced"] = {"finished_at": previous.get("finished_at"), "command": previous.get("command"),
+                              "head_to_head": {"n": head.get("n"), "readings": head.get("readings")},
+                              "perplexity": previous.get("perplexity"),
+                              "decoding": {"summary": (previous.get("decoding") or {}).get("summary")}}
     (dest / SHIP_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return record

@@ -386,6 +386,10 @@ def _percent(x) -> str:
     return f"{x:.1%}" if isinstance(x, (int, float)) else "–"
 
 
+def _number(x) -> str:
+    return f"{x:.1f}" if isinstance(x, (int, float)) else "–"
+
+
 def campaign_lines(result: dict) -> list[str]:
     """RESULTS.md's many-epoch section: both twins by epoch on the validation monitor, the choice, and the shipped
     pair beside the one it replaced."""
@@ -410,9 +414,8 @@ def campaign_lines(result: dict) -> list[str]:
                and best_reading(a) is not None else "–")
         marks = {twin: " (shipped)" if c["shipped"].get(twin) == epoch else "" for twin in ("diffusion", "ar")}
         cells = [str(epoch), _percent(d.get("val_accuracy")), _percent(d.get("val_accuracy_infill")),
-                 f"{d.get('val_perplexity', float('nan')):.1f}{marks['diffusion']}", _percent(a.get("val_accuracy")),
-                 _percent(a.get("val_accuracy_infill")), f"{a.get('val_perplexity', float('nan')):.1f}{marks['ar']}",
-                 ratio, gap]
+                 _number(d.get("val_perplexity")) + marks["diffusion"], _percent(a.get("val_accuracy")),
+                 _percent(a.get("val_accuracy_infill")), _number(a.get("val_perplexity")) + marks["ar"], ratio, gap]
         lines.append("| " + " | ".join(cells) + " |")
     crossing = c.get("crossover_epoch")
     lines += ["", ("Crossover: from epoch " + str(crossing) + " on, the diffusion model's better reading is at least "
