@@ -193,3 +193,18 @@ def test_campaign_ship_copies_the_epochs_chosen_on_validation_and_keeps_the_curv
     assert main(["campaign-ship", str(out), "--dest", str(dest), "--ar-epoch", "1"]) == 0, "an epoch given"
     assert json.loads((dest / "imdb-ar" / "textdiff.json").read_text())["campaign_epoch"] == 1
     assert main(["campaign-ship", str(out), "--dest", str(dest), "--ar-epoch", "7"]) == 2, "no such snapshot"
+
+
+def test_campaign_ship_refuses_a_directory_that_is_not_a_finished_campaign_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    cases = [(tmp_path / "missing", "no campaign.json"), (bad, "{not json"), (bad, "[1, 2]"),
+             (bad, '{"twins": {}}')]
+    for directory, content in cases:
+        if directory == bad:
+            (bad / "campaign.json").write_text(content)
+        capsys.readouterr()
+        assert main(["campaign-ship", str(directory), "--dest", str(tmp_path / "d"), "--partial"]) == 2, content
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err and "Traceback" not in err, err
+    assert not (tmp_path / "d").exists()

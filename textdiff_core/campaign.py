@@ -124,9 +124,17 @@ def export_snapshot(run: Path, epoch: int, step: int, config: CampaignConfig) ->
 
 
 def read_status(out: str | Path) -> dict:
-    """campaign.json of a campaign directory, or {} when there is none."""
+    """campaign.json of a campaign directory, or {} when there is none; a one-line error when it is not one."""
     path = Path(out) / STATUS
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        status = json.loads(path.read_text())
+    except (ValueError, OSError) as exc:
+        raise TextdiffError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(status, dict) or not isinstance(status.get("twins", {}), dict):
+        raise TextdiffError(f"{path} is not a campaign's status (a JSON object with its twins)")
+    return status
 
 
 def _write_status(out: Path, status: dict) -> None:
@@ -224,7 +232,10 @@ def epoch_curves(records: list[dict], run: str) -> list[dict]:
 def shipped_epoch(run: Path) -> float | None:
     """The epoch a run ships at: a campaign's choice (``shipped`` in campaign.json, by twin) for a campaign twin,
     else where a finished or exported run stopped; None when neither is known."""
-    campaign = read_status(run.parent)
+    try:
+        campaign = read_status(run.parent)
+    except TextdiffError:  # an unreadable campaign.json: no choice known
+        return None
     if campaign:
         return (campaign.get("shipped") or {}).get(run.name)
     return CheckpointMeta.read(run).epochs_in_all()
@@ -296,6 +307,8 @@ def ship(out: str | Path, dest: str | Path, epochs: dict[str, int] | None = None
     status = read_status(out)
     if not status:
         raise TextdiffError(f"{out} is not a campaign directory (no {STATUS})")
+    if not all(isinstance(status.get(k), dict) for k in ("config", "plan", "twins")):
+        raise TextdiffError(f"{out / STATUS} lacks the settings, plan or twins that `campaign` writes")
     unfinished = [t for t in TWINS if not status["twins"].get(t, {}).get("finished")]
     if unfinished and not partial:
         raise TextdiffError(f"the campaign in {out} is not finished ({', '.join(unfinished)}); run it to the end, or "
