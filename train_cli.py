@@ -683,6 +683,8 @@ def cmd_campaign_ship(args: argparse.Namespace) -> int:
     if any(e < 1 for e in given.values()):
         raise TextdiffError(f"epochs count from 1, got {given}")
     record = ship(args.campaign, args.dest, given or None, partial=args.partial, replaced=args.replaced)
+    if "replaced" not in record:
+        print(f"note: no {args.replaced}: the report will not compare the new pair with the one it replaced")
     for twin, epoch in record["shipped"].items():
         r = next(r for r in record["epochs"][twin] if r["epochs_completed"] == epoch)
         ppl, where = r.get("val_perplexity", float("nan")), os.path.join(args.dest, record["directories"][twin])

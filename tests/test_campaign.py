@@ -190,7 +190,10 @@ def test_campaign_ship_copies_the_epochs_chosen_on_validation_and_keeps_the_curv
     assert "| 4.00; 500 | 5.00; 300 |" in text
 
     assert main(command) == 0 and read_status(out)["shipped"]["ar"] == 2, "the choice outlives a rerun"
-    assert main(["campaign-ship", str(out), "--dest", str(dest), "--ar-epoch", "1"]) == 0, "an epoch given"
+    capsys.readouterr()
+    assert main(["campaign-ship", str(out), "--dest", str(dest), "--ar-epoch", "1", "--replaced",
+                 str(tmp_path / "none.json")]) == 0, "an epoch given"
+    assert "note: no " in capsys.readouterr().out
     assert json.loads((dest / "imdb-ar" / "textdiff.json").read_text())["campaign_epoch"] == 1
     assert main(["campaign-ship", str(out), "--dest", str(dest), "--ar-epoch", "7"]) == 2, "no such snapshot"
 
