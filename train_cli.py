@@ -686,10 +686,11 @@ def cmd_campaign_ship(args: argparse.Namespace) -> int:
     if "replaced" not in record:
         print(f"note: no {args.replaced}: the report will not compare the new pair with the one it replaced")
     for twin, epoch in record["shipped"].items():
-        r = next(r for r in record["epochs"][twin] if r["epochs_completed"] == epoch)
-        ppl, where = r.get("val_perplexity", float("nan")), os.path.join(args.dest, record["directories"][twin])
-        print(f"{twin}: epoch {epoch} of {len(record['epochs'][twin])} -> {where}"
-              f" (validation: best reading {best_reading(r):.3f}, perplexity {ppl:.1f})")
+        r = next((r for r in record["epochs"][twin] if r["epochs_completed"] == epoch), {})
+        where = os.path.join(args.dest, record["directories"][twin])
+        seen = (f"best reading {best_reading(r):.3f}, perplexity {r['val_perplexity']:.1f}"
+                if best_reading(r) is not None and "val_perplexity" in r else "no record")
+        print(f"{twin}: epoch {epoch} of {len(record['epochs'][twin])} -> {where} (validation: {seen})")
     crossing = record["crossover_epoch"]
     print("diffusion's better reading " + (f"at or above the twin's from epoch {crossing} on" if crossing else
                                            "not at or above the twin's at the last epoch"))

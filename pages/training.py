@@ -147,8 +147,8 @@ if "val_accuracy" in frame:
         tooltip=["step", alt.Tooltip("val_accuracy:Q", format=".3f")]), width="stretch")
 
 def curve_records(path: Path, recs: list[dict]) -> list[dict]:
-    """A shipped campaign twin's every epoch, also those after the one it ships at (the campaign.json beside the
-    shipped pair keeps them), else the run's own records."""
+    """A shipped campaign twin's every epoch, also those after the one it ships at (the shipped-campaign.json beside
+    the shipped pair keeps them), else the run's own records."""
     record = path.parent / SHIP_RECORD
     if path in SHIPPED_PAIR and record.is_file():
         try:

@@ -138,6 +138,7 @@ def test_choose_epoch_takes_the_best_reading_then_the_lower_perplexity_then_the_
     assert crossover({"diffusion": d, "ar": a}) == 4, "the first epoch from which it holds to the end"
     assert crossover({"diffusion": {1: rec(0.9, 0, 9), 2: rec(0.5, 0, 9)}, "ar": {1: rec(0.8, 0, 9),
                                                                                   2: rec(0.8, 0, 9)}}) is None
+    assert crossover({"diffusion": {1: rec(0.9, 0, 9), 2: {}}, "ar": {1: rec(0.8, 0, 9), 2: {}}}) == 1
 
 
 def test_campaign_ship_copies_the_epochs_chosen_on_validation_and_keeps_the_curves(tmp_path, capsys):

@@ -280,11 +280,12 @@ def choose_epoch(records: dict[int, dict]) -> int:
 def crossover(curves: dict[str, dict[int, dict]]) -> int | None:
     """The first epoch from which the diffusion twin's better reading is at least the left-to-right twin's at every
     later epoch both reached; None when it never holds to the end."""
-    common = sorted(set(curves["diffusion"]) & set(curves["ar"]))
-    ahead = [best_reading(curves["diffusion"][e]) >= best_reading(curves["ar"][e]) for e in common]
     first = None
-    for epoch, ok in zip(common, ahead, strict=True):
-        first = (first or epoch) if ok else None
+    for epoch in sorted(set(curves["diffusion"]) & set(curves["ar"])):
+        d, a = best_reading(curves["diffusion"][epoch]), best_reading(curves["ar"][epoch])
+        if d is None or a is None:  # an epoch without both readings neither makes nor breaks a run of them
+            continue
+        first = (first or epoch) if d >= a else None
     return first
 
 
@@ -328,7 +329,8 @@ def ship(out: str | Path, dest: str | Path, epochs: dict[str, int] | None = None
         shutil.copytree(snapshot_dir(out / twin, epoch), staging)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
-    rule = "given" if epochs else SHIP_RULE
+    given = [twin for twin in TWINS if (epochs or {}).get(twin)]
+    rule = SHIP_RULE + (f"; given by hand: {', '.join(given)}" if given else "")
     status["shipped"] = chosen | {"rule": rule}
     _write_status(out, status)
     record = {"config": status["config"], "plan": status["plan"], "history": status["history"],
