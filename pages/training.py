@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import CHECKPOINTS, ROOT, sidebar
-from textdiff_core.campaign import SHIP_RECORD, STATUS, epoch_curves, shipped_epoch
+from textdiff_core.campaign import STATUS, epoch_curves, shipped_curves, shipped_epoch
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.errors import TextdiffError
 from textdiff_core.train import TrainConfig
@@ -146,22 +146,8 @@ if "val_accuracy" in frame:
         x=STEP, y=alt.Y("val_accuracy:Q", scale=alt.Scale(domain=[0.4, 1.0]), title="accuracy"),
         tooltip=["step", alt.Tooltip("val_accuracy:Q", format=".3f")]), width="stretch")
 
-def curve_records(path: Path, recs: list[dict]) -> list[dict]:
-    """A shipped campaign twin's every epoch, also those after the one it ships at (the shipped-campaign.json beside
-    the shipped pair keeps them), else the run's own records."""
-    record = path.parent / SHIP_RECORD
-    if path in SHIPPED_PAIR and record.is_file():
-        try:
-            campaign = json.loads(record.read_text())
-            twin = next(t for t, name in campaign["directories"].items() if name == path.name)
-            return campaign["epochs"][twin]
-        except (ValueError, KeyError, StopIteration, OSError):
-            pass
-    return recs
-
-
 pair = [(run, records)] + ([(Path(twin_choice), twin_records)] if twin_records else [])
-curves = pd.DataFrame([row for path, recs in pair for row in epoch_curves(curve_records(path, recs), path.name)])
+curves = pd.DataFrame([row for path, recs in pair for row in epoch_curves(shipped_curves(path) or recs, path.name)])
 if not curves.empty:
     st.subheader("Validation by epoch" + (": the pair" if len(pair) == 2 else ""))
     shipped = pd.DataFrame([{"run": path.name, "epoch": e} for path, _ in pair if (e := shipped_epoch(path))])

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from textdiff_core.campaign import read_status, twin_config
+from textdiff_core.errors import TextdiffError
 from textdiff_core.models import load_model
 from textdiff_core.train import train
 from train_cli import main
@@ -186,11 +187,15 @@ def test_campaign_ship_copies_the_epochs_chosen_on_validation_and_keeps_the_curv
     text = "\n".join(campaign_lines(result))
     assert "| 3 | 80.0% | 80.0% | 50.0 (shipped) | 70.0% | 70.0% | 35.0 | 1.429 | +10.0 points |" in text
     assert "| 2 | 70.0% | 80.0% | 60.0 | 75.0% | 82.0% | 30.0 (shipped) | 2.000 | -2.0 points |" in text
-    assert "from epoch 3 on" in text
+    assert "from epoch 3 on" in text and "half-width of about 42.4 points" in text  # 1.96 sqrt(.75 .25 / 4)
     assert "| diffusion infill (test) | 80.0% | 86.0% |" in text and "| 1.600 | 1.200 |" in text
     assert "| 4.00; 500 | 5.00; 300 |" in text
 
     assert main(command) == 0 and read_status(out)["shipped"]["ar"] == 2, "the choice outlives a rerun"
+    from textdiff_core.campaign import shipped_curves
+    assert [r["epochs_completed"] for r in shipped_curves(dest / "imdb-diffusion")] == [1, 2, 3]
+    assert shipped_curves(tmp_path / "imdb-diffusion") is None, "not beside a ship record"
+
     capsys.readouterr()
     assert main(["campaign-ship", str(out), "--dest", str(dest), "--ar-epoch", "1", "--replaced",
                  str(tmp_path / "none.json")]) == 0, "an epoch given"
@@ -212,3 +217,14 @@ def test_campaign_ship_refuses_a_directory_that_is_not_a_finished_campaign_in_on
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and "\n" not in err and "Traceback" not in err, err
     assert not (tmp_path / "d").exists()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "shipped-campaign.json").write_text("{cut short")
+    from textdiff_core.campaign import shipped_curves
+    from textdiff_core.report import campaign_record
+    assert shipped_curves(tmp_path / "d" / "imdb-diffusion") is None, "the page falls back to the run's own records"
+    try:
+        campaign_record(str(tmp_path / "d" / "imdb-diffusion"))
+    except TextdiffError as exc:
+        assert "cannot be read" in str(exc)
+    else:
+        raise AssertionError("the report refuses an unreadable record")

@@ -244,6 +244,33 @@ def shipped_epoch(run: Path) -> float | None:
 SHIP_RECORD = "shipped-campaign.json"  # beside the shipped pair: the campaign's settings, curves and choice
 
 
+def read_ship_record(dest: str | Path) -> dict | None:
+    """The shipped-campaign.json ``ship`` wrote into ``dest`` (the shipped pair's parent), or None when there is none;
+    a one-line error when it cannot be read."""
+    path = Path(dest) / SHIP_RECORD
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, OSError) as exc:
+        raise TextdiffError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("epochs"), dict):
+        raise TextdiffError(f"{path} is not a record written by campaign-ship")
+    return record
+
+
+def shipped_curves(checkpoint: str | Path) -> list[dict] | None:
+    """Every epoch-boundary record of the campaign twin shipped as ``checkpoint``, also those after the epoch it ships
+    at; None when it did not come from a campaign (or its record cannot be read)."""
+    checkpoint = Path(checkpoint)
+    try:
+        record = read_ship_record(checkpoint.parent)
+    except TextdiffError:
+        return None
+    twin = next((t for t, name in (record or {}).get("directories", {}).items() if name == checkpoint.name), None)
+    return record["epochs"].get(twin) if twin else None
+
+
 def epoch_records(run: Path) -> dict[int, dict]:
     """A twin's epoch-boundary validation records by whole epoch (a resumed run's repeat of one: the last wins)."""
     records = {}

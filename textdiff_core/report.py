@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from textdiff_core.campaign import SHIP_RECORD, best_reading
+from textdiff_core.campaign import SHIP_RECORD, best_reading, read_ship_record
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import ZERO_SHOT_REFERENCE, load_classifier
 from textdiff_core.data import load_data
@@ -368,14 +368,14 @@ VALIDATION_KEYS = ("step", "epochs_completed", "val_n", "val_accuracy", "val_acc
 def campaign_record(diffusion: str) -> dict | None:
     """The many-epoch campaign the shipped pair came from (``train_cli.py campaign-ship`` writes it beside them):
     its per-epoch validation curves, the epochs chosen and the figures of the pair it replaced; None without one."""
-    path = Path(diffusion).parent / SHIP_RECORD
-    if not path.is_file():
+    record = read_ship_record(Path(diffusion).parent)
+    if record is None:
         return None
-    record = json.loads(path.read_text())
     epochs = {twin: [{k: r[k] for k in VALIDATION_KEYS if k in r} for r in rows]
               for twin, rows in record["epochs"].items()}
     t = record["config"]["train"]
-    return {"source": str(path), "epochs": epochs, "shipped": record["shipped"], "rule": record["rule"],
+    source = Path(diffusion).parent / SHIP_RECORD
+    return {"source": str(source), "epochs": epochs, "shipped": record["shipped"], "rule": record["rule"],
             "crossover_epoch": record.get("crossover_epoch"), "replaced": record.get("replaced"),
             "recipe": {"epochs": record["config"]["epochs"], "steps_per_epoch": record["plan"]["steps_per_epoch"],
                        "conditioning": t["conditioning"], "batch_size": t["batch_size"], "lr": t["lr"],
@@ -418,10 +418,16 @@ def campaign_lines(result: dict) -> list[str]:
                  _percent(a.get("val_accuracy_infill")), _number(a.get("val_perplexity")) + marks["ar"], ratio, gap]
         lines.append("| " + " | ".join(cells) + " |")
     crossing = c.get("crossover_epoch")
+    last = [best_reading(rows[-1]) for rows in c["epochs"].values() if rows and best_reading(rows[-1]) is not None]
+    noise = ""
+    if isinstance(n, int) and last:  # the 95% half-width of one accuracy on the monitor, at the last epoch's level
+        p = sum(last) / len(last)
+        half = 1.96 * math.sqrt(p * (1 - p) / n)
+        noise = (f" One accuracy on {n} reviews carries a 95% half-width of about {100 * half:.1f} points; the "
+                 "whole-test-split comparison above is the paired one.")
     lines += ["", ("Crossover: from epoch " + str(crossing) + " on, the diffusion model's better reading is at least "
                    "its twin's at every epoch." if crossing else "No crossover: at the last epoch the diffusion "
-                   "model's better reading is below its twin's.") + f" A difference on {n} reviews is within about "
-                  "±5 points of noise; the whole-test-split comparison above is the paired one."]
+                   "model's better reading is below its twin's.") + noise]
     before = c.get("replaced")
     if before:
         lines += ["", f"### Against the pair it replaced (report of {before.get('finished_at')})", "",
