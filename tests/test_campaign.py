@@ -4,12 +4,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
-from textdiff_core.campaign import read_status, twin_config
+from textdiff_core.campaign import read_status, shipped_curves, twin_config
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import load_model
+from textdiff_core.report import campaign_lines, campaign_record
 from textdiff_core.train import train
 from train_cli import main
 
@@ -144,7 +146,6 @@ def test_choose_epoch_takes_the_best_reading_then_the_lower_perplexity_then_the_
 
 def test_campaign_ship_copies_the_epochs_chosen_on_validation_and_keeps_the_curves(tmp_path, capsys):
     from textdiff_core.campaign import SHIP_RECORD
-    from textdiff_core.report import campaign_lines, campaign_record
 
     out, dest = tmp_path / "c", tmp_path / "checkpoints"
     small = [a if a != "16" else "8" for a in SHARED]  # 8 examples: two steps an epoch
@@ -192,7 +193,6 @@ def test_campaign_ship_copies_the_epochs_chosen_on_validation_and_keeps_the_curv
     assert "| 4.00; 500 | 5.00; 300 |" in text
 
     assert main(command) == 0 and read_status(out)["shipped"]["ar"] == 2, "the choice outlives a rerun"
-    from textdiff_core.campaign import shipped_curves
     assert [r["epochs_completed"] for r in shipped_curves(dest / "imdb-diffusion")] == [1, 2, 3]
     assert shipped_curves(tmp_path / "imdb-diffusion") is None, "not beside a ship record"
 
@@ -219,12 +219,6 @@ def test_campaign_ship_refuses_a_directory_that_is_not_a_finished_campaign_in_on
     assert not (tmp_path / "d").exists()
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "shipped-campaign.json").write_text("{cut short")
-    from textdiff_core.campaign import shipped_curves
-    from textdiff_core.report import campaign_record
     assert shipped_curves(tmp_path / "d" / "imdb-diffusion") is None, "the page falls back to the run's own records"
-    try:
+    with pytest.raises(TextdiffError, match="cannot be read"):  # the report refuses it
         campaign_record(str(tmp_path / "d" / "imdb-diffusion"))
-    except TextdiffError as exc:
-        assert "cannot be read" in str(exc)
-    else:
-        raise AssertionError("the report refuses an unreadable record")
