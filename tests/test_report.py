@@ -7,15 +7,26 @@ import pytest
 from train_cli import main
 
 
-def test_quick_report_writes_results_md_and_json(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pair")
     for objective, model in (("diffusion", "tiny"), ("ar", "tiny-ar")):
         assert main(["train", "--objective", objective, "--model", model, "--data", "imdb", "--conditioning",
-                     "class", "--quick-test", "--no-progress", "--out", str(tmp_path / objective)]) == 0
+                     "class", "--quick-test", "--no-progress", "--out", str(root / objective)]) == 0
+    return root
+
+
+def quick_report(pair, out, *extra):
+    return ["report", "--quick", "--diffusion", str(pair / "diffusion"), "--ar", str(pair / "ar"),
+            "--reference", "tiny-ar", "--zero-shot", "tiny-ar", "--baseline", "tfidf:rotten_tomatoes",
+            "--out-dir", str(out), "--no-progress", *extra]
+
+
+def test_quick_report_writes_results_md_and_json(tiny_pair, tmp_path):
     out = tmp_path / "out"
-    assert main(["report", "--quick", "--diffusion", str(tmp_path / "diffusion"), "--ar", str(tmp_path / "ar"),
-                 "--reference", "tiny-ar", "--zero-shot", "tiny-ar", "--baseline", "tfidf:rotten_tomatoes",
-                 "--out-dir", str(out), "--no-progress"]) == 0
-    card = (tmp_path / "diffusion" / "README.md").read_text()
+    assert main(quick_report(tiny_pair, out)) == 0
+    assert not (out / "results.partial.json").exists(), "the pieces of a finished report are not kept"
+    card = (tiny_pair / "diffusion" / "README.md").read_text()
     assert "## Measured" in card and "## Samples" in card and "accuracy" in card
     assert "- **Base model:** `tiny`" in card and "- **Training:** 5 steps x" in card and "more steps" not in card
     result = json.loads((out / "results.json").read_text())
@@ -41,6 +52,63 @@ def test_quick_report_writes_results_md_and_json(tmp_path):
     assert "paired (n=12)" in text and "within 1 point of the left-to-right twin" in text
     assert "diffusion infill − left-to-right twin (exact)" in text and "diffusion infill accuracy >= 90%" in text
     assert "python train_cli.py report --quick" in text
+
+
+def test_an_interrupted_report_resumes_from_its_finished_pieces(tiny_pair, tmp_path, monkeypatch):
+    from textdiff_core import report
+
+    out = tmp_path / "out"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "perplexity", killed)  # dies after classification and the paired readings
+    with pytest.raises(KeyboardInterrupt):
+        main(quick_report(tiny_pair, out, "--no-cards"))
+    assert not (out / "results.json").exists()
+    partial = json.loads((out / "results.partial.json").read_text())["done"]
+    assert len([k for k in partial if k.startswith("classification: ")]) == 10
+    assert sorted(k for k in partial if k.startswith("paired: ")) == [
+        "paired: ar", "paired: ar_infill", "paired: diffusion", "paired: diffusion_infill", "paired: tfidf"]
+    monkeypatch.undo()
+
+    measured = []
+    real = report.evaluate_classifier
+    monkeypatch.setattr(report, "evaluate_classifier", lambda *a, **k: measured.append(1) or real(*a, **k))
+    assert main(quick_report(tiny_pair, out, "--no-cards")) == 0
+    assert measured == [], "no classifier is measured twice"
+    result = json.loads((out / "results.json").read_text())
+    assert result["resumed_pieces"] == 15 and result["perplexity"]["ratio"] > 0
+    for row in result["classification"]:
+        assert row == partial[f"classification: {row['method']}"]["value"]
+    assert result["head_to_head"]["paired"]["n"] == 12
+    assert result["seconds"] >= sum(piece["seconds"] for piece in partial.values()) - 0.5
+    assert "came from an interrupted one" in (out / "RESULTS.md").read_text()
+    assert not (out / "results.partial.json").exists()
+
+
+def test_pieces_are_reused_only_under_the_same_checkpoints_and_settings(tmp_path):
+    from textdiff_core.report import Pieces, fingerprint
+
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    (checkpoint / "calibration.json").write_text("{}")
+    before = fingerprint(str(checkpoint))
+    (checkpoint / "README.md").write_text("a model card the report rewrites")
+    assert fingerprint(str(checkpoint)) == before
+    (checkpoint / "calibration.json").write_text('{"bias": 1}')
+    assert fingerprint(str(checkpoint)) != before, "a new calibration changes the readings"
+    assert fingerprint("smollm2") == "smollm2"
+
+    file = tmp_path / "results.partial.json"
+    pieces = Pieces(file, {"models": {"diffusion": before}})
+    assert pieces.get("perplexity", lambda: {"ratio": 1.5}) == {"ratio": 1.5}
+    assert Pieces(file, {"models": {"diffusion": before}}).get("perplexity", lambda: 1 / 0) == {"ratio": 1.5}
+    assert Pieces(file, {"models": {"diffusion": before}}, fresh=True).done == {}, "--fresh"
+    assert Pieces(file, {"models": {"diffusion": "other"}}).get("perplexity", lambda: {"ratio": 2}) == {"ratio": 2}
+    file.write_text("{half a")  # a torn file is ignored, not an error
+    assert Pieces(file, {}).done == {}
 
 
 def test_export_ships_an_fp16_copy_with_its_calibration(tmp_path):

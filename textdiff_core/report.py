@@ -1,7 +1,12 @@
 """Regenerate RESULTS.md and results.json: every figure the project shows, from the shipped checkpoints.
 
-    python train_cli.py report                 # the full report (about 1 h on 2 CPU cores)
+    python train_cli.py report                 # the full report (about 2 h on 2 CPU cores)
     python train_cli.py report --quick         # a few examples per section, for CI
+
+An interrupted report loses at most the piece it was measuring: each finished piece (a classification method, a
+reading of the paired comparison, perplexity, decoding, samples) is kept in ``results.partial.json`` beside the
+outputs, and running the same command again reuses them while the checkpoints and settings are unchanged
+(``--fresh`` measures everything anew). The file is removed once the report is written.
 
 Sections: classification on a fixed subset of the IMDB test split (accuracy with 95% CI, ECE, median latency) for
 every method; the diffusion ELBO classifier against its left-to-right twin on the whole test split, paired (the
@@ -13,6 +18,7 @@ uncurated samples. Each section records the hardware and how long it took.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import shlex
@@ -31,7 +37,7 @@ from textdiff_core.decoding import generate
 from textdiff_core.evaluate import evaluate_classifier, paired_difference
 from textdiff_core.likelihood import ar_scores, elbo_scores
 from textdiff_core.models import CAUSAL, MASKED, device_name, load_model, quiet_progress
-from textdiff_core.paths import relative_to_repo
+from textdiff_core.paths import relative_to_repo, write_atomic
 from textdiff_core.train_args import LEGACY_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +85,63 @@ def hardware() -> str:
     return name if torch.cuda.is_available() else f"{name}, {torch.get_num_threads()} threads"
 
 
-def classification(args: argparse.Namespace, models: dict[str, str]) -> list[dict]:
+PARTIAL = "results.partial.json"
+
+
+def fingerprint(model: str) -> str:
+    """What a model argument stands for: the content of a checkpoint directory (every file but the model card, which
+    the report itself rewrites; calibration included, since the readings use it), else the name as given."""
+    path = Path(model)
+    if not path.is_dir():
+        return model
+    digest = hashlib.sha256()
+    for file in sorted(f for f in path.rglob("*") if f.is_file() and f.name != "README.md"):
+        digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class Pieces:
+    """The report's finished pieces, kept in ``results.partial.json`` so that a run killed half-way resumes where it
+    stood. A piece is reused only under the same key: the settings, the hardware and the content of every
+    checkpoint; otherwise the file is ignored and rewritten."""
+
+    def __init__(self, file: Path, key: dict, fresh: bool = False):
+        self.file, self.key, self.done, self.reused = file, key, {}, 0
+        if fresh or not file.exists():
+            return
+        try:
+            saved = json.loads(file.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(saved, dict) and saved.get("key") == key and isinstance(saved.get("done"), dict):
+            self.done = saved["done"]
+            print(f"resuming: {len(self.done)} piece(s) already measured, from {file}", flush=True)
+
+    def get(self, name: str, measure):
+        """The piece called ``name``: reused when a previous run finished it, else measured and saved at once."""
+        if name in self.done:
+            self.reused += 1
+            return self.done[name]["value"]
+        started = time.time()
+        value = measure()
+        self.done[name] = {"value": value, "seconds": round(time.time() - started, 1)}
+        payload = json.dumps({"key": self.key, "done": self.done}, default=str)
+        write_atomic(self.file, lambda tmp: tmp.write_text(payload))
+        return value
+
+    @property
+    def seconds(self) -> float:
+        """Measuring time of every piece, this run's and the resumed ones' alike."""
+        return round(sum(piece["seconds"] for piece in self.done.values()), 1)
+
+    def finish(self) -> None:
+        self.file.unlink(missing_ok=True)
+
+
+def classification(args: argparse.Namespace, models: dict[str, str], pieces: Pieces) -> list[dict]:
     rows = []
     data = load_data("imdb", "test", max_samples=args.n, seed=0)
     plan = methods(args.samples, models["zero_shot"])
@@ -89,24 +151,29 @@ def classification(args: argparse.Namespace, models: dict[str, str]) -> list[dic
             plan.append(Method(f"{name} combined (Bayes + fitted weight x infill)", role, "combined", args.samples,
                                adaptive=role == "diffusion"))
     for m in plan:
-        n = max(2, int(len(data) * m.limit_share))
-        subset = data.subset(range(n)) if n < len(data) else data
-        clf = load_classifier(models[m.checkpoint], m.method)
-        started = time.time()
-        report = evaluate_classifier(clf, subset.texts, subset.labels, m.samples or 1, m.adaptive, seed=0,
-                                     progress=args.progress)
-        low, high = report["accuracy_ci95"]
-        rows.append({
-            "method": m.name, "checkpoint": models[m.checkpoint], "n": report["n"],
-            "accuracy": report["accuracy"], "ci95": [low, high], "ece": report["ece"],
-            "median_latency_s": report["latency_s"]["median"], "forward_passes_mean": report["forward_passes_mean"],
-            "calibrated": report["calibrated"], "seconds": round(time.time() - started, 1),
-        })
-        print(f"  {m.name}: {report['accuracy']:.3f} [{low:.3f}, {high:.3f}] n={report['n']}", flush=True)
+        def measure(m=m):
+            n = max(2, int(len(data) * m.limit_share))
+            subset = data.subset(range(n)) if n < len(data) else data
+            clf = load_classifier(models[m.checkpoint], m.method)
+            started = time.time()
+            report = evaluate_classifier(clf, subset.texts, subset.labels, m.samples or 1, m.adaptive, seed=0,
+                                         progress=args.progress)
+            return {
+                "method": m.name, "checkpoint": models[m.checkpoint], "n": report["n"],
+                "accuracy": report["accuracy"], "ci95": list(report["accuracy_ci95"]), "ece": report["ece"],
+                "median_latency_s": report["latency_s"]["median"],
+                "forward_passes_mean": report["forward_passes_mean"], "calibrated": report["calibrated"],
+                "seconds": round(time.time() - started, 1),
+            }
+
+        row = pieces.get(f"classification: {m.name}", measure)
+        rows.append(row)
+        low, high = row["ci95"]
+        print(f"  {m.name}: {row['accuracy']:.3f} [{low:.3f}, {high:.3f}] n={row['n']}", flush=True)
     return rows
 
 
-def head_to_head(args: argparse.Namespace, models: dict[str, str]) -> dict:
+def head_to_head(args: argparse.Namespace, models: dict[str, str], pieces: Pieces) -> dict:
     """The research question, on the whole test split (or ``--n-head`` reviews): every reading of the diffusion model
     against every reading of its left-to-right twin (and the discriminative reference), on the same reviews,
     compared pair by pair."""
@@ -114,18 +181,22 @@ def head_to_head(args: argparse.Namespace, models: dict[str, str]) -> dict:
     result, correct = {"n": len(data), "readings": {}}, {}
     readings, pairs = list(READINGS), list(PAIRS)
     for key, label, role, method, adaptive in readings:
-        started = time.time()
-        samples = args.samples if method == "elbo" else 1
-        report = evaluate_classifier(load_classifier(models[role], method), data.texts, data.labels, samples,
-                                     adaptive, seed=0, progress=args.progress)
-        correct[key] = [p == y for p, y in zip(report["predictions"], data.labels, strict=True)]
-        result["readings"][key] = {"label": label, "checkpoint": models[role], "method": method,
-                                   "adaptive": adaptive, "accuracy": report["accuracy"],
-                                   "ci95": report["accuracy_ci95"], "ece": report["ece"],
-                                   "median_latency_s": report["latency_s"]["median"],
-                                   "forward_passes_mean": report["forward_passes_mean"],
-                                   "calibrated": report["calibrated"], "seconds": round(time.time() - started, 1)}
-        print(f"  {label}: {report['accuracy']:.3f} on {len(data)}", flush=True)
+        def measure(label=label, role=role, method=method, adaptive=adaptive):
+            started = time.time()
+            samples = args.samples if method == "elbo" else 1
+            report = evaluate_classifier(load_classifier(models[role], method), data.texts, data.labels, samples,
+                                         adaptive, seed=0, progress=args.progress)
+            reading = {"label": label, "checkpoint": models[role], "method": method, "adaptive": adaptive,
+                       "accuracy": report["accuracy"], "ci95": list(report["accuracy_ci95"]), "ece": report["ece"],
+                       "median_latency_s": report["latency_s"]["median"],
+                       "forward_passes_mean": report["forward_passes_mean"], "calibrated": report["calibrated"],
+                       "seconds": round(time.time() - started, 1)}
+            return {"reading": reading,
+                    "correct": [p == y for p, y in zip(report["predictions"], data.labels, strict=True)]}
+
+        piece = pieces.get(f"paired: {key}", measure)
+        correct[key], result["readings"][key] = piece["correct"], piece["reading"]
+        print(f"  {label}: {piece['reading']['accuracy']:.3f} on {len(data)}", flush=True)
     result["diffusion"], result["ar"] = result["readings"]["diffusion"], result["readings"]["ar"]
     result["pairs"] = [{"a": a, "b": b, **paired_difference(correct[a], correct[b])} for a, b in pairs]
     result["paired"] = result["pairs"][0] | {}
@@ -322,7 +393,9 @@ def write_readme_table(readme: Path, result: dict) -> bool:
 
 def render(result: dict) -> str:
     lines = ["# Results", "", f"Regenerated by `{result['command']}` on {result['finished_at']}.",
-             f"Hardware: {result['hardware']}. Total time: {result['seconds'] / 60:.1f} min.", ""]
+             f"Hardware: {result['hardware']}. Total time: {result['seconds'] / 60:.1f} min"
+             + (f" (measuring time, over more than one run: {result['resumed_pieces']} piece(s) came from an "
+                f"interrupted one)." if result.get("resumed_pieces") else "."), ""]
     lines += ["## Classification: IMDB test split (fixed subset)", "",
               "| method | n | accuracy | 95% CI | ECE | median latency (s) | forward passes |",
               "|---|---|---|---|---|---|---|"]
@@ -567,6 +640,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", default=None,
                         help="README whose results block to rewrite (default: README.md when --out-dir is the "
                              "repository)")
+    parser.add_argument("--fresh", action="store_true",
+                        help=f"measure every piece anew, ignoring a {PARTIAL} left by an interrupted run")
     parser.add_argument("--no-cards", dest="cards", action="store_false",
                         help="do not (re)write the checkpoints' model cards (README.md)")
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -581,24 +656,29 @@ def _report(args: argparse.Namespace, argv: list[str]) -> int:
     zero_shot = args.zero_shot or (str(ZERO_SHOT_DIR) if ZERO_SHOT_DIR.is_dir() else args.reference)
     models = {"diffusion": args.diffusion, "ar": args.ar, "reference": args.reference, "tfidf": args.baseline,
               "zero_shot": zero_shot}
-    started = time.time()
+    settings = {k: v for k, v in vars(args).items() if k not in ("progress", "fresh")}
     result = {"command": shlex.join(["python", "train_cli.py", "report", *argv]), "hardware": hardware(),
-              "settings": {k: v for k, v in vars(args).items() if k != "progress"}}
-    print("classification…", flush=True)
-    result["classification"] = classification(args, models)
-    print("diffusion against the twin, paired…", flush=True)
-    result["head_to_head"] = head_to_head(args, models)
-    print("perplexity…", flush=True)
-    result["perplexity"] = perplexity(args, models)
-    print("decoding…", flush=True)
-    result["decoding"] = decoding(args, models)
-    result["samples"] = samples(models, 2 if args.quick else 5)
-    result["campaign"] = campaign_record(models["diffusion"])
-    result["seconds"] = round(time.time() - started, 1)
-    result["finished_at"] = time.strftime("%Y-%m-%d %H:%M")
-    result = relative_to_repo(result)
+              "settings": settings}
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    key = {"settings": {k: v for k, v in settings.items() if k not in ("readme", "cards")},
+           "hardware": result["hardware"], "models": {role: fingerprint(m) for role, m in models.items()}}
+    pieces = Pieces(out / PARTIAL, key, fresh=args.fresh)
+    print("classification…", flush=True)
+    result["classification"] = classification(args, models, pieces)
+    print("diffusion against the twin, paired…", flush=True)
+    result["head_to_head"] = head_to_head(args, models, pieces)
+    print("perplexity…", flush=True)
+    result["perplexity"] = pieces.get("perplexity", lambda: perplexity(args, models))
+    print("decoding…", flush=True)
+    result["decoding"] = pieces.get("decoding", lambda: decoding(args, models))
+    result["samples"] = pieces.get("samples", lambda: samples(models, 2 if args.quick else 5))
+    result["campaign"] = campaign_record(models["diffusion"])
+    result["seconds"] = pieces.seconds
+    if pieces.reused:
+        result["resumed_pieces"] = pieces.reused
+    result["finished_at"] = time.strftime("%Y-%m-%d %H:%M")
+    result = relative_to_repo(result)
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (out / "RESULTS.md").write_text(render(result))
     print(f"wrote {out / 'RESULTS.md'} and {out / 'results.json'} in {result['seconds'] / 60:.1f} min")
@@ -610,6 +690,7 @@ def _report(args: argparse.Namespace, argv: list[str]) -> int:
             meta = load_model(models[role]).meta
             (Path(models[role]) / "README.md").write_text(model_card(meta, result, role))
             print(f"wrote {Path(models[role]) / 'README.md'}")
+    pieces.finish()
     return 0
 
 
