@@ -231,6 +231,32 @@ def test_fit_combined_recovers_the_weight_of_the_infill_reading():
     assert fitted.bias[1] == pytest.approx(0.7, abs=0.15) and fitted.temperature == pytest.approx(1.0, rel=0.15)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fit_combined_stays_finite_when_the_bayes_reading_adds_nothing(seed):
+    """ELBO sums of whole reviews that say nothing beyond the infill reading: the best fit gives Bayes no weight
+    (an infinite temperature in the calibration's form), which once diverged to NaN. It must stay finite and read
+    as well as the infill reading alone."""
+    from textdiff_core.classify import fit_combined
+
+    g = torch.Generator().manual_seed(seed)
+    n = 150
+    labels = torch.randint(0, 2, (n,), generator=g)
+    bayes = -3000 + 30 * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    margin = 2.5 * (2 * labels - 1) + 2 * torch.randn(n, generator=g, dtype=torch.float64)
+    infill = torch.stack([-torch.nn.functional.softplus(margin), -torch.nn.functional.softplus(-margin)], 1)
+    prior = [math.log(0.5)] * 2
+
+    def log_loss(b, i, cal):
+        logits = (b + cal.weight * i + torch.tensor(prior, dtype=torch.float64)
+                  + torch.tensor(cal.bias, dtype=torch.float64)) / cal.temperature
+        return torch.nn.functional.cross_entropy(logits, labels).item()
+
+    combined = fit_combined(bayes.tolist(), infill.tolist(), labels.tolist(), prior)
+    alone = fit_combined(infill.tolist(), torch.zeros_like(infill).tolist(), labels.tolist(), prior)
+    assert all(math.isfinite(v) for v in (combined.weight, combined.temperature, *combined.bias))
+    assert log_loss(bayes, infill, combined) <= log_loss(infill, torch.zeros_like(infill), alone) + 1e-3
+
+
 def test_calibrate_combined_records_two_fold_accuracies_and_classify_applies_the_weight(tmp_path, capsys):
     import json
 

@@ -426,8 +426,21 @@ def fit_calibration(predictions: list[Prediction], labels: list[int], log_prior:
 
     optimiser.step(loss_fn)
     bias = [0.0] + free_bias.detach().tolist()
+    _check_finite(log_t, free_bias)
     reference = sorted(evidence_per_token(p, log_prior) for p in predictions)
     return Calibration(temperature=log_t.exp().item(), bias=bias, ood_reference=reference)
+
+
+def _check_finite(*parameters: torch.Tensor) -> None:
+    """A fit that diverged must not be written as a calibration (NaN is not even JSON)."""
+    if not all(torch.isfinite(p).all() for p in parameters):
+        raise TextdiffError("the calibration fit diverged (non-finite parameters); check the validation scores")
+
+
+def _spread(scores: torch.Tensor) -> float:
+    """Typical size of a reading's differences between classes (the std of each score minus the row's mean)."""
+    spread = (scores - scores.mean(1, keepdim=True)).std().item()
+    return spread if math.isfinite(spread) and spread > 0 else 1.0
 
 
 def choose_zero_shot(model: str, classes: list[str], templates: list[str], texts: list[str], labels: list[int],
@@ -454,26 +467,43 @@ def choose_zero_shot(model: str, classes: list[str], templates: list[str], texts
 def fit_combined(bayes: list[list[float]], infill: list[list[float]], labels: list[int], log_prior: list[float]
                  ) -> Calibration:
     """Weight of the infill reading added to the Bayes reading, per-class bias and temperature, fitted together by
-    minimising the posterior's log loss on *validation* readings ([N, C] log P(x|c) of each reading)."""
+    minimising the posterior's log loss on *validation* readings ([N, C] log P(x|c) of each reading).
+
+    Fitted as a logistic regression, ``alpha * bayes / sb + beta * infill / si + prior + c``, on readings scaled to
+    unit spread between classes (ELBO sums differ by tens of nats, infill log-posteriors by a few), then written in
+    the calibration's form: temperature sb / alpha, weight beta * temperature / si. Alpha has a floor of 1e-3, so a
+    Bayes reading that adds nothing given the infill reading gives a large, finite temperature instead of diverging.
+    """
     b = torch.tensor(bayes, dtype=torch.float64)
     i = torch.tensor(infill, dtype=torch.float64)
     y = torch.tensor(labels)
     prior = torch.tensor(log_prior, dtype=torch.float64)
-    free_bias = torch.zeros(b.shape[1] - 1, dtype=torch.float64, requires_grad=True)
-    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    log_w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    optimiser = torch.optim.LBFGS([free_bias, log_t, log_w], lr=0.5, max_iter=300)
+    sb, si = _spread(b), _spread(i)
+    b, i = b / sb, i / si
+    c = torch.zeros(b.shape[1] - 1, dtype=torch.float64, requires_grad=True)  # class 0's offset is 0
+    log_alpha = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    log_beta = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([c, log_alpha, log_beta], lr=1.0, max_iter=300, line_search_fn="strong_wolfe")
+
+    def logits():
+        alpha, beta = 1e-3 + log_alpha.exp(), log_beta.exp()
+        return alpha * b + beta * i + prior + torch.cat([torch.zeros(1, dtype=torch.float64), c])
 
     def loss_fn():
         optimiser.zero_grad()
-        bias = torch.cat([torch.zeros(1, dtype=torch.float64), free_bias])
-        loss = torch.nn.functional.cross_entropy((b + log_w.exp() * i + prior + bias) / log_t.exp(), y)
+        loss = torch.nn.functional.cross_entropy(logits(), y)
         loss.backward()
         return loss
 
     optimiser.step(loss_fn)
-    return Calibration(temperature=log_t.exp().item(), bias=[0.0] + free_bias.detach().tolist(),
-                       weight=log_w.exp().item())
+    _check_finite(c, log_alpha, log_beta)
+    with torch.no_grad():
+        temperature = sb / (1e-3 + log_alpha.exp()).item()
+        weight = log_beta.exp().item() * temperature / si
+        # (bayes + weight * infill + prior + bias) / temperature equals logits() when bias = T * (prior + c) - prior
+        bias = temperature * (prior + torch.cat([torch.zeros(1, dtype=torch.float64), c])) - prior
+        bias = bias - bias[0]
+    return Calibration(temperature=temperature, bias=bias.tolist(), weight=weight)
 
 
 def calibrate_combined(checkpoint: str, texts: list[str], labels: list[int], samples: int = 8, seed: int = 0,
