@@ -409,26 +409,9 @@ def score_matrix(
 def fit_calibration(predictions: list[Prediction], labels: list[int], log_prior: list[float]) -> Calibration:
     """Per-class bias and a temperature that minimise the posterior's log loss on *validation* predictions,
     and the validation texts' per-token evidence as the out-of-distribution reference."""
-    ll = torch.tensor([p.log_likelihood for p in predictions], dtype=torch.float64)
-    y = torch.tensor(labels)
-    prior = torch.tensor(log_prior, dtype=torch.float64)
-    n_classes = ll.shape[1]
-    free_bias = torch.zeros(n_classes - 1, dtype=torch.float64, requires_grad=True)  # class 0's offset is 0
-    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    optimiser = torch.optim.LBFGS([free_bias, log_t], lr=0.5, max_iter=200)
-
-    def loss_fn():
-        optimiser.zero_grad()
-        bias = torch.cat([torch.zeros(1, dtype=torch.float64), free_bias])
-        loss = torch.nn.functional.cross_entropy((ll + prior + bias) / log_t.exp(), y)
-        loss.backward()
-        return loss
-
-    optimiser.step(loss_fn)
-    bias = [0.0] + free_bias.detach().tolist()
-    _check_finite(log_t, free_bias)
-    reference = sorted(evidence_per_token(p, log_prior) for p in predictions)
-    return Calibration(temperature=log_t.exp().item(), bias=bias, ood_reference=reference)
+    fitted = _bias_only(predictions, labels, log_prior)
+    fitted.ood_reference = sorted(evidence_per_token(p, log_prior) for p in predictions)
+    return fitted
 
 
 def _check_finite(*parameters: torch.Tensor) -> None:
@@ -539,6 +522,8 @@ def calibrate_combined(checkpoint: str, texts: list[str], labels: list[int], sam
 
 
 def _bias_only(predictions: list[Prediction], labels: list[int], log_prior: list[float]) -> Calibration:
-    """fit_calibration without the out-of-distribution reference (which needs token counts)."""
-    ll = torch.tensor([p.log_likelihood for p in predictions], dtype=torch.float64)
-    return fit_combined(ll.tolist(), torch.zeros_like(ll).tolist(), labels, log_prior)
+    """fit_calibration without the out-of-distribution reference (which needs token counts): the combined fit with
+    no second reading, so one optimiser serves every calibration."""
+    ll = [p.log_likelihood for p in predictions]
+    fitted = fit_combined(ll, [[0.0] * len(row) for row in ll], labels, log_prior)
+    return Calibration(temperature=fitted.temperature, bias=fitted.bias)
