@@ -536,8 +536,10 @@ def training_lines(meta: dict) -> tuple[str, str]:
 
     def stage(m: CheckpointMeta) -> str:
         config = m.config
+        warmup = config.get("warmup_steps")
+        warmup = "5% of the steps" if warmup is None else f"{warmup} steps"  # train.py's default when unset
         return (f"{m.steps} steps x {config.get('batch_size')} sequences, lr {config.get('lr')} "
-                f"({config.get('lr_schedule')}, warm-up {config.get('warmup_steps')}), seed {config.get('seed')}, "
+                f"({config.get('lr_schedule')}, warm-up {warmup}), seed {config.get('seed')}, "
                 f"{m.tokens_seen:,} tokens, {m.train_time_s / 3600:.1f} h on {m.hardware}")
 
     text = stage(stages[0]) + "".join(f"; then {stage(m).replace(' steps', ' more steps', 1)}" for m in stages[1:])
