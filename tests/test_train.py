@@ -75,7 +75,7 @@ def test_continuing_a_trained_checkpoint_records_its_lineage_and_totals(tmp_path
     assert meta["total_train_time_s"] >= parent["train_time_s"]
     text = " ".join(training_lines(meta))
     assert "`tiny`" in text and "3 steps" in text and "then 2 more steps" in text and "5 steps in all" in text, text
-    assert "warm-up 5% of the steps" in text and "None" not in text, "the default warm-up said in words"
+    assert "warm-up 1 steps, the default" in text and "None" not in text, "the default warm-up, as train.py plans it"
     exported = tmp_path / "exported"
     assert main(["export", str(second), str(exported)]) == 0
     steps = [json.loads(line)["step"] for line in (exported / "metrics.jsonl").read_text().splitlines()]

@@ -38,6 +38,7 @@ from textdiff_core.evaluate import evaluate_classifier, paired_difference
 from textdiff_core.likelihood import ar_scores, elbo_scores
 from textdiff_core.models import CAUSAL, MASKED, device_name, load_model, quiet_progress
 from textdiff_core.paths import relative_to_repo, write_atomic
+from textdiff_core.train import default_warmup_steps
 from textdiff_core.train_args import LEGACY_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -537,7 +538,7 @@ def training_lines(meta: dict) -> tuple[str, str]:
     def stage(m: CheckpointMeta) -> str:
         config = m.config
         warmup = config.get("warmup_steps")
-        warmup = "5% of the steps" if warmup is None else f"{warmup} steps"  # train.py's default when unset
+        warmup = f"{default_warmup_steps(m.steps)} steps, the default" if warmup is None else f"{warmup} steps"
         return (f"{m.steps} steps x {config.get('batch_size')} sequences, lr {config.get('lr')} "
                 f"({config.get('lr_schedule')}, warm-up {warmup}), seed {config.get('seed')}, "
                 f"{m.tokens_seen:,} tokens, {m.train_time_s / 3600:.1f} h on {m.hardware}")

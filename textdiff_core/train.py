@@ -76,7 +76,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 2e-4  # peak AdamW learning rate
     lr_schedule: str = "constant_with_warmup"  # transformers scheduler name (MDLM's choice); linear, cosine, ...
-    warmup_steps: int | None = None  # default: 5% of the steps
+    warmup_steps: int | None = None  # default: default_warmup_steps, 5% of the steps
     weight_decay: float = 0.01  # AdamW weight decay (not on biases and LayerNorm)
     max_length: int = 128  # tokens per sequence including prompt and special tokens
     crop: str = "random"  # texts longer than max_length: a "random" window each time, or always the "start"
@@ -151,6 +151,11 @@ class TrainConfig:
         if self.eval_epochs is not None:
             return self.eval_epochs
         return bool(self.eval_every) or self.conditioning in CLASS_PROMPTED
+
+
+def default_warmup_steps(total_steps: int) -> int:
+    """Warm-up of a run that does not set ``warmup_steps``: 5% of its planned optimizer steps."""
+    return max(1, total_steps // 20)
 
 
 def epoch_batches(n_examples: int, batch_size: int) -> int:
@@ -625,7 +630,7 @@ def _train_one(
     per_step = config.batch_size * config.grad_accum * accelerator.num_processes  # examples per optimizer step
     micro_per_step = config.grad_accum * accelerator.num_processes
     total = config.steps or max(1, math.ceil((config.epochs or 1.0) * len(data) / per_step))
-    warmup = config.warmup_steps if config.warmup_steps is not None else max(1, total // 20)
+    warmup = config.warmup_steps if config.warmup_steps is not None else default_warmup_steps(total)
 
     optimizer = _optimizer(model, config)
     scheduler = get_scheduler(config.lr_schedule, optimizer, num_warmup_steps=warmup, num_training_steps=total)
