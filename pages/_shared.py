@@ -130,8 +130,21 @@ def resolve(name: str) -> str:
 
 
 @st.cache_resource(show_spinner="Loading model (once per server)…", max_entries=8)
-def cached_model(name: str, kind: str, trust: bool = False) -> tuple[LoadedModel, threading.Lock]:
+def _cached_model(name: str, kind: str, trust: bool = False) -> tuple[LoadedModel, threading.Lock]:
     return load_model(resolve(name), kind, trust_remote_code=trust or None), threading.Lock()
+
+
+def loading_notes(models: list[LoadedModel]) -> None:
+    """What loading had to do to a model (e.g. compatibility shims for published modeling code), one line each."""
+    for line in dict.fromkeys(line for lm in models for line in lm.notes):
+        st.info(line, icon=":material/build:")
+
+
+def cached_model(name: str, kind: str, trust: bool = False) -> tuple[LoadedModel, threading.Lock]:
+    """The model, loaded once per server, with its loading notes shown where it is used."""
+    lm, lock = _cached_model(name, kind, trust)
+    loading_notes([lm])
+    return lm, lock
 
 
 def trust_remote_code() -> bool:
@@ -140,8 +153,16 @@ def trust_remote_code() -> bool:
 
 
 @st.cache_resource(show_spinner="Loading classifier (once per server)…", max_entries=8)
-def cached_classifier(name: str, method: str | None, trust: bool = False) -> tuple[Classifier, threading.Lock]:
+def _cached_classifier(name: str, method: str | None, trust: bool = False) -> tuple[Classifier, threading.Lock]:
     return load_classifier(resolve(name), method, trust_remote_code=trust or None), threading.Lock()
+
+
+def cached_classifier(name: str, method: str | None, trust: bool = False) -> tuple[Classifier, threading.Lock]:
+    """The classifier, loaded once per server, with its models' loading notes shown where it is used."""
+    clf, lock = _cached_classifier(name, method, trust)
+    models = clf.models if isinstance(clf.models, dict) else {"": clf.models}
+    loading_notes(list(models.values()))
+    return clf, lock
 
 
 def _brief(value: object, limit: int = 60) -> str:

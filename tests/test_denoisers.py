@@ -1,19 +1,24 @@
 """Published diffusion-LM families through the one denoiser interface, on tiny random look-alikes (tests/lookalikes):
 loading (remote code only when allowed, sized first), generate, classify, perplexity, and classifier-free guidance."""
 
+import inspect
 import json
 import math
+import sys
 
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from tests.lookalikes import FAMILIES, make
+from textdiff_core import remote_code
 from textdiff_core.decoding import DecodeConfig, generate, guided_logits
 from textdiff_core.denoisers import check_fits, denoise_logits, estimate_parameters, noise_level
 from textdiff_core.errors import ModelError, TextdiffError
 from textdiff_core.likelihood import masked_rows_nll
 from textdiff_core.models import load_model
+from textdiff_core.remote_code import SHIMS
 from train_cli import main
 
 
@@ -67,6 +72,11 @@ def test_generate_and_perplexity_work_for_every_family(family, flag_first, looka
     assert r["n"] == 3 and r["bound"] == "elbo" and low <= r["perplexity"] <= high
     assert r["tokens"] == sum(len(lm.tokenizer(t, add_special_tokens=False).input_ids) for t in
                               pd.read_csv(csv)["text"])
+    evaluated = tmp_path / "e.json"
+    assert run("evaluate", "--checkpoint", path, "--data", str(csv), "--split", "all", "--limit", "3", "--samples",
+               "2", "--prompt-template", "{label} review:", "--out", str(evaluated), "--no-progress") == 0
+    e = json.loads(evaluated.read_text())
+    assert e["n"] == 3 and 0 <= e["accuracy"] <= 1, e
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -80,7 +90,7 @@ def test_zero_shot_classification_is_bayes_over_elbos_with_class_prompts(family,
 
 def test_mdlm_mask_is_the_extra_last_id_and_its_time_input_follows_the_masked_share(lookalikes):
     lm = load_model(str(lookalikes["mdlm"]), trust_remote_code=True)
-    vocab = lm.model.get_input_embeddings().num_embeddings
+    vocab = lm.model.config.vocab_size
     assert lm.denoiser.mask_id == vocab - 1 == lm.tokenizer.mask_token_id == len(lm.tokenizer) - 1
     assert lm.denoiser.time_input == "sigma" and not lm.denoiser.attention_mask
     generate(lm, "", 5, strategy="topk", k=5)  # one pass over a fully masked text: the noisiest level
@@ -90,8 +100,11 @@ def test_mdlm_mask_is_the_extra_last_id_and_its_time_input_follows_the_masked_sh
     assert torch.allclose(sigma, torch.tensor([-math.log1p(-(1 - 1e-3) * 0.5)]))
 
 
-def test_rows_of_different_lengths_score_alike_batched_or_alone_without_an_attention_mask(lookalikes):
-    lm = load_model(str(lookalikes["mdlm"]), trust_remote_code=True)
+@pytest.mark.parametrize("family", ["mdlm", "dream"])
+def test_rows_of_different_lengths_score_alike_batched_or_alone(family, lookalikes):
+    """MDLM takes no attention mask (rows of one length go together); Dream takes "full" or a 4-D mask with
+    position ids: padding must change nothing for either."""
+    lm = load_model(str(lookalikes[family]), trust_remote_code=True)
     windows = [[10, 11, 12, 13, 14], [20, 21], [30, 31, 32]]
     masks = [torch.tensor([1, 0, 1, 0, 1], dtype=torch.bool), torch.tensor([0, 1], dtype=torch.bool),
              torch.tensor([1, 1, 0], dtype=torch.bool)]
@@ -107,7 +120,7 @@ def test_dream_logits_are_read_one_position_back(lookalikes):
     ids = torch.tensor([[1, 40, 41, lm.denoiser.mask_id, 42]])
     where = ids == lm.denoiser.mask_id
     with torch.no_grad():
-        raw = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        raw = lm.model(input_ids=ids, attention_mask="full").logits  # what Dream's own sampler passes
         got = denoise_logits(lm, ids, torch.ones_like(ids), where)
     assert torch.allclose(got[0], raw[0, 2]) and not torch.allclose(got[0], raw[0, 3])
 
@@ -247,3 +260,109 @@ def test_classify_and_compare_pages_run_a_family_once_remote_code_is_trusted(fam
     assert not at.exception and not at.error, [e.value for e in at.error]
     sides = at.session_state["compare"]["sides"]
     assert len(sides) == 2, "the look-alike's diffusion trace beside the left-to-right one"
+
+
+# ---- the real classes' interfaces, and what transformers 5 needs of them ----
+
+
+def _flash_attn_import(source: str) -> str:
+    return source.replace("import torch\n", "import flash_attn  # noqa: F401 - as the hub file does\nimport torch\n", 1)
+
+
+def test_lookalikes_lack_what_the_real_classes_lack(lookalikes):
+    """The look-alikes keep the real classes' gaps, so textdiff is tested against them (see tests/lookalikes)."""
+    mdlm = load_model(str(lookalikes["mdlm"]), trust_remote_code=True).model
+    assert "get_input_embeddings" not in vars(type(mdlm)) and not type(mdlm)._tied_weights_keys
+    with pytest.raises(NotImplementedError):
+        mdlm.get_input_embeddings()
+    assert isinstance(mdlm.backbone.vocab_embed.embedding, torch.nn.Parameter)
+    assert "attention_mask" not in inspect.signature(type(mdlm).forward).parameters
+    llada = load_model(str(lookalikes["llada"]), trust_remote_code=True).model
+    assert list(inspect.signature(vars(type(llada))["tie_weights"].__wrapped__).parameters) == ["self"]
+    dream = load_model(str(lookalikes["dream"]), trust_remote_code=True)
+    assert type(dream.model)._tied_weights_keys == ["lm_head.weight"]  # the class as published
+    ids = torch.tensor([[1, 40, 41, 42]])
+    with pytest.raises(ModelError, match="failed in forward"):  # a [B, N] integer mask is not Dream's input
+        dream.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+
+@pytest.mark.parametrize("family, shims", [("mdlm", ["post_init"]), ("llada", ["post_init", "tie_weights"]),
+                                           ("dream", ["rope_default", "rotary_buffers"])])
+def test_each_family_loads_through_named_shims_that_it_needs(family, shims, lookalikes, monkeypatch, capsys):
+    lm = load_model(str(lookalikes[family]), trust_remote_code=True)
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert len(lm.notes) == 1 and len(notes) == 1 and lm.notes[0] in notes[0], err
+    assert lm.notes[0].split("loaded with shims: ")[1] == "; ".join(f"{s} ({SHIMS[s]})" for s in shims)
+    # without them, transformers 5 refuses (or, for Dream, silently leaves positions uninitialised); the refusal
+    # names the version, not "corrupt files"
+    monkeypatch.setattr(remote_code, "apply_shims", lambda cls: None)
+    monkeypatch.setattr(remote_code, "restore_rotary_buffers", lambda model: False)
+    for module in [m for m in sys.modules if m.startswith("transformers_modules")]:
+        monkeypatch.delitem(sys.modules, module)  # a fresh, unshimmed copy of the model's code
+    with pytest.raises(ModelError, match=r"does not load under transformers 5\.") as refused:
+        load_model(str(lookalikes[family]), trust_remote_code=True)
+    assert "corrupt" not in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_dream_rotary_frequencies_are_restored_after_loading(lookalikes):
+    lm = load_model(str(lookalikes["dream"]), trust_remote_code=True)
+    rotary = lm.model.model.rotary_emb
+    dim = lm.model.config.hidden_size // lm.model.config.num_attention_heads
+    assert torch.allclose(rotary.inv_freq, 1.0 / 10000.0 ** (torch.arange(0, dim, 2).float() / dim))
+    ids = torch.tensor([[1, 40, 41, lm.denoiser.mask_id, 42]])
+    again = load_model(str(lookalikes["dream"]), trust_remote_code=True)
+    with torch.no_grad():
+        assert torch.equal(lm.model(input_ids=ids, attention_mask="full").logits,
+                           again.model(input_ids=ids, attention_mask="full").logits)
+
+
+def test_dream_with_tied_embeddings_maps_its_list_of_tied_keys(tmp_path, monkeypatch):
+    path = make("dream", tmp_path / "dream-tied")
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
+    weights = load_file(path / "model.safetensors")  # a tied checkpoint stores the shared matrix once
+    save_file({k: v for k, v in weights.items() if k != "lm_head.weight"}, path / "model.safetensors",
+              metadata={"format": "pt"})
+    lm = load_model(str(path), trust_remote_code=True)
+    assert lm.model.lm_head.weight is lm.model.model.embed_tokens.weight
+    assert "tied_keys_list" in lm.notes[0]
+    real = remote_code.apply_shims
+
+    def all_but_the_tied_keys_shim(cls):
+        real(cls)
+        del cls.get_expanded_tied_weights_keys  # transformers' own again
+
+    monkeypatch.setattr(remote_code, "apply_shims", all_but_the_tied_keys_shim)
+    for module in [m for m in sys.modules if m.startswith("transformers_modules")]:
+        monkeypatch.delitem(sys.modules, module)
+    with pytest.raises(ModelError, match=r"does not load under transformers 5\..*AttributeError"):
+        load_model(str(path), trust_remote_code=True)
+
+
+def test_a_cuda_only_import_is_named_in_one_line(tmp_path, capsys):
+    path = make("mdlm", tmp_path / "mdlm-flash", edit=_flash_attn_import)
+    assert main(["--trust-remote-code", "generate", "--checkpoint", str(path), "--prompt", "The movie was",
+                 "--length", "16", "--json", str(tmp_path / "g.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "flash_attn (CUDA-only" in err and "corrupt" not in err, err
+    assert not (tmp_path / "g.json").exists()
+
+
+@pytest.mark.parametrize("command", ["generate", "perplexity"])
+def test_contract_commands_on_an_mdlm_layout_directory(command, lookalikes, csv, tmp_path):
+    """The published MDLM's layout: model_type mdlm, auto_map to AutoModelForMaskedLM, custom code without
+    get_input_embeddings, the mask the last vocabulary id, unknown to its tokenizer."""
+    path = str(lookalikes["mdlm"])
+    config = json.loads((lookalikes["mdlm"] / "config.json").read_text())
+    assert config["model_type"] == "mdlm" and "AutoModelForMaskedLM" in config["auto_map"]
+    out = tmp_path / "out.json"
+    if command == "generate":
+        assert main(["--trust-remote-code", "generate", "--checkpoint", path, "--prompt", "The movie was",
+                     "--length", "16", "--json", str(out)]) == 0
+        frames = json.loads(out.read_text())["frames"]
+        assert sum(frames[0]["masked"]) == 16 and not any(frames[-1]["masked"])
+    else:
+        assert main(["--trust-remote-code", "perplexity", "--checkpoint", path, "--data", str(csv), "--split",
+                     "all", "--limit", "5", "--out", str(out)]) == 0
+        assert json.loads(out.read_text())["n"] == 3  # the file holds 3 texts

@@ -435,3 +435,27 @@ def test_training_page_survives_a_damaged_run_directory(tmp_path, case):
         assert "not logged a step" in at.warning[0].value
     else:
         _page_error(at, expect)
+
+
+@pytest.mark.parametrize("command", [
+    ["generate", "--prompt", "the movie", "--length", "4"],
+    ["classify", "--samples", "2", "--prompt-template", "{label} review:", "a dull film"],
+    ["perplexity", "--data", "{csv}", "--split", "all", "--limit", "2"],
+])
+def test_cli_a_remote_code_model_that_raises_in_forward_is_one_line(command, tmp_path, capsys):
+    from tests.lookalikes import make
+
+    raising = make("llada", tmp_path / "llada-raises", edit=lambda source: source.replace(
+        "        logits = self.model(input_ids, inputs_embeds, attention_mask, attention_bias)",
+        "        raise RuntimeError('CUDA error: no kernel image is available for execution on the device')"))
+    csv = tmp_path / "r.csv"
+    csv.write_text("text,label\nthe movie was great,positive\na dull film,negative\n")
+    out = tmp_path / "out.json"
+    args = [a.replace("{csv}", str(csv)) for a in command]
+    extra = ["--json", str(out)] if command[0] == "generate" else ["--out", str(out)] if command[0] == "perplexity" \
+        else []
+    assert main(["--trust-remote-code", args[0], "--checkpoint", str(raising), *args[1:], *extra]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "failed in forward" in errors[0] and "Traceback" not in err, err
+    assert "no kernel image" in errors[0] and not out.exists()

@@ -9,7 +9,8 @@ few ways the families differ, all read from the model's config and overridable (
   llada       custom code, ``AutoModel``; mask: ``config.mask_token_id`` (126336); context
               ``max_sequence_length``; chat template (instruct models)
   dream       custom code, ``AutoModel``; mask: ``config.mask_token_id`` (151666); logits shifted: position i
-              predicts token i+1; chat template (instruct models)
+              predicts token i+1; attention mask as its sampler passes it ("full", or 4-D with position ids);
+              chat template (instruct models)
   modernbert  native ``ModernBertForMaskedLM``; mask: the tokenizer's [MASK]; chat template (chat models)
 
 The published weights need a GPU; this project exercises these families through tiny random look-alikes
@@ -34,6 +35,9 @@ from textdiff_core.errors import ModelError
 FAMILIES = ("textdiff", "mdlm", "llada", "dream", "modernbert")
 TIME_INPUTS = ("none", "sigma")  # sigma: MDLM's log-linear noise level -log(1 - (1 - eps) t) of the masked share t
 MDLM_EPS = 1e-3  # MDLM's log-linear schedule's eps
+# "2d": the [B, N] padding mask of transformers; "4d": what Dream's own sampler passes: the string "full" when no row
+# is padded, else a boolean [B, 1, N, N] mask (the outer AND of the padding mask) with position ids cumsum(mask) - 1
+MASK_FORMS = ("2d", "4d")
 REMOTE_CODE_FLAG = "--trust-remote-code"
 LARGE_CPU_PARAMS = 1e9  # on CPU, models above this many parameters need allow_large_cpu
 MEMORY_MARGIN = 1.2  # weights x this, plus a fixed allowance, for activations and the runtime
@@ -49,6 +53,7 @@ class Denoiser:
     logit_shift: int = 0  # 1: the logits at position i predict token i+1 (Dream)
     time_input: str = "none"  # "sigma": pass the noise level as ``timesteps`` (MDLM)
     attention_mask: bool = True  # False: forward takes no attention mask (rows of one length are batched together)
+    mask_form: str = "2d"  # "2d": a [B, N] padding mask; "4d": Dream's (see MASK_FORMS)
     context_length: int | None = None  # positions the model takes
     chat_template: bool = False  # wrap prompts in the tokenizer's chat template (instruct models)
     dtype: str | None = None  # weights' dtype as loaded (bf16 on GPU)
@@ -56,7 +61,7 @@ class Denoiser:
     @property
     def plain(self) -> bool:
         """True when the model is called like any HF masked LM (so its head can be applied where needed only)."""
-        return self.logit_shift == 0 and self.time_input == "none" and self.attention_mask
+        return self.logit_shift == 0 and self.time_input == "none" and self.attention_mask and self.mask_form == "2d"
 
     def describe(self) -> dict:
         return asdict(self)
@@ -121,7 +126,7 @@ def denoiser_for(config: dict, tokenizer, overrides: dict | None = None) -> Deno
     elif family in ("llada", "dream"):
         mask = config.get("mask_token_id")
         spec = replace(spec, mask_id=int(mask) if mask is not None else tokenizer.mask_token_id,
-                       logit_shift=1 if family == "dream" else 0)
+                       logit_shift=1 if family == "dream" else 0, mask_form="4d" if family == "dream" else "2d")
     else:
         spec = replace(spec, mask_id=tokenizer.mask_token_id)
     changes = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -131,6 +136,8 @@ def denoiser_for(config: dict, tokenizer, overrides: dict | None = None) -> Deno
     spec = replace(spec, **changes)
     if spec.time_input not in TIME_INPUTS:
         raise ModelError(f"time input must be one of {', '.join(TIME_INPUTS)}, got {spec.time_input!r}")
+    if spec.mask_form not in MASK_FORMS:
+        raise ModelError(f"attention mask form must be one of {', '.join(MASK_FORMS)}, got {spec.mask_form!r}")
     if spec.logit_shift not in (0, 1):
         raise ModelError(f"logit shift must be 0 or 1, got {spec.logit_shift}")
     return spec
@@ -178,14 +185,23 @@ def noise_level(input_ids: torch.Tensor, attention_mask: torch.Tensor, mask_id: 
 
 def _forward(lm, spec: Denoiser, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Full logits [B, T, vocab] with the family's inputs; position i's row predicts token i (shift undone)."""
-    kwargs = {}
-    if spec.attention_mask:
+    kwargs: dict = {}
+    if spec.attention_mask and spec.mask_form == "4d":
+        keep = attention_mask.bool()
+        if bool(keep.all()):
+            kwargs["attention_mask"] = "full"
+        else:
+            kwargs["attention_mask"] = keep[:, None, None, :] & keep[:, None, :, None]
+            kwargs["position_ids"] = (keep.long().cumsum(-1) - 1).masked_fill(~keep, 1)
+    elif spec.attention_mask:
         kwargs["attention_mask"] = attention_mask
     if spec.time_input == "sigma":
         special = torch.tensor(sorted({i for i in lm.tokenizer.all_special_ids if i != spec.mask_id}),
                                dtype=torch.long)
         kwargs["timesteps"] = noise_level(input_ids, attention_mask, spec.mask_id, special)
-    logits = lm.model(input_ids=input_ids, **kwargs).logits
+    out = lm.model(input_ids=input_ids, **kwargs)
+    # an output object, or what the real classes return without return_dict: a tuple (LLaDA, Dream), a tensor (MDLM)
+    logits = out.logits if hasattr(out, "logits") else out[0] if isinstance(out, tuple | list) else out
     if spec.logit_shift:  # row i holds the prediction for token i+1: move it to i+1 (row 0 keeps its own)
         logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
     return logits

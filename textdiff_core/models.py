@@ -16,6 +16,7 @@ import copy
 import importlib.util
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from textdiff_core import denoisers as dnz
+from textdiff_core import remote_code as rc
 from textdiff_core.checkpoint import (
     SIDECAR,  # noqa: F401 (part of this module's API)
     CheckpointMeta,
@@ -53,6 +55,7 @@ class LoadedModel:
     name: str  # what the user asked for
     meta: dict = field(default_factory=dict)  # the textdiff.json sidecar, {} for models we did not train
     denoiser: Denoiser | None = None  # masked models: how to call it (mask id, time input, shift; see denoisers)
+    notes: list[str] = field(default_factory=list)  # one line each: what loading had to do (e.g. compat shims)
 
     @property
     def device(self) -> torch.device:
@@ -191,7 +194,7 @@ def load_model(
     ``denoiser`` overrides what the config says about a masked model (``denoisers.Denoiser`` fields; default
     ``$TEXTDIFF_DENOISER``, JSON).
     """
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     device = torch.device(device) if device is not None else pick_device()
     named = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -201,6 +204,7 @@ def load_model(
         raise ModelError(f"{name_or_path!r} is a {known} model, but a {kind} model is needed here")
     kind = kind or known or MASKED
     path = Path(name_or_path)
+    notes: list[str] = []
     if name_or_path in OFFLINE_MODELS:
         model, tokenizer = _load_offline(name_or_path, dtype)
     elif name_or_path.startswith(("/", ".", "~")) and not path.exists():
@@ -237,12 +241,29 @@ def load_model(
             dnz.check_fits(name_or_path, dnz.estimate_parameters(path, config), dtype, device, large)
         if device.type == "cuda" and dnz.family_of(config) != "textdiff":
             extra["device_map"] = "auto"  # large published models: let accelerate place the layers
+        remote = dnz.needs_remote_code(config) or (trust and not path.exists())  # a hub id: read its config below
         try:
             with quiet_transformers():
-                model = auto.from_pretrained(name_or_path, dtype=dtype, use_safetensors=None if pickles else True,
-                                             **extra)
+                hf_config = AutoConfig.from_pretrained(name_or_path, **extra) if remote else None
+                mapped = getattr(hf_config, "auto_map", None) or {}
+                remote = remote and any(k.startswith("AutoModel") for k in mapped)
+                if remote:  # the class itself, so that what transformers 5 refuses in it can be shimmed first
+                    order = [auto.__name__, "AutoModelForMaskedLM", "AutoModel", "AutoModelForCausalLM"]
+                    cls = rc.model_class(name_or_path, hf_config, next(n for n in order if n in mapped))
+                    rc.apply_shims(cls)
+                    model = cls.from_pretrained(name_or_path, config=hf_config, dtype=dtype,
+                                                use_safetensors=None if pickles else True, **extra)
+                    if rc.restore_rotary_buffers(model):
+                        cls._textdiff_shims.add("rotary_buffers")
+                    if shims := rc.applied(cls):
+                        notes.append(rc.note(name_or_path, cls, shims))
+                else:
+                    model = auto.from_pretrained(name_or_path, dtype=dtype,
+                                                 use_safetensors=None if pickles else True, **extra)
             tokenizer = AutoTokenizer.from_pretrained(name_or_path, **{k: v for k, v in extra.items()
                                                                        if k == "trust_remote_code"})
+        except ImportError as exc:
+            raise rc.explain_failure(name_or_path, exc) from exc
         except OSError as exc:
             where = "directory" if path.exists() else "hub id (is this machine online?)"
             reason = str(exc).strip().splitlines()[0][:200]
@@ -250,8 +271,12 @@ def load_model(
                 f"could not load {name_or_path!r} as a {where}; offline names are {', '.join(OFFLINE_MODELS)}: {reason}"
             ) from exc
         except Exception as exc:  # noqa: BLE001 - a truncated or corrupt file fails in many ways; all are the user's to fix
+            if remote and _raised_in_code(exc):
+                raise rc.explain_failure(name_or_path, exc) from exc
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise ModelError(f"could not load {name_or_path!r} (incomplete or corrupt files?): {reason}") from exc
+        if remote:
+            rc.guard_forward(model, name_or_path)
     spec = None
     if kind == MASKED:
         config = model.config.to_dict()
@@ -259,20 +284,39 @@ def load_model(
         spec = dnz.denoiser_for(config, tokenizer, overrides)
         if spec.mask_id is None and spec.family == "textdiff":
             raise ModelError(f"{name_or_path!r} has no [MASK] token, so it cannot be a masked diffusion model")
-        dnz.attach_mask_token(tokenizer, spec.mask_id, model.get_input_embeddings().num_embeddings, name_or_path)
+        dnz.attach_mask_token(tokenizer, spec.mask_id, vocab_size(model), name_or_path)
         if spec.context_length and not getattr(model.config, "max_position_embeddings", None):
             model.config.max_position_embeddings = spec.context_length  # where windowing and decoding look
         spec.dtype = str(dtype).removeprefix("torch.")
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        raise ModelError(
-            f"{name_or_path!r}: tokenizer has {len(tokenizer)} tokens but the model only "
-            f"{model.get_input_embeddings().num_embeddings} embeddings (mismatched tokenizer?)"
-        )
+    if len(tokenizer) > vocab_size(model):
+        raise ModelError(f"{name_or_path!r}: tokenizer has {len(tokenizer)} tokens but the model only "
+                         f"{vocab_size(model)} embeddings (mismatched tokenizer?)")
     if getattr(model, "hf_device_map", None) is None:
         model.to(device=device, dtype=dtype)
     model.eval()
     meta = read_sidecar(path) if path.is_dir() else {}
-    return LoadedModel(model, tokenizer, kind, name_or_path, meta, spec)
+    for line in notes:
+        print(f"note: {line}", file=sys.stderr)
+    return LoadedModel(model, tokenizer, kind, name_or_path, meta, spec, notes)
+
+
+def vocab_size(model: nn.Module) -> int:
+    """The model's vocabulary size, from its config (what every family's real class provides: MDLM has no
+    ``get_input_embeddings``), else from its embeddings."""
+    size = getattr(model.config, "vocab_size", None)
+    if size:
+        return int(size)
+    return int(model.get_input_embeddings().weight.shape[0])
+
+
+def _raised_in_code(exc: BaseException) -> bool:
+    """True when a load failed in Python code (custom modeling code, or transformers' handling of it), not in
+    reading files: a frame of the model's own files on the traceback, or an error that reading never raises."""
+    import traceback
+
+    if any("transformers_modules" in frame.filename for frame in traceback.extract_tb(exc.__traceback__)):
+        return True
+    return isinstance(exc, AttributeError | TypeError | NotImplementedError | NameError)
 
 
 def _env(name: str) -> bool:
