@@ -217,6 +217,8 @@ def test_denoise_page_runs_every_family_once_remote_code_is_trusted(family, look
     assert not at.exception and not at.error, [e.value for e in at.error]
     trace = at.session_state["denoise_trace"]
     assert trace.n_decoded == 6 and not any(trace.frames[-1].masked)
+    shimmed = [i.value for i in at.info if "loaded with shims" in i.value]
+    assert len(shimmed) == (family != "modernbert"), [i.value for i in at.info]  # native code needs none
 
 
 @pytest.mark.parametrize("family", FAMILIES)
