@@ -137,9 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prompt", default="", help="never-masked text to continue; [MASK] inside it is filled too")
     g.add_argument("--length", type=int, default=32, help="new tokens after the prompt (0: only fill its masks)")
     g.add_argument("--strategy", default="confidence",
-                   choices=["confidence", "topk", "schedule-random", "schedule-confidence", "ar"],
+                   choices=["confidence", "topk", "schedule-random", "schedule-confidence", "entropy-bound", "ar"],
                    help="confidence: commit every position above --threshold; topk: --k per step; schedule-*: "
-                        "--steps by --schedule, positions chosen at random or by confidence; ar: left to right")
+                        "--steps by --schedule, positions chosen at random or by confidence; entropy-bound: the most "
+                        "certain positions while their entropies sum to --entropy-bound; ar: left to right")
     g.add_argument("--steps", type=int, default=None,
                    help="schedule strategies: steps (default: one per token); confidence: at most this many forward "
                         "passes (default: a quarter of --length, rounded up; 0: no limit, the threshold alone)")
@@ -147,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="schedule strategies: how many positions each step commits")
     g.add_argument("--threshold", type=float, default=0.9, help="confidence strategy: commit at or above, in (0, 1]")
     g.add_argument("--k", type=int, default=4, help="topk strategy: positions committed per step")
+    g.add_argument("--entropy-bound", type=float, default=1.0,
+                   help="entropy-bound strategy: commit positions while their entropies sum to at most this (nats)")
     g.add_argument("--confidence", choices=["max-prob", "margin", "entropy"], default="max-prob",
                    help="confidence measure (entropy is compared as exp(-entropy))")
     g.add_argument("--temperature", type=float, default=None,
@@ -159,8 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="topk / confidence beyond the threshold: prefer positions at least this far apart in a pass "
                         "(default: 3; 1: no preference)")
     g.add_argument("--label", default=None, help="class-conditional checkpoints: put this class's prompt first")
+    g.add_argument("--cache", choices=["none", "prefix", "dual"], default="none",
+                   help="diffusion: approximate block KV cache; prefix: cache what precedes the block, dual: also "
+                        "the masked suffix (BERT-like models; others fall back to full passes)")
+    g.add_argument("--cache-refresh", type=int, default=None,
+                   help="diffusion with --cache: also refresh the cache every N passes inside a block")
     g.add_argument("--no-cache", action="store_true",
-                   help="ar: recompute the whole prefix every step; diffusion: recompute unchanged predictions")
+                   help="no cache of any kind: ar recomputes the whole prefix every step; diffusion runs the whole "
+                        "sequence every pass and recomputes unchanged predictions")
     g.add_argument("--cfg-scale", type=float, default=1.0,
                    help="diffusion: classifier-free guidance on the --label (else the prompt): logits = uncond + "
                         "S * (cond - uncond); 1 = off, 0 = unconditional, > 1 = stronger")
@@ -600,7 +609,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         top_k=args.top_k, top_p=args.top_p, seed=args.seed, block_size=args.block_size,
         spacing=args.spacing if args.spacing is not None else DEFAULT_SPACING,
         reuse=not args.no_cache, use_cache=not args.no_cache, cfg_scale=args.cfg_scale,
+        cache="none" if args.no_cache else args.cache, cache_refresh=args.cache_refresh,
+        entropy_bound=args.entropy_bound,
     )
+    if args.no_cache and args.cache != "none":
+        raise TextdiffError(f"--no-cache and --cache {args.cache} contradict each other; give one")
     config.validate()
     if args.length < 0:
         raise TextdiffError(f"length must be >= 0, got {args.length}")
@@ -625,6 +638,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(trace.final_text)
     print(f"{trace.forward_passes} forward passes, {trace.elapsed_s:.2f} s, {trace.n_decoded} tokens "
           f"({trace.tokens_per_pass:.2f} per pass), strategy {trace.strategy}, seed {trace.seed}")
+    if trace.settings.get("cache_fallback"):
+        print(f"note: {trace.settings['cache_fallback']}", file=sys.stderr)
     for path, write in ((args.json, trace.to_json), (args.gif, trace.to_gif), (args.html, trace.to_html)):
         if path:
             _write(path, write)

@@ -13,6 +13,8 @@ block) and commits some masked positions:
   schedule-random      a schedule's count per step, chosen uniformly at random (the RoBERTa recipe's way)
   schedule-confidence  a schedule's count per step, the most confident ones; the rest stay masked (LLaDA's
                        low-confidence remasking)
+  entropy-bound        the lowest-entropy positions whose entropies sum to at most ``entropy_bound`` nats (at least
+                       one per step): the model's own certainty sets the pace (EB-sampler, Ben-Hamu et al. 2025)
 Schedules (fraction of a block's positions committed after step s of S): linear s/S; cosine 1 - cos(pi/2 s/S)
 (few early, many late, as MaskGIT); exp (1 - e^(-5 s/S)) / (1 - e^(-5)) (many early, few late).
 ``spacing`` > 1 makes the parallel strategies (topk, and confidence beyond its threshold) prefer positions at least
@@ -52,11 +54,13 @@ import torch
 
 from textdiff_core.denoisers import denoise_logits
 from textdiff_core.errors import TextdiffError
+from textdiff_core.kv_cache import CACHE_MODES, BlockCache
+from textdiff_core.kv_cache import supports as cache_supported
 from textdiff_core.models import MASKED, LoadedModel
 from textdiff_core.tokens import encode, special_ids, tokenize_texts
 from textdiff_core.trace import CONFIDENCE_MEASURES, Frame, Trace, confidence_score
 
-DIFFUSION_STRATEGIES = ("confidence", "topk", "schedule-random", "schedule-confidence")
+DIFFUSION_STRATEGIES = ("confidence", "topk", "schedule-random", "schedule-confidence", "entropy-bound")
 STRATEGIES = (*DIFFUSION_STRATEGIES, "ar")
 SCHEDULES = ("linear", "cosine", "exp")
 EXP_RATE = 5.0  # steepness of the "exp" schedule
@@ -82,6 +86,7 @@ class DecodeConfig:
     schedule: str = "linear"  # schedule strategies: linear, cosine or exp
     threshold: float = 0.9  # confidence strategy: commit positions whose confidence score is >= this, in (0, 1]
     k: int = 4  # topk strategy: positions committed per step
+    entropy_bound: float = 1.0  # entropy-bound strategy: commit positions while their entropies sum to <= this (nats)
     confidence: str = "max-prob"  # max-prob, margin or entropy
     temperature: float = 0.0  # 0: greedy; > 0: sample
     top_k: int | None = None  # sample among the k most likely tokens (needs temperature > 0)
@@ -92,6 +97,8 @@ class DecodeConfig:
     reuse: bool = True  # diffusion: reuse the last prediction when nothing changed since it was made
     use_cache: bool = True  # left-to-right: KV cache
     cfg_scale: float = 1.0  # diffusion: classifier-free guidance, 1 = off, 0 = unconditional, > 1 = stronger
+    cache: str = "none"  # diffusion: approximate block KV cache, "none", "prefix" or "dual" (see kv_cache)
+    cache_refresh: int | None = None  # diffusion with a cache: also refresh it every this many passes in a block
 
     def validate(self) -> None:
         """Raise ``TextdiffError`` (one line) for any setting that cannot work."""
@@ -107,6 +114,8 @@ class DecodeConfig:
             raise TextdiffError(f"steps must be at least 1, got {self.steps}")
         if not 0 < self.threshold <= 1:
             raise TextdiffError(f"threshold must be in (0, 1], got {self.threshold}")
+        if not (self.entropy_bound >= 0 and math.isfinite(self.entropy_bound)):
+            raise TextdiffError(f"entropy bound must be >= 0 nats, got {self.entropy_bound}")
         if self.k < 1:
             raise TextdiffError(f"k must be at least 1, got {self.k}")
         if self.temperature < 0 or not math.isfinite(self.temperature):
@@ -121,6 +130,10 @@ class DecodeConfig:
             raise TextdiffError(f"spacing must be at least 1, got {self.spacing}")
         if self.block_size is not None and self.block_size < 1:
             raise TextdiffError(f"block size must be at least 1, got {self.block_size}")
+        if self.cache not in CACHE_MODES:
+            raise TextdiffError(f"unknown cache {self.cache!r}; choose one of {', '.join(CACHE_MODES)}")
+        if self.cache_refresh is not None and self.cache_refresh < 1:
+            raise TextdiffError(f"cache refresh must be at least 1 pass, got {self.cache_refresh}")
         if not (self.cfg_scale >= 0 and math.isfinite(self.cfg_scale)):
             raise TextdiffError(f"guidance scale must be >= 0 (1 is off), got {self.cfg_scale}")
 
@@ -132,6 +145,7 @@ class Draw:
     tokens: torch.Tensor  # [N] long
     prob: torch.Tensor  # [N] probability of the drawn token under the model
     confidence: torch.Tensor  # [N] in the configured measure (see trace.confidence_score for its [0, 1] score)
+    entropy: torch.Tensor  # [N] entropy (nats) of the model's distribution at each position (specials excluded)
 
 
 def draw_tokens(
@@ -165,7 +179,7 @@ def draw_tokens(
             scaled = scaled.scatter(-1, order, ordered.masked_fill(outside, float("-inf")))
         tokens = torch.multinomial(scaled.softmax(-1), 1, generator=generator).squeeze(-1)
     prob = probs.gather(-1, tokens[:, None]).squeeze(-1)
-    return Draw(tokens, prob, measure_confidence(probs, config.confidence))
+    return Draw(tokens, prob, measure_confidence(probs, config.confidence), torch.special.entr(probs).sum(-1))
 
 
 def measure_confidence(probs: torch.Tensor, measure: str) -> torch.Tensor:
@@ -250,7 +264,7 @@ class _Recorder:
         self.ids[position], self.masked[position] = token, False
         self.confidence[position], self.prob[position] = confidence, prob
 
-    def frame(self, committed: list[int], reused: bool) -> None:
+    def frame(self, committed: list[int], reused: bool, cached: bool = False) -> None:
         elapsed = time.perf_counter() - self.started
         self.frames.append(Frame(
             step=len(self.frames),
@@ -264,6 +278,7 @@ class _Recorder:
             tokens_processed=self.processed,
             elapsed_s=elapsed,
             reused=reused,
+            cached=cached,
         ))
 
 
@@ -349,23 +364,39 @@ def diffusion_decode(
     cached: tuple[tuple[int, ...], torch.Tensor] | None = None  # (masked positions it was made for, logits)
     guide = _guidance_positions(config, offset, class_ids, user_ids, mask_id)
     copies = 1 if guide is None else 2
+    kv = BlockCache(lm) if config.cache != "none" and cache_supported(lm) else None
     for block, n_steps in zip(blocks, block_steps, strict=True):
         counts = schedule_counts(len(block), n_steps, config.schedule) if schedule else None
         step = 0
+        since_refresh: int | None = None  # passes since the cache was last filled (None: fill it now)
+        queries = [p + offset for p in block] if config.cache == "dual" else \
+            list(range(block[0] + offset, ids.shape[1]))  # prefix cache: the block and all after it run
         while True:
             open_ = [p for p in block if rec.masked[p]]
             if not open_:
                 break
             key = tuple(open_)  # nothing was committed since the cached prediction iff the open positions are the same
             reused = config.reuse and cached is not None and cached[0] == key
+            partial = False
             if reused:
                 logits = cached[1]
             else:
                 where = torch.zeros_like(ids, dtype=torch.bool)
                 where[0, [p + offset for p in open_]] = True
-                logits = guided_logits(lm, ids, attention, where, guide, config.cfg_scale)
+                if kv is None:
+                    logits = guided_logits(lm, ids, attention, where, guide, config.cfg_scale)
+                    run = ids.shape[1]
+                elif since_refresh is None or (config.cache_refresh and since_refresh >= config.cache_refresh):
+                    logits = _guided(kv.full, ids, where, guide, config.cfg_scale, lm.tokenizer.mask_token_id)
+                    run, since_refresh = ids.shape[1], 0
+                else:
+                    logits = _guided(lambda i, w: kv.partial(i, queries, w), ids, where, guide,  # noqa: B023
+                                     config.cfg_scale, lm.tokenizer.mask_token_id)
+                    run, partial = len(queries), True
+                if since_refresh is not None:
+                    since_refresh += 1
                 rec.passes += copies
-                rec.processed += copies * ids.shape[1]
+                rec.processed += copies * run
                 cached = (key, logits)
             draw = draw_tokens(logits, config, generator, banned)
             if counts is not None:
@@ -379,11 +410,26 @@ def diffusion_decode(
             for j in chosen:
                 rec.commit(open_[j], int(draw.tokens[j]), float(draw.confidence[j]), float(draw.prob[j]))
                 ids[0, open_[j] + offset] = draw.tokens[j]
-            rec.frame([open_[j] for j in chosen], reused)
+            rec.frame([open_[j] for j in chosen], reused, partial)
             if counts is not None and step >= len(counts):  # the schedule commits everything by its last step
                 break
     n_prompt = len(class_ids) + len(user_ids)
-    return _new_trace(lm, config, prompt, label, seed, rec, len(class_ids), n_prompt, decoded, length)
+    trace = _new_trace(lm, config, prompt, label, seed, rec, len(class_ids), n_prompt, decoded, length)
+    if config.cache != "none" and kv is None:
+        trace.settings["cache_fallback"] = (f"{type(lm.model).__name__} cannot take a block KV cache here; "
+                                            "every pass ran the whole sequence")
+    return trace
+
+
+def _guided(logits_fn, ids: torch.Tensor, where: torch.Tensor, guide: list[int] | None, scale: float,
+            mask_id: int) -> torch.Tensor:
+    """``guided_logits`` for any ``logits_fn(ids, where)`` (e.g. a KV-cached pass): both copies in one batch."""
+    if guide is None:
+        return logits_fn(ids, where)
+    uncond = ids.clone()
+    uncond[:, guide] = mask_id
+    cond, free = logits_fn(torch.cat([ids, uncond]), where.repeat(2, 1)).float().chunk(2)
+    return free + scale * (cond - free)
 
 
 def _guidance_positions(config: DecodeConfig, offset: int, class_ids: list[int], user_ids: list[int],
@@ -419,6 +465,10 @@ def _choose(config: DecodeConfig, draw: Draw, count: int, generator: torch.Gener
     n = draw.tokens.shape[0]
     if config.strategy == "schedule-random":
         return sorted(torch.randperm(n, generator=generator, device=draw.tokens.device)[:count].tolist())
+    if config.strategy == "entropy-bound":
+        order = draw.entropy.argsort().tolist()  # the most certain first
+        total = draw.entropy[order].cumsum(0)
+        return sorted(order[: max(1, int((total <= config.entropy_bound).sum()))])
     if config.strategy == "confidence":
         scores = [confidence_score(float(c), config.confidence) for c in draw.confidence]
         sure = [j for j, s in enumerate(scores) if s >= config.threshold]

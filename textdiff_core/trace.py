@@ -59,6 +59,7 @@ class Frame:
     tokens_processed: int  # cumulative positions run through the model so far (what a KV cache saves)
     elapsed_s: float  # seconds since decoding started
     reused: bool = False  # this step reused the previous prediction instead of calling the model
+    cached: bool = False  # this step ran only part of the sequence against cached keys and values (block KV cache)
 
 
 @dataclass

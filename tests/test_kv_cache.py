@@ -1,0 +1,142 @@
+"""The approximate block KV cache of diffusion decoding and the entropy-bounded strategy, on the tiny models: the
+cache's passes are the model's own computation, a refresh after every pass makes cached decoding exact, the stale
+keys and values are a real approximation whose work is counted, families without a cache fall back and say so."""
+
+import json
+
+import pytest
+import torch
+
+from tests.lookalikes import make
+from textdiff_core.decoding import DecodeConfig, draw_tokens, generate
+from textdiff_core.denoisers import denoise_logits
+from textdiff_core.errors import TextdiffError
+from textdiff_core.kv_cache import BlockCache, supports
+from textdiff_core.models import load_model
+from train_cli import main
+
+PROMPT = "The movie was"
+
+
+@pytest.fixture(scope="module")
+def masked():
+    lm = load_model("tiny", device="cpu")
+    with torch.no_grad(), torch.random.fork_rng():  # larger weights than the init, so that the tokens depend on context
+        torch.manual_seed(1)
+        for p in lm.model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.3)
+    return lm
+
+
+def _ids(lm, text="the movie was [MASK] [MASK] and [MASK] , a [MASK] [MASK] film [MASK] ."):
+    return torch.tensor([lm.tokenizer(text).input_ids])
+
+
+def test_a_full_pass_is_the_models_own_forward(masked):
+    ids = _ids(masked)
+    everywhere = torch.ones_like(ids, dtype=torch.bool)
+    with torch.no_grad():
+        ours = BlockCache(masked).full(ids, everywhere)
+        theirs = denoise_logits(masked, ids, torch.ones_like(ids), everywhere)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_a_partial_pass_on_a_fresh_cache_is_exact_and_on_a_stale_one_approximate(masked):
+    ids = _ids(masked)
+    mask = masked.tokenizer.mask_token_id
+    block = [i for i, t in enumerate(ids[0].tolist()) if t == mask][:3]
+    where = torch.zeros_like(ids, dtype=torch.bool)
+    where[0, block] = True
+    queries = list(range(block[0], block[-1] + 1))
+    with torch.no_grad():
+        cache = BlockCache(masked)
+        full = cache.full(ids, where)
+        assert torch.allclose(cache.partial(ids, queries, where), full, atol=1e-5)
+        later = ids.clone()
+        later[0, -3] = masked.tokenizer.convert_tokens_to_ids("great")  # a commit outside the queries
+        exact = denoise_logits(masked, later, torch.ones_like(later), where)
+        stale = cache.partial(later, queries, where)
+        assert not torch.allclose(stale, exact, atol=1e-3), "the outside change is unseen: keys and values are stale"
+        assert torch.allclose(stale, full, atol=1e-5)
+        everything = list(range(ids.shape[1]))  # every key and value fresh: the stale cache must not matter
+        assert torch.allclose(cache.partial(later, everything, where), exact, atol=1e-5)
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_a_refresh_after_every_pass_commits_exactly_what_the_uncached_decoder_does(masked, cache, temperature):
+    settings = dict(strategy="topk", k=2, block_size=6, temperature=temperature, seed=3)
+    plain = generate(masked, PROMPT, 18, **settings)
+    cached = generate(masked, PROMPT, 18, cache=cache, cache_refresh=1, **settings)
+    assert cached.frames[-1].ids == plain.frames[-1].ids
+    assert cached.forward_passes == plain.forward_passes and not any(f.cached for f in cached.frames)
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+def test_cached_steps_run_only_their_queries_and_are_marked(masked, cache):
+    length, block = 18, 6
+    trace = generate(masked, PROMPT, length, strategy="topk", k=2, block_size=block, cache=cache)
+    width = len(trace.frames[0].ids) + 2  # [CLS] and [SEP] around the body
+    n_blocks, per_block = length // block, block // 2
+    assert trace.forward_passes == n_blocks * per_block
+    assert sum(f.cached for f in trace.frames) == n_blocks * (per_block - 1)
+    prompt = len(trace.frames[0].ids) - length + 1  # [CLS] + prompt tokens: where the first block starts
+    if cache == "dual":  # a full pass to open each block, then the block alone
+        expected = n_blocks * width + n_blocks * (per_block - 1) * block
+    else:  # prefix: the block and everything after it
+        expected = n_blocks * width + sum((per_block - 1) * (width - (prompt + b * block)) for b in range(n_blocks))
+    assert trace.frames[-1].tokens_processed == expected
+    assert trace.settings["cache"] == cache and "cache_fallback" not in trace.settings
+    uncached = generate(masked, PROMPT, length, strategy="topk", k=2, block_size=block)
+    assert trace.frames[-1].tokens_processed < uncached.frames[-1].tokens_processed
+
+
+def test_a_family_without_a_cache_falls_back_to_full_passes_and_says_so(tmp_path, capsys):
+    path = make("mdlm", tmp_path / "mdlm")
+    lm = load_model(str(path), trust_remote_code=True)
+    assert not supports(lm)
+    trace = generate(lm, "the movie", 6, strategy="topk", k=2, cache="dual")
+    assert "cannot take a block KV cache" in trace.settings["cache_fallback"]
+    assert not any(f.cached for f in trace.frames)
+    assert main(["--trust-remote-code", "generate", "--checkpoint", str(path), "--prompt", "the movie", "--length",
+                 "6", "--cache", "dual"]) == 0
+    assert "cannot take a block KV cache" in capsys.readouterr().err
+
+
+def test_entropy_bound_commits_the_most_certain_positions_within_the_bound():
+    logits = torch.tensor([[8.0, 0, 0, 0], [0.0, 0, 0, 0], [5.0, 0, 0, 0], [2.0, 0, 0, 0]])
+    draw = draw_tokens(logits, DecodeConfig())
+    entropy = draw.entropy.tolist()
+    assert sorted(range(4), key=entropy.__getitem__) == [0, 2, 3, 1]
+    from textdiff_core.decoding import _choose
+
+    def chosen(bound):
+        return _choose(DecodeConfig(strategy="entropy-bound", entropy_bound=bound), draw, 1, None, list(range(4)))
+
+    assert chosen(0.0) == [0], "at least one, the most certain"
+    assert chosen(entropy[0] + entropy[2] + 1e-6) == [0, 2]
+    assert chosen(entropy[0] + entropy[2] - 1e-6) == [0]
+    assert chosen(100.0) == [0, 1, 2, 3]
+
+
+def test_entropy_bound_sets_its_own_pace(masked):
+    tight = generate(masked, PROMPT, 16, strategy="entropy-bound", entropy_bound=0.0)
+    loose = generate(masked, PROMPT, 16, strategy="entropy-bound", entropy_bound=1e6)
+    assert tight.forward_passes == 16 and loose.forward_passes == 1
+    with pytest.raises(TextdiffError, match="entropy bound"):
+        DecodeConfig(entropy_bound=-1).validate()
+
+
+def test_no_cache_means_no_cache_of_any_kind(masked, tmp_path, capsys):
+    out = tmp_path / "t.json"
+    assert main(["generate", "--checkpoint", "tiny", "--prompt", PROMPT, "--length", "8", "--steps", "8",
+                 "--no-cache", "--temperature", "1", "--top-p", "0.9", "--json", str(out)]) == 0
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["cache"] == "none" and not settings["reuse"] and not settings["use_cache"]
+    assert settings["temperature"] == 1 and settings["top_p"] == 0.9 and settings["top_k"] is None
+    frames = json.loads(out.read_text())["frames"]
+    assert frames[-1]["forward_passes"] == 8 and all(len(f["committed"]) == 1 for f in frames[1:])
+    assert main(["generate", "--checkpoint", "tiny", "--prompt", PROMPT, "--length", "8", "--no-cache",
+                 "--cache", "dual"]) == 2
+    assert "contradict" in capsys.readouterr().err
