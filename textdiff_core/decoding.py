@@ -139,6 +139,18 @@ class DecodeConfig:
 
 
 @dataclass
+class Scores:
+    """The model's distribution at N positions and each position's confidence: all that choosing positions needs.
+    Tokens are drawn afterwards, only where positions are committed (``sample_rows``): sampling with top-p sorts
+    the whole vocabulary, which at 30k tokens costs as much as a forward pass when done at every open position."""
+
+    logits: torch.Tensor  # [N, vocab] float, banned tokens at -inf
+    probs: torch.Tensor  # [N, vocab] softmax of logits (temperature 1)
+    confidence: torch.Tensor  # [N] in the configured measure (see trace.confidence_score for its [0, 1] score)
+    entropy: torch.Tensor | None  # [N] entropy in nats (specials excluded), when asked for
+
+
+@dataclass
 class Draw:
     """Tokens drawn at N positions, with the model's probability of each and each position's confidence."""
 
@@ -148,22 +160,24 @@ class Draw:
     entropy: torch.Tensor  # [N] entropy (nats) of the model's distribution at each position (specials excluded)
 
 
-def draw_tokens(
-    logits: torch.Tensor,
-    config: DecodeConfig,
-    generator: torch.Generator | None = None,
-    banned: torch.Tensor | None = None,
-) -> Draw:
-    """One token per row of ``logits`` [N, vocab]: greedy, or sampled with temperature / top-k / top-p.
-
-    ``banned`` token ids (special tokens) get probability 0 everywhere, also in the confidence measures.
-    The one sampling function of both decoders.
-    """
+def score_positions(logits: torch.Tensor, config: DecodeConfig, banned: torch.Tensor | None = None,
+                    entropy: bool = False) -> Scores:
+    """The distribution and confidence at each row of ``logits`` [N, vocab]; ``banned`` token ids (special tokens)
+    get probability 0 everywhere, also in the confidence measures."""
     logits = logits.float()
     if banned is not None:
         banned = banned[banned < logits.shape[-1]].to(logits.device)
         logits = logits.index_fill(-1, banned, float("-inf"))
     probs = logits.softmax(-1)
+    return Scores(logits, probs, measure_confidence(probs, config.confidence),
+                  torch.special.entr(probs).sum(-1) if entropy else None)
+
+
+def sample_rows(scores: Scores, rows: list[int], config: DecodeConfig, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, their probabilities) at ``rows`` of ``scores``: greedy, or sampled with temperature / top-k / top-p.
+    The one sampling function of both decoders."""
+    logits, probs = scores.logits[rows], scores.probs[rows]
     if config.temperature == 0:
         tokens = probs.argmax(-1)
     else:
@@ -178,8 +192,19 @@ def draw_tokens(
             outside[:, 0] = False
             scaled = scaled.scatter(-1, order, ordered.masked_fill(outside, float("-inf")))
         tokens = torch.multinomial(scaled.softmax(-1), 1, generator=generator).squeeze(-1)
-    prob = probs.gather(-1, tokens[:, None]).squeeze(-1)
-    return Draw(tokens, prob, measure_confidence(probs, config.confidence), torch.special.entr(probs).sum(-1))
+    return tokens, probs.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def draw_tokens(
+    logits: torch.Tensor,
+    config: DecodeConfig,
+    generator: torch.Generator | None = None,
+    banned: torch.Tensor | None = None,
+) -> Draw:
+    """One token per row of ``logits`` [N, vocab] (``score_positions``, then ``sample_rows`` at every row)."""
+    scores = score_positions(logits, config, banned, entropy=True)
+    tokens, prob = sample_rows(scores, list(range(logits.shape[0])), config, generator)
+    return Draw(tokens, prob, scores.confidence, scores.entropy)
 
 
 def measure_confidence(probs: torch.Tensor, measure: str) -> torch.Tensor:
@@ -398,18 +423,19 @@ def diffusion_decode(
                 rec.passes += copies
                 rec.processed += copies * run
                 cached = (key, logits)
-            draw = draw_tokens(logits, config, generator, banned)
+            scores = score_positions(logits, config, banned, entropy=config.strategy == "entropy-bound")
             if counts is not None:
                 count = counts[step]
             elif config.strategy == "confidence" and config.steps:  # a pass budget: keep pace to finish in time
                 count = math.ceil(len(open_) / max(1, n_steps - step))
             else:
                 count = 1
-            chosen = _choose(config, draw, count, generator, open_)
+            chosen = _choose(config, scores, count, generator, open_)
             step += 1
-            for j in chosen:
-                rec.commit(open_[j], int(draw.tokens[j]), float(draw.confidence[j]), float(draw.prob[j]))
-                ids[0, open_[j] + offset] = draw.tokens[j]
+            tokens, probs = sample_rows(scores, chosen, config, generator)
+            for j, token, prob in zip(chosen, tokens.tolist(), probs.tolist(), strict=True):
+                rec.commit(open_[j], token, float(scores.confidence[j]), prob)
+                ids[0, open_[j] + offset] = token
             rec.frame([open_[j] for j in chosen], reused, partial)
             if counts is not None and step >= len(counts):  # the schedule commits everything by its last step
                 break
@@ -459,12 +485,12 @@ def guided_logits(lm: LoadedModel, ids: torch.Tensor, attention: torch.Tensor, w
     return free + scale * (cond - free)
 
 
-def _choose(config: DecodeConfig, draw: Draw, count: int, generator: torch.Generator, positions: list[int]
-            ) -> list[int]:
+def _choose(config: DecodeConfig, draw: Scores | Draw, count: int, generator: torch.Generator,
+            positions: list[int]) -> list[int]:
     """Indices (into the open positions) to commit this step."""
-    n = draw.tokens.shape[0]
+    n = draw.confidence.shape[0]
     if config.strategy == "schedule-random":
-        return sorted(torch.randperm(n, generator=generator, device=draw.tokens.device)[:count].tolist())
+        return sorted(torch.randperm(n, generator=generator, device=draw.confidence.device)[:count].tolist())
     if config.strategy == "entropy-bound":
         order = draw.entropy.argsort().tolist()  # the most certain first
         total = draw.entropy[order].cumsum(0)

@@ -1,6 +1,7 @@
-"""The approximate block KV cache of diffusion decoding and the entropy-bounded strategy, on the tiny models: the
-cache's passes are the model's own computation, a refresh after every pass makes cached decoding exact, the stale
-keys and values are a real approximation whose work is counted, families without a cache fall back and say so."""
+"""Fast diffusion decoding on the tiny models. The approximate block KV cache: its passes are the model's own
+computation, a refresh after every pass makes cached decoding exact, the stale keys and values are a real
+approximation whose work is counted, families without a cache fall back and say so. The entropy-bounded strategy,
+and tokens drawn only where positions are committed."""
 
 import json
 
@@ -140,3 +141,12 @@ def test_no_cache_means_no_cache_of_any_kind(masked, tmp_path, capsys):
     assert main(["generate", "--checkpoint", "tiny", "--prompt", PROMPT, "--length", "8", "--no-cache",
                  "--cache", "dual"]) == 2
     assert "contradict" in capsys.readouterr().err
+
+
+def test_tokens_are_drawn_only_where_positions_are_committed(masked, monkeypatch):
+    """Sampling (top-p sorts the whole vocabulary) happens at committed positions only, not at every open one."""
+    rows = []
+    real = torch.multinomial
+    monkeypatch.setattr(torch, "multinomial", lambda p, *a, **k: rows.append(p.shape[0]) or real(p, *a, **k))
+    trace = generate(masked, PROMPT, 16, strategy="topk", k=2, temperature=1.0, top_p=0.9, seed=0)
+    assert rows == [2] * 8 and trace.forward_passes == 8
