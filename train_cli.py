@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the masked suffix (BERT-like models; others fall back to full passes)")
     g.add_argument("--cache-refresh", type=int, default=None,
                    help="diffusion with --cache: also refresh the cache every N passes inside a block")
+    g.add_argument("--stop-at-end", choices=["auto", "on", "off"], default="auto",
+                   help="end the text where the model writes its end-of-text token (auto: for models that learned "
+                        "to, i.e. published diffusion LMs and general LMs, not textdiff's own)")
     g.add_argument("--no-cache", action="store_true",
                    help="no cache of any kind: ar recomputes the whole prefix every step; diffusion runs the whole "
                         "sequence every pass and recomputes unchanged predictions")
@@ -610,7 +613,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         spacing=args.spacing if args.spacing is not None else DEFAULT_SPACING,
         reuse=not args.no_cache, use_cache=not args.no_cache, cfg_scale=args.cfg_scale,
         cache="none" if args.no_cache else args.cache, cache_refresh=args.cache_refresh,
-        entropy_bound=args.entropy_bound,
+        entropy_bound=args.entropy_bound, stop_at_end={"auto": None, "on": True, "off": False}[args.stop_at_end],
     )
     if args.no_cache and args.cache != "none":
         raise TextdiffError(f"--no-cache and --cache {args.cache} contradict each other; give one")

@@ -150,3 +150,35 @@ def test_tokens_are_drawn_only_where_positions_are_committed(masked, monkeypatch
     monkeypatch.setattr(torch, "multinomial", lambda p, *a, **k: rows.append(p.shape[0]) or real(p, *a, **k))
     trace = generate(masked, PROMPT, 16, strategy="topk", k=2, temperature=1.0, top_p=0.9, seed=0)
     assert rows == [2] * 8 and trace.forward_passes == 8
+
+
+def _writes_end(lm):
+    """A copy of ``lm`` whose every prediction is its end-of-text token ([SEP]) by a wide margin."""
+    import copy
+
+    other = copy.copy(lm)
+    other.model = copy.deepcopy(lm.model)
+    head = other.model.get_output_embeddings()
+    with torch.no_grad():
+        head.bias[lm.tokenizer.sep_token_id] += 100.0
+    return other
+
+
+def test_diffusion_text_ends_where_the_model_commits_end_of_text(masked):
+    lm = _writes_end(masked)
+    ended = generate(lm, PROMPT, 12, strategy="topk", k=1, block_size=4, stop_at_end=True)
+    assert ended.ended_at == ended.frames[1].committed[0] >= ended.n_prompt_tokens
+    assert ended.forward_passes == 1, "everything after the first end-of-text is closed, not decoded"
+    assert ended.generated_text == "" and ended.final_text.lower() == PROMPT.lower()
+    assert ended.settings["stop_at_end"] and ended.n_decoded == 1
+    plain = generate(lm, PROMPT, 12, strategy="topk", k=1)  # textdiff's own models: [SEP] is never written
+    assert plain.ended_at is None and plain.forward_passes == 12 and "[SEP]" not in plain.final_text
+    assert not plain.settings["stop_at_end"]
+
+
+def test_left_to_right_stops_at_end_of_text():
+    causal = load_model("tiny-ar", device="cpu")
+    lm = _writes_end(causal)
+    ended = generate(lm, PROMPT, 12, strategy="ar", stop_at_end=True)
+    assert ended.forward_passes == 1 and ended.ended_at == ended.n_prompt_tokens and ended.generated_text == ""
+    assert generate(lm, PROMPT, 12, strategy="ar").forward_passes == 12

@@ -82,6 +82,7 @@ class Trace:
     generated_text: str  # the appended generation only (the whole user text when infilling without appending)
     frames: list[Frame] = field(default_factory=list)
     version: int = FORMAT_VERSION
+    ended_at: int | None = None  # position where the model committed its end-of-text token; the text stops there
 
     @property
     def forward_passes(self) -> int:
@@ -95,8 +96,9 @@ class Trace:
 
     @property
     def n_decoded(self) -> int:
-        """How many positions the run decoded."""
-        return sum(self.decoded)
+        """How many positions the run decoded (up to and including the end-of-text, when the text ended)."""
+        last = len(self.decoded) if self.ended_at is None else self.ended_at + 1
+        return sum(self.decoded[:last])
 
     @property
     def tokens_per_pass(self) -> float:
