@@ -4,6 +4,7 @@ approximation whose work is counted, families without a cache fall back and say 
 and tokens drawn only where positions are committed."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -182,3 +183,15 @@ def test_left_to_right_stops_at_end_of_text():
     ended = generate(lm, PROMPT, 12, strategy="ar", stop_at_end=True)
     assert ended.forward_passes == 1 and ended.ended_at == ended.n_prompt_tokens and ended.generated_text == ""
     assert generate(lm, PROMPT, 12, strategy="ar").forward_passes == 12
+
+
+def test_word_entropy_separates_a_loop_from_varied_text():
+    from textdiff_core.evaluate import word_entropy
+
+    assert word_entropy("good " * 100) == 0.0
+    assert word_entropy("it ' s a great movie . " * 30) == pytest.approx(math.log(5))  # it, s, a, great, movie
+    assert word_entropy("it's a great movie. " * 30) == pytest.approx(math.log(4))
+    varied = " ".join(f"w{i}" for i in range(100))
+    assert word_entropy(varied) == pytest.approx(math.log(100))
+    assert word_entropy(varied + " extra words beyond the first hundred") == pytest.approx(math.log(100))
+    assert word_entropy("") == 0.0 and word_entropy("...!!") == 0.0
