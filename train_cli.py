@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="topk / confidence beyond the threshold: prefer positions at least this far apart in a pass "
                         "(default: 3; 1: no preference)")
     g.add_argument("--label", default=None, help="class-conditional checkpoints: put this class's prompt first")
+    g.add_argument("--num-samples", type=int, default=1,
+                   help="decode N samples (seeds SEED, SEED+1, ...) as one batch; --json records all of them")
     g.add_argument("--cache", choices=["none", "prefix", "dual"], default="none",
                    help="diffusion: approximate block KV cache; prefix: cache what precedes the block, dual: also "
                         "the masked suffix (BERT-like models; others fall back to full passes)")
@@ -599,10 +601,12 @@ def _decode_steps(args: argparse.Namespace) -> int | None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    import json
+    import time
     from pathlib import Path
 
     from textdiff_core.checkpoint import CheckpointMeta
-    from textdiff_core.decoding import DEFAULT_SPACING, DecodeConfig, generate
+    from textdiff_core.decoding import DEFAULT_SPACING, DecodeConfig, generate_samples
     from textdiff_core.models import CAUSAL, MASKED, kind_of, load_model
 
     sampling = args.top_k is not None or args.top_p is not None
@@ -620,6 +624,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config.validate()
     if args.length < 0:
         raise TextdiffError(f"length must be >= 0, got {args.length}")
+    if args.num_samples < 1:
+        raise TextdiffError(f"--num-samples must be at least 1, got {args.num_samples}")
     needed = CAUSAL if args.strategy == "ar" else MASKED
     checkpoint, label = args.checkpoint or ("minilm-ar" if needed == CAUSAL else "minilm"), args.label
     class_dirs = CheckpointMeta.read(checkpoint).class_dirs if Path(checkpoint).is_dir() else None
@@ -637,13 +643,27 @@ def cmd_generate(args: argparse.Namespace) -> int:
         from textdiff_core.denoisers import chat_prompt
 
         prompt = chat_prompt(lm.tokenizer, prompt)
-    trace = generate(lm, prompt, args.length, config, label)
-    print(trace.final_text)
-    print(f"{trace.forward_passes} forward passes, {trace.elapsed_s:.2f} s, {trace.n_decoded} tokens "
-          f"({trace.tokens_per_pass:.2f} per pass), strategy {trace.strategy}, seed {trace.seed}")
+    started = time.perf_counter()
+    traces = generate_samples(lm, prompt, args.length, config, label, args.num_samples)
+    wall = time.perf_counter() - started
+    for trace in traces:
+        print(trace.final_text)
+        print(f"{trace.forward_passes} forward passes, {trace.elapsed_s:.2f} s, {trace.n_decoded} tokens "
+              f"({trace.tokens_per_pass:.2f} per pass), strategy {trace.strategy}, seed {trace.seed}")
+    if len(traces) > 1:
+        print(f"{len(traces)} samples in one batch: {wall:.2f} s, {len(traces) / wall:.2f} samples/s")
+    trace = traces[0]
     if trace.settings.get("cache_fallback"):
         print(f"note: {trace.settings['cache_fallback']}", file=sys.stderr)
-    for path, write in ((args.json, trace.to_json), (args.gif, trace.to_gif), (args.html, trace.to_html)):
+    if args.json and len(traces) > 1:  # the first sample's trace, and every sample's outcome beside it
+        keep = ("seed", "final_text", "generated_text", "ended_at")
+        record = trace.to_dict() | {"samples": [{k: getattr(t, k) for k in keep} | {
+            "forward_passes": t.forward_passes, "elapsed_s": t.elapsed_s,
+            "tokens_processed": t.frames[-1].tokens_processed} for t in traces], "batch_wall_s": wall}
+        _write(args.json, lambda path: Path(path).write_text(json.dumps(record, ensure_ascii=False) + "\n"))
+        print(f"wrote {args.json}")
+    for path, write in ((None if len(traces) > 1 else args.json, trace.to_json), (args.gif, trace.to_gif),
+                        (args.html, trace.to_html)):
         if path:
             _write(path, write)
             print(f"wrote {path}")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.lookalikes import make
-from textdiff_core.decoding import DecodeConfig, draw_tokens, generate
+from textdiff_core.decoding import DecodeConfig, draw_tokens, generate, generate_samples
 from textdiff_core.denoisers import denoise_logits
 from textdiff_core.errors import TextdiffError
 from textdiff_core.kv_cache import BlockCache, supports
@@ -195,3 +195,43 @@ def test_word_entropy_separates_a_loop_from_varied_text():
     assert word_entropy(varied) == pytest.approx(math.log(100))
     assert word_entropy(varied + " extra words beyond the first hundred") == pytest.approx(math.log(100))
     assert word_entropy("") == 0.0 and word_entropy("...!!") == 0.0
+
+
+@pytest.mark.parametrize("settings", [
+    dict(strategy="topk", k=2, temperature=1.0, top_p=0.9),
+    dict(strategy="confidence", threshold=0.5, steps=6, block_size=6, cache="dual", temperature=1.0),
+    dict(strategy="entropy-bound", entropy_bound=3.0, block_size=6, cache="prefix", temperature=1.0, top_k=50),
+    dict(strategy="topk", k=3, cfg_scale=2.0),
+])
+def test_a_batch_of_samples_decodes_each_as_it_would_alone(masked, settings):
+    batch = generate_samples(masked, PROMPT, 12, samples=3, seed=7, **settings)
+    assert [t.seed for t in batch] == [7, 8, 9]
+    for trace in batch:
+        alone = generate(masked, PROMPT, 12, seed=trace.seed, **settings)
+        assert trace.frames[-1].ids == alone.frames[-1].ids and trace.forward_passes == alone.forward_passes
+        assert [f.committed for f in trace.frames] == [f.committed for f in alone.frames]
+    if settings.get("temperature"):
+        assert len({t.generated_text for t in batch}) > 1, "distinct seeds, distinct samples"
+
+
+def test_a_batch_of_left_to_right_samples_decodes_each_as_it_would_alone():
+    causal = load_model("tiny-ar", device="cpu")
+    batch = generate_samples(causal, PROMPT, 10, samples=3, seed=4, strategy="ar", temperature=1.0)
+    for trace in batch:
+        alone = generate(causal, PROMPT, 10, seed=trace.seed, strategy="ar", temperature=1.0)
+        assert trace.frames[-1].ids == alone.frames[-1].ids and trace.forward_passes == alone.forward_passes == 10
+    ended = generate_samples(_writes_end(causal), PROMPT, 10, samples=2, strategy="ar", stop_at_end=True)
+    assert all(t.forward_passes == 1 and t.generated_text == "" for t in ended)
+
+
+@pytest.mark.parametrize("checkpoint, strategy", [("tiny", "topk"), ("tiny-ar", "ar")])
+def test_cli_num_samples_prints_and_records_every_sample(checkpoint, strategy, tmp_path, capsys):
+    out = tmp_path / "t.json"
+    assert main(["generate", "--checkpoint", checkpoint, "--strategy", strategy, "--prompt", PROMPT, "--length",
+                 "6", "--num-samples", "3", "--temperature", "1", "--seed", "5", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [s["seed"] for s in data["samples"]] == [5, 6, 7] and data["seed"] == 5
+    assert data["samples"][0]["generated_text"] == data["generated_text"]
+    printed = capsys.readouterr().out
+    assert all(s["final_text"] in printed for s in data["samples"]) and "samples/s" in printed
+    assert main(["generate", "--checkpoint", checkpoint, "--strategy", strategy, "--num-samples", "0"]) == 2

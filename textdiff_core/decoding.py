@@ -384,6 +384,21 @@ def diffusion_decode(
     ``label`` puts that class's prompt first (class-conditional checkpoints). See the module docstring for the
     strategies; the trace has one frame per step.
     """
+    return diffusion_decode_batch(lm, prompt, length, config, label, 1)[0]
+
+
+@torch.no_grad()
+def diffusion_decode_batch(
+    lm: LoadedModel, prompt: str = "", length: int = 32, config: DecodeConfig | None = None, label: str | None = None,
+    samples: int = 1,
+) -> list[Trace]:
+    """``diffusion_decode`` for ``samples`` sequences at once, sample i seeded by the config's seed + i.
+
+    The samples go through the model as one batch: each pass runs every sample that still has open positions in
+    the current block and needs a new prediction, and each sample chooses and draws its own commits, so a sample
+    decodes as it would alone (same passes, same tokens for its seed, up to floating-point batching). One trace per
+    sample; each counts the passes it took part in.
+    """
     config = config or DecodeConfig()
     if config.strategy not in DIFFUSION_STRATEGIES:
         raise TextdiffError(f"diffusion decoding needs a diffusion strategy ({', '.join(DIFFUSION_STRATEGIES)}), "
@@ -391,6 +406,8 @@ def diffusion_decode(
     if lm.kind != MASKED:
         raise TextdiffError(f"{lm.name!r} is a left-to-right model; strategy {config.strategy!r} needs a masked "
                             "(diffusion) model (use strategy 'ar' for this one)")
+    if samples < 1:
+        raise TextdiffError(f"the number of samples must be at least 1, got {samples}")
     class_ids, user_ids, head = _prepare(lm, prompt, length, label, config)
     mask_id = lm.tokenizer.mask_token_id
     body = class_ids + user_ids + [mask_id] * length
@@ -409,78 +426,97 @@ def diffusion_decode(
         raise TextdiffError(f"{steps} steps cannot decode {len(blocks)} blocks; give at least one step per block")
     block_steps = _split(steps, len(blocks))
 
-    generator, seed = _generator(config, lm.device)
+    first_seed = _generator(config, lm.device)[1]
+    seeds = [first_seed + r for r in range(samples)]
+    generators = [torch.Generator(device=lm.device).manual_seed(seed) for seed in seeds]
     ends = end_ids(lm, config)
     banned = _banned(lm, ends)
     offset = len(head)
-    ids = torch.tensor([head + body + tail], device=lm.device)
-    attention = torch.ones_like(ids)
-    rec = _Recorder(lm, body, [t == mask_id for t in body], mask_id if mask_id is not None else -1)
-    cached: tuple[tuple[int, ...], torch.Tensor] | None = None  # (masked positions it was made for, logits)
+    ids = torch.tensor([head + body + tail] * samples, device=lm.device)
+    recs = [_Recorder(lm, body, [t == mask_id for t in body], mask_id if mask_id is not None else -1)
+            for _ in range(samples)]
     guide = _guidance_positions(config, offset, class_ids, user_ids, mask_id)
     copies = 1 if guide is None else 2
-    kv = BlockCache(lm) if config.cache != "none" and cache_supported(lm) else None
+    kv = BlockCache(lm, samples * copies) if config.cache != "none" and cache_supported(lm) else None
+    cached: list[tuple[tuple[int, ...], torch.Tensor] | None] = [None] * samples  # (open positions, logits)
     for block, n_steps in zip(blocks, block_steps, strict=True):
         counts = schedule_counts(len(block), n_steps, config.schedule) if schedule else None
-        step = 0
-        since_refresh: int | None = None  # passes since the cache was last filled (None: fill it now)
+        step = [0] * samples
+        since_refresh: list[int | None] = [None] * samples  # passes since the cache was filled (None: fill it now)
         queries = [p + offset for p in block] if config.cache == "dual" else \
             list(range(block[0] + offset, ids.shape[1]))  # prefix cache: the block and all after it run
         while True:
-            open_ = [p for p in block if rec.masked[p]]
-            if not open_:
+            open_ = {r: [p for p in block if recs[r].masked[p]] for r in range(samples)}
+            active = [r for r in range(samples) if open_[r] and not (counts is not None and step[r] >= len(counts))]
+            if not active:
                 break
-            key = tuple(open_)  # nothing was committed since the cached prediction iff the open positions are the same
-            reused = config.reuse and cached is not None and cached[0] == key
-            partial = False
-            if reused:
-                logits = cached[1]
-            else:
-                where = torch.zeros_like(ids, dtype=torch.bool)
-                where[0, [p + offset for p in open_]] = True
-                if kv is None:
-                    logits = guided_logits(lm, ids, attention, where, guide, config.cfg_scale)
-                    run = ids.shape[1]
-                elif since_refresh is None or (config.cache_refresh and since_refresh >= config.cache_refresh):
-                    logits = _guided(kv.full, ids, where, guide, config.cfg_scale, lm.tokenizer.mask_token_id)
-                    run, since_refresh = ids.shape[1], 0
+            reused = {r for r in active if config.reuse and cached[r] is not None and cached[r][0] == tuple(open_[r])}
+            full = [r for r in active if r not in reused and (kv is None or since_refresh[r] is None or (
+                config.cache_refresh and since_refresh[r] >= config.cache_refresh))]
+            partial = [r for r in active if r not in reused and r not in full]
+            for rows, is_partial in ((full, False), (partial, True)):
+                if rows:
+                    for r, logits in zip(rows, _batch_logits(lm, kv, ids, rows, open_, offset, guide, config,
+                                                             queries if is_partial else None, samples), strict=True):
+                        cached[r] = (tuple(open_[r]), logits)
+                        recs[r].passes += copies
+                        recs[r].processed += copies * (len(queries) if is_partial else ids.shape[1])
+                        if kv is not None:
+                            since_refresh[r] = 1 if not is_partial else since_refresh[r] + 1
+            for r in active:
+                logits = cached[r][1]
+                scores = score_positions(logits, config, banned, entropy=config.strategy == "entropy-bound")
+                if counts is not None:
+                    count = counts[step[r]]
+                elif config.strategy == "confidence" and config.steps:  # a pass budget: keep pace to finish in time
+                    count = math.ceil(len(open_[r]) / max(1, n_steps - step[r]))
                 else:
-                    logits = _guided(lambda i, w: kv.partial(i, queries, w), ids, where, guide,  # noqa: B023
-                                     config.cfg_scale, lm.tokenizer.mask_token_id)
-                    run, partial = len(queries), True
-                if since_refresh is not None:
-                    since_refresh += 1
-                rec.passes += copies
-                rec.processed += copies * run
-                cached = (key, logits)
-            scores = score_positions(logits, config, banned, entropy=config.strategy == "entropy-bound")
-            if counts is not None:
-                count = counts[step]
-            elif config.strategy == "confidence" and config.steps:  # a pass budget: keep pace to finish in time
-                count = math.ceil(len(open_) / max(1, n_steps - step))
-            else:
-                count = 1
-            chosen = _choose(config, scores, count, generator, open_)
-            step += 1
-            tokens, probs = sample_rows(scores, chosen, config, generator)
-            for j, token, prob in zip(chosen, tokens.tolist(), probs.tolist(), strict=True):
-                rec.commit(open_[j], token, float(scores.confidence[j]), prob)
-                ids[0, open_[j] + offset] = token
-            ended = [open_[j] for j, token in zip(chosen, tokens.tolist(), strict=True) if token in ends]
-            if ended:  # the text ends here: what follows is end-of-text too, and is not decoded
-                for q in todo:
-                    if q > min(ended) and rec.masked[q]:
-                        rec.close(q, min(tokens[[open_.index(e) for e in ended]].tolist()))
-                        ids[0, q + offset] = rec.ids[q]
-            rec.frame([open_[j] for j in chosen], reused, partial)
-            if counts is not None and step >= len(counts):  # the schedule commits everything by its last step
-                break
+                    count = 1
+                chosen = _choose(config, scores, count, generators[r], open_[r])
+                step[r] += 1
+                tokens, probs = sample_rows(scores, chosen, config, generators[r])
+                rec = recs[r]
+                for j, token, prob in zip(chosen, tokens.tolist(), probs.tolist(), strict=True):
+                    rec.commit(open_[r][j], token, float(scores.confidence[j]), prob)
+                    ids[r, open_[r][j] + offset] = token
+                ended = [open_[r][j] for j, token in zip(chosen, tokens.tolist(), strict=True) if token in ends]
+                if ended:  # the text ends here: what follows is end-of-text too, and is not decoded
+                    end_token = rec.ids[min(ended)]
+                    for q in todo:
+                        if q > min(ended) and rec.masked[q]:
+                            rec.close(q, end_token)
+                            ids[r, q + offset] = end_token
+                rec.frame([open_[r][j] for j in chosen], r in reused, r in partial)
     n_prompt = len(class_ids) + len(user_ids)
-    trace = _new_trace(lm, config, prompt, label, seed, rec, len(class_ids), n_prompt, decoded, length, ends)
-    if config.cache != "none" and kv is None:
-        trace.settings["cache_fallback"] = (f"{type(lm.model).__name__} cannot take a block KV cache here; "
-                                            "every pass ran the whole sequence")
-    return trace
+    traces = []
+    for rec, seed in zip(recs, seeds, strict=True):
+        trace = _new_trace(lm, config, prompt, label, seed, rec, len(class_ids), n_prompt, decoded, length, ends)
+        if config.cache != "none" and kv is None:
+            trace.settings["cache_fallback"] = (f"{type(lm.model).__name__} cannot take a block KV cache here; "
+                                                "every pass ran the whole sequence")
+        traces.append(trace)
+    return traces
+
+
+def _batch_logits(lm: LoadedModel, kv: BlockCache | None, ids: torch.Tensor, rows: list[int],
+                  open_: dict[int, list[int]], offset: int, guide: list[int] | None, config: DecodeConfig,
+                  queries: list[int] | None, samples: int) -> list[torch.Tensor]:
+    """One forward pass over ``rows`` of ``ids``: the logits at each row's open positions, one tensor per row.
+    ``queries`` None: the whole sequence (filling the cache when there is one); else a cached partial pass."""
+    sub = ids[rows]
+    where = torch.zeros_like(sub, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        where[i, [p + offset for p in open_[r]]] = True
+    cache_rows = rows + ([r + samples for r in rows] if guide is not None else [])
+    mask_id = lm.tokenizer.mask_token_id
+    if kv is None:
+        logits = guided_logits(lm, sub, torch.ones_like(sub), where, guide, config.cfg_scale)
+    elif queries is None:
+        logits = _guided(lambda i, w: kv.full(i, w, cache_rows), sub, where, guide, config.cfg_scale, mask_id)
+    else:
+        logits = _guided(lambda i, w: kv.partial(i, queries, w, cache_rows), sub, where, guide, config.cfg_scale,
+                         mask_id)
+    return list(logits.split([len(open_[r]) for r in rows]))
 
 
 def _guided(logits_fn, ids: torch.Tensor, where: torch.Tensor, guide: list[int] | None, scale: float,
@@ -572,10 +608,21 @@ def ar_decode(
     each pass reruns the whole sequence. The trace has one frame per generated token; positions not generated yet are
     reported as masked.
     """
+    return ar_decode_batch(lm, prompt, length, config, label, 1)[0]
+
+
+@torch.no_grad()
+def ar_decode_batch(
+    lm: LoadedModel, prompt: str = "", length: int = 32, config: DecodeConfig | None = None, label: str | None = None,
+    samples: int = 1,
+) -> list[Trace]:
+    """``ar_decode`` for ``samples`` sequences in one batch (one KV cache), sample i seeded by the seed + i."""
     config = replace(config or DecodeConfig(), strategy="ar")
     if lm.kind == MASKED:
         raise TextdiffError(f"{lm.name!r} is a masked (diffusion) model; strategy 'ar' needs a left-to-right one "
                             "(e.g. minilm-ar, smollm2, gpt2)")
+    if samples < 1:
+        raise TextdiffError(f"the number of samples must be at least 1, got {samples}")
     class_ids, user_ids, head = _prepare(lm, prompt, length, label, config)
     if length < 1:
         raise TextdiffError("left-to-right decoding needs a length of at least 1")
@@ -586,29 +633,40 @@ def ar_decode(
     if not prefix:
         raise TextdiffError("left-to-right decoding needs a prompt or a start token")
     _check_window(lm, len(prefix) + length)
-    generator, seed = _generator(config, lm.device)
+    first_seed = _generator(config, lm.device)[1]
+    seeds = [first_seed + r for r in range(samples)]
+    generators = [torch.Generator(device=lm.device).manual_seed(seed) for seed in seeds]
     ends = end_ids(lm, config)
     banned = _banned(lm, ends)
     n_prompt = len(class_ids) + len(user_ids)
     body = class_ids + user_ids + [-1] * length
-    rec = _Recorder(lm, body, [i >= n_prompt for i in range(len(body))], mask_id if mask_id is not None else -1)
-    ids = torch.tensor([prefix], device=lm.device)
+    recs = [_Recorder(lm, body, [i >= n_prompt for i in range(len(body))], mask_id if mask_id is not None else -1)
+            for _ in range(samples)]
+    ids = torch.tensor([prefix] * samples, device=lm.device)
     logits, past = _next_logits(lm, ids, None, config.use_cache)
-    rec.passes, rec.processed = 1, ids.shape[1]
+    for rec in recs:
+        rec.passes, rec.processed = 1, ids.shape[1]
+    live = list(range(samples))
     for i in range(length):
-        draw = draw_tokens(logits, config, generator, banned)
-        token = draw.tokens[:1]
-        rec.commit(n_prompt + i, int(token), float(draw.confidence[0]), float(draw.prob[0]))
-        rec.frame([n_prompt + i], reused=False)
-        if i == length - 1 or int(token) in ends:
+        tokens = torch.empty(samples, dtype=torch.long, device=lm.device)
+        tokens[:] = ids[:, -1]  # rows that ended keep feeding their last token; nothing of theirs is recorded
+        for r in live:
+            draw = draw_tokens(logits[r : r + 1], config, generators[r], banned)
+            tokens[r] = draw.tokens[0]
+            recs[r].commit(n_prompt + i, int(draw.tokens[0]), float(draw.confidence[0]), float(draw.prob[0]))
+            recs[r].frame([n_prompt + i], reused=False)
+        live = [r for r in live if int(tokens[r]) not in ends]
+        if i == length - 1 or not live:
             break
-        ids = torch.cat([ids, token[None]], dim=1)
-        step_ids = token[None] if config.use_cache else ids
+        ids = torch.cat([ids, tokens[:, None]], dim=1)
+        step_ids = tokens[:, None] if config.use_cache else ids
         logits, past = _next_logits(lm, step_ids, past, config.use_cache)
-        rec.passes += 1
-        rec.processed += step_ids.shape[1]
+        for r in live:
+            recs[r].passes += 1
+            recs[r].processed += step_ids.shape[1]
     decoded = [i >= n_prompt for i in range(len(body))]
-    return _new_trace(lm, config, prompt, label, seed, rec, len(class_ids), n_prompt, decoded, length, ends)
+    return [_new_trace(lm, config, prompt, label, seed, rec, len(class_ids), n_prompt, decoded, length, ends)
+            for rec, seed in zip(recs, seeds, strict=True)]
 
 
 def _next_logits(lm: LoadedModel, ids: torch.Tensor, past, use_cache: bool) -> tuple[torch.Tensor, object]:
@@ -638,6 +696,23 @@ def generate(
     config.validate()
     decode = ar_decode if config.strategy == "ar" else diffusion_decode
     return decode(lm, prompt, length, config, label)
+
+
+def generate_samples(
+    lm: LoadedModel,
+    prompt: str = "",
+    length: int = 32,
+    config: DecodeConfig | None = None,
+    label: str | None = None,
+    samples: int = 1,
+    **settings: object,
+) -> list[Trace]:
+    """``generate`` for ``samples`` sequences decoded as one batch (seeds seed, seed + 1, ...): the path a GPU
+    makes fast. Each trace is what ``generate`` gives for its seed alone, up to floating-point batching."""
+    config = replace(config or DecodeConfig(), **settings)
+    config.validate()
+    decode = ar_decode_batch if config.strategy == "ar" else diffusion_decode_batch
+    return decode(lm, prompt, length, config, label, samples)
 
 
 @torch.no_grad()

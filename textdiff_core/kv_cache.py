@@ -53,19 +53,21 @@ def supports(lm) -> bool:
 
 
 class BlockCache:
-    """Keys and values of every layer for a batch of sequences, and passes that use them.
+    """Keys and values of every layer for a batch of ``batch`` sequences, and passes that use them.
 
-    ``full(ids, where)`` runs every position and stores the keys and values; ``partial(ids, queries, where)`` runs
-    only the ``queries`` positions against the stored keys and values of the others (its own fresh). Both return the
-    logits [N, vocab] at ``where`` (row-major), which must lie among the positions run. Rows of one batch have no
-    padding (decoding writes sequences of one length).
+    ``full(ids, where, rows)`` runs every position of the given rows (all when None) and stores their keys and
+    values; ``partial(ids, queries, where, rows)`` runs only the ``queries`` positions of those rows against the
+    stored keys and values of the others (its own fresh). Both return the logits [N, vocab] at ``where``
+    (row-major), which must lie among the positions run. ``ids`` holds just the given rows; rows have no padding
+    (decoding writes sequences of one length).
     """
 
-    def __init__(self, lm) -> None:
+    def __init__(self, lm, batch: int = 1) -> None:
         parts = _parts(lm.model)
         if parts is None:
             raise ValueError(f"{type(lm.model).__name__} cannot be driven with a block KV cache")
         self.embeddings, self.layers, self.head = parts
+        self.batch = batch
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
 
@@ -73,23 +75,23 @@ class BlockCache:
         b, n, _ = x.shape
         return x.view(b, n, attn.num_attention_heads, -1).transpose(1, 2)  # [B, H, n, d]
 
-    def _run(self, ids: torch.Tensor, queries: torch.Tensor | None) -> torch.Tensor:
+    def _run(self, ids: torch.Tensor, queries: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
         """Hidden states [B, n, width] of the query positions (all when None), updating the stored keys/values."""
         hidden = self.embeddings(input_ids=ids)  # cheap: a lookup and a norm; slicing keeps positions exact
         if queries is not None:
             hidden = hidden[:, queries]
-        fresh = queries is None
-        if fresh:
-            self.keys, self.values = [], []
         for i, layer in enumerate(self.layers):
             attn = layer.attention.self
             q, k, v = (self._heads(attn, proj(hidden)) for proj in (attn.query, attn.key, attn.value))
-            if fresh:
-                self.keys.append(k)
-                self.values.append(v)
+            if queries is None:  # a full pass: store
+                if len(self.keys) <= i or self.keys[i].shape[2] != k.shape[2]:
+                    shape = (self.batch, *k.shape[1:])
+                    self.keys[i:i + 1] = [k.new_zeros(shape)]
+                    self.values[i:i + 1] = [v.new_zeros(shape)]
+                self.keys[i][rows], self.values[i][rows] = k, v
                 keys, values = k, v
             else:
-                keys, values = self.keys[i].clone(), self.values[i].clone()
+                keys, values = self.keys[i][rows], self.values[i][rows]  # indexing copies
                 keys[:, :, queries], values[:, :, queries] = k, v
             scale = getattr(attn, "scaling", q.shape[-1] ** -0.5)
             out = F.scaled_dot_product_attention(q, keys, values, scale=scale)
@@ -97,10 +99,17 @@ class BlockCache:
             hidden = layer.feed_forward_chunk(layer.attention.output(out, hidden))
         return hidden
 
-    def full(self, ids: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-        return self.head(self._run(ids, None)[where])
+    def _rows(self, ids: torch.Tensor, rows: list[int] | None) -> torch.Tensor:
+        rows = list(range(self.batch)) if rows is None else rows
+        if len(rows) != ids.shape[0]:
+            raise ValueError(f"{ids.shape[0]} sequences given for {len(rows)} cache rows")
+        return torch.tensor(rows, device=ids.device)
 
-    def partial(self, ids: torch.Tensor, queries: list[int], where: torch.Tensor) -> torch.Tensor:
+    def full(self, ids: torch.Tensor, where: torch.Tensor, rows: list[int] | None = None) -> torch.Tensor:
+        return self.head(self._run(ids, None, self._rows(ids, rows))[where])
+
+    def partial(self, ids: torch.Tensor, queries: list[int], where: torch.Tensor, rows: list[int] | None = None
+                ) -> torch.Tensor:
         index = torch.tensor(queries, device=ids.device)
-        hidden = self._run(ids, index)
+        hidden = self._run(ids, index, self._rows(ids, rows))
         return self.head(hidden[where[:, index]])
