@@ -548,13 +548,10 @@ def guided_logits(lm: LoadedModel, ids: torch.Tensor, attention: torch.Tensor, w
                   guide: list[int] | None, scale: float) -> torch.Tensor:
     """Logits at ``where`` ([N, vocab]); with ``guide``, uncond + scale * (cond - uncond), the unconditional copy
     having the ``guide`` positions masked."""
-    if guide is None:
-        return denoise_logits(lm, ids, attention, where)
-    uncond = ids.clone()
-    uncond[:, guide] = lm.tokenizer.mask_token_id
-    both = denoise_logits(lm, torch.cat([ids, uncond]), attention.repeat(2, 1), where.repeat(2, 1)).float()
-    cond, free = both.chunk(2)
-    return free + scale * (cond - free)
+    def full_pass(batch: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return denoise_logits(lm, batch, attention.repeat(batch.shape[0] // ids.shape[0], 1), positions)
+
+    return _guided(full_pass, ids, where, guide, scale, lm.tokenizer.mask_token_id)
 
 
 def _choose(config: DecodeConfig, draw: Scores | Draw, count: int, generator: torch.Generator,
