@@ -136,37 +136,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trained directory, offline name or hub id (default: minilm, or minilm-ar for --strategy ar)")
     g.add_argument("--prompt", default="", help="never-masked text to continue; [MASK] inside it is filled too")
     g.add_argument("--length", type=int, default=32, help="new tokens after the prompt (0: only fill its masks)")
-    g.add_argument("--strategy", default="confidence",
+    g.add_argument("--strategy", default=None,
                    choices=["confidence", "topk", "schedule-random", "schedule-confidence", "entropy-bound", "ar"],
                    help="confidence: commit every position above --threshold; topk: --k per step; schedule-*: "
                         "--steps by --schedule, positions chosen at random or by confidence; entropy-bound: the most "
-                        "certain positions while their entropies sum to --entropy-bound; ar: left to right")
+                        "certain positions while their entropies sum to --entropy-bound; ar: left to right "
+                        "(default: entropy-bound for a masked model, ar for a left-to-right one)")
     g.add_argument("--steps", type=int, default=None,
                    help="schedule strategies: steps (default: one per token); confidence: at most this many forward "
-                        "passes (default: a quarter of --length, rounded up; 0: no limit, the threshold alone)")
-    g.add_argument("--schedule", choices=["linear", "cosine", "exp"], default="linear",
+                        "passes (default: a quarter of --length, rounded up; 0: no limit, the threshold alone); "
+                        "entropy-bound: at least this many (--steps LENGTH commits one token per pass)")
+    g.add_argument("--schedule", choices=["linear", "cosine", "exp"], default=None,
                    help="schedule strategies: how many positions each step commits")
-    g.add_argument("--threshold", type=float, default=0.9, help="confidence strategy: commit at or above, in (0, 1]")
-    g.add_argument("--k", type=int, default=4, help="topk strategy: positions committed per step")
-    g.add_argument("--entropy-bound", type=float, default=1.0,
-                   help="entropy-bound strategy: commit positions while their entropies sum to at most this (nats)")
-    g.add_argument("--confidence", choices=["max-prob", "margin", "entropy"], default="max-prob",
+    g.add_argument("--threshold", type=float, default=None,
+                   help="confidence strategy: commit at or above, in (0, 1] (default 0.9)")
+    g.add_argument("--k", type=int, default=None, help="topk strategy: positions committed per step (default 4)")
+    g.add_argument("--entropy-bound", type=float, default=None,
+                   help="entropy-bound strategy: commit positions while their entropies sum to at most this many "
+                        "nats (default: decoding.DEFAULT_ENTROPY_BOUND)")
+    g.add_argument("--confidence", choices=["max-prob", "margin", "entropy"], default=None,
                    help="confidence measure (entropy is compared as exp(-entropy))")
     g.add_argument("--temperature", type=float, default=None,
-                   help="0: greedy (the default); > 0: sample (default 1.0 when --top-k or --top-p is given)")
+                   help="0: greedy; > 0: sample (default 1.0)")
     g.add_argument("--top-k", type=int, default=None, help="sample among the K most likely tokens")
-    g.add_argument("--top-p", type=float, default=None, help="sample from the nucleus of probability P")
+    g.add_argument("--top-p", type=float, default=None,
+                   help="sample from the nucleus of probability P (default 0.9, unless --top-k or --temperature 0 "
+                        "is given)")
     g.add_argument("--seed", type=int, default=0, help="seed of sampling and random positions")
-    g.add_argument("--block-size", type=int, default=None, help="diffusion: decode in left-to-right blocks of B")
+    g.add_argument("--block-size", type=int, default=None,
+                   help="diffusion: decode in left-to-right blocks of B (default 32; 0: the whole length at once)")
     g.add_argument("--spacing", type=int, default=None,
                    help="topk / confidence beyond the threshold: prefer positions at least this far apart in a pass "
                         "(default: 3; 1: no preference)")
     g.add_argument("--label", default=None, help="class-conditional checkpoints: put this class's prompt first")
     g.add_argument("--num-samples", type=int, default=1,
                    help="decode N samples (seeds SEED, SEED+1, ...) as one batch; --json records all of them")
-    g.add_argument("--cache", choices=["none", "prefix", "dual"], default="none",
+    g.add_argument("--cache", choices=["none", "prefix", "dual"], default=None,
                    help="diffusion: approximate block KV cache; prefix: cache what precedes the block, dual: also "
-                        "the masked suffix (BERT-like models; others fall back to full passes)")
+                        "the masked suffix (default dual; BERT-like models, others fall back to full passes)")
     g.add_argument("--cache-refresh", type=int, default=None,
                    help="diffusion with --cache: also refresh the cache every N passes inside a block")
     g.add_argument("--stop-at-end", choices=["auto", "on", "off"], default="auto",
@@ -584,20 +591,41 @@ def _write(path: str | os.PathLike, write) -> None:
         raise TextdiffError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def _decode_steps(args: argparse.Namespace) -> int | None:
-    """--steps as the decoder takes it: for the confidence strategy, no flag means the default budget, 0 none."""
+def _decode_config(args: argparse.Namespace, kind: str):
+    """The decoding settings of ``generate``: the defaults for this kind of model (``decoding.default_config``),
+    then every flag the user gave."""
     import math
+    from dataclasses import replace
 
-    from textdiff_core.decoding import default_pass_budget
+    from textdiff_core.decoding import default_config, default_pass_budget
 
-    if args.strategy != "confidence" or (args.steps is not None and args.steps != 0):
-        return args.steps
-    if args.steps == 0:
-        return None
-    budget = default_pass_budget(args.length)
-    if budget is not None and args.block_size:  # at least one pass per block
-        budget = max(budget, math.ceil(args.length / args.block_size))
-    return budget
+    config = default_config(kind, args.strategy)
+    given = {"schedule": args.schedule, "threshold": args.threshold, "k": args.k, "confidence": args.confidence,
+             "entropy_bound": args.entropy_bound, "spacing": args.spacing, "cfg_scale": args.cfg_scale,
+             "cache_refresh": args.cache_refresh, "seed": args.seed}
+    config = replace(config, **{k: v for k, v in given.items() if v is not None})
+    if args.temperature is not None:
+        config.temperature = args.temperature
+    if args.top_k is not None or args.top_p is not None or config.temperature == 0:
+        config.top_k, config.top_p = args.top_k, args.top_p  # the nucleus default gives way to what was asked
+    if args.block_size is not None:
+        config.block_size = args.block_size or None
+    if args.no_cache and args.cache not in (None, "none"):
+        raise TextdiffError(f"--no-cache and --cache {args.cache} contradict each other; give one")
+    if args.no_cache:
+        config.cache, config.reuse, config.use_cache = "none", False, False
+    elif args.cache is not None:
+        config.cache = args.cache
+    config.stop_at_end = {"auto": None, "on": True, "off": False}[args.stop_at_end]
+    if args.steps is not None:  # 0 lifts the budget of the strategies that have one
+        config.steps = None if args.steps == 0 and config.strategy in ("confidence", "entropy-bound") else args.steps
+    elif config.strategy == "confidence":  # no flag: the default pass budget, at least one pass per block
+        budget = default_pass_budget(args.length)
+        if budget is not None and config.block_size:
+            budget = max(budget, math.ceil(args.length / config.block_size))
+        config.steps = budget
+    config.validate()
+    return config
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -606,37 +634,29 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from textdiff_core.checkpoint import CheckpointMeta
-    from textdiff_core.decoding import DEFAULT_SPACING, DecodeConfig, generate_samples
+    from textdiff_core.decoding import generate_samples
     from textdiff_core.models import CAUSAL, MASKED, kind_of, load_model
 
-    sampling = args.top_k is not None or args.top_p is not None
-    config = DecodeConfig(
-        strategy=args.strategy, steps=_decode_steps(args), schedule=args.schedule, threshold=args.threshold, k=args.k,
-        confidence=args.confidence, temperature=args.temperature if args.temperature is not None else float(sampling),
-        top_k=args.top_k, top_p=args.top_p, seed=args.seed, block_size=args.block_size,
-        spacing=args.spacing if args.spacing is not None else DEFAULT_SPACING,
-        reuse=not args.no_cache, use_cache=not args.no_cache, cfg_scale=args.cfg_scale,
-        cache="none" if args.no_cache else args.cache, cache_refresh=args.cache_refresh,
-        entropy_bound=args.entropy_bound, stop_at_end={"auto": None, "on": True, "off": False}[args.stop_at_end],
-    )
-    if args.no_cache and args.cache != "none":
-        raise TextdiffError(f"--no-cache and --cache {args.cache} contradict each other; give one")
-    config.validate()
     if args.length < 0:
         raise TextdiffError(f"length must be >= 0, got {args.length}")
     if args.num_samples < 1:
         raise TextdiffError(f"--num-samples must be at least 1, got {args.num_samples}")
-    needed = CAUSAL if args.strategy == "ar" else MASKED
-    checkpoint, label = args.checkpoint or ("minilm-ar" if needed == CAUSAL else "minilm"), args.label
+    checkpoint, label = args.checkpoint or ("minilm-ar" if args.strategy == "ar" else "minilm"), args.label
     class_dirs = CheckpointMeta.read(checkpoint).class_dirs if Path(checkpoint).is_dir() else None
     if class_dirs:  # one model per class: the label picks the model, which has no class prompt
         if label not in class_dirs:
             raise TextdiffError(f"{checkpoint} holds one model per class; give --label, one of {', '.join(class_dirs)}")
         checkpoint, label = str(Path(checkpoint) / class_dirs[label]), None
     known = kind_of(checkpoint)
-    if known is not None and known != needed:
-        hint = "use --strategy ar" if known == CAUSAL else "choose a diffusion strategy"
-        raise TextdiffError(f"strategy {args.strategy!r} needs a {needed} model; {checkpoint!r} is {known} ({hint})")
+    if args.strategy is None:  # the model says what it is
+        needed = known or MASKED
+    else:
+        needed = CAUSAL if args.strategy == "ar" else MASKED
+        if known is not None and known != needed:
+            hint = "use --strategy ar" if known == CAUSAL else "choose a diffusion strategy"
+            raise TextdiffError(f"strategy {args.strategy!r} needs a {needed} model; {checkpoint!r} is {known} "
+                                f"({hint})")
+    config = _decode_config(args, needed)
     lm = load_model(checkpoint, needed)
     prompt = args.prompt
     if prompt and (args.chat == "on" or args.chat == "auto" and lm.denoiser is not None and lm.denoiser.chat_template):

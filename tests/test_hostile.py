@@ -153,7 +153,7 @@ SETTINGS = {
     "k zero": (["--strategy", "topk", "--k", "0"], "k must"),
     "steps negative": (["--steps", "-2"], "steps"),
     "spacing zero": (["--spacing", "0"], "spacing"),
-    "block size zero": (["--block-size", "0"], "block size"),
+    "block size negative": (["--block-size", "-1"], "block size"),
     "unknown class name": (["--label", "mixed"], "unknown label"),
 }
 

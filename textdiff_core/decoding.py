@@ -74,6 +74,26 @@ DEFAULT_PASS_FRACTION = 0.25  # confidence strategy: at most ceil(length * this)
 DEFAULT_SPACING = 3  # confidence (beyond the threshold) and topk: prefer positions this far apart in a pass
 
 
+DEFAULT_ENTROPY_BOUND = 4.0  # nats: entropy-bound strategy's default (chosen on held-out seeds)
+DEFAULT_BLOCK_SIZE = 32  # the default semi-autoregressive block: the unit of the block KV cache
+
+
+def default_config(kind: str, strategy: str | None = None) -> DecodeConfig:
+    """The settings a user meets when they give none (the CLI, Denoise and Compare all start here), for a
+    ``kind`` of model ("masked" or "causal"), optionally with a hand-picked ``strategy``.
+
+    Sampling (temperature 1, nucleus 0.9) for both kinds: greedy decoding loops. Diffusion: the entropy-bounded
+    strategy in semi-autoregressive blocks of 32 with the dual KV cache; a hand-picked diffusion strategy keeps the
+    sampling, blocks and cache, with its own defaults otherwise (confidence: a pass budget of a quarter of the
+    length, see ``default_pass_budget``). Chosen on held-out seeds; docs/experiments.md has the figures.
+    """
+    sampling = {"temperature": 1.0, "top_p": 0.9}
+    if kind != MASKED or strategy == "ar":
+        return DecodeConfig(strategy="ar", **sampling)
+    return DecodeConfig(strategy=strategy or "entropy-bound", entropy_bound=DEFAULT_ENTROPY_BOUND,
+                        block_size=DEFAULT_BLOCK_SIZE, cache="dual", spacing=DEFAULT_SPACING, **sampling)
+
+
 def default_pass_budget(length: int) -> int | None:
     """The default pass budget of confidence decoding for ``length`` new tokens (None: no new tokens, no budget)."""
     return math.ceil(length * DEFAULT_PASS_FRACTION) if length > 0 else None
@@ -85,7 +105,8 @@ class DecodeConfig:
 
     strategy: str = "confidence"  # one of STRATEGIES
     steps: int | None = None  # schedule strategies: total steps (default: one per masked position); confidence:
-    # at most this many forward passes (commits beyond the threshold when needed to keep pace)
+    # at most this many forward passes (commits beyond the threshold when needed to keep pace); entropy-bound: at
+    # least this many (commits at most its pace, so steps = length commits one token per pass)
     schedule: str = "linear"  # schedule strategies: linear, cosine or exp
     threshold: float = 0.9  # confidence strategy: commit positions whose confidence score is >= this, in (0, 1]
     k: int = 4  # topk strategy: positions committed per step
@@ -422,7 +443,7 @@ def diffusion_decode_batch(
         else [todo]
     schedule = config.strategy.startswith("schedule")
     steps = config.steps or len(todo)
-    if (schedule or config.strategy == "confidence" and config.steps) and steps < len(blocks):
+    if (schedule or config.strategy in ("confidence", "entropy-bound") and config.steps) and steps < len(blocks):
         raise TextdiffError(f"{steps} steps cannot decode {len(blocks)} blocks; give at least one step per block")
     block_steps = _split(steps, len(blocks))
 
@@ -468,7 +489,7 @@ def diffusion_decode_batch(
                 scores = score_positions(logits, config, banned, entropy=config.strategy == "entropy-bound")
                 if counts is not None:
                     count = counts[step[r]]
-                elif config.strategy == "confidence" and config.steps:  # a pass budget: keep pace to finish in time
+                elif config.strategy in ("confidence", "entropy-bound") and config.steps:  # the pace of the budget
                     count = math.ceil(len(open_[r]) / max(1, n_steps - step[r]))
                 else:
                     count = 1
@@ -563,7 +584,8 @@ def _choose(config: DecodeConfig, draw: Scores | Draw, count: int, generator: to
     if config.strategy == "entropy-bound":
         order = draw.entropy.argsort().tolist()  # the most certain first
         total = draw.entropy[order].cumsum(0)
-        return sorted(order[: max(1, int((total <= config.entropy_bound).sum()))])
+        within = max(1, int((total <= config.entropy_bound).sum()))
+        return sorted(order[: min(within, count) if config.steps else within])
     if config.strategy == "confidence":
         scores = [confidence_score(float(c), config.confidence) for c in draw.confidence]
         sure = [j for j, s in enumerate(scores) if s >= config.threshold]
