@@ -46,6 +46,25 @@ def trained(kind: str, folder: Path, relative: bool) -> list[str]:
     return found
 
 
+def shown(path: str | Path) -> str:
+    """A path as the app shows it: relative to the repository when inside it (``checkpoints/imdb-ar``), else as is."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(ROOT)) if path.is_absolute() else str(path)
+    except ValueError:
+        return str(path)
+
+
+def new_run_dir(runs: Path, name: str) -> Path:
+    """A directory under ``runs`` that does not exist yet, named after ``name`` (``name-2``, ``name-3``, … once
+    taken): where a command the app prints may write without overwriting anything."""
+    candidate, n = runs / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = runs / f"{name}-{n}"
+    return candidate
+
+
 def shipped(kind: str) -> list[str]:
     """Shipped checkpoint directories of one kind, as paths relative to the app."""
     return trained(kind, CHECKPOINTS, relative=True)

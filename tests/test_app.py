@@ -1,5 +1,6 @@
 """Headless tests of the Streamlit pages (AppTest), with tiny models."""
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,7 @@ def test_training_dashboard_plots_a_run_and_builds_its_command(tmp_path):
     run = tmp_path / "run"
     assert main(["train", "--model", "tiny", "--data", "rotten_tomatoes", "--conditioning", "class", "--steps", "4",
                  "--batch-size", "4", "--max-length", "32", "--log-every", "1", "--eval-every", "2", "--eval-size",
-                 "6", "--eval-samples", "2", "--no-progress", "--out", str(run)]) == 0
+                 "6", "--eval-samples", "2", "--save-every", "2", "--no-progress", "--out", str(run)]) == 0
     report = {"method": "elbo", "data": "rotten_tomatoes", "split": "test", "accuracy": 0.5, "n": 4,
               "accuracy_ci95": [0.15, 0.85], "ece": 0.1, "classes": ["negative", "positive"],
               "confusion": [[1, 1], [1, 1]], "reliability": [{"bin": "0.5-0.6", "confidence": 0.55,
@@ -84,8 +85,28 @@ def test_training_dashboard_plots_a_run_and_builds_its_command(tmp_path):
     assert at.metric[0].value.startswith("4")
     assert len(at.get("vega_lite_chart")) >= 4, "loss, per-level loss, validation accuracy, confusion"
     command = at.code[0].value
-    assert "train_cli.py train" in command and "--conditioning class" in command and str(run) in command
+    assert "train_cli.py train" in command and "--conditioning class" in command
     assert "--loss-weighting mean" in command and "--lr-schedule constant_with_warmup" in command, "the run's own"
+    out = Path(shlex.split(command.replace("\\\n", " "))[-1]).expanduser()
+    assert out.parent == Path.home() / "textdiff-runs" and not out.exists(), "a new run directory, never the run"
+    assert "--resume" not in command
+    at.number_input[0].set_value(10).run()  # more steps than the run has: continue the run itself
+    argv = shlex.split(at.code[0].value.replace("\\\n", " "))
+    assert argv[-3:] == ["--out", str(run), "--resume"]
+
+
+def test_the_reproduce_command_of_a_shipped_checkpoint_writes_to_a_new_run_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "textdiff-runs" / "imdb-diffusion").mkdir(parents=True)  # taken: the command picks another name
+    at = _on_page("pages/training.py")
+    assert at.selectbox(key="run_choice").value == "checkpoints/imdb-diffusion"
+    for steps in (None, 100_000):  # as recorded, and extended: neither may write into checkpoints/
+        if steps:
+            at.number_input[0].set_value(steps).run()
+        argv = shlex.split(at.code[0].value.replace("\\\n", " "))
+        out = Path(argv[argv.index("--out") + 1]).expanduser()
+        assert out == tmp_path / "textdiff-runs" / "imdb-diffusion-2", argv
+        assert "--resume" not in argv
 
 
 def test_training_dashboard_counts_an_exported_continuation_over_its_whole_lineage(tmp_path):
@@ -103,8 +124,8 @@ def test_training_dashboard_counts_an_exported_continuation_over_its_whole_linea
     for name in ("more", "shipped"):
         at.text_input(key="run_path").set_value(str(tmp_path / name)).run()
         assert not at.exception and not at.error
-        steps[name] = at.metric[0].value
-    assert steps == {"more": "2 / 2", "shipped": "6 / 6"}, steps
+        steps[name] = (at.metric[0].label, at.metric[0].value)
+    assert steps == {"more": ("Step (of 2)", "2"), "shipped": ("Step (of 6)", "6")}, steps
 
 
 def test_the_model_picker_offers_finished_runs_of_the_right_kind(tmp_path, monkeypatch):
@@ -149,9 +170,8 @@ def test_training_page_opens_on_the_shipped_pair_on_a_fresh_checkout(tmp_path, m
     monkeypatch.setenv("HOME", str(tmp_path))
     at = _on_page("pages/training.py")
     assert not at.exception and not at.error
-    root = Path(APP).parent / "checkpoints"
-    assert at.selectbox(key="run_choice").value == str(root / "imdb-diffusion")
-    assert at.selectbox(key="run_choice").options[:2] == [str(root / "imdb-diffusion"), str(root / "imdb-ar")]
+    assert at.selectbox(key="run_choice").value == "checkpoints/imdb-diffusion", "relative to the repository"
+    assert at.selectbox(key="run_choice").options[:2] == ["checkpoints/imdb-diffusion", "checkpoints/imdb-ar"]
     assert not at.info, "no 'Choose or type a run directory'"
     import pyarrow as pa
 
