@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urljoin, urlparse
 
 import pytest
 
@@ -65,21 +66,35 @@ def _screenshots_to(screenshot_dir):
 @pytest.fixture()
 def page(chromium_browser, streamlit_server):
     """A fresh session: its own browser context, 1400x900, every wait bounded; after the test, the page must show
-    no Python exception and the browser must have logged no script error."""
+    no Python exception, the browser must have logged no script error, and no request may have left the machine."""
     context = chromium_browser.new_context(viewport={"width": 1400, "height": 900}, base_url=streamlit_server)
     context.set_default_timeout(WAIT_MS)
     tab = context.new_page()
     script_errors: list[str] = []
     tab.on("pageerror", lambda error: script_errors.append(str(error)))
+    outside = record_outside_requests(context)
     try:
         yield tab
         assert tab.get_by_test_id("stException").count() == 0, tab.get_by_test_id("stException").all_inner_texts()
         assert not script_errors, script_errors
+        assert not outside, f"requests that left the machine (an offline app must make none): {outside}"
     finally:
         context.close()
 
 
 # ---- helpers ----
+
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def record_outside_requests(context) -> list[str]:
+    """Every request of the context's pages to a host other than this machine (e.g. the Material icon that
+    Streamlit fetches from fonts.gstatic.com for a ``:material/...:`` page icon), as it happens."""
+    outside: list[str] = []
+    context.on("request", lambda request: outside.append(request.url) if urlparse(request.url).scheme in (
+        "http", "https", "ws", "wss") and urlparse(request.url).hostname not in LOCAL_HOSTS else None)
+    return outside
 
 
 def expect(target):
@@ -188,12 +203,16 @@ def test_a_deep_link_into_a_fresh_server_gets_the_apps_navigation(chromium_brows
     context = chromium_browser.new_context(viewport={"width": 1400, "height": 900}, base_url=fresh_streamlit_server)
     context.set_default_timeout(WAIT_MS)
     try:
+        outside = record_outside_requests(context)
         page = context.new_page()
         open_page(page, "/classify", "Classify")
         idle(page)
         nav = page.get_by_test_id("stSidebarNav").get_by_role("link")
         assert [t.split("\n")[-1].strip() for t in nav.all_inner_texts()] == NAV
         assert "streamlit-wide" in page.get_by_test_id("stApp").get_attribute("class"), "app.py's page config"
+        icon = page.locator("link[rel~='icon']").first.get_attribute("href")
+        assert icon and urlparse(urljoin(fresh_streamlit_server, icon)).hostname == "127.0.0.1", icon
+        assert not outside, outside
     finally:
         context.close()
 
