@@ -15,7 +15,7 @@ import streamlit as st
 import torch
 
 from textdiff_core.checkpoint import CheckpointMeta
-from textdiff_core.classify import Classifier, load_classifier
+from textdiff_core.classify import Classifier, first_use, load_classifier
 from textdiff_core.models import CAUSAL, MASKED, LoadedModel, load_model, pick_device
 from textdiff_core.trace import MASK_BG, NEW_OUTLINE, PROMPT_BG, Trace, colour_of
 
@@ -148,9 +148,23 @@ def resolve(name: str) -> str:
     return str(ROOT / name) if not Path(name).is_absolute() and (ROOT / name).is_dir() else name
 
 
-@st.cache_resource(show_spinner="Loading model (once per server)…", max_entries=8)
-def cached_model(name: str, kind: str, trust: bool = False) -> tuple[LoadedModel, threading.Lock]:
+def loading_note(name: str) -> str:
+    """A spinner's words for loading ``name``: the one-off work it does first with roughly how long it takes
+    (converting SmolLM2, fitting the TF-IDF reference), else a first load's."""
+    note = first_use(resolve(name))
+    return f"{note[0].upper()}{note[1:]}…" if note else f"Loading `{name}` (once per server, a few seconds)…"
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _model(name: str, kind: str, trust: bool) -> tuple[LoadedModel, threading.Lock]:
     return load_model(resolve(name), kind, trust_remote_code=trust or None), threading.Lock()
+
+
+def cached_model(name: str, kind: str, trust: bool = False) -> tuple[LoadedModel, threading.Lock]:
+    """A model loaded once per server and shared by every session, with the lock that serialises its use. A spinner
+    says what the first load does (Streamlit shows it only when the call takes over half a second)."""
+    with st.spinner(loading_note(name)):
+        return _model(name, kind, trust)
 
 
 def trust_remote_code() -> bool:
@@ -158,9 +172,15 @@ def trust_remote_code() -> bool:
     return bool(st.session_state.get("trust_remote_code", False))
 
 
-@st.cache_resource(show_spinner="Loading classifier (once per server)…", max_entries=8)
-def cached_classifier(name: str, method: str | None, trust: bool = False) -> tuple[Classifier, threading.Lock]:
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _classifier(name: str, method: str | None, trust: bool) -> tuple[Classifier, threading.Lock]:
     return load_classifier(resolve(name), method, trust_remote_code=trust or None), threading.Lock()
+
+
+def cached_classifier(name: str, method: str | None, trust: bool = False) -> tuple[Classifier, threading.Lock]:
+    """A classifier loaded once per server (see ``cached_model``)."""
+    with st.spinner(loading_note(name)):
+        return _classifier(name, method, trust)
 
 
 def _brief(value: object, limit: int = 60) -> str:

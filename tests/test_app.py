@@ -1,5 +1,6 @@
 """Headless tests of the Streamlit pages (AppTest), with tiny models."""
 
+import math
 import shlex
 from pathlib import Path
 
@@ -62,8 +63,51 @@ def test_classify_page_scores_with_tiny_models_and_draws_heatmaps():
 def test_classify_page_refuses_empty_text():
     at = _on_page("pages/classify.py")
     at.sidebar.selectbox(key="pick_diffusion").set_value("tiny").run()
+    at.selectbox[0].set_value("(type your own)").run()
     at.button[0].click().run()
     assert not at.exception and "Paste some text" in at.error[0].value
+
+
+def test_classify_page_opens_on_an_example_and_names_each_readings_score():
+    """Defaults and one press: a decision, not "Paste some text first."; a Monte Carlo reading shows its standard
+    errors, exact readings show none; the infill reading's score is log P(c | text); the headline says whether the
+    probability is calibrated; one forward pass is "1 forward pass"."""
+    at = _on_page("pages/classify.py")
+    at.sidebar.selectbox(key="pick_diffusion").set_value("tiny").run()
+    at.sidebar.selectbox(key="pick_ar").set_value("tiny-ar").run()
+    assert at.selectbox[0].value.startswith("IMDB test review") and at.text_area[0].value.strip()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert [m.label for m in at.metric] == ["Decision", "Decision"]
+    elbo, ar = (t.value for t in at.dataframe)
+    assert list(elbo.columns) == ["class", "log P(text | c)", "± s.e."] and (elbo["± s.e."] > 0).all()
+    assert list(ar.columns) == ["class", "log P(text | c)"], "exact: no s.e. column"
+    for metric in at.metric:  # the untrained tiny models often tie, which the page says instead
+        assert metric.value == "tie" or metric.proto.delta.endswith(", uncalibrated"), metric.proto
+    assert not [c for c in at.caption if "Calibrated on validation" in c.value]
+
+    at.selectbox[1].set_value("infill").run()
+    at.selectbox[2].set_value("infill").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    for table in at.dataframe:
+        frame = table.value
+        assert list(frame.columns) == ["class", "log P(c | text)"], "what the infill reading reads, and exact"
+        assert abs(sum(math.exp(v) for v in frame["log P(c | text)"]) - 1) < 0.02, "a distribution over classes"
+    captions = [c.value for c in at.caption if "method `infill`" in c.value]
+    assert len(captions) == 2 and all("· 1 forward pass ·" in c for c in captions), captions
+
+
+@pytest.mark.slow
+def test_classify_page_says_the_shipped_models_probability_is_calibrated():
+    at = _on_page("pages/classify.py", timeout=300)
+    at.selectbox[1].set_value("infill").run()  # one pass each: the cheapest readings of the shipped pair
+    at.selectbox[2].set_value("infill").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    for metric in at.metric:
+        assert metric.proto.delta.endswith(", calibrated"), metric.proto
+    assert len([c for c in at.caption if "Calibrated on validation" in c.value and "scores alone give" in c.value]) == 2
 
 
 def test_training_dashboard_plots_a_run_and_builds_its_command(tmp_path):
