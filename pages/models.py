@@ -3,20 +3,21 @@
 import pandas as pd
 import streamlit as st
 
-from pages._shared import CHECKPOINTS, cached_model, sidebar
-from textdiff_core.checkpoint import CheckpointMeta
+from pages._shared import CHECKPOINTS, cached_model, shown, sidebar
 from textdiff_core.decoding import fill_mask
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import MASKED, OFFLINE_MODELS
+from textdiff_core.models import MASKED, catalogue
 
 chosen = sidebar()
 st.title("Models")
 
-rows = [{"name": name, "kind": kind, "what": what} for name, (kind, what) in OFFLINE_MODELS.items()]
-for path in sorted(p for p in CHECKPOINTS.iterdir() if p.is_dir()) if CHECKPOINTS.is_dir() else []:
-    meta = CheckpointMeta.read(path)
-    rows.append({"name": str(path), "kind": meta.objective or "?", "what": f"trained checkpoint, {meta.raw}"})
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+st.caption("The offline base models, then the shipped checkpoints (pick any of them in the sidebar). Classes and "
+           "epochs belong to trained checkpoints; a zero-shot classifier is a base model prompted per class.")
+table = pd.DataFrame([row | {"name": shown(row["name"])} for row in catalogue(CHECKPOINTS)])
+st.dataframe(table, hide_index=True, width="stretch", column_config={
+    "what": st.column_config.TextColumn("what", width="large"),
+    "size": st.column_config.TextColumn("size", help="Parameters"),
+    "epochs": st.column_config.TextColumn("epochs", help="Passes over the training data, over the whole lineage")})
 
 st.subheader("Fill-mask probe")
 st.caption("What a masked model predicts for each [MASK], under one or more never-masked prefixes.")

@@ -32,6 +32,25 @@ def test_models_page_lists_offline_models_and_runs_fill_mask():
     assert list(table.columns) == ["positive review:", "negative review:"] and len(table) == 1
 
 
+def test_models_page_reads_as_a_table_relative_paths_and_no_raw_records():
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/models.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["name", "kind", "family", "size", "classes", "epochs", "what"]
+    rows = {row["name"]: row for row in table.to_dict("records")}
+    assert {"checkpoints/imdb-diffusion", "checkpoints/imdb-ar", "checkpoints/smollm2-zero-shot"} <= set(rows), \
+        "shipped checkpoints by their path in the repository"
+    assert rows["checkpoints/imdb-diffusion"]["kind"] == "diffusion (masked)"
+    assert rows["checkpoints/imdb-ar"]["kind"] == "left-to-right (causal)"
+    assert rows["checkpoints/smollm2-zero-shot"]["kind"] == "zero-shot classifier", "never '?'"
+    assert rows["checkpoints/imdb-diffusion"]["classes"] == "negative, positive"
+    assert float(rows["checkpoints/imdb-diffusion"]["epochs"]) > 1 and rows["minilm"]["size"] == "22.7M"
+    assert rows["checkpoints/imdb-diffusion"]["size"] == "22.7M", "counted from the weights' headers"
+    for cell in table.astype(str).to_numpy().ravel():
+        assert "{" not in cell and "/" not in cell.partition("checkpoints/")[0], f"a raw record or path: {cell}"
+
+
 def test_models_page_shows_a_one_line_error_for_a_bad_model():
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("pages/models.py").run()
