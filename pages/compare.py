@@ -11,13 +11,22 @@ from pages._shared import (
     cached_model,
     inputs_note,
     revealed,
+    shown,
     sidebar,
     trace_html,
     trace_progress,
     trust_remote_code,
     untrained_note,
 )
-from textdiff_core.decoding import DEFAULT_SPACING, SCHEDULES, DecodeConfig, default_pass_budget, generate
+from textdiff_core.decoding import (
+    DEFAULT_SPACING,
+    DIFFUSION_STRATEGIES,
+    SCHEDULES,
+    STRATEGY_NAMES,
+    DecodeConfig,
+    default_pass_budget,
+    generate,
+)
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import distinct_n, generative_perplexity
 from textdiff_core.models import CAUSAL, MASKED
@@ -25,12 +34,7 @@ from textdiff_core.trace import Trace
 
 SIDES = {"diffusion": "Diffusion", "ar": "Left-to-right"}
 COLOURS = {"Diffusion": "#1f77b4", "Left-to-right": "#ff7f0e"}
-STRATEGIES = {
-    "confidence": "confidence threshold",
-    "topk": "top-k per step",
-    "schedule-confidence": "schedule, most confident first",
-    "schedule-random": "schedule, random positions",
-}
+STRATEGIES = {name: STRATEGY_NAMES[name][0] for name in DIFFUSION_STRATEGIES}  # the same names as on Denoise
 BY = {"forward passes": "forward passes", "time": "seconds"}
 state = st.session_state
 
@@ -67,9 +71,10 @@ with left.container(border=True):
         settings["threshold"] = s1.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="compare_threshold",
                                           help="Commit every masked position at least this sure (max probability).")
         budget = s2.number_input(
-            "Max forward passes", 0, 512, value=None, placeholder=f"{default_pass_budget(length)} (¼ of the tokens)",
-            key="compare_budget", help="When too few positions pass the threshold, commit the most confident anyway "
-                                       "to finish in time. Empty: a quarter of the new tokens; 0: no limit.")
+            "Max forward passes", 0, 512, value=None, key="compare_budget",
+            placeholder=f"{default_pass_budget(length)} (¼ of the new tokens)",
+            help="When too few positions pass the threshold, commit the most confident anyway to finish in time. "
+                 "Empty: a quarter of the new tokens; 0: no limit.")
         settings["steps"] = default_pass_budget(length) if budget is None else int(budget) or None
         settings["spacing"] = DEFAULT_SPACING
     elif strategy == "topk":
@@ -165,9 +170,9 @@ for role, result in results.items():
             st.error(result["error"])
             continue
         trace = result["trace"]
-        how = (f"{trace.strategy}" if role == "diffusion" else
+        how = (STRATEGY_NAMES.get(trace.strategy, (trace.strategy,))[0] if role == "diffusion" else
                f"KV cache {'on' if trace.settings.get('use_cache') else 'off'}")
-        st.caption(f"`{trace.model}` · {how} · {trace.n_decoded} tokens · seed {trace.seed}")
+        st.caption(f"`{shown(trace.model)}` · {how} · {trace.n_decoded} tokens · seed {trace.seed}")
         a, b, c = st.columns(3)
         a.metric("Forward passes", trace.forward_passes)
         b.metric("Wall time", f"{trace.elapsed_s:.2f} s")
