@@ -224,10 +224,13 @@ domain = list(COLOURS)
 lines = alt.Chart(progress).mark_line(point=True, interpolate="step-after").encode(
     x=alt.X(f"{x}:Q", title="forward passes (model calls)" if by == "forward passes" else "seconds since start"),
     y=alt.Y("% revealed:Q", scale=alt.Scale(domain=[0, 100]), title="% of new tokens revealed"),
-    color=alt.Color("decoder:N", scale=alt.Scale(domain=domain, range=list(COLOURS.values())), title=None),
-    # one legend: the three encodings share a field and a (lack of) title, so Vega-Lite merges them
-    strokeDash=alt.StrokeDash("decoder:N", scale=alt.Scale(domain=domain, range=[[1, 0], [5, 3]]), title=None),
-    strokeWidth=alt.StrokeWidth("decoder:N", scale=alt.Scale(domain=domain, range=[5, 2]), title=None),
+    # one legend: the three encodings share a field, its type and a (lack of) title, so Vega-Lite merges them; ordinal,
+    # in the domain's order, because a width (a size) of an unordered field is what Vega-Lite warns about
+    color=alt.Color("decoder:O", scale=alt.Scale(domain=domain, range=list(COLOURS.values())), sort=domain,
+                    title=None),
+    strokeDash=alt.StrokeDash("decoder:O", scale=alt.Scale(domain=domain, range=[[1, 0], [5, 3]]), sort=domain,
+                              title=None),
+    strokeWidth=alt.StrokeWidth("decoder:O", scale=alt.Scale(domain=domain, range=[5, 2]), sort=domain, title=None),
     tooltip=tooltip,
 )
 rule = alt.Chart(pd.DataFrame({x: [position]})).mark_rule(color="#888", strokeDash=[4, 3]).encode(x=f"{x}:Q")
