@@ -55,6 +55,11 @@ def shown(path: str | Path) -> str:
         return str(path)
 
 
+def said(exc: Exception) -> str:
+    """An error's one line as the app shows it: paths inside the repository relative to it, like everywhere else."""
+    return str(exc).replace(f"{ROOT}/", "")
+
+
 def new_run_dir(runs: Path, name: str) -> Path:
     """A directory under ``runs`` that does not exist yet, named after ``name`` (``name-2``, ``name-3``, … once
     taken): where a command the app prints may write without overwriting anything."""

@@ -14,6 +14,7 @@ from pages._shared import (
     heatmap_html,
     inputs_note,
     resolve,
+    said,
     shown,
     sidebar,
     trust_remote_code,
@@ -157,7 +158,7 @@ if st.button("Classify", type="primary"):
                         evidence = clf.evidence(text)
                     results[role] = (name, clf, prediction, evidence)
             except TextdiffError as exc:
-                st.error(f"{name}: {exc}")
+                st.error(f"{shown(name)}: {said(exc)}")
         st.session_state["classify_results"] = results
         st.session_state["classify_inputs"] = inputs
 

@@ -11,6 +11,7 @@ from pages._shared import (
     cached_model,
     inputs_note,
     revealed,
+    said,
     shown,
     sidebar,
     trace_html,
@@ -120,7 +121,7 @@ def decode(role: str) -> dict:
         with lock, st.spinner(f"{SIDES[role]}: generating with {name}…"):
             return {"trace": generate(lm, prompt, length, config)}
     except TextdiffError as exc:
-        return {"error": f"{name}: {exc}"}
+        return {"error": f"{shown(name)}: {said(exc)}"}
 
 
 def quality(result: dict) -> None:
@@ -135,7 +136,7 @@ def quality(result: dict) -> None:
         with lock, st.spinner(f"Scoring with {name}…"):
             result["ppl"] = generative_perplexity(reference, text, prompt or None)
     except TextdiffError as exc:
-        result["ppl_error"] = f"{name}: {exc}"
+        result["ppl_error"] = f"{shown(name)}: {said(exc)}"
 
 
 inputs = {"diffusion model": chosen["diffusion"], "left-to-right model": chosen["ar"], "prompt": prompt,

@@ -12,6 +12,7 @@ from pages._shared import (
     inputs_note,
     resolve,
     revealed,
+    said,
     shown,
     sidebar,
     trace_html,
@@ -155,7 +156,7 @@ def run() -> None:
         with lock, st.spinner(f"Denoising with {name}…"):
             trace = generate(lm, text, length, config, None if label == NO_LABEL else label)
     except TextdiffError as exc:
-        st.error(str(exc))
+        st.error(said(exc))
         return
     state["denoise_trace"] = trace
     state["denoise_inputs"] = inputs

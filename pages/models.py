@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from pages._shared import CHECKPOINTS, cached_model, shown, sidebar
+from pages._shared import CHECKPOINTS, cached_model, said, shown, sidebar
 from textdiff_core.decoding import fill_mask
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import MASKED, catalogue
@@ -34,4 +34,4 @@ if st.button("Predict", type="primary"):
             table[prefix or "(none)"] = [", ".join(f"{t} ({p:.2f})" for t, p in mask) for mask in predictions]
         st.dataframe(pd.DataFrame(table, index=[f"mask {i + 1}" for i in range(len(next(iter(table.values()))))]))
     except TextdiffError as exc:
-        st.error(str(exc))
+        st.error(said(exc))

@@ -9,7 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages._shared import CHECKPOINTS, new_run_dir, resolve, shown, sidebar
+from pages._shared import CHECKPOINTS, new_run_dir, resolve, said, shown, sidebar
 from textdiff_core.campaign import STATUS, epoch_curves, shipped_curves, shipped_epoch
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.errors import TextdiffError
@@ -116,7 +116,7 @@ try:
     if not isinstance(config, dict):
         raise TextdiffError(f"the settings recorded in {run} are not a JSON object")
 except (TextdiffError, ValueError, OSError) as exc:
-    st.error(f"{shown(run)}: {exc}")
+    st.error(f"{shown(run)}: {said(exc)}")
     st.stop()
 
 last = records[-1]

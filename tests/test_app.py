@@ -300,3 +300,15 @@ def test_classify_page_reads_the_zero_shot_reference_with_its_prompt_and_bias_ch
     assert not at.exception and not at.error
     assert [s.value for s in at.main.subheader] == ["Zero-shot"]
     assert any("`checkpoints/smollm2-zero-shot`" in c.value for c in at.caption), "calibrated, not bare smollm2"
+
+
+def test_paths_inside_the_repository_are_shown_relative_to_it(tmp_path):
+    from pages import _shared
+    from textdiff_core.errors import TextdiffError
+
+    root = _shared.ROOT
+    assert _shared.shown(root / "checkpoints" / "imdb-ar") == "checkpoints/imdb-ar"
+    assert _shared.shown(str(tmp_path)) == str(tmp_path), "outside the repository: as is"
+    assert _shared.shown("tiny") == "tiny"
+    error = TextdiffError(f"{root}/checkpoints/imdb-ar/config.json is not valid JSON")
+    assert _shared.said(error) == "checkpoints/imdb-ar/config.json is not valid JSON"
