@@ -14,10 +14,7 @@ st.title("Models")
 st.caption("The offline base models, then the shipped checkpoints (pick any of them in the sidebar). Classes and "
            "epochs belong to trained checkpoints; a zero-shot classifier is a base model prompted per class.")
 table = pd.DataFrame([row | {"name": shown(row["name"])} for row in catalogue(CHECKPOINTS)])
-st.dataframe(table, hide_index=True, width="stretch", column_config={
-    "what": st.column_config.TextColumn("what", width="large"),
-    "size": st.column_config.TextColumn("size", help="Parameters"),
-    "epochs": st.column_config.TextColumn("epochs", help="Passes over the training data, over the whole lineage")})
+st.table(table, hide_index=True, border="horizontal")  # a static table: every cell wraps and is read whole
 
 st.subheader("Fill-mask probe")
 st.caption("What a masked model predicts for each [MASK], under one or more never-masked prefixes.")

@@ -23,12 +23,12 @@ def test_models_page_lists_offline_models_and_runs_fill_mask():
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/models.py").run()
     assert not at.exception
-    names = at.dataframe[0].value["name"].tolist()
+    names = at.table[0].value["name"].tolist()
     assert {"minilm", "minilm-ar", "smollm2"} <= set(names)
     at.text_input[0].set_value("tiny").run()
     at.button[0].click().run()
     assert not at.exception and not at.error
-    table = at.dataframe[1].value
+    table = at.dataframe[0].value
     assert list(table.columns) == ["positive review:", "negative review:"] and len(table) == 1
 
 
@@ -36,7 +36,7 @@ def test_models_page_reads_as_a_table_relative_paths_and_no_raw_records():
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/models.py").run()
     assert not at.exception
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table.columns) == ["name", "kind", "family", "size", "classes", "epochs", "what"]
     rows = {row["name"]: row for row in table.to_dict("records")}
     assert {"checkpoints/imdb-diffusion", "checkpoints/imdb-ar", "checkpoints/smollm2-zero-shot"} <= set(rows), \
