@@ -3,9 +3,14 @@
     streamlit run app.py
 """
 
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="textdiff", page_icon=":material/blur_on:", layout="wide")
+# A local image, served by the app itself: a Material or emoji page icon makes the browser fetch it from
+# fonts.gstatic.com, which fails offline (and calls out when online).
+ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
+st.set_page_config(page_title="textdiff", page_icon=str(ICON), layout="wide")
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quick-test", action="store_true",
                    help="smoke run: 5 steps on 64 examples, batch 4, 48 tokens (overrides those flags)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--overwrite", action="store_true",
+                   help="write into an --out that already holds a checkpoint (refused otherwise, unless --resume "
+                        "continues it)")
     _campaign_parser(commands, t)
     sh = commands.add_parser("campaign-ship", help="make a campaign's best epochs (chosen on validation) the shipped "
                                                    "pair, and keep its curves for the report")
@@ -194,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="the run directory (train --out)")
     e.add_argument("dest", help="destination, e.g. checkpoints/imdb-diffusion")
     e.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16", help="dtype of the exported weights")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace a checkpoint already in dest (refused otherwise), e.g. a shipped model")
     pr = commands.add_parser("paired", help="compare two evaluate reports on the same texts, review by review")
     pr.add_argument("a", help="evaluate --out JSON (A)")
     pr.add_argument("b", help="evaluate --out JSON (B), on the same --data, --split and --limit")
@@ -241,9 +246,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
     from textdiff_core.models import load_model, save_model
-    from textdiff_core.train import DTYPES, lineage_metrics, with_epochs
+    from textdiff_core.train import DTYPES, lineage_metrics, refuse_overwrite, with_epochs
 
     run, dest = Path(args.run), Path(args.dest)
+    refuse_overwrite(dest, args.overwrite)
     lm = load_model(str(run), device="cpu", dtype=torch.float32)
     if not lm.meta:
         raise TextdiffError(f"{run} has no textdiff.json: export ships finished training runs")
@@ -694,12 +700,14 @@ def _campaign_parser(commands, train_parser: argparse.ArgumentParser) -> None:
     """``campaign``: the train flags both twins share, plus the campaign's own."""
     c = commands.add_parser("campaign", help="train a diffusion model and its left-to-right twin to N epochs in "
                                              "alternating resumable chunks (run it again to continue)")
-    per_twin = {"--objective", "--model", "--steps", "--epochs", "--resume", "--out", "--quick-test", "--stop-after",
-                "--conditioning", "-h"}
+    per_twin = {"--objective", "--model", "--steps", "--epochs", "--resume", "--out", "--overwrite", "--quick-test",
+                "--stop-after", "--conditioning", "-h"}
     for action in train_parser._actions:  # the same flag objects, so train and campaign cannot drift apart
         if action.option_strings and not set(action.option_strings) & per_twin:
             c._add_action(action)
     c.add_argument("--out", required=True, help="campaign directory: diffusion/, ar/, campaign.json")
+    c.add_argument("--overwrite", action="store_true",
+                   help="write into an --out that holds a checkpoint but no campaign (refused otherwise)")
     c.add_argument("--epochs", type=int, required=True, help="whole epochs over the training data, per twin")
     c.add_argument("--chunk-epochs", type=int, default=1, help="epochs one twin trains before the other's turn")
     c.add_argument("--conditioning", choices=["none", "class", "joint"], default="joint",
@@ -715,7 +723,14 @@ def _campaign_parser(commands, train_parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:
-    from textdiff_core.campaign import CampaignConfig, run_campaign
+    from pathlib import Path
+
+    from textdiff_core.campaign import STATUS, CampaignConfig, run_campaign
+    from textdiff_core.train import refuse_overwrite
+
+    # its own directory (campaign.json) is how a campaign continues: run again, it resumes
+    refuse_overwrite(args.out, args.overwrite, resumable=(Path(args.out) / STATUS).is_file(),
+                     how="it is not a campaign's directory (no campaign.json); ")
 
     args.objective, args.model, args.steps, args.resume, args.quick_test = "diffusion", None, None, False, False
     campaign_epochs, args.epochs, args.stop_after = args.epochs, None, None
@@ -769,9 +784,12 @@ def _train_config(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from textdiff_core.checkpoint import exists as checkpoint_exists
-    from textdiff_core.train import train
+    from textdiff_core.train import can_resume, refuse_overwrite, train
 
     config = _train_config(args)
+    refuse_overwrite(config.out, args.overwrite, resumable=config.resume and can_resume(config.out),
+                     how="it has no resumable checkpoint (checkpoints/step-N) to --resume from; " if config.resume
+                     else "pass --resume to continue it, ")
     try:
         out = train(config, progress=not args.no_progress)
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ import streamlit as st
 import torch
 
 from textdiff_core.checkpoint import CheckpointMeta
-from textdiff_core.classify import Classifier, load_classifier
+from textdiff_core.classify import Classifier, first_use, load_classifier
 from textdiff_core.models import CAUSAL, MASKED, LoadedModel, load_model, pick_device
 from textdiff_core.trace import MASK_BG, NEW_OUTLINE, PROMPT_BG, Trace, colour_of
 
@@ -44,6 +44,30 @@ def trained(kind: str, folder: Path, relative: bool) -> list[str]:
         if objective is not None and (objective == "diffusion") == (kind == MASKED):
             found.append(str(path.parent.relative_to(ROOT)) if relative else str(path.parent))
     return found
+
+
+def shown(path: str | Path) -> str:
+    """A path as the app shows it: relative to the repository when inside it (``checkpoints/imdb-ar``), else as is."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(ROOT)) if path.is_absolute() else str(path)
+    except ValueError:
+        return str(path)
+
+
+def said(exc: Exception) -> str:
+    """An error's one line as the app shows it: paths inside the repository relative to it, like everywhere else."""
+    return str(exc).replace(f"{ROOT}/", "")
+
+
+def new_run_dir(runs: Path, name: str) -> Path:
+    """A directory under ``runs`` that does not exist yet, named after ``name`` (``name-2``, ``name-3``, … once
+    taken): where a command the app prints may write without overwriting anything."""
+    candidate, n = runs / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = runs / f"{name}-{n}"
+    return candidate
 
 
 def shipped(kind: str) -> list[str]:
@@ -129,8 +153,15 @@ def resolve(name: str) -> str:
     return str(ROOT / name) if not Path(name).is_absolute() and (ROOT / name).is_dir() else name
 
 
-@st.cache_resource(show_spinner="Loading model (once per server)…", max_entries=8)
-def _cached_model(name: str, kind: str, trust: bool = False) -> tuple[LoadedModel, threading.Lock]:
+def loading_note(name: str) -> str:
+    """A spinner's words for loading ``name``: the one-off work it does first with roughly how long it takes
+    (converting SmolLM2, fitting the TF-IDF reference), else a first load's."""
+    note = first_use(resolve(name))
+    return f"{note[0].upper()}{note[1:]}…" if note else f"Loading `{name}` (once per server, a few seconds)…"
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _model(name: str, kind: str, trust: bool) -> tuple[LoadedModel, threading.Lock]:
     return load_model(resolve(name), kind, trust_remote_code=trust or None), threading.Lock()
 
 
@@ -141,8 +172,11 @@ def loading_notes(models: list[LoadedModel]) -> None:
 
 
 def cached_model(name: str, kind: str, trust: bool = False) -> tuple[LoadedModel, threading.Lock]:
-    """The model, loaded once per server, with its loading notes shown where it is used."""
-    lm, lock = _cached_model(name, kind, trust)
+    """A model loaded once per server and shared by every session, with the lock that serialises its use. A spinner
+    says what the first load does (Streamlit shows it only when the call takes over half a second); what loading
+    had to do to the model is shown where it is used."""
+    with st.spinner(loading_note(name)):
+        lm, lock = _model(name, kind, trust)
     loading_notes([lm])
     return lm, lock
 
@@ -152,16 +186,16 @@ def trust_remote_code() -> bool:
     return bool(st.session_state.get("trust_remote_code", False))
 
 
-@st.cache_resource(show_spinner="Loading classifier (once per server)…", max_entries=8)
-def _cached_classifier(name: str, method: str | None, trust: bool = False) -> tuple[Classifier, threading.Lock]:
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _classifier(name: str, method: str | None, trust: bool) -> tuple[Classifier, threading.Lock]:
     return load_classifier(resolve(name), method, trust_remote_code=trust or None), threading.Lock()
 
 
 def cached_classifier(name: str, method: str | None, trust: bool = False) -> tuple[Classifier, threading.Lock]:
-    """The classifier, loaded once per server, with its models' loading notes shown where it is used."""
-    clf, lock = _cached_classifier(name, method, trust)
-    models = clf.models if isinstance(clf.models, dict) else {"": clf.models}
-    loading_notes(list(models.values()))
+    """A classifier loaded once per server (see ``cached_model``)."""
+    with st.spinner(loading_note(name)):
+        clf, lock = _classifier(name, method, trust)
+    loading_notes(list(clf.models.values()) if isinstance(clf.models, dict) else [clf.models])
     return clf, lock
 
 

@@ -8,13 +8,29 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from pages._shared import ROOT, cached_classifier, heatmap_html, inputs_note, resolve, sidebar, trust_remote_code
+from pages._shared import (
+    ROOT,
+    cached_classifier,
+    heatmap_html,
+    inputs_note,
+    resolve,
+    said,
+    shown,
+    sidebar,
+    trust_remote_code,
+)
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import ZERO_SHOT_REFERENCE
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 
 MAX_CHARS = 20_000  # longer pastes are refused (scoring cost grows with length)
+# Each reading's score, named for what it is: Bayes readings give log P(text | c), the infill reading P(c | text)
+SCORE_NAMES = {"infill": "log P(c | text)", "combined": "log P(text | c) + w · infill"}
+CALIBRATED = ("The posterior after the class bias and temperature fitted on validation (train_cli.py calibrate): "
+              "a 90% here is right about 90% of the time on validation texts.")
+UNCALIBRATED = ("The posterior straight from the scores and the training prior: no calibration has been fitted for "
+                "this model and reading (train_cli.py calibrate), so it may be over- or under-confident.")
 
 chosen = sidebar()
 st.title("Classify")
@@ -39,6 +55,11 @@ def examples() -> dict[str, str]:
     out["Not a review (out of distribution)"] = (
         "Preheat the oven to 200 degrees. Mix the flour, butter and sugar, then bake for twenty minutes.")
     return out
+
+
+def log_posterior(clf, p) -> list[float]:
+    """log P(c | text) from the scores and the prior, before calibration (the infill reading's own quantity)."""
+    return torch.log_softmax(torch.tensor(p.log_likelihood) + torch.tensor(clf.log_prior), 0).tolist()
 
 
 def trained_joint(name: str) -> bool:
@@ -80,8 +101,9 @@ def render_tfidf_evidence(evidence: list[tuple[str, float]], classes: list[str])
 
 
 ex = examples()
-pick = st.selectbox("Example", ["(type your own)", *ex])
-text = st.text_area("Text", value="" if pick == "(type your own)" else ex[pick], height=150,
+OWN = "(type your own)"
+pick = st.selectbox("Example", [*ex, OWN])  # an example first: the first press of Classify shows a decision
+text = st.text_area("Text", value="" if pick == OWN else ex[pick], height=150,
                     placeholder="Paste a movie review…")
 columns = st.columns(4)
 use = {
@@ -136,7 +158,7 @@ if st.button("Classify", type="primary"):
                         evidence = clf.evidence(text)
                     results[role] = (name, clf, prediction, evidence)
             except TextdiffError as exc:
-                st.error(f"{name}: {exc}")
+                st.error(f"{shown(name)}: {said(exc)}")
         st.session_state["classify_results"] = results
         st.session_state["classify_inputs"] = inputs
 
@@ -148,14 +170,20 @@ if results:
         with column:
             st.subheader({"diffusion": "Diffusion", "ar": "Left-to-right", "reference": "Zero-shot",
                           "tfidf": "TF-IDF reference"}[role])
-            st.caption(f"`{name}` · method `{clf.method}` · {p.forward_passes} forward passes · {p.seconds:.2f} s"
+            passes = f"{p.forward_passes} forward pass" + ("" if p.forward_passes == 1 else "es")
+            st.caption(f"`{shown(name)}` · method `{clf.method}` · {passes} · {p.seconds:.2f} s"
                        + (f" · {p.samples} samples/class" if p.samples else ""))
             ranked = sorted(p.posterior, reverse=True)
             if len(ranked) > 1 and ranked[0] - ranked[1] < 5e-3:  # within half a point: no decision to show
                 st.metric("Decision", "tie", f"top two within {ranked[0] - ranked[1]:.1%}", delta_color="off",
                           delta_arrow="off")
             else:
-                st.metric("Decision", p.label, f"confidence {p.confidence:.1%}", delta_color="off")
+                st.metric("Decision", p.label, f"confidence {p.confidence:.1%}, "
+                          f"{'calibrated' if p.calibrated else 'uncalibrated'}", delta_color="off",
+                          help=CALIBRATED if p.calibrated else UNCALIBRATED)
+            if p.calibrated and p.uncalibrated:
+                st.caption(f"Calibrated on validation (class bias and temperature, `train_cli.py calibrate`); the "
+                           f"scores alone give {max(p.uncalibrated):.1%}.")
             frame = pd.DataFrame({"class": p.classes, "posterior": p.posterior})
             st.altair_chart(
                 alt.Chart(frame).mark_bar().encode(
@@ -168,12 +196,11 @@ if results:
             if clf.method == "tfidf":
                 render_tfidf_evidence(evidence, p.classes)
                 continue
-            column_name = "log P(text|c) + const" if clf.method == "infill" else "log P(text|c)"
-            st.dataframe(pd.DataFrame({
-                "class": p.classes,
-                column_name: [round(v, 2) for v in p.log_likelihood],
-                "± s.e.": [round(v, 2) for v in p.log_likelihood_se],
-            }), hide_index=True)
+            table = pd.DataFrame({"class": p.classes, SCORE_NAMES.get(clf.method, "log P(text | c)"): [
+                round(v, 2) for v in (log_posterior(clf, p) if clf.method == "infill" else p.log_likelihood)]})
+            if any(se > 0 for se in p.log_likelihood_se):  # Monte Carlo error; exact readings have none
+                table["± s.e."] = [round(v, 2) for v in p.log_likelihood_se]
+            st.dataframe(table, hide_index=True)
             if clf.method == "infill":
                 render_occlusion(clf, p, evidence)
                 continue

@@ -11,13 +11,23 @@ from pages._shared import (
     cached_model,
     inputs_note,
     revealed,
+    said,
+    shown,
     sidebar,
     trace_html,
     trace_progress,
     trust_remote_code,
     untrained_note,
 )
-from textdiff_core.decoding import DEFAULT_SPACING, SCHEDULES, DecodeConfig, default_pass_budget, generate
+from textdiff_core.decoding import (
+    DEFAULT_SPACING,
+    DIFFUSION_STRATEGIES,
+    SCHEDULES,
+    STRATEGY_NAMES,
+    DecodeConfig,
+    default_pass_budget,
+    generate,
+)
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import distinct_n, generative_perplexity
 from textdiff_core.models import CAUSAL, MASKED
@@ -25,12 +35,7 @@ from textdiff_core.trace import Trace
 
 SIDES = {"diffusion": "Diffusion", "ar": "Left-to-right"}
 COLOURS = {"Diffusion": "#1f77b4", "Left-to-right": "#ff7f0e"}
-STRATEGIES = {
-    "confidence": "confidence threshold",
-    "topk": "top-k per step",
-    "schedule-confidence": "schedule, most confident first",
-    "schedule-random": "schedule, random positions",
-}
+STRATEGIES = {name: STRATEGY_NAMES[name][0] for name in DIFFUSION_STRATEGIES}  # the same names as on Denoise
 BY = {"forward passes": "forward passes", "time": "seconds"}
 state = st.session_state
 
@@ -67,9 +72,10 @@ with left.container(border=True):
         settings["threshold"] = s1.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="compare_threshold",
                                           help="Commit every masked position at least this sure (max probability).")
         budget = s2.number_input(
-            "Max forward passes", 0, 512, value=None, placeholder=f"{default_pass_budget(length)} (¼ of the tokens)",
-            key="compare_budget", help="When too few positions pass the threshold, commit the most confident anyway "
-                                       "to finish in time. Empty: a quarter of the new tokens; 0: no limit.")
+            "Max forward passes", 0, 512, value=None, key="compare_budget",
+            placeholder=f"{default_pass_budget(length)} (¼ of the new tokens)",
+            help="When too few positions pass the threshold, commit the most confident anyway to finish in time. "
+                 "Empty: a quarter of the new tokens; 0: no limit.")
         settings["steps"] = default_pass_budget(length) if budget is None else int(budget) or None
         settings["spacing"] = DEFAULT_SPACING
     elif strategy == "topk":
@@ -115,7 +121,7 @@ def decode(role: str) -> dict:
         with lock, st.spinner(f"{SIDES[role]}: generating with {name}…"):
             return {"trace": generate(lm, prompt, length, config)}
     except TextdiffError as exc:
-        return {"error": f"{name}: {exc}"}
+        return {"error": f"{shown(name)}: {said(exc)}"}
 
 
 def quality(result: dict) -> None:
@@ -130,7 +136,7 @@ def quality(result: dict) -> None:
         with lock, st.spinner(f"Scoring with {name}…"):
             result["ppl"] = generative_perplexity(reference, text, prompt or None)
     except TextdiffError as exc:
-        result["ppl_error"] = f"{name}: {exc}"
+        result["ppl_error"] = f"{shown(name)}: {said(exc)}"
 
 
 inputs = {"diffusion model": chosen["diffusion"], "left-to-right model": chosen["ar"], "prompt": prompt,
@@ -165,9 +171,9 @@ for role, result in results.items():
             st.error(result["error"])
             continue
         trace = result["trace"]
-        how = (f"{trace.strategy}" if role == "diffusion" else
+        how = (STRATEGY_NAMES.get(trace.strategy, (trace.strategy,))[0] if role == "diffusion" else
                f"KV cache {'on' if trace.settings.get('use_cache') else 'off'}")
-        st.caption(f"`{trace.model}` · {how} · {trace.n_decoded} tokens · seed {trace.seed}")
+        st.caption(f"`{shown(trace.model)}` · {how} · {trace.n_decoded} tokens · seed {trace.seed}")
         a, b, c = st.columns(3)
         a.metric("Forward passes", trace.forward_passes)
         b.metric("Wall time", f"{trace.elapsed_s:.2f} s")
@@ -219,10 +225,13 @@ domain = list(COLOURS)
 lines = alt.Chart(progress).mark_line(point=True, interpolate="step-after").encode(
     x=alt.X(f"{x}:Q", title="forward passes (model calls)" if by == "forward passes" else "seconds since start"),
     y=alt.Y("% revealed:Q", scale=alt.Scale(domain=[0, 100]), title="% of new tokens revealed"),
-    color=alt.Color("decoder:N", scale=alt.Scale(domain=domain, range=list(COLOURS.values())), title=None),
-    # one legend: the three encodings share a field and a (lack of) title, so Vega-Lite merges them
-    strokeDash=alt.StrokeDash("decoder:N", scale=alt.Scale(domain=domain, range=[[1, 0], [5, 3]]), title=None),
-    strokeWidth=alt.StrokeWidth("decoder:N", scale=alt.Scale(domain=domain, range=[5, 2]), title=None),
+    # one legend: the three encodings share a field, its type and a (lack of) title, so Vega-Lite merges them; ordinal,
+    # in the domain's order, because a width (a size) of an unordered field is what Vega-Lite warns about
+    color=alt.Color("decoder:O", scale=alt.Scale(domain=domain, range=list(COLOURS.values())), sort=domain,
+                    title=None),
+    strokeDash=alt.StrokeDash("decoder:O", scale=alt.Scale(domain=domain, range=[[1, 0], [5, 3]]), sort=domain,
+                              title=None),
+    strokeWidth=alt.StrokeWidth("decoder:O", scale=alt.Scale(domain=domain, range=[5, 2]), sort=domain, title=None),
     tooltip=tooltip,
 )
 rule = alt.Chart(pd.DataFrame({x: [position]})).mark_rule(color="#888", strokeDash=[4, 3]).encode(x=f"{x}:Q")

@@ -12,6 +12,8 @@ from pages._shared import (
     inputs_note,
     resolve,
     revealed,
+    said,
+    shown,
     sidebar,
     trace_html,
     trace_progress,
@@ -19,7 +21,15 @@ from pages._shared import (
     untrained_note,
 )
 from textdiff_core.checkpoint import CheckpointMeta
-from textdiff_core.decoding import DEFAULT_SPACING, SCHEDULES, DecodeConfig, default_pass_budget, generate
+from textdiff_core.decoding import (
+    DEFAULT_SPACING,
+    DIFFUSION_STRATEGIES,
+    SCHEDULES,
+    STRATEGY_NAMES,
+    DecodeConfig,
+    default_pass_budget,
+    generate,
+)
 from textdiff_core.denoisers import chat_prompt
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import MASKED
@@ -27,13 +37,7 @@ from textdiff_core.trace import CONFIDENCE_MEASURES, Trace
 
 PLAY_EVERY_S = 0.3  # seconds between frames while playing
 PLAY_FRAMES = 60  # a longer run plays every n-th step, so a replay takes at most ~PLAY_FRAMES * PLAY_EVERY_S
-STRATEGIES = {  # name -> (short label, what it does)
-    "confidence": ("confidence ≥ threshold", "every position at least this sure (at least one per step)"),
-    "topk": ("top-k per step", "the k most confident positions"),
-    "schedule-confidence": ("schedule, most confident", "a schedule's count per step, the most confident ones "
-                                                        "(LLaDA's low-confidence remasking)"),
-    "schedule-random": ("schedule, random", "a schedule's count per step, at random (the RoBERTa recipe's way)"),
-}
+STRATEGIES = {name: STRATEGY_NAMES[name] for name in DIFFUSION_STRATEGIES}  # name -> (label, what it does)
 MEASURES = {"max-prob": "max probability", "margin": "margin (top-1 − top-2)", "entropy": "entropy (as exp(−H))"}
 NO_LABEL = "(none)"
 state = st.session_state
@@ -152,7 +156,7 @@ def run() -> None:
         with lock, st.spinner(f"Denoising with {name}…"):
             trace = generate(lm, text, length, config, None if label == NO_LABEL else label)
     except TextdiffError as exc:
-        st.error(str(exc))
+        st.error(said(exc))
         return
     state["denoise_trace"] = trace
     state["denoise_inputs"] = inputs
@@ -178,7 +182,8 @@ m2.metric("Wall time", f"{trace.elapsed_s:.2f} s")
 m3.metric("Tokens / s", f"{trace.n_decoded / trace.elapsed_s:.1f}" if trace.elapsed_s else "–")
 m4.metric("Tokens per pass", f"{trace.tokens_per_pass:.2f}", help="Left-to-right decoding always makes 1.")
 label_note = f" · class `{trace.label}`" if trace.label else ""
-st.caption(f"`{trace.model}` · {trace.strategy} · {trace.n_decoded} positions decoded in {last} steps · "
+strategy_name = STRATEGY_NAMES.get(trace.strategy, (trace.strategy,))[0]
+st.caption(f"`{shown(trace.model)}` · {strategy_name} · {trace.n_decoded} positions decoded in {last} steps · "
            f"seed {trace.seed}{label_note}")
 inputs_note(state.get("denoise_inputs", inputs), inputs)
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages._shared import cached_model, sidebar, trace_html, untrained_note
+from pages._shared import cached_model, said, sidebar, trace_html, untrained_note
 from textdiff_core.decoding import generate
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import MASKED
@@ -39,7 +39,7 @@ try:
     classes = lm.checkpoint.classes if lm.checkpoint.class_prompt else None
     trace = miniature(chosen["diffusion"], classes[-1] if classes else None)
 except TextdiffError as exc:
-    st.error(str(exc))
+    st.error(said(exc))
     trace = None
 
 if trace is not None:

@@ -3,20 +3,18 @@
 import pandas as pd
 import streamlit as st
 
-from pages._shared import CHECKPOINTS, cached_model, sidebar
-from textdiff_core.checkpoint import CheckpointMeta
+from pages._shared import CHECKPOINTS, cached_model, said, shown, sidebar
 from textdiff_core.decoding import fill_mask
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import MASKED, OFFLINE_MODELS
+from textdiff_core.models import MASKED, catalogue
 
 chosen = sidebar()
 st.title("Models")
 
-rows = [{"name": name, "kind": kind, "what": what} for name, (kind, what) in OFFLINE_MODELS.items()]
-for path in sorted(p for p in CHECKPOINTS.iterdir() if p.is_dir()) if CHECKPOINTS.is_dir() else []:
-    meta = CheckpointMeta.read(path)
-    rows.append({"name": str(path), "kind": meta.objective or "?", "what": f"trained checkpoint, {meta.raw}"})
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+st.caption("The offline base models, then the shipped checkpoints (pick any of them in the sidebar). Classes and "
+           "epochs belong to trained checkpoints; a zero-shot classifier is a base model prompted per class.")
+table = pd.DataFrame([row | {"name": shown(row["name"])} for row in catalogue(CHECKPOINTS)])
+st.table(table, hide_index=True, border="horizontal")  # a static table: every cell wraps and is read whole
 
 st.subheader("Fill-mask probe")
 st.caption("What a masked model predicts for each [MASK], under one or more never-masked prefixes.")
@@ -33,4 +31,4 @@ if st.button("Predict", type="primary"):
             table[prefix or "(none)"] = [", ".join(f"{t} ({p:.2f})" for t, p in mask) for mask in predictions]
         st.dataframe(pd.DataFrame(table, index=[f"mask {i + 1}" for i in range(len(next(iter(table.values()))))]))
     except TextdiffError as exc:
-        st.error(str(exc))
+        st.error(said(exc))

@@ -9,22 +9,40 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages._shared import CHECKPOINTS, ROOT, sidebar
+from pages._shared import CHECKPOINTS, new_run_dir, resolve, said, shown, sidebar
 from textdiff_core.campaign import STATUS, epoch_curves, shipped_curves, shipped_epoch
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.errors import TextdiffError
-from textdiff_core.train import TrainConfig
+from textdiff_core.train import TrainConfig, latest_checkpoint
 
 sidebar()
 st.title("Training dashboard")
 st.caption("Point it at any run directory written by `train_cli.py train --out DIR` (it refreshes on rerun).")
 
-RUNS = Path.home() / "textdiff-runs"
+RUNS = Path.home() / "textdiff-runs"  # read on every run: the page follows $HOME
 STEP = alt.X("step:Q", axis=alt.Axis(format="d", tickMinStep=1))  # whole steps, never "2.1"
 
 
 SHIPPED_PAIR = (CHECKPOINTS / "imdb-diffusion", CHECKPOINTS / "imdb-ar")  # the page opens on these two curves
 NO_TWIN = "(none)"
+
+
+def home(path: Path) -> str:
+    """``~/textdiff-runs/x`` for a path under the home directory (as a shell expands it), else the path."""
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
+def shell_words(words: list[str]) -> str:
+    """``shlex.join``, but a path under the home directory keeps its ``~`` unquoted where the rest is shell-safe."""
+    quoted = [shlex.quote(w) for w in words]
+    for i, w in enumerate(words):
+        short = home(Path(w)) if w.startswith("/") else w
+        if short.startswith("~/") and shlex.quote(short[2:]) == short[2:]:
+            quoted[i] = short
+    return " ".join(quoted)
 
 
 def resumable_copy(run: Path) -> bool:
@@ -33,13 +51,14 @@ def resumable_copy(run: Path) -> bool:
 
 
 def run_dirs() -> list[str]:
-    """Every run with a metrics.jsonl: the shipped pair first, then everything under the runs folder."""
-    found = [str(p) for p in SHIPPED_PAIR if (p / "metrics.jsonl").is_file()]
+    """Every run with a metrics.jsonl: the shipped pair first, then everything under the runs folder (those inside the
+    repository as relative paths)."""
+    found = [shown(p) for p in SHIPPED_PAIR if (p / "metrics.jsonl").is_file()]
     for root in (CHECKPOINTS, RUNS):
         if root.is_dir():
             for metrics in sorted(root.glob("**/metrics.jsonl")):
-                if not resumable_copy(metrics.parent) and str(metrics.parent) not in found:
-                    found.append(str(metrics.parent))
+                if not resumable_copy(metrics.parent) and shown(metrics.parent) not in found:
+                    found.append(shown(metrics.parent))
     return found
 
 
@@ -60,15 +79,16 @@ def read_metrics(run: Path) -> list[dict]:
 known = run_dirs()
 choice = st.selectbox("Run directory", [*known, "other…"] if known else ["other…"], key="run_choice")
 typed = st.text_input("Path of the run directory", key="run_path") if choice == "other…" else choice
-run = Path(typed).expanduser()
+run = Path(resolve(str(Path(typed).expanduser()))) if typed else Path(typed)
 if (run / STATUS).is_file():  # a campaign directory: its diffusion twin, beside the left-to-right one
     run = run / "diffusion"
-twins = [k for k in known if k != str(run)]
-default_twin = str(SHIPPED_PAIR[1]) if str(run) == str(SHIPPED_PAIR[0]) and str(SHIPPED_PAIR[1]) in twins else NO_TWIN
+twins = [k for k in known if k != shown(run)]
+pair_names = [shown(p) for p in SHIPPED_PAIR]
+default_twin = pair_names[1] if shown(run) == pair_names[0] and pair_names[1] in twins else NO_TWIN
 if (run.parent / STATUS).is_file():  # a campaign twin opens beside the other
-    sibling = run.parent / ("ar" if run.name == "diffusion" else "diffusion")
-    twins += [str(sibling)] if str(sibling) not in twins and (sibling / "metrics.jsonl").is_file() else []
-    default_twin = str(sibling) if str(sibling) in twins else NO_TWIN
+    sibling = shown(run.parent / ("ar" if run.name == "diffusion" else "diffusion"))
+    twins += [sibling] if sibling not in twins and (Path(resolve(sibling)) / "metrics.jsonl").is_file() else []
+    default_twin = sibling if sibling in twins else NO_TWIN
 twin_choice = st.selectbox("Compare its loss with", [NO_TWIN, *twins], index=[NO_TWIN, *twins].index(default_twin),
                            key=f"run_twin_{run}", help="Another run's loss curve on the same chart (the shipped "
                                                        "diffusion model opens beside its left-to-right twin).")
@@ -77,11 +97,11 @@ if not str(run) or str(run) == ".":
     st.info("Choose or type a run directory.")
     st.stop()
 if not run.is_dir():
-    st.error(f"Not a directory: {run}")
+    st.error(f"Not a directory: {shown(run)}")
     st.stop()
 metrics_file = run / "metrics.jsonl"
 if not metrics_file.is_file():
-    st.error(f"No metrics.jsonl in {run}: is it a training run's output directory?")
+    st.error(f"No metrics.jsonl in {shown(run)}: is it a training run's output directory?")
     st.stop()
 
 records = read_metrics(run)
@@ -96,7 +116,7 @@ try:
     if not isinstance(config, dict):
         raise TextdiffError(f"the settings recorded in {run} are not a JSON object")
 except (TextdiffError, ValueError, OSError) as exc:
-    st.error(f"{run}: {exc}")
+    st.error(f"{shown(run)}: {said(exc)}")
     st.stop()
 
 last = records[-1]
@@ -104,7 +124,7 @@ cols = st.columns(4)
 planned = config.get("steps")
 if meta.total_steps and last["step"] > (planned or 0):  # an exported continuation: the curve spans its lineage
     planned = meta.total_steps
-cols[0].metric("Step", f"{last['step']:,}" + (f" / {planned:,}" if planned else ""))
+cols[0].metric(f"Step (of {planned:,})" if planned else "Step", f"{last['step']:,}")  # a narrow card cuts "a / b"
 cols[1].metric("Loss", f"{last['loss']:.3f}")
 cols[2].metric("Tokens / s", f"{last.get('tokens_per_s', 0):,.0f}")
 cols[3].metric("Status", "finished" if meta.raw else "running or interrupted")
@@ -113,7 +133,8 @@ st.subheader("Loss")
 smooth = st.slider("Smoothing (steps in the moving average)", 1, 50, 5)
 frame["loss (smoothed)"] = frame["loss"].rolling(smooth, min_periods=1).mean()
 long = frame.melt(id_vars="step", value_vars=["loss", "loss (smoothed)"], var_name="series", value_name="value")
-twin_records = read_metrics(Path(twin_choice)) if twin_choice != NO_TWIN else []
+twin_path = Path(resolve(twin_choice)) if twin_choice != NO_TWIN else None
+twin_records = read_metrics(twin_path) if twin_path else []
 if twin_records:  # the other run's smoothed loss, named by its folder
     twin = pd.DataFrame(twin_records)
     long["series"] = f"{run.name}: " + long["series"]
@@ -123,7 +144,7 @@ if twin_records:  # the other run's smoothed loss, named by its folder
                "token, but not the same quantity.")
 st.altair_chart(alt.Chart(long).mark_line().encode(
     x=STEP, y=alt.Y("value:Q", title="loss (nats / token)", scale=alt.Scale(zero=False)), color="series:N",
-    tooltip=["step", "series", alt.Tooltip("value:Q", format=".3f")]), width="stretch")
+    tooltip=["step", "series", alt.Tooltip("value:Q", format=".3f")]).configure_legend(labelLimit=0), width="stretch")
 
 if "loss_by_mask_rate" in frame:
     st.subheader("Loss per masking level")
@@ -146,7 +167,7 @@ if "val_accuracy" in frame:
         x=STEP, y=alt.Y("val_accuracy:Q", scale=alt.Scale(domain=[0.4, 1.0]), title="accuracy"),
         tooltip=["step", alt.Tooltip("val_accuracy:Q", format=".3f")]), width="stretch")
 
-pair = [(run, records)] + ([(Path(twin_choice), twin_records)] if twin_records else [])
+pair = [(run, records)] + ([(twin_path, twin_records)] if twin_records else [])
 curves = pd.DataFrame([row for path, recs in pair for row in epoch_curves(shipped_curves(path) or recs, path.name)])
 if not curves.empty:
     st.subheader("Validation by epoch" + (": the pair" if len(pair) == 2 else ""))
@@ -166,7 +187,9 @@ if not curves.empty:
     if not shipped.empty:
         layers.append(alt.Chart(shipped).mark_rule(color="grey", strokeDash=[2, 2]).encode(
             x="epoch:Q", tooltip=["run", alt.Tooltip("epoch:Q", title="shipped at epoch", format=".2f")]))
-    st.altair_chart(alt.layer(*layers).resolve_scale(y="independent"), width="stretch")
+    # a fixed height: the rule layer has no y, so Vega-Lite would size the chart as discrete (0 px once stretched)
+    st.altair_chart(alt.layer(*layers).resolve_scale(y="independent").properties(height=320).configure_legend(
+        labelLimit=0), width="stretch")
 
 reports = sorted(run.glob("eval*.json"))
 if reports:
@@ -211,17 +234,23 @@ if recorded:
     flags = recorded.to_args(skip=lambda name: name in ("out", "steps", "epochs", "resume"))
     steps = st.number_input("Steps", min_value=1, value=int(config.get("steps") or last["step"]))
     processes = st.number_input("Processes (GPUs)", min_value=1, max_value=64, value=1)
-    flags += ["--steps", str(steps), "--out", str(run)]
-    if steps > last["step"]:
-        flags.append("--resume")
+    # Never the run itself unless to resume it: a new directory under the runs folder, so the command as shown
+    # cannot overwrite this run or a shipped checkpoint (train refuses an --out holding one anyway).
+    resumable = latest_checkpoint(run) is not None and not run.resolve().is_relative_to(CHECKPOINTS.resolve())
+    extend = resumable and steps > last["step"]
+    out = run if extend else new_run_dir(RUNS, run.name)
+    flags += ["--steps", str(steps), "--out", str(out)] + (["--resume"] if extend else [])
     launcher = ["python"] if processes == 1 else ["accelerate", "launch", "--num_processes", str(processes)]
     lines, i = [shlex.join([*launcher, str(Path("train_cli.py")), "train"])], 0
     while i < len(flags):  # one "--flag value" per line: readable, and a narrow column never breaks inside a flag
         n = 2 if i + 1 < len(flags) and not flags[i + 1].startswith("--") else 1
-        lines.append(shlex.join(flags[i:i + n]))
+        lines.append(shell_words(flags[i:i + n]))
         i += n
     st.code(" \\\n    ".join(lines), language="bash")
-    st.caption(f"Run from {ROOT}. With --resume it continues from the last complete checkpoint in the run "
-               "directory; a larger --steps extends the learning-rate schedule.")
+    st.caption("Run from the repository's root. " + (
+        "With --resume it continues this run from its last complete checkpoint; a larger --steps extends the "
+        "learning-rate schedule." if extend else
+        f"It trains afresh into a new directory, {home(out)}" + (
+            "; to continue this run instead, set more steps than it has." if resumable else ".")))
 elif not config:
     st.info("This run recorded no settings (not written by train_cli.py).")

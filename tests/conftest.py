@@ -37,6 +37,7 @@ SLOW_TESTS = {
     "test_app.py": {
         "test_models_page_lists_offline_models_and_runs_fill_mask",
         "test_classify_page_refuses_empty_text",
+        "test_classify_page_opens_on_an_example_and_names_each_readings_score",
         "test_classify_page_reads_by_infilling_with_occlusion_evidence_and_shows_the_tfidf_reference",
         "test_classify_page_scores_with_tiny_models_and_draws_heatmaps",
         "test_home_page_renders_and_links_to_models",

@@ -1,5 +1,7 @@
 """Headless tests of the Streamlit pages (AppTest), with tiny models."""
 
+import math
+import shlex
 from pathlib import Path
 
 import pytest
@@ -21,13 +23,32 @@ def test_models_page_lists_offline_models_and_runs_fill_mask():
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/models.py").run()
     assert not at.exception
-    names = at.dataframe[0].value["name"].tolist()
+    names = at.table[0].value["name"].tolist()
     assert {"minilm", "minilm-ar", "smollm2"} <= set(names)
     at.text_input[0].set_value("tiny").run()
     at.button[0].click().run()
     assert not at.exception and not at.error
-    table = at.dataframe[1].value
+    table = at.dataframe[0].value
     assert list(table.columns) == ["positive review:", "negative review:"] and len(table) == 1
+
+
+def test_models_page_reads_as_a_table_relative_paths_and_no_raw_records():
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/models.py").run()
+    assert not at.exception
+    table = at.table[0].value
+    assert list(table.columns) == ["name", "kind", "family", "size", "classes", "epochs", "what"]
+    rows = {row["name"]: row for row in table.to_dict("records")}
+    assert {"checkpoints/imdb-diffusion", "checkpoints/imdb-ar", "checkpoints/smollm2-zero-shot"} <= set(rows), \
+        "shipped checkpoints by their path in the repository"
+    assert rows["checkpoints/imdb-diffusion"]["kind"] == "diffusion (masked)"
+    assert rows["checkpoints/imdb-ar"]["kind"] == "left-to-right (causal)"
+    assert rows["checkpoints/smollm2-zero-shot"]["kind"] == "zero-shot classifier", "never '?'"
+    assert rows["checkpoints/imdb-diffusion"]["classes"] == "negative, positive"
+    assert float(rows["checkpoints/imdb-diffusion"]["epochs"]) > 1 and rows["minilm"]["size"] == "22.7M"
+    assert rows["checkpoints/imdb-diffusion"]["size"] == "22.7M", "counted from the weights' headers"
+    for cell in table.astype(str).to_numpy().ravel():
+        assert "{" not in cell and "/" not in cell.partition("checkpoints/")[0], f"a raw record or path: {cell}"
 
 
 def test_models_page_shows_a_one_line_error_for_a_bad_model():
@@ -61,8 +82,51 @@ def test_classify_page_scores_with_tiny_models_and_draws_heatmaps():
 def test_classify_page_refuses_empty_text():
     at = _on_page("pages/classify.py")
     at.sidebar.selectbox(key="pick_diffusion").set_value("tiny").run()
+    at.selectbox[0].set_value("(type your own)").run()
     at.button[0].click().run()
     assert not at.exception and "Paste some text" in at.error[0].value
+
+
+def test_classify_page_opens_on_an_example_and_names_each_readings_score():
+    """Defaults and one press: a decision, not "Paste some text first."; a Monte Carlo reading shows its standard
+    errors, exact readings show none; the infill reading's score is log P(c | text); the headline says whether the
+    probability is calibrated; one forward pass is "1 forward pass"."""
+    at = _on_page("pages/classify.py")
+    at.sidebar.selectbox(key="pick_diffusion").set_value("tiny").run()
+    at.sidebar.selectbox(key="pick_ar").set_value("tiny-ar").run()
+    assert at.selectbox[0].value.startswith("IMDB test review") and at.text_area[0].value.strip()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert [m.label for m in at.metric] == ["Decision", "Decision"]
+    elbo, ar = (t.value for t in at.dataframe)
+    assert list(elbo.columns) == ["class", "log P(text | c)", "± s.e."] and (elbo["± s.e."] > 0).all()
+    assert list(ar.columns) == ["class", "log P(text | c)"], "exact: no s.e. column"
+    for metric in at.metric:  # the untrained tiny models often tie, which the page says instead
+        assert metric.value == "tie" or metric.proto.delta.endswith(", uncalibrated"), metric.proto
+    assert not [c for c in at.caption if "Calibrated on validation" in c.value]
+
+    at.selectbox[1].set_value("infill").run()
+    at.selectbox[2].set_value("infill").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    for table in at.dataframe:
+        frame = table.value
+        assert list(frame.columns) == ["class", "log P(c | text)"], "what the infill reading reads, and exact"
+        assert abs(sum(math.exp(v) for v in frame["log P(c | text)"]) - 1) < 0.02, "a distribution over classes"
+    captions = [c.value for c in at.caption if "method `infill`" in c.value]
+    assert len(captions) == 2 and all("· 1 forward pass ·" in c for c in captions), captions
+
+
+@pytest.mark.slow
+def test_classify_page_says_the_shipped_models_probability_is_calibrated():
+    at = _on_page("pages/classify.py", timeout=300)
+    at.selectbox[1].set_value("infill").run()  # one pass each: the cheapest readings of the shipped pair
+    at.selectbox[2].set_value("infill").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    for metric in at.metric:
+        assert metric.proto.delta.endswith(", calibrated"), metric.proto
+    assert len([c for c in at.caption if "Calibrated on validation" in c.value and "scores alone give" in c.value]) == 2
 
 
 def test_training_dashboard_plots_a_run_and_builds_its_command(tmp_path):
@@ -71,7 +135,7 @@ def test_training_dashboard_plots_a_run_and_builds_its_command(tmp_path):
     run = tmp_path / "run"
     assert main(["train", "--model", "tiny", "--data", "rotten_tomatoes", "--conditioning", "class", "--steps", "4",
                  "--batch-size", "4", "--max-length", "32", "--log-every", "1", "--eval-every", "2", "--eval-size",
-                 "6", "--eval-samples", "2", "--no-progress", "--out", str(run)]) == 0
+                 "6", "--eval-samples", "2", "--save-every", "2", "--no-progress", "--out", str(run)]) == 0
     report = {"method": "elbo", "data": "rotten_tomatoes", "split": "test", "accuracy": 0.5, "n": 4,
               "accuracy_ci95": [0.15, 0.85], "ece": 0.1, "classes": ["negative", "positive"],
               "confusion": [[1, 1], [1, 1]], "reliability": [{"bin": "0.5-0.6", "confidence": 0.55,
@@ -84,8 +148,28 @@ def test_training_dashboard_plots_a_run_and_builds_its_command(tmp_path):
     assert at.metric[0].value.startswith("4")
     assert len(at.get("vega_lite_chart")) >= 4, "loss, per-level loss, validation accuracy, confusion"
     command = at.code[0].value
-    assert "train_cli.py train" in command and "--conditioning class" in command and str(run) in command
+    assert "train_cli.py train" in command and "--conditioning class" in command
     assert "--loss-weighting mean" in command and "--lr-schedule constant_with_warmup" in command, "the run's own"
+    out = Path(shlex.split(command.replace("\\\n", " "))[-1]).expanduser()
+    assert out.parent == Path.home() / "textdiff-runs" and not out.exists(), "a new run directory, never the run"
+    assert "--resume" not in command
+    at.number_input[0].set_value(10).run()  # more steps than the run has: continue the run itself
+    argv = shlex.split(at.code[0].value.replace("\\\n", " "))
+    assert argv[-3:] == ["--out", str(run), "--resume"]
+
+
+def test_the_reproduce_command_of_a_shipped_checkpoint_writes_to_a_new_run_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "textdiff-runs" / "imdb-diffusion").mkdir(parents=True)  # taken: the command picks another name
+    at = _on_page("pages/training.py")
+    assert at.selectbox(key="run_choice").value == "checkpoints/imdb-diffusion"
+    for steps in (None, 100_000):  # as recorded, and extended: neither may write into checkpoints/
+        if steps:
+            at.number_input[0].set_value(steps).run()
+        argv = shlex.split(at.code[0].value.replace("\\\n", " "))
+        out = Path(argv[argv.index("--out") + 1]).expanduser()
+        assert out == tmp_path / "textdiff-runs" / "imdb-diffusion-2", argv
+        assert "--resume" not in argv
 
 
 def test_training_dashboard_counts_an_exported_continuation_over_its_whole_lineage(tmp_path):
@@ -103,8 +187,8 @@ def test_training_dashboard_counts_an_exported_continuation_over_its_whole_linea
     for name in ("more", "shipped"):
         at.text_input(key="run_path").set_value(str(tmp_path / name)).run()
         assert not at.exception and not at.error
-        steps[name] = at.metric[0].value
-    assert steps == {"more": "2 / 2", "shipped": "6 / 6"}, steps
+        steps[name] = (at.metric[0].label, at.metric[0].value)
+    assert steps == {"more": ("Step (of 2)", "2"), "shipped": ("Step (of 6)", "6")}, steps
 
 
 def test_the_model_picker_offers_finished_runs_of_the_right_kind(tmp_path, monkeypatch):
@@ -149,9 +233,8 @@ def test_training_page_opens_on_the_shipped_pair_on_a_fresh_checkout(tmp_path, m
     monkeypatch.setenv("HOME", str(tmp_path))
     at = _on_page("pages/training.py")
     assert not at.exception and not at.error
-    root = Path(APP).parent / "checkpoints"
-    assert at.selectbox(key="run_choice").value == str(root / "imdb-diffusion")
-    assert at.selectbox(key="run_choice").options[:2] == [str(root / "imdb-diffusion"), str(root / "imdb-ar")]
+    assert at.selectbox(key="run_choice").value == "checkpoints/imdb-diffusion", "relative to the repository"
+    assert at.selectbox(key="run_choice").options[:2] == ["checkpoints/imdb-diffusion", "checkpoints/imdb-ar"]
     assert not at.info, "no 'Choose or type a run directory'"
     import pyarrow as pa
 
@@ -217,3 +300,15 @@ def test_classify_page_reads_the_zero_shot_reference_with_its_prompt_and_bias_ch
     assert not at.exception and not at.error
     assert [s.value for s in at.main.subheader] == ["Zero-shot"]
     assert any("`checkpoints/smollm2-zero-shot`" in c.value for c in at.caption), "calibrated, not bare smollm2"
+
+
+def test_paths_inside_the_repository_are_shown_relative_to_it(tmp_path):
+    from pages import _shared
+    from textdiff_core.errors import TextdiffError
+
+    root = _shared.ROOT
+    assert _shared.shown(root / "checkpoints" / "imdb-ar") == "checkpoints/imdb-ar"
+    assert _shared.shown(str(tmp_path)) == str(tmp_path), "outside the repository: as is"
+    assert _shared.shown("tiny") == "tiny"
+    error = TextdiffError(f"{root}/checkpoints/imdb-ar/config.json is not valid JSON")
+    assert _shared.said(error) == "checkpoints/imdb-ar/config.json is not valid JSON"

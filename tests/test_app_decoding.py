@@ -261,3 +261,16 @@ def test_denoise_and_compare_default_to_a_quarter_of_the_passes():
     _ok(at)
     sides = at.session_state["compare"]["sides"]
     assert sides["diffusion"]["trace"].forward_passes == 3 and sides["ar"]["trace"].forward_passes == 12
+
+
+def test_denoise_and_compare_name_each_strategy_alike():
+    from textdiff_core.decoding import DIFFUSION_STRATEGIES, STRATEGY_NAMES
+
+    names = [STRATEGY_NAMES[s][0] for s in DIFFUSION_STRATEGIES]
+    assert len(set(names)) == len(names)
+    seen = {}
+    for page, key in (("pages/denoise.py", "denoise_strategy"), ("pages/compare.py", "compare_strategy")):
+        at = AppTest.from_file(APP, default_timeout=120).run()
+        at.switch_page(page).run()
+        seen[page] = at.selectbox(key=key).options
+    assert seen["pages/denoise.py"] == seen["pages/compare.py"] == names, seen

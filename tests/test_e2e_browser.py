@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urljoin, urlparse
 
 import pytest
 
@@ -65,21 +66,35 @@ def _screenshots_to(screenshot_dir):
 @pytest.fixture()
 def page(chromium_browser, streamlit_server):
     """A fresh session: its own browser context, 1400x900, every wait bounded; after the test, the page must show
-    no Python exception and the browser must have logged no script error."""
+    no Python exception, the browser must have logged no script error, and no request may have left the machine."""
     context = chromium_browser.new_context(viewport={"width": 1400, "height": 900}, base_url=streamlit_server)
     context.set_default_timeout(WAIT_MS)
     tab = context.new_page()
     script_errors: list[str] = []
     tab.on("pageerror", lambda error: script_errors.append(str(error)))
+    outside = record_outside_requests(context)
     try:
         yield tab
         assert tab.get_by_test_id("stException").count() == 0, tab.get_by_test_id("stException").all_inner_texts()
         assert not script_errors, script_errors
+        assert not outside, f"requests that left the machine (an offline app must make none): {outside}"
     finally:
         context.close()
 
 
 # ---- helpers ----
+
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def record_outside_requests(context) -> list[str]:
+    """Every request of the context's pages to a host other than this machine (e.g. the Material icon that
+    Streamlit fetches from fonts.gstatic.com for a ``:material/...:`` page icon), as it happens."""
+    outside: list[str] = []
+    context.on("request", lambda request: outside.append(request.url) if urlparse(request.url).scheme in (
+        "http", "https", "ws", "wss") and urlparse(request.url).hostname not in LOCAL_HOSTS else None)
+    return outside
 
 
 def expect(target):
@@ -135,6 +150,22 @@ def metrics(page) -> list[tuple[str, str]]:
             for c in cards.all()]
 
 
+def drawn_charts(page, count: int) -> list[tuple[float, int]]:
+    """(height in px, marks drawn) of each of the page's ``count`` Vega-Lite charts, once they are drawn: an element
+    that exists is not a chart that draws (a discrete height stretched to fit drew a 0 px box, with every mark
+    outside it). Marks are the SVG items Vega draws for the data (``role-mark`` groups), not axes or legends."""
+    charts = page.get_by_test_id("stVegaLiteChart")
+    expect(charts).to_have_count(count)
+    shapes = []
+    for chart in charts.all():
+        expect(chart.locator("svg g.role-mark > *").first).to_be_attached()
+        svg = chart.locator("svg").first
+        shapes.append((svg.bounding_box()["height"], chart.locator("svg g.role-mark > *").count()))
+    for height, marks in shapes:
+        assert height >= 60 and marks > 0, f"a chart that does not draw: {shapes}"
+    return shapes
+
+
 def masks(frame) -> int:
     """Grey [MASK] blocks in a decoding frame (pages._shared.trace_html)."""
     return frame.locator('span[title="masked"]').count()
@@ -188,12 +219,16 @@ def test_a_deep_link_into_a_fresh_server_gets_the_apps_navigation(chromium_brows
     context = chromium_browser.new_context(viewport={"width": 1400, "height": 900}, base_url=fresh_streamlit_server)
     context.set_default_timeout(WAIT_MS)
     try:
+        outside = record_outside_requests(context)
         page = context.new_page()
         open_page(page, "/classify", "Classify")
         idle(page)
         nav = page.get_by_test_id("stSidebarNav").get_by_role("link")
         assert [t.split("\n")[-1].strip() for t in nav.all_inner_texts()] == NAV
         assert "streamlit-wide" in page.get_by_test_id("stApp").get_attribute("class"), "app.py's page config"
+        icon = page.locator("link[rel~='icon']").first.get_attribute("href")
+        assert icon and urlparse(urljoin(fresh_streamlit_server, icon)).hostname == "127.0.0.1", icon
+        assert not outside, outside
     finally:
         context.close()
 
@@ -264,7 +299,7 @@ def test_denoise_generates_then_scrubs_and_plays_the_steps(page):
     expect(page.get_by_text(f"Step 2 of {last} ·")).to_be_visible()
     shown = masks(frame)
     assert 0 < shown < 32, "part of the text revealed"
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1)  # progress: % revealed vs forward passes
+    drawn_charts(page, 1)  # progress: % revealed vs forward passes
 
     # a mid-run frame makes the most telling picture
     for _ in range(last // 2 - 2):
@@ -314,7 +349,11 @@ def test_compare_runs_both_decoders_and_scrubs_them_together(page):
     expect(page.get_by_text("Left-to-right after 4 forward passes")).to_be_visible()
     expect(frames.nth(0).locator('span[title="masked"]')).to_have_count(16)  # 4 passes x 4 tokens
     expect(frames.nth(1).locator('span[title="masked"]')).to_have_count(28)  # 4 passes x 1 token
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1)
+    drawn_charts(page, 1)
+    legend = page.get_by_test_id("stVegaLiteChart").locator("svg g.role-legend")
+    expect(legend).to_have_count(1)  # colour, dash and width merged into one legend
+    labels = legend.locator("text").all_text_contents()
+    assert labels == ["Diffusion", "Left-to-right"], f"one entry per decoder, in the domain's order: {labels}"
     snap(page, "compare")
 
 
@@ -344,45 +383,55 @@ def test_classify_decides_and_draws_each_models_evidence(page):
         expect(heatmap).to_contain_text("evidence negative")
         assert heatmap.locator("span[title*='nats']").count() >= len(REVIEW.split()), "one span per token"
     expect(page.get_by_text(re.compile(r"^Per-token evidence"))).to_have_count(2)
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)  # the posteriors
+    drawn_charts(page, 2)  # the posteriors
     expect(page.get_by_test_id("stDataFrame")).to_have_count(2)  # log P(text | c) per class
     snap(page, "classify")
 
 
 def test_training_dashboard_plots_a_run_and_builds_its_command(page, tiny_run):
+    open_page(page, "/training", "Training dashboard")  # first the shipped pair, as the page opens
+    expect(page.get_by_role("combobox", name="Run directory", exact=True)).to_have_value("checkpoints/imdb-diffusion")
+    drawn_charts(page, 4)  # loss, per level, accuracy, the pair by epoch
+    for value in page.get_by_test_id("stMetricValue").all():
+        fits = value.evaluate("e => [e, ...e.querySelectorAll('*')].every(x => x.scrollWidth <= x.clientWidth)")
+        assert fits, f"a metric cut off (an ellipsis): {value.inner_text()}"
+    legends = page.get_by_test_id("stVegaLiteChart").locator("svg g.role-legend text").all_text_contents()
+    assert legends and not [t for t in legends if t.endswith("…")], f"legend labels cut off: {legends}"
     run = tiny_run()
-    open_page(page, "/training", "Training dashboard")
     choose(page, "Run directory", "other…")
     path = page.get_by_role("textbox", name="Path of the run directory")
     path.fill(str(run))
     path.press("Enter")
 
     cards = page.get_by_test_id("stMetric")
-    expect(cards.first).to_contain_text("5 / 5")
-    assert dict(metrics(page))["Status"] == "finished"
+    expect(cards.first).to_contain_text("Step (of 5)")
+    assert dict(metrics(page))["Step (of 5)"] == "5" and dict(metrics(page))["Status"] == "finished"
     main = page.get_by_test_id("stMain")
     for heading in ("Loss", "Loss per masking level", "Validation accuracy during training", "Settings",
                     "Reproduce or extend"):
         expect(main.get_by_role("heading", name=heading, exact=True)).to_be_visible()
     expect(main.get_by_role("heading", name=re.compile(r"^Validation by epoch"))).to_be_visible()
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(4)  # loss, per level, accuracy, by epoch
+    drawn_charts(page, 4)  # loss, per level, accuracy, by epoch
 
     command = page.get_by_test_id("stCode")
     expect(command).to_contain_text("python train_cli.py train \\")
     for flag in ("--objective diffusion", "--model tiny", "--data rotten_tomatoes", "--conditioning class",
-                 "--steps 5", f"--out {run}"):
+                 "--steps 5", "--out ~/textdiff-runs/run"):
         expect(command).to_contain_text(flag)
     expect(command).not_to_contain_text("--resume")
     argv = shell_words(command.inner_text())
     assert argv[:3] == ["python", "train_cli.py", "train"], "a command bash runs as shown"
-    assert argv[argv.index("--out") + 1] == str(run) and argv[argv.index("--class-prompt") + 1] == "{label} review:"
+    out = Path(os.path.expanduser(argv[argv.index("--out") + 1]))
+    assert out.parent == Path.home() / "textdiff-runs" and not out.exists(), "a new run directory, never the run"
+    assert argv[argv.index("--class-prompt") + 1] == "{label} review:"
     snap(page, "training")
 
     steps = page.get_by_role("spinbutton", name="Steps", exact=True)
     steps.fill("50")
     steps.press("Enter")
     expect(command).to_contain_text("--steps 50")
-    expect(command).to_contain_text("--resume")  # more steps than the run has: continue it
+    expect(command).to_contain_text("--resume")  # more steps than the run has: continue it, in place
+    expect(command).to_contain_text(f"--out {run}")
     gpus = page.get_by_role("spinbutton", name="Processes (GPUs)", exact=True)
     gpus.fill("4")
     gpus.press("Enter")
@@ -392,18 +441,24 @@ def test_training_dashboard_plots_a_run_and_builds_its_command(page, tiny_run):
 
 def test_models_lists_the_offline_models_and_probes_one(page):
     open_page(page, "/models", "Models")
-    table = page.get_by_test_id("stDataFrame").first
-    names = table.locator("td[aria-colindex='1']")
-    expect(names.first).to_be_attached()  # the grid draws on a canvas; its cells are an accessible, hidden table
-    assert {"minilm", "minilm-ar", "smollm2", "tiny", "tiny-ar"} <= set(names.all_inner_texts())
-    assert table.locator("th").all_inner_texts() == ["name", "kind", "what"]
-    expect(table.locator("td[aria-colindex='2']", has_text="masked")).not_to_have_count(0)
+    table = page.get_by_test_id("stTable")
+    expect(table.locator("tbody tr").first).to_be_visible()
+    assert table.locator("thead th").all_inner_texts() == ["name", "kind", "family", "size", "classes", "epochs",
+                                                            "what"]
+    rows = {cells[0]: cells for cells in (row.locator("td").all_inner_texts()
+                                          for row in table.locator("tbody tr").all())}
+    assert {"minilm", "minilm-ar", "smollm2", "tiny", "tiny-ar", "checkpoints/imdb-diffusion",
+            "checkpoints/smollm2-zero-shot"} <= set(rows), "shipped checkpoints by their path in the repository"
+    assert rows["checkpoints/imdb-diffusion"][1:3] == ["diffusion (masked)", "MiniLM-L6 (BERT)"]
+    assert rows["checkpoints/smollm2-zero-shot"][1] == "zero-shot classifier"
+    for cell in table.locator("td").all():  # every cell read whole: nothing runs past its column
+        assert cell.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), f"cut off: {cell.inner_text()}"
 
     model = page.get_by_role("textbox", name=re.compile(r"^Masked model"))
     model.fill("tiny")
     model.press("Enter")
     page.get_by_role("button", name="Predict").click()
-    probe = page.get_by_test_id("stDataFrame").nth(1)
+    probe = page.get_by_test_id("stDataFrame").first
     expect(probe.locator("th")).to_have_count(3)  # the row index and one column per prefix
     assert probe.locator("th").all_inner_texts()[1:] == ["positive review:", "negative review:"]
     expect(probe.locator("td").first).to_contain_text("mask 1")
@@ -424,10 +479,18 @@ def test_the_shipped_models_classify_and_write_in_the_browser(page):
     open_page(page, "/classify", "Classify")
     for label, default in (("Diffusion (masked) model", "imdb-diffusion"), ("Left-to-right model", "imdb-ar")):
         assert page.get_by_role("combobox", name=label, exact=True).input_value() == f"checkpoints/{default}"
+    # untouched, the first press reads the example in the box: a decision, each said calibrated or not
+    page.get_by_role("button", name="Classify", exact=True).click()
+    expect(page.get_by_test_id("stMetric")).to_have_count(2)
+    for card in page.get_by_test_id("stMetric").all():
+        expect(card.get_by_test_id("stMetricDelta")).to_contain_text(", calibrated")
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
     text = page.get_by_role("textbox", name="Text", exact=True)
     text.fill(POSITIVE)
     text.press("Control+Enter")
+    expect(page.get_by_text("This result was computed from earlier inputs")).to_have_count(1)  # the example's
     page.get_by_role("button", name="Classify", exact=True).click()
+    expect(page.get_by_text("This result was computed from earlier inputs")).to_have_count(0)  # this text's
     expect(page.get_by_test_id("stMetric")).to_have_count(2)
     assert metrics(page) == [("Decision", "positive"), ("Decision", "positive")]
     expect(page.get_by_test_id("stHtml")).to_have_count(2)

@@ -103,6 +103,8 @@ class Prediction:
     seconds: float
     ood_percentile: float | None = None  # where this text's per-token evidence falls among validation texts
     ood: bool | None = None  # flagged as out of distribution
+    calibrated: bool = False  # whether the posterior went through a calibration fitted on validation
+    uncalibrated: list[float] | None = None  # softmax(log P(x | c) + log P(c)): what the scores alone say
 
     @property
     def confidence(self) -> float:
@@ -144,6 +146,7 @@ class Classifier:
         uniform = [-math.log(len(classes))] * len(classes)
         self.log_prior = list(log_prior) if log_prior is not None else uniform
         self.calibration = calibration or Calibration(bias=[0.0] * len(classes))
+        self.calibrated = calibration is not None  # fitted on validation (calibration.json), not the identity
         self.max_length = max_length
         self.slot = None
         if self.method in ("infill", "combined"):
@@ -248,7 +251,8 @@ class Classifier:
         prediction = Prediction(
             label=self.classes[best], classes=self.classes, posterior=post, log_likelihood=log_lik,
             log_likelihood_se=[s.nll_se if s.nll_se == s.nll_se else 0.0 for s in scores], scores=scores,
-            samples=used, forward_passes=passes, seconds=time.time() - started,
+            samples=used, forward_passes=passes, seconds=time.time() - started, calibrated=self.calibrated,
+            uncalibrated=torch.softmax(torch.tensor(log_lik) + torch.tensor(self.log_prior), 0).tolist(),
         )
         if self.calibration.ood_reference and self.method not in ("infill", "combined"):  # no likelihood: no OOD
             prediction.ood_percentile = ood_percentile(evidence_per_token(prediction, self.log_prior),
@@ -301,6 +305,29 @@ def ood_percentile(value: float, reference: list[float]) -> float:
 
 
 CALIBRATION_FILE = "calibration.json"  # beside a checkpoint: {method: {temperature, bias, ood_reference}}
+
+
+def first_use(name_or_path: str) -> str | None:
+    """The one-off work that loading ``name_or_path`` (a model or classifier name) would do now, said with roughly
+    how long it takes: converting SmolLM2 (the name itself, or a zero-shot directory built on it) or fitting the
+    TF-IDF reference; None when there is none. A quick look (file checks), for a spinner's or the CLI's note."""
+    from pathlib import Path
+
+    from textdiff_core.gguf_convert import CONVERSION_NOTE, conversion_pending
+
+    if name_or_path == "tfidf" or name_or_path.startswith("tfidf:"):
+        from textdiff_core.baseline import fit_note, is_fitted
+
+        data = name_or_path.partition(":")[2] or "imdb"
+        return None if is_fitted(data) else fit_note(data)
+    base = name_or_path
+    if Path(name_or_path).is_dir():
+        try:
+            meta = CheckpointMeta.read(name_or_path)
+        except TextdiffError:  # a broken directory: loading it says so
+            return None
+        base = str(meta.base_model) if meta.conditioning == ZERO_SHOT and meta.base_model else name_or_path
+    return CONVERSION_NOTE if base == "smollm2" and conversion_pending() else None
 
 
 def load_classifier(

@@ -65,6 +65,16 @@ from textdiff_core.trace import CONFIDENCE_MEASURES, Frame, Trace, confidence_sc
 
 DIFFUSION_STRATEGIES = ("confidence", "topk", "schedule-random", "schedule-confidence", "entropy-bound")
 STRATEGIES = (*DIFFUSION_STRATEGIES, "ar")
+# One name per strategy wherever it is shown (Denoise, Compare), and what it does
+STRATEGY_NAMES = {
+    "confidence": ("confidence ≥ threshold", "every position at least this sure (at least one per step)"),
+    "topk": ("top-k per step", "the k most confident positions"),
+    "schedule-confidence": ("schedule, most confident first", "a schedule's count per step, the most confident "
+                                                              "ones (LLaDA's low-confidence remasking)"),
+    "schedule-random": ("schedule, random positions", "a schedule's count per step, at random (the RoBERTa "
+                                                      "recipe's way)"),
+    "ar": ("left to right", "one token per pass, in order"),
+}
 SCHEDULES = ("linear", "cosine", "exp")
 EXP_RATE = 5.0  # steepness of the "exp" schedule
 # The defaults of the CLI, Denoise and Compare: confidence decoding at threshold 0.9 within a quarter of the new

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -43,6 +44,60 @@ OFFLINE_MODELS = {  # name -> (kind, what it is)
     "tiny": (MASKED, "a 2-layer, 64-wide random BERT with MiniLM's tokenizer (tests, quick runs)"),
     "tiny-ar": (CAUSAL, "the left-to-right twin of 'tiny'"),
 }
+
+# name -> (family, parameters) of the offline models, for the catalogue
+OFFLINE_FAMILIES = {"minilm": ("MiniLM-L6 (BERT)", 22.7e6), "minilm-ar": ("MiniLM-L6 (BERT)", 22.7e6),
+                    "smollm2": ("SmolLM2 (Llama)", 134.5e6), "tiny": ("BERT, 2 layers", 2.09e6),
+                    "tiny-ar": ("BERT, 2 layers", 2.09e6)}
+KIND_NAMES = {MASKED: "diffusion (masked)", CAUSAL: "left-to-right (causal)"}
+
+
+def _parameters(directory: Path) -> int | None:
+    """Parameters in a directory's safetensors files, from their headers (no weights are read)."""
+    from safetensors import safe_open
+
+    total = 0
+    for file in sorted(directory.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), "pt") as weights:
+                total += sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())  # noqa: SIM118
+        except (OSError, ValueError, RuntimeError):
+            return None
+    return total or None
+
+
+def _size(parameters: float | None) -> str:
+    return "" if not parameters else f"{parameters / 1e6:.1f}M"
+
+
+def catalogue(checkpoints: Path) -> list[dict[str, str]]:
+    """One row per offline model and per directory under ``checkpoints``: name, kind, family, size, classes, epochs
+    and what it is, as text for a table (a zero-shot directory is a classifier built on the model it names)."""
+    rows = [{"name": name, "kind": KIND_NAMES[kind], "family": OFFLINE_FAMILIES[name][0],
+             "size": _size(OFFLINE_FAMILIES[name][1]), "classes": "", "epochs": "", "what": what}
+            for name, (kind, what) in OFFLINE_MODELS.items()]
+    for path in sorted(p for p in checkpoints.iterdir() if p.is_dir()) if checkpoints.is_dir() else []:
+        try:
+            meta = CheckpointMeta.read(path)
+        except ModelError as exc:
+            rows.append({"name": str(path), "kind": "unreadable", "family": "", "size": "", "classes": "",
+                         "epochs": "", "what": str(exc)})
+            continue
+        base = str(meta.base_model or "")
+        family, base_size = OFFLINE_FAMILIES.get(base, (base, None))
+        if meta.conditioning == "zero-shot":
+            kind = "zero-shot classifier"
+            example = meta.class_prompts()[0] if meta.classes and meta.class_prompt else ""
+            what = f"{base} prompted per class (e.g. “{example}”), the prompt chosen on validation"
+        else:
+            kind = {"diffusion": KIND_NAMES[MASKED], "ar": KIND_NAMES[CAUSAL]}.get(meta.objective or "",
+                                                                                  "not a textdiff model")
+            what = (f"trained from {base}, conditioning {meta.conditioning}" if base else "a saved model")
+        epochs = meta.epochs_in_all()
+        rows.append({"name": str(path), "kind": kind, "family": family,
+                     "size": _size(_parameters(path) or base_size), "classes": ", ".join(map(str, meta.classes)),
+                     "epochs": f"{epochs:.1f}" if epochs else "", "what": what})
+    return rows
 
 
 @dataclass

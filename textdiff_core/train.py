@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import textdiff_core
-from textdiff_core.checkpoint import CLASS_PROMPTED, CheckpointMeta, format_prompt
+from textdiff_core.checkpoint import CLASS_PROMPTED, SIDECAR, CheckpointMeta, format_prompt
 from textdiff_core.checkpoint import write as write_sidecar
 from textdiff_core.data import SPLIT_FRACTIONS, TextDataset, load_data
 from textdiff_core.errors import TextdiffError
@@ -196,6 +196,33 @@ def latest_checkpoint(out: str | Path) -> Path | None:
         return None
     found = [(int(m.group(1)), p) for p in root.iterdir() if (m := CHECKPOINT_RE.match(p.name)) and p.is_dir()]
     return max(found)[1] if found else None
+
+
+def holds_checkpoint(out: str | Path) -> bool:
+    """Whether directory ``out`` holds a model or a run, at its top or one level down (per-class runs, a campaign's
+    twins): a textdiff.json, weights, or resumable checkpoints."""
+    out = Path(out)
+    if not out.is_dir():
+        return False
+    return any((d / SIDECAR).is_file() or any(d.glob("*.safetensors")) or latest_checkpoint(d) is not None
+               for d in [out, *(p for p in out.iterdir() if p.is_dir())])
+
+
+def refuse_overwrite(out: str | Path, overwrite: bool, resumable: bool = False, how: str = "") -> None:
+    """Refuse, in one line, to write into an ``out`` that holds a checkpoint, unless the caller was told to
+    ``overwrite`` it or continues it (``resumable``); ``how`` names the way to continue, for the message. Called
+    before anything loads or is written."""
+    if overwrite or resumable or not holds_checkpoint(out):
+        return
+    raise TextdiffError(f"{out} already holds a checkpoint; {how}pass --overwrite to write over it, or choose "
+                        "another --out")
+
+
+def can_resume(out: str | Path) -> bool:
+    """Whether ``out`` (or, for a per-class run, one of its class directories) has a resumable checkpoint."""
+    out = Path(out)
+    return out.is_dir() and any(latest_checkpoint(d) is not None
+                                for d in [out, *(p for p in out.iterdir() if p.is_dir())])
 
 
 class _Stats:
