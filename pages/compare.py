@@ -1,6 +1,8 @@
 """Compare: diffusion and left-to-right decoding of the same prompt, side by side, scrubbed together."""
 
 import math
+import statistics
+import time
 from bisect import bisect_right
 
 import altair as alt
@@ -20,13 +22,14 @@ from pages._shared import (
     untrained_note,
 )
 from textdiff_core.decoding import (
-    DEFAULT_SPACING,
     DIFFUSION_STRATEGIES,
     SCHEDULES,
     STRATEGY_NAMES,
     DecodeConfig,
+    default_config,
     default_pass_budget,
     generate,
+    generate_samples,
 )
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import distinct_n, generative_perplexity
@@ -37,6 +40,7 @@ SIDES = {"diffusion": "Diffusion", "ar": "Left-to-right"}
 COLOURS = {"Diffusion": "#1f77b4", "Left-to-right": "#ff7f0e"}
 STRATEGIES = {name: STRATEGY_NAMES[name][0] for name in DIFFUSION_STRATEGIES}  # the same names as on Denoise
 BY = {"forward passes": "forward passes", "time": "seconds"}
+DEFAULT = default_config(MASKED)  # the CLI's defaults with no flags; the left-to-right side samples alike
 state = st.session_state
 
 
@@ -56,18 +60,29 @@ st.caption(
 untrained_note(chosen["diffusion"], chosen["ar"])
 prompt = st.text_area("Prompt", value="The movie was", height=68, key="compare_prompt",
                       help="Both models continue this text (no [MASK]: left-to-right models cannot infill).")
-top1, top2, top3 = st.columns(3)
+top1, top2, top3, top4, top5 = st.columns(5)
 length = top1.slider("New tokens", 1, 256, 32, key="compare_length")
-temperature = top2.slider("Temperature", 0.0, 2.0, 0.0, 0.05, key="compare_temperature",
-                          help="0: greedy; the same for both decoders.")
-seed = top3.number_input("Seed", 0, 2**31 - 1, 0, key="compare_seed")
+temperature = top2.slider("Temperature", 0.0, 2.0, DEFAULT.temperature, 0.05, key="compare_temperature",
+                          help="0: greedy (which loops); the same for both decoders.")
+top_p = top3.number_input("Top-p", 0.01, 1.0, value=DEFAULT.top_p, step=0.05, placeholder="off",
+                          disabled=temperature == 0, key="compare_top_p",
+                          help="Sample from the smallest set of tokens with this much probability; both decoders.")
+seed = top4.number_input("Seed", 0, 2**31 - 1, 0, key="compare_seed")
+samples = int(top5.number_input("Samples per side", 1, 16, 1, key="compare_samples",
+                                help="Decode this many samples per side (seeds seed, seed + 1, …), each side in one "
+                                     "batch; the statistics are then means with 95% intervals."))
 
 left, right = st.columns(2)
 with left.container(border=True):
     st.markdown(f"**Diffusion** · `{chosen['diffusion'] or '?'}`")
-    strategy = st.selectbox("Strategy", list(STRATEGIES), format_func=STRATEGIES.get, key="compare_strategy")
+    strategy = st.selectbox("Strategy", list(STRATEGIES), index=list(STRATEGIES).index(DEFAULT.strategy),
+                            format_func=STRATEGIES.get, key="compare_strategy")
     settings = {}
-    if strategy == "confidence":
+    if strategy == "entropy-bound":
+        settings["entropy_bound"] = st.slider(
+            "Entropy bound (nats)", 0.0, 32.0, DEFAULT.entropy_bound, 0.5, key="compare_entropy_bound",
+            help="Each pass commits the most certain positions while their entropies add up to at most this.")
+    elif strategy == "confidence":
         s1, s2 = st.columns(2)
         settings["threshold"] = s1.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="compare_threshold",
                                           help="Commit every masked position at least this sure (max probability).")
@@ -77,15 +92,23 @@ with left.container(border=True):
             help="When too few positions pass the threshold, commit the most confident anyway to finish in time. "
                  "Empty: a quarter of the new tokens; 0: no limit.")
         settings["steps"] = default_pass_budget(length) if budget is None else int(budget) or None
-        settings["spacing"] = DEFAULT_SPACING
+        settings["spacing"] = DEFAULT.spacing
     elif strategy == "topk":
         settings["k"] = int(st.number_input("k (positions per step)", 1, 256, 4, key="compare_k"))
-        settings["spacing"] = DEFAULT_SPACING
+        settings["spacing"] = DEFAULT.spacing
     else:
         s1, s2 = st.columns(2)
         settings["steps"] = s1.number_input("Steps", 1, 512, value=None, placeholder="one per new token",
                                             key="compare_steps")
         settings["schedule"] = s2.selectbox("Schedule", SCHEDULES, key="compare_schedule")
+    b1, b2 = st.columns(2)
+    block = b1.number_input("Block size", 1, 256, value=DEFAULT.block_size, placeholder="off: one block",
+                            key="compare_block", help="Semi-autoregressive blocks, left to right.")
+    settings["block_size"] = int(block) if block else None
+    settings["cache"] = b2.selectbox(
+        "KV cache", ["dual", "prefix", "none"], key="compare_kv_cache",
+        help="Approximate block KV cache: steps inside a block run only the block (dual) or the block and what "
+             "follows (prefix) against the keys and values kept from the pass that opened it.")
 with right.container(border=True):
     st.markdown(f"**Left-to-right** · `{chosen['ar'] or '?'}`")
     use_cache = st.checkbox("KV cache", value=True, key="compare_cache",
@@ -111,7 +134,8 @@ def decode(role: str) -> dict:
     """One side's run: {"trace": Trace} or {"error": message}."""
     name = chosen[role]
     config = DecodeConfig(strategy=strategy if role == "diffusion" else "ar", temperature=temperature,
-                          seed=int(seed), use_cache=use_cache, **settings)
+                          top_p=float(top_p) if temperature > 0 and top_p else None, seed=int(seed),
+                          use_cache=use_cache, **settings)
     if not name:
         return {"error": f"choose a {SIDES[role].lower()} model in the sidebar"}
     try:
@@ -119,28 +143,46 @@ def decode(role: str) -> dict:
         warmed_up(name, kind)
         lm, lock = cached_model(name, kind, trust_remote_code())
         with lock, st.spinner(f"{SIDES[role]}: generating with {name}…"):
-            return {"trace": generate(lm, prompt, length, config)}
+            started = time.perf_counter()
+            traces = generate_samples(lm, prompt, length, config, samples=samples)
+            return {"trace": traces[0], "traces": traces, "batch_s": time.perf_counter() - started}
     except TextdiffError as exc:
         return {"error": f"{shown(name)}: {said(exc)}"}
 
 
 def quality(result: dict) -> None:
-    """Add distinct-1/2 and (when asked) generative perplexity to a side's result."""
-    text = result["trace"].generated_text
-    result["distinct"] = (distinct_n(text, 1), distinct_n(text, 2))
+    """Add each sample's distinct-1/2 and (when asked) generative perplexity to a side's result."""
+    texts = [t.generated_text for t in result["traces"]]
+    result["distinct"] = [(distinct_n(text, 1), distinct_n(text, 2)) for text in texts]
     if not score:
         return
     name = chosen["reference"]
     try:
         reference, lock = cached_model(name, CAUSAL, trust_remote_code())
         with lock, st.spinner(f"Scoring with {name}…"):
-            result["ppl"] = generative_perplexity(reference, text, prompt or None)
+            result["ppl"] = [generative_perplexity(reference, text, prompt or None) for text in texts]
     except TextdiffError as exc:
         result["ppl_error"] = f"{shown(name)}: {said(exc)}"
 
 
+def mean_ci(values: list[float]) -> tuple[float, float | None]:
+    """Mean and the half-width of its 95% interval (normal approximation; None for one value)."""
+    mean = statistics.fmean(values)
+    return mean, (1.96 * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None)
+
+
+def stat(values: list[float], fmt: str, geometric: bool = False) -> str:
+    """``values`` as "mean ± half-width" (a geometric mean and factor for perplexities)."""
+    if geometric:
+        mean, half = mean_ci([math.log(v) for v in values])
+        return _compact(math.exp(mean)) + (f" ×÷{math.exp(half):.2f}" if half is not None else "")
+    mean, half = mean_ci(values)
+    return format(mean, fmt) + (f" ± {format(half, fmt)}" if half is not None else "")
+
+
 inputs = {"diffusion model": chosen["diffusion"], "left-to-right model": chosen["ar"], "prompt": prompt,
-          "new tokens": length, "temperature": temperature, "seed": seed, "strategy": strategy, **settings,
+          "new tokens": length, "temperature": temperature, "top-p": top_p, "seed": seed, "samples": samples,
+          "strategy": strategy, **settings,
           "KV cache": use_cache, "reference": chosen["reference"] if score else None}
 
 if st.button("Generate both", type="primary", key="compare_run"):
@@ -170,25 +212,44 @@ for role, result in results.items():
         if "error" in result:
             st.error(result["error"])
             continue
-        trace = result["trace"]
+        trace, group = result["trace"], result.get("traces") or [result["trace"]]
         how = (STRATEGY_NAMES.get(trace.strategy, (trace.strategy,))[0] if role == "diffusion" else
                f"KV cache {'on' if trace.settings.get('use_cache') else 'off'}")
-        st.caption(f"`{shown(trace.model)}` · {how} · {trace.n_decoded} tokens · seed {trace.seed}")
+        seeds = (f"seed {trace.seed}" if len(group) == 1 else
+                 f"{len(group)} samples, seeds {trace.seed}–{group[-1].seed}")
+        st.caption(f"`{shown(trace.model)}` · {how} · {trace.n_decoded} tokens · {seeds}")
+        if trace.settings.get("cache_fallback"):
+            st.caption(f"No KV cache: {trace.settings['cache_fallback']}.")
         a, b, c = st.columns(3)
-        a.metric("Forward passes", trace.forward_passes)
-        b.metric("Wall time", f"{trace.elapsed_s:.2f} s")
-        c.metric("Tokens / s", f"{trace.n_decoded / trace.elapsed_s:.1f}" if trace.elapsed_s else "–")
+        a.metric("Forward passes", stat([t.forward_passes for t in group], ".1f" if len(group) > 1 else ".0f"))
+        b.metric("Wall time", stat([t.elapsed_s for t in group], ".2f") + " s",
+                 help="Per sample, as each sample's own clock saw it (the samples of a side ran as one batch).")
+        c.metric("Tokens / s", stat([t.n_decoded / t.elapsed_s for t in group if t.elapsed_s], ".1f")
+                 if trace.elapsed_s else "–")
         a, b, c = st.columns(3)
-        a.metric("Perplexity", _compact(result["ppl"]) if "ppl" in result else "–",
+        a.metric("Perplexity", stat(result["ppl"], "", geometric=True) if "ppl" in result else "–",
                  help=result.get("ppl_error") or f"Generative perplexity under `{reference}`, exact: lower "
                                                   "is more fluent. Check distinct-n too: repetitive text also scores "
-                                                  "low.")
-        b.metric("Distinct-1", f"{result['distinct'][0]:.2f}", help="Share of different words (1 = no repeats).")
-        c.metric("Distinct-2", f"{result['distinct'][1]:.2f}", help="Share of different word pairs.")
+                                                  "low. Several samples: geometric mean ×÷ its 95% factor.")
+        b.metric("Distinct-1", stat([d[0] for d in result["distinct"]], ".2f"),
+                 help="Share of different words (1 = no repeats).")
+        c.metric("Distinct-2", stat([d[1] for d in result["distinct"]], ".2f"), help="Share of different word pairs.")
+        if len(group) > 1:
+            with st.expander(f"All {len(group)} samples"):
+                for sample in group:
+                    st.markdown(f"**seed {sample.seed}**: {sample.generated_text}")
         if "ppl_error" in result:
             st.warning(f"Perplexity not computed: {result['ppl_error']}")
 if not traces:
     st.stop()
+if len(traces) == 2:
+    walls = {role: statistics.fmean(t.elapsed_s for t in results[role].get("traces") or [traces[role]])
+             for role in SIDES}
+    if walls["ar"]:
+        ratio = walls["diffusion"] / walls["ar"]
+        st.metric("Diffusion time / left-to-right time", f"{ratio:.2f}×",
+                  help="Mean wall time per sample of the diffusion side over the left-to-right side's, this run, "
+                       "this machine: below 1, diffusion wrote the same number of tokens faster.")
 
 by = st.radio("Scrub both by", list(BY), horizontal=True, key="compare_by",
               help="Forward passes: the same number of model calls on both sides. Time: the same wall-clock moment.")

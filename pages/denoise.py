@@ -22,16 +22,17 @@ from pages._shared import (
 )
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.decoding import (
-    DEFAULT_SPACING,
     DIFFUSION_STRATEGIES,
     SCHEDULES,
     STRATEGY_NAMES,
     DecodeConfig,
+    default_config,
     default_pass_budget,
-    generate,
+    generate_samples,
 )
 from textdiff_core.denoisers import chat_prompt
 from textdiff_core.errors import TextdiffError
+from textdiff_core.kv_cache import CACHE_MODES
 from textdiff_core.models import MASKED
 from textdiff_core.trace import CONFIDENCE_MEASURES, Trace
 
@@ -40,6 +41,8 @@ PLAY_FRAMES = 60  # a longer run plays every n-th step, so a replay takes at mos
 STRATEGIES = {name: STRATEGY_NAMES[name] for name in DIFFUSION_STRATEGIES}  # name -> (label, what it does)
 MEASURES = {"max-prob": "max probability", "margin": "margin (top-1 − top-2)", "entropy": "entropy (as exp(−H))"}
 NO_LABEL = "(none)"
+DEFAULT = default_config(MASKED)  # what a user meets here is what the CLI gives with no flags
+CACHES = {"dual": "dual: block alone", "prefix": "prefix: block and what follows", "none": "none: whole sequence"}
 state = st.session_state
 
 chosen = sidebar()
@@ -66,7 +69,8 @@ left, mid, right = st.columns(3)
 length = left.slider("New tokens", 0, 256, 32, key="denoise_length",
                      help="How many [MASK] tokens are appended after the prompt.")
 strategy = mid.selectbox(
-    "Strategy", list(STRATEGIES), format_func=lambda s: STRATEGIES[s][0], key="denoise_strategy",
+    "Strategy", list(STRATEGIES), index=list(STRATEGIES).index(DEFAULT.strategy),
+    format_func=lambda s: STRATEGIES[s][0], key="denoise_strategy",
     help="Which masked positions to commit at each step:\n\n" + "\n".join(
         f"- **{short}**: {what}" for short, what in STRATEGIES.values()))
 label = NO_LABEL
@@ -75,9 +79,15 @@ if classes:
                             help=f"This model is class-conditional: its prompt '{meta.class_prompt}' is put first "
                                  "and never masked.")
 
-settings = {"threshold": 0.9, "k": 4, "steps": None, "schedule": "linear", "confidence": "max-prob"}
+settings = {"threshold": DEFAULT.threshold, "k": DEFAULT.k, "steps": None, "schedule": DEFAULT.schedule,
+            "confidence": DEFAULT.confidence, "entropy_bound": DEFAULT.entropy_bound}
 a, b, c = st.columns(3)
-if strategy == "confidence":
+if strategy == "entropy-bound":
+    settings["entropy_bound"] = a.slider(
+        "Entropy bound (nats)", 0.0, 32.0, DEFAULT.entropy_bound, 0.5, key="denoise_entropy_bound",
+        help="Each pass commits the most certain positions while their entropies add up to at most this: a sure "
+             "model commits many at once, an unsure one few. 0: one per pass.")
+elif strategy == "confidence":
     settings["threshold"] = a.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="denoise_threshold",
                                      help="Commit every masked position whose confidence is at least this.")
     auto = default_pass_budget(length)
@@ -105,22 +115,31 @@ if strategy != "schedule-random":
 
 with st.expander("Sampling and semi-autoregressive blocks"):
     s1, s2, s3, s4 = st.columns(4)
-    temperature = s1.slider("Temperature", 0.0, 2.0, 0.0, 0.05, key="denoise_temperature",
-                            help="0: greedy (always the most likely token).")
+    temperature = s1.slider("Temperature", 0.0, 2.0, DEFAULT.temperature, 0.05, key="denoise_temperature",
+                            help="0: greedy (always the most likely token), which tends to loop.")
     sampling = temperature > 0
     top_k = s2.number_input("Top-k", 1, 100_000, value=None, placeholder="off", disabled=not sampling,
                             key="denoise_top_k", help="Sample among the k most likely tokens (temperature > 0 only).")
-    top_p = s3.number_input("Top-p", 0.01, 1.0, value=None, step=0.05, placeholder="off", disabled=not sampling,
+    top_p = s3.number_input("Top-p", 0.01, 1.0, value=DEFAULT.top_p, step=0.05, placeholder="off",
+                            disabled=not sampling,
                             key="denoise_top_p",
                             help="Sample from the smallest set of tokens with this much probability (temperature > 0 "
                                  "only).")
     seed = s4.number_input("Seed", 0, 2**31 - 1, 0, key="denoise_seed",
                            help="The same seed and settings reproduce a run exactly.")
     block_size = s1.number_input(
-        "Block size", 1, 256, value=None, placeholder="off: one block", key="denoise_block",
+        "Block size", 1, 256, value=DEFAULT.block_size, placeholder="off: one block", key="denoise_block",
         help="Decode the masked positions in left-to-right blocks of this many (semi-autoregressive).")
+    cache = s4.selectbox(
+        "KV cache", list(CACHE_MODES)[::-1], format_func=CACHES.get, key="denoise_kv_cache",
+        help="Approximate block KV cache: a full pass opens each block and keeps every layer's keys and values; the "
+             "steps inside the block then run only the block (dual) or the block and what follows (prefix) against "
+             "them. Faster, approximate; models whose code cannot take one run full passes.")
+    samples = s4.number_input("Samples", 1, 16, 1, key="denoise_samples",
+                              help="Decode this many samples (seeds seed, seed + 1, …) in one batch; the first is "
+                                   "animated, the others' texts are listed below it.")
     spacing = s2.number_input(
-        "Spacing", 1, 64, DEFAULT_SPACING, key="denoise_spacing", disabled=strategy not in ("topk", "confidence"),
+        "Spacing", 1, 64, DEFAULT.spacing, key="denoise_spacing", disabled=strategy not in ("topk", "confidence"),
         help="Top-k and confidence decoding: prefer positions at least this far apart when several are committed "
              "in one pass (neighbours depend on each other most). 1: no preference.")
     cfg_scale = s3.number_input(
@@ -132,7 +151,7 @@ with st.expander("Sampling and semi-autoregressive blocks"):
 
 inputs = {"model": name, "prompt": prompt, "new tokens": length, "strategy": strategy, "class": label,
           "temperature": temperature, "top-k": top_k, "top-p": top_p, "seed": seed, "block size": block_size,
-          "spacing": spacing, "guidance": cfg_scale, **settings}
+          "spacing": spacing, "guidance": cfg_scale, "cache": cache, "samples": samples, **settings}
 
 
 def run() -> None:
@@ -145,7 +164,7 @@ def run() -> None:
         k=int(settings["k"]), confidence=settings["confidence"], temperature=temperature,
         top_k=int(top_k) if sampling and top_k else None, top_p=float(top_p) if sampling and top_p else None,
         seed=int(seed), block_size=int(block_size) if block_size else None, spacing=int(spacing),
-        cfg_scale=float(cfg_scale),
+        cfg_scale=float(cfg_scale), cache=cache, entropy_bound=float(settings["entropy_bound"]),
     )
     try:
         config.validate()
@@ -154,11 +173,13 @@ def run() -> None:
         if text and lm.denoiser is not None and lm.denoiser.chat_template:  # instruct models: the user's turn
             text = chat_prompt(lm.tokenizer, text)
         with lock, st.spinner(f"Denoising with {name}…"):
-            trace = generate(lm, text, length, config, None if label == NO_LABEL else label)
+            traces = generate_samples(lm, text, length, config, None if label == NO_LABEL else label, int(samples))
     except TextdiffError as exc:
         st.error(said(exc))
         return
+    trace = traces[0]
     state["denoise_trace"] = trace
+    state["denoise_sample_traces"] = traces
     state["denoise_inputs"] = inputs
     state["denoise_frame"] = len(trace.frames) - 1  # show the result; Play replays it from the start
     state["denoise_playing"] = False
@@ -176,15 +197,20 @@ stride = max(1, math.ceil(last / PLAY_FRAMES))
 state.setdefault("denoise_playing", False)
 st.divider()
 m1, m2, m3, m4 = st.columns(4)
+cached_passes = sum(f.cached for f in trace.frames)
 m1.metric("Forward passes", trace.forward_passes,
-          help="Model calls. Steps that commit nothing reuse the last prediction instead of calling the model.")
+          help="Model calls. Steps that commit nothing reuse the last prediction instead of calling the model. "
+               f"{cached_passes} of them ran only part of the sequence against cached keys and values.")
 m2.metric("Wall time", f"{trace.elapsed_s:.2f} s")
 m3.metric("Tokens / s", f"{trace.n_decoded / trace.elapsed_s:.1f}" if trace.elapsed_s else "–")
 m4.metric("Tokens per pass", f"{trace.tokens_per_pass:.2f}", help="Left-to-right decoding always makes 1.")
 label_note = f" · class `{trace.label}`" if trace.label else ""
 strategy_name = STRATEGY_NAMES.get(trace.strategy, (trace.strategy,))[0]
+cache_note = f" · {cached_passes} cached passes ({trace.settings['cache']} cache)" if cached_passes else ""
 st.caption(f"`{shown(trace.model)}` · {strategy_name} · {trace.n_decoded} positions decoded in {last} steps · "
-           f"seed {trace.seed}{label_note}")
+           f"seed {trace.seed}{label_note}{cache_note}")
+if trace.settings.get("cache_fallback"):
+    st.info(f"No KV cache for this model: {trace.settings['cache_fallback']}.", icon=":material/info:")
 inputs_note(state.get("denoise_inputs", inputs), inputs)
 
 
@@ -227,7 +253,8 @@ def player(trace: Trace, timer_on: bool) -> None:
     state["denoise_shown"] = index
     frame = trace.frames[index]
     st.caption(f"Step {frame.step} of {last} · {frame.forward_passes} forward passes · {frame.elapsed_s:.2f} s · "
-               f"{100 * revealed(trace, index):.0f}% revealed" + (" · prediction reused" if frame.reused else ""))
+               f"{100 * revealed(trace, index):.0f}% revealed" + (" · prediction reused" if frame.reused else "")
+               + (" · cached keys and values" if frame.cached else ""))
     st.html(trace_html(trace, index))
 
     progress = trace_progress(trace)
@@ -255,6 +282,13 @@ player(trace, playing)
 
 with st.expander("Final text"):
     st.code(trace.final_text, language=None, wrap_lines=True)
+others = state.get("denoise_sample_traces") or [trace]
+if len(others) > 1:
+    with st.expander(f"All {len(others)} samples", expanded=True):
+        for sample in others:
+            st.markdown(f"**seed {sample.seed}** · {sample.forward_passes} passes · {sample.tokens_per_pass:.2f} "
+                        "tokens per pass")
+            st.code(sample.final_text, language=None, wrap_lines=True)
 
 
 def export(kind: str) -> bytes:

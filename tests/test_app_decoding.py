@@ -153,12 +153,15 @@ def test_compare_page_runs_both_sides_and_scrubs_them_together():
     at.button(key="compare_run").click().run()
     _ok(at)
     labels = [m.label for m in at.metric]
-    assert labels == METRICS + METRICS, "both sides' metrics"
+    assert labels == METRICS + METRICS + ["Diffusion time / left-to-right time"], "both sides' metrics, the ratio"
     values = [m.value for m in at.metric]
     assert values[0] == "2" and values[6] == "8", "diffusion: 2 passes; left-to-right: 8"
     assert all(values[i] != "–" for i in (3, 9)), "perplexities"
-    ppl = at.session_state["compare"]["sides"]["ar"]["ppl"]
+    [ppl] = at.session_state["compare"]["sides"]["ar"]["ppl"]
     assert math.isfinite(ppl) and ppl > 1
+    sides = at.session_state["compare"]["sides"]
+    ratio = sides["diffusion"]["trace"].elapsed_s / sides["ar"]["trace"].elapsed_s
+    assert values[12] == f"{ratio:.2f}×"
     assert [_masks(at, 0), _masks(at, 1)] == [0, 0], "the sliders start at the end"
 
     at.slider(key="compare_passes").set_value(1).run()
@@ -241,15 +244,23 @@ def test_bench_reports_distinct_and_perplexity_from_the_library(reference):
     assert math.isnan(perplexity(reference, trace, "The movie was")[0])
 
 
-def test_denoise_and_compare_default_to_a_quarter_of_the_passes():
-    """The pages' defaults show parallel decoding: confidence within ceil(length/4) passes, spacing 3."""
+def test_denoise_and_compare_start_from_the_clis_defaults():
+    """No change to the widgets: the settings of decoding.default_config, which the CLI uses with no flags; a
+    hand-picked confidence strategy keeps its pass budget of a quarter of the new tokens."""
+    from textdiff_core.decoding import default_config
+
+    default = default_config("masked")
     at = _on_page("pages/denoise.py")
     at.slider(key="denoise_length").set_value(12).run()
-    assert any("threshold alone commits only" in c.value for c in at.caption), "the page says why a budget"
     at.button(key="denoise_run").click().run()
     _ok(at)
     trace = at.session_state["denoise_trace"]
-    assert trace.forward_passes == 3 and trace.settings["spacing"] == 3 and trace.n_decoded == 12
+    for name in ("strategy", "temperature", "top_p", "block_size", "cache", "entropy_bound", "spacing"):
+        assert trace.settings[name] == getattr(default, name), name
+    at.selectbox(key="denoise_strategy").set_value("confidence").run()
+    assert any("threshold alone commits only" in c.value for c in at.caption), "the page says why a budget"
+    at.button(key="denoise_run").click().run()
+    assert at.session_state["denoise_trace"].forward_passes == 3
     at.number_input(key="denoise_budget").set_value(0).run()  # 0: no limit, the threshold alone
     at.button(key="denoise_run").click().run()
     assert at.session_state["denoise_trace"].forward_passes == 12, "the untrained model commits one per pass"
@@ -260,7 +271,32 @@ def test_denoise_and_compare_default_to_a_quarter_of_the_passes():
     at.button(key="compare_run").click().run()
     _ok(at)
     sides = at.session_state["compare"]["sides"]
-    assert sides["diffusion"]["trace"].forward_passes == 3 and sides["ar"]["trace"].forward_passes == 12
+    diffusion, ar = sides["diffusion"]["trace"], sides["ar"]["trace"]
+    for name in ("strategy", "temperature", "top_p", "block_size", "cache", "entropy_bound"):
+        assert diffusion.settings[name] == getattr(default, name), name
+    assert ar.settings["temperature"] == default.temperature and ar.settings["top_p"] == default.top_p
+
+
+def test_both_pages_decode_several_samples_in_one_batch():
+    at = _on_page("pages/denoise.py")
+    at.slider(key="denoise_length").set_value(6).run()
+    at.number_input(key="denoise_samples").set_value(3).run()
+    at.button(key="denoise_run").click().run()
+    _ok(at)
+    traces = at.session_state["denoise_sample_traces"]
+    assert [t.seed for t in traces] == [0, 1, 2] and at.session_state["denoise_trace"] is traces[0]
+    assert sum("**seed " in m.value for m in at.markdown) == 3, "every sample's text is listed"
+
+    at = _on_page("pages/compare.py")
+    at.slider(key="compare_length").set_value(6).run()
+    at.number_input(key="compare_samples").set_value(3).run()
+    at.checkbox(key="compare_score").uncheck().run()
+    at.button(key="compare_run").click().run()
+    _ok(at)
+    sides = at.session_state["compare"]["sides"]
+    assert all(len(side["traces"]) == 3 for side in sides.values())
+    passes = [t.forward_passes for t in sides["diffusion"]["traces"]]
+    assert at.metric[0].value.startswith(f"{sum(passes) / 3:.1f}") and " ± " in at.metric[1].value
 
 
 def test_denoise_and_compare_name_each_strategy_alike():

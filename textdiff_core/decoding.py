@@ -73,13 +73,15 @@ STRATEGY_NAMES = {
                                                               "ones (LLaDA's low-confidence remasking)"),
     "schedule-random": ("schedule, random positions", "a schedule's count per step, at random (the RoBERTa "
                                                       "recipe's way)"),
+    "entropy-bound": ("entropy-bounded", "the most certain positions while their entropies sum to the bound (the "
+                                         "model's own certainty sets the pace)"),
     "ar": ("left to right", "one token per pass, in order"),
 }
 SCHEDULES = ("linear", "cosine", "exp")
 EXP_RATE = 5.0  # steepness of the "exp" schedule
-# The defaults of the CLI, Denoise and Compare: confidence decoding at threshold 0.9 within a quarter of the new
-# tokens in forward passes, committing positions at least 3 apart (chosen on held-out seeds; docs/experiments.md).
-# A weak model is rarely 90% sure, so a threshold alone commits one token per pass; the budget makes it parallel.
+# The confidence strategy's defaults when it is picked (default_config holds the defaults users meet): at threshold
+# 0.9 within a quarter of the new tokens in forward passes, committing positions at least 3 apart. A weak model is
+# rarely 90% sure, so a threshold alone commits one token per pass; the budget makes it parallel.
 DEFAULT_PASS_FRACTION = 0.25  # confidence strategy: at most ceil(length * this) forward passes by default
 DEFAULT_SPACING = 3  # confidence (beyond the threshold) and topk: prefer positions this far apart in a pass
 
