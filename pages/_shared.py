@@ -195,7 +195,8 @@ def cached_classifier(name: str, method: str | None, trust: bool = False) -> tup
     """A classifier loaded once per server (see ``cached_model``)."""
     with st.spinner(loading_note(name)):
         clf, lock = _classifier(name, method, trust)
-    loading_notes(list(clf.models.values()) if isinstance(clf.models, dict) else [clf.models])
+    models = getattr(clf, "models", None) or {}  # the TF-IDF reference has no language model
+    loading_notes(list(models.values()) if isinstance(models, dict) else [models])
     return clf, lock
 
 
