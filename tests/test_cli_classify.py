@@ -97,9 +97,23 @@ def test_classify_prints_class_posteriors_and_ood(checkpoint, capsys):
 
 
 def test_zero_shot_with_a_causal_model(capsys):
-    assert main(["classify", "--checkpoint", "tiny-ar", "--classes", "bad,good,neutral", "It was fine."]) == 0
+    """Any causal LM classifies by Bayes' rule over its exact scores of the text after each class's prompt."""
+    from textdiff_core.classify import ZERO_SHOT_PROMPT
+    from textdiff_core.likelihood import ar_scores
+    from textdiff_core.models import load_model
+
+    classes, text = ["bad", "good", "neutral"], "It was fine."
+    assert main(["classify", "--checkpoint", "tiny-ar", "--classes", ",".join(classes), text]) == 0
     out = capsys.readouterr().out
-    assert out.count("P(c|x)") == 3
+    rows = re.findall(r"^ +(\w+) +P\(c\|x\) = ([\d.]+) +log P\(x\|c\) = +(-?[\d.]+) ± ", out, re.M)
+    assert [name for name, _, _ in rows] == classes, out
+    prompts = [ZERO_SHOT_PROMPT.format(label=c) for c in classes]
+    expected = torch.tensor([-s.nll for s in ar_scores(load_model("tiny-ar"), text, prompts)], dtype=torch.float64)
+    assert len(set(expected.tolist())) == 3, "the prompts give three different scores (an untrained model: barely)"
+    assert [float(ll) for _, _, ll in rows] == [round(v, 2) for v in expected.tolist()]
+    posterior = torch.softmax(expected, 0)  # no calibration, uniform prior
+    assert [float(p) for _, p, _ in rows] == [round(v, 3) for v in posterior.tolist()]
+    assert out.startswith(f"class: {classes[int(expected.argmax())]} "), out
 
 
 def test_classification_errors_exit_2(checkpoint, capsys):
