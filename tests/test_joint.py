@@ -135,6 +135,7 @@ def test_joint_masking_masks_the_class_word_at_its_probability_and_never_the_res
     expected = prob if prob is not None else 0.5  # t ~ U(eps, 1): the class word is masked with chance E[t] ~ 1/2
     se = math.sqrt(expected * (1 - expected) / trials)
     assert abs(masked_label / trials - expected) < 4 * se, (masked_label / trials, expected)
+    assert 6 * se < 0.1, se  # power: a masking probability 10 points off fails
     rest = torch.cat(prompt_rest)
     assert (rest == torch.tensor(slot.prompt_ids[0][1:])).all()  # "review :" is never masked
     assert (noisy[:, 0] == tok.cls_token_id).all()
