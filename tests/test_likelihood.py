@@ -87,6 +87,9 @@ def test_shared_noise_lowers_the_variance_of_the_class_difference():
             diffs[shared].append(a.nll - b.nll)
     var = {k: torch.tensor(v).var().item() for k, v in diffs.items()}
     assert var[True] < 0.25 * var[False], var
+    # power: a sample variance of 60 draws has a log standard error of about sqrt(2 / 59), a ratio of two sqrt(4 / 59);
+    # unshared noise (a true ratio of 1) would have to come out more than 4 of those low to pass
+    assert math.log(0.25) < -4 * math.sqrt(4 / 59)
 
 
 class LeftNeighbourToy(torch.nn.Module):
