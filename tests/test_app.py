@@ -1,6 +1,7 @@
 """Headless tests of the Streamlit pages (AppTest), with tiny models."""
 
 import math
+import re
 import shlex
 from pathlib import Path
 
@@ -15,8 +16,18 @@ def test_home_page_renders_and_links_to_models():
     assert not at.exception
     assert at.title[0].value == "textdiff"
     assert "masked-diffusion" in at.markdown[0].value.lower()
+    links = {link.proto.page: link.proto.label for link in at.get("page_link")}
+    assert set(links) == {"denoise", "compare", "classify", "training", "models"}, links
+    assert links["models"].startswith("Models:")
+    # the live miniature (before its legend): the first frame is the class prompt and "The movie was", then 16
+    # masked slots
     miniature = at.get("html")
-    assert miniature and "prompt" in miniature[0].proto.body, "the live miniature shows a decoding frame"
+    assert miniature, "no miniature"
+    spans = re.findall(r"<span( title=\"masked\")?[^>]*>([^<]*)</span>", miniature[0].proto.body.split("</div>")[0])
+    words = [text for masked, text in spans if not masked]
+    assert words == ["positive", "review", ":", "the", "movie", "was"], words
+    assert [bool(masked) for masked, _ in spans] == [False] * 6 + [True] * 16
+    assert "step 0/16" in at.caption[0].value and "class prompt `positive`" in at.caption[0].value
 
 
 def test_models_page_lists_offline_models_and_runs_fill_mask():

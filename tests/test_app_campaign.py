@@ -55,19 +55,51 @@ def test_a_campaign_directory_shows_both_twins_by_epoch_with_the_shipped_epochs(
 
 def test_the_shipped_pair_opens_with_its_validation_by_epoch_and_the_shipped_epoch(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # no runs of one's own: the page opens on the shipped pair
+    root = Path(APP).parent / "checkpoints"
+    record = json.loads((root / "shipped-campaign.json").read_text())  # the campaign the pair was shipped from
     at = _open()
     curves = next(t for t in _tables(at) if "reading" in t and "measure" in t)
-    root = Path(APP).parent / "checkpoints"
     assert set(curves["run"]) == {"imdb-diffusion", "imdb-ar"}
-    if not (root / "shipped-campaign.json").is_file():  # a pair trained by steps, validated every 400
-        assert set(curves["measure"]) == {"accuracy"}
-        assert all(0 < e < 2 for e in curves["epoch"]), "validated by step, placed at its fractional epoch"
+    for twin, name in record["directories"].items():  # the whole campaign, epoch by epoch, as it recorded it
+        accuracy = {float(r["epochs_completed"]): r["val_accuracy"] for r in record["epochs"][twin]}
+        shown = {e: v for r, e, reading, v in zip(curves["run"], curves["epoch"], curves["reading"], curves["value"],
+                                                 strict=True) if r == name and reading.startswith("accuracy (Bayes")}
+        assert shown == accuracy, (name, shown, accuracy)
+    # the grey rules: the epoch each twin was shipped at, i.e. where its run stopped (the end of that epoch's last
+    # whole batch: a few examples of each epoch are left over, so just under the whole number)
     shipped = next(t for t in _tables(at) if set(t) == {"run", "epoch"})
-    for name, epoch in zip(shipped["run"], shipped["epoch"], strict=True):
-        meta = json.loads((root / name / "textdiff.json").read_text())
-        expected = meta.get("total_epochs", meta.get("epochs")) or meta["steps"] * meta["config"]["batch_size"] / \
-            meta["data"]["n"]
-        assert abs(epoch - expected) < 1e-3, (name, epoch, expected)
+    rules = dict(zip(shipped["run"], shipped["epoch"], strict=True))
+    assert set(rules) == set(record["directories"].values())
+    for twin, name in record["directories"].items():
+        assert record["shipped"][twin] - 0.01 < rules[name] <= record["shipped"][twin], (name, rules[name])
+
+
+def test_a_pair_trained_by_steps_shows_its_validation_at_fractional_epochs(tmp_path, monkeypatch):
+    """A pair from before the campaigns (no shipped-campaign.json), validated every 400 steps: each reading sits at
+    its fractional epoch and the rule where the run stopped (1600 steps x 16 / 20,000 examples = 1.28 epochs)."""
+    import pages._shared
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    checkpoints = tmp_path / "checkpoints"
+    monkeypatch.setattr(pages._shared, "CHECKPOINTS", checkpoints)
+    for name, base in (("imdb-diffusion", 0.6), ("imdb-ar", 0.7)):
+        (checkpoints / name).mkdir(parents=True)
+        (checkpoints / name / "textdiff.json").write_text(json.dumps(
+            {"steps": 1600, "config": {"batch_size": 16}, "data": {"n": 20000}, "num_processes": 1}))
+        lines = [json.dumps({"step": s, "loss": 3.0, "val_accuracy": base + s / 1e4, "val_n": 4})
+                 for s in (400, 800, 1200, 1600)]  # written before records carried their epoch
+        lines = [json.dumps(json.loads(line) | {"epoch": s * 16 / 20000})
+                 for line, s in zip(lines, (400, 800, 1200, 1600), strict=True)]
+        (checkpoints / name / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert not (checkpoints / "shipped-campaign.json").exists()
+    at = _open()
+    curves = next(t for t in _tables(at) if "reading" in t and "measure" in t)
+    assert set(curves["measure"]) == {"accuracy"}
+    rows = set(zip(curves["run"], curves["epoch"], curves["value"], strict=True))
+    assert rows == {(name, e, base + s / 1e4) for name, base in (("imdb-diffusion", 0.6), ("imdb-ar", 0.7))
+                    for s, e in ((400, 0.32), (800, 0.64), (1200, 0.96), (1600, 1.28))}, rows
+    shipped = next(t for t in _tables(at) if set(t) == {"run", "epoch"})
+    assert dict(zip(shipped["run"], shipped["epoch"], strict=True)) == {"imdb-diffusion": 1.28, "imdb-ar": 1.28}
 
 
 def test_a_shipped_campaign_pair_shows_every_epoch_of_the_campaign_not_only_those_up_to_its_own(tmp_path,

@@ -5,6 +5,7 @@ import math
 import statistics
 
 import pytest
+import torch
 
 from bench import run as bench
 
@@ -42,23 +43,67 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     assert "| elbo |" in bench.table(result)
 
 
-def test_evidence_by_rate_strata_average_to_the_elbo_and_report_each_stratum(tmp_path):
-    import torch
+class MaskCountToy(torch.nn.Module):
+    """A masked LM whose -log p of every masked token is log(V - 1 + e^s), s = 12 + (masks in the row) + 2 [the
+    positive prompt]: the ELBO's integrand then rises with the masking rate, so every rate stratum has its own exact
+    expectation (an untrained model's integrand is flat in the rate and cannot tell strata apart)."""
 
+    def __init__(self, tokenizer, positive_id: int) -> None:
+        super().__init__()
+        self.config = type("C", (), {"max_position_embeddings": 64, "is_decoder": False})()
+        self.vocab, self.mask_id, self.sink, self.positive_id = len(tokenizer), tokenizer.mask_token_id, \
+            tokenizer.unk_token_id, positive_id
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # LoadedModel reads its device from a parameter
+
+    def forward(self, input_ids, attention_mask=None):
+        s = 12.0 + (input_ids == self.mask_id).sum(1) + 2.0 * (input_ids == self.positive_id).any(1)
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        logits[..., self.sink] = s[:, None].float()
+        return type("O", (), {"logits": logits})()
+
+
+def test_evidence_by_rate_strata_average_to_the_elbo_and_report_each_stratum(tmp_path):
     from bench import evidence_by_rate as ebr
     from textdiff_core.classify import Classifier
     from textdiff_core.likelihood import elbo_scores
-    from textdiff_core.models import load_model
+    from textdiff_core.models import LoadedModel, load_model
 
-    lm = load_model("tiny")
-    clf = Classifier(lm, ["negative", "positive"], ["negative review:", "positive review:"])
+    tok = load_model("tiny").tokenizer
+    prompts = ["negative review:", "positive review:"]
+    positive_id = tok(prompts[1], add_special_tokens=False).input_ids[0]
+    lm = LoadedModel(MaskCountToy(tok, positive_id), tok, "masked", "toy")
+    clf = Classifier(lm, ["negative", "positive"], prompts)
     text = "a dull film with a plot that goes nowhere"
-    terms = ebr.rate_terms(clf, text, grid=4, samples=64, generator=torch.Generator().manual_seed(0))
-    assert terms.shape == (4, 2)
-    # the strata's mean is a stratified ELBO estimate: it agrees with the scorer's own (many samples)
-    ref = elbo_scores(lm, text, clf.prompts, samples=512, generator=torch.Generator().manual_seed(1))
+    n = len(tok(text, add_special_tokens=False).input_ids)
+    grid, runs = 4, 40
+
+    # Exact: k masks give the term n * log(V - 1 + e^s) (L/k weight x k tokens); stratum g draws u in [g/G, (g+1)/G)
+    # and k = 1 + floor(u n), i.e. k with probability G x |[(k-1)/n, k/n) & [g/G, (g+1)/G)|.
+    def term(k: int, c: int) -> float:
+        return n * math.log(len(tok) - 1 + math.exp(12.0 + k + 2.0 * c))
+
+    exact = torch.tensor([[sum(grid * max(0.0, min(k / n, (g + 1) / grid) - max((k - 1) / n, g / grid)) * term(k, c)
+                                for k in range(1, n + 1)) for c in range(2)] for g in range(grid)], dtype=torch.float64)
+    assert torch.allclose(exact.mean(0), torch.tensor([sum(term(k, c) for k in range(1, n + 1)) / n
+                                                       for c in range(2)], dtype=torch.float64)), "strata tile [0, 1)"
+
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([ebr.rate_terms(clf, text, grid=grid, samples=4, generator=g) for _ in range(runs)]).double()
+    assert draws.shape == (runs, grid, 2)
+    mean, se = draws.mean(0), draws.std(0) / math.sqrt(runs)
+    tolerance = 4 * se + 1e-3 * exact
+    assert ((mean - exact).abs() < tolerance).all(), (mean, exact, se)
+    # power: each stratum's tolerance is under half the gap to its neighbours' expectations (about n^2 / G nats), so
+    # a stratum drawn at another stratum's rates, or a column scored under the other class's prompt, fails
+    gaps = exact.diff(dim=0).abs().min()
+    assert tolerance.max() < 0.5 * gaps and tolerance.max() < 0.5 * (exact[:, 1] - exact[:, 0]).abs().min(), \
+        (tolerance, gaps)
+
+    # the strata's mean is the ELBO: the scorer's own estimate has the same expectation
+    ref = elbo_scores(lm, text, prompts, samples=256, generator=torch.Generator().manual_seed(1))
     for c in range(2):
-        assert abs(terms[:, c].mean().item() - ref[c].nll) < 4 * ref[c].nll_se + 0.02 * ref[c].nll
+        assert abs(ref[c].nll - exact[:, c].mean().item()) < 4 * ref[c].nll_se + 1e-3 * ref[c].nll, (ref[c], exact)
+    assert 4 * max(r.nll_se for r in ref) < 0.5 * abs(exact[:, 1].mean() - exact[:, 0].mean())
 
     fake = torch.tensor([[[5.0, 6.0], [1.0, 3.0]], [[6.0, 5.0], [4.0, 2.0]], [[5.0, 5.5], [3.0, 1.0]]])  # [N, G, C]
     result = ebr.summarise(fake, [0, 1, 0])

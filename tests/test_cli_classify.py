@@ -1,18 +1,28 @@
 """The classify / calibrate / evaluate commands end to end on a tiny class-conditional checkpoint."""
 
 import json
+import re
+import shutil
+from pathlib import Path
 
 import pytest
+import torch
 
 from train_cli import main
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("clf") / "tiny-class"
     assert main(["train", "--model", "tiny", "--data", "rotten_tomatoes", "--conditioning", "class", "--quick-test",
                  "--no-progress", "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture()
+def checkpoint(trained, tmp_path):
+    """A copy per test: calibrate writes calibration.json beside the weights, and no test may see another's."""
+    return Path(shutil.copytree(trained, tmp_path / "tiny-class"))
 
 
 def test_calibrate_then_evaluate_writes_a_consistent_report(checkpoint, tmp_path, capsys):
@@ -55,16 +65,55 @@ def test_paired_compares_two_evaluate_reports_review_by_review(checkpoint, tmp_p
     assert main(["paired", str(files["elbo"]), str(tmp_path / "missing.json")]) == 2
 
 
-def test_classify_prints_class_posteriors_and_ood(checkpoint, capsys):
+def _classify(checkpoint, capsys) -> tuple[str, dict[str, tuple[float, float]]]:
+    """classify's output, and per class its printed (P(c|x), log P(x|c))."""
     assert main(["classify", "--checkpoint", str(checkpoint), "--samples", "2", "A warm, funny film."]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("class: ") and "P(c|x)" in out and "OOD:" in out
+    rows = re.findall(r"^ +(\w+) +P\(c\|x\) = ([\d.]+) +log P\(x\|c\) = +(-?[\d.]+) ± ", out, re.M)
+    return out, {name: (float(post), float(ll)) for name, post, ll in rows}
+
+
+def test_classify_prints_class_posteriors_and_ood(checkpoint, capsys):
+    out, rows = _classify(checkpoint, capsys)
+    assert out.startswith("class: ") and set(rows) == {"negative", "positive"}, out
+    assert "OOD: unknown (no calibration" in out
+    ll = torch.tensor([rows[c][1] for c in ("negative", "positive")], dtype=torch.float64)
+    # without calibration: Bayes' rule under the uniform prior of the balanced training data
+    assert torch.allclose(torch.tensor([rows[c][0] for c in ("negative", "positive")], dtype=torch.float64),
+                          torch.softmax(ll, 0),
+                          atol=2e-3), rows
+    # a calibration applies its bias and temperature to the same likelihoods (same seed), and its OOD reference
+    # places the text: below every validation text is flagged, above every one is not
+    for reference, verdict, percentile in (([1e9] * 4, "FLAGGED", "0.0th"), ([-1e9] * 4, "no", "100.0th")):
+        (checkpoint / "calibration.json").write_text(json.dumps(
+            {"elbo": {"temperature": 2.0, "bias": [0.0, 3.0], "ood_reference": reference}}))
+        out, calibrated = _classify(checkpoint, capsys)
+        assert [calibrated[c][1] for c in ("negative", "positive")] == [rows[c][1] for c in ("negative", "positive")]
+        expected = torch.softmax((ll + torch.tensor([0.0, 3.0], dtype=torch.float64)) / 2.0, 0)
+        assert torch.allclose(torch.tensor([calibrated[c][0] for c in ("negative", "positive")], dtype=torch.float64),
+                              expected,
+                              atol=2e-3), (calibrated, expected)
+        assert f"OOD: {verdict} (evidence per token at the {percentile} percentile" in out, out
 
 
 def test_zero_shot_with_a_causal_model(capsys):
-    assert main(["classify", "--checkpoint", "tiny-ar", "--classes", "bad,good,neutral", "It was fine."]) == 0
+    """Any causal LM classifies by Bayes' rule over its exact scores of the text after each class's prompt."""
+    from textdiff_core.classify import ZERO_SHOT_PROMPT
+    from textdiff_core.likelihood import ar_scores
+    from textdiff_core.models import load_model
+
+    classes, text = ["bad", "good", "neutral"], "It was fine."
+    assert main(["classify", "--checkpoint", "tiny-ar", "--classes", ",".join(classes), text]) == 0
     out = capsys.readouterr().out
-    assert out.count("P(c|x)") == 3
+    rows = re.findall(r"^ +(\w+) +P\(c\|x\) = ([\d.]+) +log P\(x\|c\) = +(-?[\d.]+) ± ", out, re.M)
+    assert [name for name, _, _ in rows] == classes, out
+    prompts = [ZERO_SHOT_PROMPT.format(label=c) for c in classes]
+    expected = torch.tensor([-s.nll for s in ar_scores(load_model("tiny-ar"), text, prompts)], dtype=torch.float64)
+    assert len(set(expected.tolist())) == 3, "the prompts give three different scores (an untrained model: barely)"
+    assert [float(ll) for _, _, ll in rows] == [round(v, 2) for v in expected.tolist()]
+    posterior = torch.softmax(expected, 0)  # no calibration, uniform prior
+    assert [float(p) for _, p, _ in rows] == [round(v, 3) for v in posterior.tolist()]
+    assert out.startswith(f"class: {classes[int(expected.argmax())]} "), out
 
 
 def test_classification_errors_exit_2(checkpoint, capsys):

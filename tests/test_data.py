@@ -200,8 +200,19 @@ def test_min_classes(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------------------- errors
 
 
-def test_error_is_textdiff_error() -> None:
-    assert issubclass(DataError, TextdiffError)
+def test_error_is_textdiff_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A data problem reaches the commands as the error they report in one line (exit 2), not as a traceback."""
+    from train_cli import main
+
+    path = tmp_path / "no-label.csv"
+    path.write_text("text,stars\nfine,1\n", encoding="utf-8")
+    with pytest.raises(TextdiffError, match="no label column"):
+        load_data(str(path))
+    assert main(["train", "--model", "tiny", "--data", str(path), "--conditioning", "class", "--no-progress",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no label column" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -304,7 +315,7 @@ def test_hub_offline_is_fast_data_error(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_hub_splits_and_class_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    datasets = pytest.importorskip("datasets")
+    import datasets  # a dependency (requirements.txt): never skipped
     train_texts = _texts_in("train", 6) + _texts_in("validation", 3) + _texts_in("test", 2)
     features = datasets.Features(
         {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["bad", "ok"])}

@@ -135,6 +135,7 @@ def test_joint_masking_masks_the_class_word_at_its_probability_and_never_the_res
     expected = prob if prob is not None else 0.5  # t ~ U(eps, 1): the class word is masked with chance E[t] ~ 1/2
     se = math.sqrt(expected * (1 - expected) / trials)
     assert abs(masked_label / trials - expected) < 4 * se, (masked_label / trials, expected)
+    assert 6 * se < 0.1, se  # power: a masking probability 10 points off fails
     rest = torch.cat(prompt_rest)
     assert (rest == torch.tensor(slot.prompt_ids[0][1:])).all()  # "review :" is never masked
     assert (noisy[:, 0] == tok.cls_token_id).all()
@@ -171,11 +172,40 @@ def test_the_twin_draws_both_orders_with_equal_probability(tmp_path, monkeypatch
 
     monkeypatch.setattr(train_mod, "collate", spy)
     assert main(["train", "--objective", "ar", "--model", "tiny-ar", "--conditioning", "joint", "--data", "imdb",
-                 "--max-samples", "16", "--max-length", "24", "--batch-size", "16", "--steps", "12", "--no-progress",
+                 "--max-samples", "16", "--max-length", "24", "--batch-size", "16", "--steps", "2", "--no-progress",
                  "--save-every", "0", "--out", str(tmp_path / "ar")]) == 0
-    n, after = len(orders), sum(orders)
-    assert n == 192
-    assert abs(after / n - 0.5) < 4 * math.sqrt(0.25 / n), after
+    assert len(orders) == 32 and 0 < sum(orders) < 32, "the training loop draws an order per row"
+
+    # The draw itself, many times over (no training): 400 micro-batches of 16 rows of both classes.
+    monkeypatch.setattr(train_mod, "collate", real)
+    tokenizer = load_model("tiny-ar").tokenizer
+    config = train_mod.TrainConfig(out=str(tmp_path / "x"), objective="ar", model="tiny-ar", conditioning="joint",
+                                   max_length=24, batch_size=16)
+    data = type("Data", (), {"texts": [f"review number {i} of the film" for i in range(64)],
+                             "labels": [i % 2 for i in range(64)]})()
+    inputs = train_mod._inputs(tokenizer, data, ["negative review:", "positive review:"], config)
+    after, classes = [], []
+    for step in range(400):
+        batch, joint, _ = train_mod._micro_batch(inputs, tokenizer, config, step, 0, 0, 1, torch.device("cpu"))
+        after.append(joint.positions >= 0)
+        classes.append(torch.tensor([inputs.labels[i] for i in
+                                     train_mod.batch_indices(64, 16, step, config.seed)]))
+    after, classes = torch.stack(after).float(), torch.stack(classes)
+    n = after.numel()
+    share = after.mean().item()
+    se = math.sqrt(share * (1 - share) / n)
+    assert abs(share - 0.5) < 4 * se, (share, se)
+    # power: an order drawn 60:40 lies 10 points off, beyond the tolerance by more than two standard errors
+    assert 4 * se + 2 * se < 0.10, se
+    # one coin per row, not per micro-batch: neighbours in a batch agree half the time (a batch-wide coin: always)
+    agree = (after[:, 1:] == after[:, :-1]).float()
+    agree_se = agree.std().item() / math.sqrt(agree.numel())
+    assert abs(agree.mean().item() - 0.5) < 4 * agree_se and 6 * agree_se < 0.10, (agree.mean(), agree_se)
+    # and not tied to the class: the share after the text is the same for both classes
+    by_class = [after[classes == c] for c in (0, 1)]
+    diff = (by_class[1].mean() - by_class[0].mean()).item()
+    diff_se = math.sqrt(sum(b.var().item() / b.numel() for b in by_class))
+    assert abs(diff) < 4 * diff_se and 6 * diff_se < 0.10, (diff, diff_se)
 
 
 def test_a_joint_checkpoint_records_its_recipe_and_reads_both_ways(tmp_path):

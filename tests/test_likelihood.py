@@ -46,6 +46,7 @@ def test_elbo_is_unbiased_for_a_factorised_model():
     mean = sum(estimates) / len(estimates)
     se = torch.tensor(estimates).std().item() / math.sqrt(len(estimates))
     assert abs(mean - exact) < 4 * se + 1e-6, (mean, exact, se)
+    assert 6 * se < 0.02 * exact  # power: a 2% bias (one token in 50 weighted wrongly) fails
 
 
 def test_exact_ar_score_equals_the_chain_rule_by_hand():
@@ -86,35 +87,77 @@ def test_shared_noise_lowers_the_variance_of_the_class_difference():
             diffs[shared].append(a.nll - b.nll)
     var = {k: torch.tensor(v).var().item() for k, v in diffs.items()}
     assert var[True] < 0.25 * var[False], var
+    # power: a sample variance of 60 draws has a log standard error of about sqrt(2 / 59), a ratio of two sqrt(4 / 59);
+    # unshared noise (a true ratio of 1) would have to come out more than 4 of those low to pass
+    assert math.log(0.25) < -4 * math.sqrt(4 / 59)
+
+
+class LeftNeighbourToy(torch.nn.Module):
+    """A masked LM that knows the text: logit 2 for each position's true token, 10 when its left neighbour is
+    visible, 0 for every other token. Its conditionals depend on what is masked, so the orders of unmasking give
+    different likelihoods, and weighting the masked tokens other than by L/k changes the expectation."""
+
+    def __init__(self, true_ids: torch.Tensor, mask_id: int, vocab: int) -> None:
+        super().__init__()
+        self.config = type("C", (), {"max_position_embeddings": 64, "is_decoder": False})()
+        self.true_ids, self.mask_id, self.vocab = true_ids, mask_id, vocab
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # LoadedModel reads its device from a parameter
+
+    def forward(self, input_ids, attention_mask=None):
+        rows, length = input_ids.shape
+        left_visible = torch.ones(rows, length, dtype=torch.bool)
+        left_visible[:, 1:] = input_ids[:, :-1] != self.mask_id
+        logits = torch.zeros(rows, length, self.vocab)
+        true = self.true_ids[:length].expand(rows, -1)
+        logits.scatter_(2, true[..., None], (2.0 + 8.0 * left_visible.float())[..., None])
+        return type("O", (), {"logits": logits})()
 
 
 def test_elbo_expectation_equals_the_any_order_average_and_bounds_the_mixture():
-    """For L=3 the ELBO's expectation is E_order[-log p_order(x)] (exactly computable), which is >= -log p(x)."""
-    lm = load_model("tiny")
+    """For L=3 the ELBO's expectation is E_order[-log p_order(x)] (exactly computable), which is >= -log p(x) of the
+    mixture over orders; on a model whose orders disagree, the estimator's mean resolves both."""
+    tok = load_model("tiny").tokenizer
     text = "good fun film"
-    ids = encode(lm.tokenizer, [text])
+    ids = encode(tok, [text])
     positions = ids.target_mask[0].nonzero()[:, 0].tolist()
     assert len(positions) == 3
-    mask_id = lm.tokenizer.mask_token_id
+    mask_id = tok.mask_token_id
+    lm = LoadedModel(LeftNeighbourToy(ids.input_ids[0], mask_id, len(tok)), tok, "masked", "toy")
+
+    def masked_nll(masked: tuple[int, ...]) -> float:
+        """sum over the masked positions of -log p(x_j | the others visible)"""
+        x = ids.input_ids.clone()
+        x[0, [positions[j] for j in masked]] = mask_id
+        logp = torch.log_softmax(lm.model(input_ids=x).logits[0], -1)
+        return -sum(logp[positions[j], ids.input_ids[0, positions[j]]].item() for j in masked)
+
     orders = []
     with torch.no_grad():
-        for order in itertools.permutations(range(3)):
-            x = ids.input_ids.clone()
-            x[0, positions] = mask_id
-            logp = 0.0
-            for j in order:  # unmask in this order; p(x_j | already unmasked)
-                logits = lm.model(input_ids=x).logits[0, positions[j]]
-                logp += torch.log_softmax(logits, -1)[ids.input_ids[0, positions[j]]].item()
-                x[0, positions[j]] = ids.input_ids[0, positions[j]]
+        for order in itertools.permutations(range(3)):  # unmask in this order; p(x_j | already unmasked)
+            logp, hidden = 0.0, set(range(3))
+            for j in order:
+                x = ids.input_ids.clone()
+                x[0, [positions[h] for h in hidden]] = mask_id
+                logp += torch.log_softmax(lm.model(input_ids=x).logits[0, positions[j]], -1)[
+                    ids.input_ids[0, positions[j]]].item()
+                hidden.discard(j)
             orders.append(logp)
+        # the count form: k ~ U{1..L}, a uniform k-subset masked, weight L/k; and the unweighted mean (the seed's)
+        subsets = {k: list(itertools.combinations(range(3), k)) for k in (1, 2, 3)}
+        elbo = sum(3 / k * sum(masked_nll(m) for m in subsets[k]) / len(subsets[k]) for k in (1, 2, 3)) / 3
+        unweighted = sum(sum(masked_nll(m) for m in subsets[k]) / len(subsets[k]) for k in (1, 2, 3)) / 3
     any_order = -sum(orders) / len(orders)
     mixture = -math.log(sum(math.exp(v) for v in orders) / len(orders))
+    assert math.isclose(elbo, any_order, rel_tol=1e-6), "the identity the test rests on"
+
     g = torch.Generator().manual_seed(4)
-    est = [elbo_scores(lm, text, [None], samples=6, generator=g)[0].nll for _ in range(150)]
-    mean = sum(est) / len(est)
-    se = torch.tensor(est).std().item() / math.sqrt(len(est))
+    est = torch.tensor([elbo_scores(lm, text, [None], samples=6, generator=g)[0].nll for _ in range(150)])
+    mean, se = est.mean().item(), est.std().item() / math.sqrt(len(est))
     assert abs(mean - any_order) < 4 * se + 1e-4, (mean, any_order, se)
-    assert any_order >= mixture
+    assert mean - 4 * se > mixture, (mean, mixture, se)
+    # power: the tolerance is under a third of the distance to what a mis-weighted estimator (masked tokens not
+    # weighted by L/k) or one of the mixture would give
+    assert 6 * se < min(abs(unweighted - any_order), any_order - mixture), (se, unweighted, any_order, mixture)
 
 
 def test_batching_every_window_prefix_and_sample_together_changes_no_number():

@@ -54,11 +54,20 @@ def test_minilm_uses_the_packaged_encoder_weights():
     assert lm.kind == "masked" and lm.tokenizer.mask_token == "[MASK]"
 
 
-def test_device_and_dtype_choice():
-    device = pick_device()
-    assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+def test_device_and_dtype_choice(monkeypatch):
+    """CUDA when there is one, else CPU; bf16 compute on a GPU, fp32 on a CPU; a model loads on that choice unless
+    $TEXTDIFF_DTYPE names another dtype."""
+    for present, expected in ((True, "cuda"), (False, "cpu")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda present=present: present)
+        assert pick_device() == torch.device(expected)
     assert compute_dtype(torch.device("cpu")) == torch.float32
     assert compute_dtype(torch.device("cuda")) == torch.bfloat16
+    assert compute_dtype(torch.device("cuda", 1)) == torch.bfloat16
+    monkeypatch.delenv("TEXTDIFF_DTYPE", raising=False)
+    lm = load_model("tiny")  # no GPU (patched above): the CPU and fp32
+    assert {(p.device.type, p.dtype) for p in lm.model.parameters()} == {("cpu", torch.float32)}
+    monkeypatch.setenv("TEXTDIFF_DTYPE", "bf16")
+    assert {p.dtype for p in load_model("tiny").model.parameters()} == {torch.bfloat16}
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny-ar"])

@@ -47,5 +47,47 @@ def test_bench_scripts_do_not_patch_sys_path():
         assert "sys.path" not in path.read_text(), path
 
 
+def package_imports(path: Path) -> set[str]:
+    """The textdiff_core modules a file imports, at any level and in any spelling: ``import textdiff_core.x``,
+    ``from textdiff_core.x import y``, ``from textdiff_core import x``, relative ``from . import x`` / ``from .x
+    import y``, and ``importlib.import_module("textdiff_core.x")``."""
+    package = {p.stem for p in (ROOT / "textdiff_core").glob("*.py")}
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("textdiff_core.")}
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level == 0 and module.startswith("textdiff_core.") or node.level == 1 and module:
+                found.add(module.split(".")[1 if node.level == 0 else 0])
+            elif node.level == 0 and module == "textdiff_core" or node.level == 1 and not module:
+                found |= {a.name for a in node.names if a.name in package}
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+            name = str(node.args[0].value)
+            if name.startswith("textdiff_core."):
+                found.add(name.split(".")[1])
+    return found & package
+
+
 def test_models_and_gguf_convert_do_not_import_each_other_back():
-    assert "textdiff_core.models" not in (ROOT / "textdiff_core" / "gguf_convert.py").read_text()
+    """models imports gguf_convert (to convert SmolLM2 on first use); gguf_convert must not reach models back,
+    directly or through the modules it imports."""
+    assert "gguf_convert" in package_imports(ROOT / "textdiff_core" / "models.py")
+    reached, todo = set(), ["gguf_convert"]
+    while todo:
+        name = todo.pop()
+        for imported in package_imports(ROOT / "textdiff_core" / f"{name}.py") - reached:
+            reached.add(imported)
+            todo.append(imported)
+    assert "models" not in reached, f"gguf_convert reaches models through {sorted(reached)}"
+
+
+def test_package_imports_reads_every_spelling(tmp_path):
+    spellings = ["import textdiff_core.models", "from textdiff_core.models import load_model",
+                 "from textdiff_core import models", "from . import models", "from .models import load_model",
+                 "import importlib\nimportlib.import_module('textdiff_core.models')",
+                 "def f():\n    from textdiff_core import models as m"]
+    for source in spellings:
+        (tmp_path / "x.py").write_text(source + "\n")
+        assert package_imports(tmp_path / "x.py") == {"models"}, source

@@ -3,6 +3,8 @@ each text given its class prompt where the model is class-conditional."""
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -25,12 +27,18 @@ def csv(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def class_checkpoint(tmp_path_factory):
+def saved_class_checkpoint(tmp_path_factory):
     """The tiny masked model saved as a class-conditional checkpoint (its sidecar names the classes and prompt)."""
     lm = load_model("tiny")
     meta = {"objective": "diffusion", "conditioning": "class", "classes": ["negative", "positive"],
             "class_prompt": "{label} review:", "max_length": 64}
     return save_model(lm.model, lm.tokenizer, tmp_path_factory.mktemp("ppl") / "tiny-class", meta)
+
+
+@pytest.fixture()
+def class_checkpoint(saved_class_checkpoint, tmp_path):
+    """A copy per test: a test may rewrite its sidecar (e.g. to read it as a joint checkpoint)."""
+    return Path(shutil.copytree(saved_class_checkpoint, tmp_path / "tiny-class"))
 
 
 def test_exact_perplexity_equals_exp_mean_nll_from_a_hand_loop(csv, tmp_path):

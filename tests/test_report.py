@@ -1,19 +1,29 @@
 """The report command end to end on tiny checkpoints (--quick): every section present, numbers consistent."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from train_cli import main
 
 
 @pytest.fixture(scope="module")
-def tiny_pair(tmp_path_factory):
+def trained_pair(tmp_path_factory):
     root = tmp_path_factory.mktemp("pair")
     for objective, model in (("diffusion", "tiny"), ("ar", "tiny-ar")):
         assert main(["train", "--objective", objective, "--model", model, "--data", "imdb", "--conditioning",
                      "class", "--quick-test", "--no-progress", "--out", str(root / objective)]) == 0
     return root
+
+
+@pytest.fixture()
+def tiny_pair(trained_pair, tmp_path):
+    """A copy per test (without the resumable checkpoints): the report writes model cards into the pair."""
+    return Path(shutil.copytree(trained_pair, tmp_path / "pair", ignore=shutil.ignore_patterns("checkpoints")))
 
 
 def quick_report(pair, out, *extra):
@@ -115,11 +125,18 @@ def test_export_ships_an_fp16_copy_with_its_calibration(tmp_path):
     run = tmp_path / "run"
     assert main(["train", "--model", "tiny", "--data", "rotten_tomatoes", "--conditioning", "class", "--quick-test",
                  "--no-progress", "--out", str(run)]) == 0
-    (run / "calibration.json").write_text("{}")
+    calibration = {"elbo": {"temperature": 1.5, "bias": [0.0, 0.25], "ood_reference": [-3.0, -2.5, -2.0]}}
+    (run / "calibration.json").write_text(json.dumps(calibration))
     dest = tmp_path / "ship"
     assert main(["export", str(run), str(dest)]) == 0
     assert json.loads((dest / "config.json").read_text())["dtype"] == "float16"
-    assert (dest / "calibration.json").exists() and (dest / "metrics.jsonl").exists()
+    trained, shipped = load_file(run / "model.safetensors"), load_file(dest / "model.safetensors")
+    assert trained.keys() == shipped.keys()
+    for name, weight in trained.items():  # the run's final weights, each rounded to fp16 and nothing else
+        assert weight.dtype == torch.float32 and shipped[name].dtype == torch.float16, name
+        assert torch.equal(shipped[name], weight.half()), name
+    assert json.loads((dest / "calibration.json").read_text()) == calibration
+    assert (dest / "metrics.jsonl").read_text() == (run / "metrics.jsonl").read_text()
     assert json.loads((dest / "textdiff.json").read_text())["exported_from"] == str(run)
     assert main(["export", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
 

@@ -182,16 +182,36 @@ def test_keyboard_interrupt_saves_a_checkpoint(tmp_path, monkeypatch):
 
 
 def test_two_processes_train_with_gloo(tmp_path):
-    out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    """Two processes split the data and average their gradients: after every step both hold the same weights,
+    though each trained on examples the other never saw (tests/ddp_probe.py records both)."""
+    import hashlib
+
+    from textdiff_core.models import load_model
+
+    out, probe = tmp_path / "ddp", tmp_path / "probe"
+    probe.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        ["torchrun", "--standalone", "--nproc_per_node", "2", "train_cli.py", "train", "--model", "tiny", *TINY,
-         "--quick-test", "--out", str(out)],
+        ["torchrun", "--standalone", "--nproc_per_node", "2", "tests/ddp_probe.py", str(probe), "train", "--model",
+         "tiny", *TINY, "--quick-test", "--out", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     meta = json.loads((out / "textdiff.json").read_text())
     assert meta["num_processes"] == 2 and meta["steps"] == 5
+    ranks = [json.loads((probe / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert [r["rank"] for r in ranks] == [0, 1] and all(r["world"] == 2 for r in ranks)
+    # the data is split: in every micro-batch the two processes train on different examples
+    for a, b in zip(ranks[0]["rows"], ranks[1]["rows"], strict=True):
+        assert (a["step"], a["micro"]) == (b["step"], b["micro"]) and len(a["rows"]) == len(b["rows"]) == 4
+        assert not {tuple(r) for r in a["rows"]} & {tuple(r) for r in b["rows"]}, a["step"]
+    # the gradients are shared: the steps move the weights (all but the first, at the warm-up's learning rate 0),
+    # and move them identically in both processes
+    moved = [r["moved"] for r in ranks]
+    assert len(ranks[0]["weights"]) == 5 and all(m > 0 for r in moved for m in r[1:]), moved
+    assert ranks[0]["weights"] == ranks[1]["weights"], "the processes' weights drifted apart"
+    saved = torch.cat([p.detach().flatten() for p in load_model(str(out), dtype=torch.float32).model.parameters()])
+    assert hashlib.sha256(saved.numpy().tobytes()).hexdigest() == ranks[0]["weights"][-1], "the model saved is these"
 
 
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys):
