@@ -39,6 +39,8 @@ CANDIDATES = {  # name -> (model role, DecodeConfig settings)
     "entropy 8, blocks 32": ("diffusion", {"strategy": "entropy-bound", "entropy_bound": 8.0, "block_size": 32}),
     "entropy 16, blocks 32, dual": ("diffusion", {"strategy": "entropy-bound", "entropy_bound": 16.0,
                                                   "block_size": 32, "cache": "dual"}),
+    "entropy 32, blocks 32, dual": ("diffusion", {"strategy": "entropy-bound", "entropy_bound": 32.0,
+                                                  "block_size": 32, "cache": "dual"}),
     "left-to-right, KV cache": ("ar", {"strategy": "ar"}),
 }
 
