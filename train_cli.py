@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="confidence: commit every position above --threshold; topk: --k per step; schedule-*: "
                         "--steps by --schedule, positions chosen at random or by confidence; entropy-bound: the most "
                         "certain positions while their entropies sum to --entropy-bound; ar: left to right "
-                        "(default: entropy-bound for a masked model, ar for a left-to-right one)")
+                        "(default: confidence for a masked model, ar for a left-to-right one)")
     g.add_argument("--steps", type=int, default=None,
                    help="schedule strategies: steps (default: one per token); confidence: at most this many forward "
                         "passes (default: a quarter of --length, rounded up; 0: no limit, the threshold alone); "
@@ -600,12 +600,11 @@ def _write(path: str | os.PathLike, write) -> None:
 def _decode_config(args: argparse.Namespace, kind: str):
     """The decoding settings of ``generate``: the defaults for this kind of model (``decoding.default_config``),
     then every flag the user gave."""
-    import math
     from dataclasses import replace
 
     from textdiff_core.decoding import default_config, default_pass_budget
 
-    config = default_config(kind, args.strategy)
+    config = default_config(kind, args.strategy, args.length)
     given = {"schedule": args.schedule, "threshold": args.threshold, "k": args.k, "confidence": args.confidence,
              "entropy_bound": args.entropy_bound, "spacing": args.spacing, "cfg_scale": args.cfg_scale,
              "cache_refresh": args.cache_refresh, "seed": args.seed}
@@ -626,10 +625,7 @@ def _decode_config(args: argparse.Namespace, kind: str):
     if args.steps is not None:  # 0 lifts the budget of the strategies that have one
         config.steps = None if args.steps == 0 and config.strategy in ("confidence", "entropy-bound") else args.steps
     elif config.strategy == "confidence":  # no flag: the default pass budget, at least one pass per block
-        budget = default_pass_budget(args.length)
-        if budget is not None and config.block_size:
-            budget = max(budget, math.ceil(args.length / config.block_size))
-        config.steps = budget
+        config.steps = default_pass_budget(args.length, config.block_size)
     config.validate()
     return config
 

@@ -80,18 +80,19 @@ with left.container(border=True):
     settings = {}
     if strategy == "entropy-bound":
         settings["entropy_bound"] = st.slider(
-            "Entropy bound (nats)", 0.0, 32.0, DEFAULT.entropy_bound, 0.5, key="compare_entropy_bound",
+            "Entropy bound (nats)", 0.0, 64.0, DEFAULT.entropy_bound, 0.5, key="compare_entropy_bound",
             help="Each pass commits the most certain positions while their entropies add up to at most this.")
     elif strategy == "confidence":
         s1, s2 = st.columns(2)
         settings["threshold"] = s1.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="compare_threshold",
                                           help="Commit every masked position at least this sure (max probability).")
+        auto = default_pass_budget(length, state.get("compare_block", DEFAULT.block_size))  # the block size below
         budget = s2.number_input(
             "Max forward passes", 0, 512, value=None, key="compare_budget",
-            placeholder=f"{default_pass_budget(length)} (¼ of the new tokens)",
+            placeholder=f"{auto} (¼ of the new tokens)",
             help="When too few positions pass the threshold, commit the most confident anyway to finish in time. "
-                 "Empty: a quarter of the new tokens; 0: no limit.")
-        settings["steps"] = default_pass_budget(length) if budget is None else int(budget) or None
+                 "Empty: a quarter of the new tokens (at least one pass per block); 0: no limit.")
+        settings["steps"] = auto if budget is None else int(budget) or None
         settings["spacing"] = DEFAULT.spacing
     elif strategy == "topk":
         settings["k"] = int(st.number_input("k (positions per step)", 1, 256, 4, key="compare_k"))

@@ -84,18 +84,19 @@ settings = {"threshold": DEFAULT.threshold, "k": DEFAULT.k, "steps": None, "sche
 a, b, c = st.columns(3)
 if strategy == "entropy-bound":
     settings["entropy_bound"] = a.slider(
-        "Entropy bound (nats)", 0.0, 32.0, DEFAULT.entropy_bound, 0.5, key="denoise_entropy_bound",
+        "Entropy bound (nats)", 0.0, 64.0, DEFAULT.entropy_bound, 0.5, key="denoise_entropy_bound",
         help="Each pass commits the most certain positions while their entropies add up to at most this: a sure "
              "model commits many at once, an unsure one few. 0: one per pass.")
 elif strategy == "confidence":
     settings["threshold"] = a.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="denoise_threshold",
                                      help="Commit every masked position whose confidence is at least this.")
-    auto = default_pass_budget(length)
+    auto = default_pass_budget(length, state.get("denoise_block", DEFAULT.block_size))  # the block size below
     budget = c.number_input(
         "Max forward passes", 0, 512, value=None, placeholder=f"{auto} (¼ of the new tokens)" if auto else "no limit",
         key="denoise_budget",
         help="Finish within this many passes: when too few positions pass the threshold, the most confident are "
-             "committed anyway to keep pace. Empty: a quarter of the new tokens; 0: no limit.")
+             "committed anyway to keep pace. Empty: a quarter of the new tokens (at least one pass per block); "
+             "0: no limit.")
     settings["steps"] = auto if budget is None else int(budget) or None
     st.caption("Why a budget: a weak model is rarely 90% sure of any position, so a threshold alone commits only its "
                "single best guess per pass, one token per pass like left-to-right decoding.")

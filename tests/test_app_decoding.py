@@ -245,22 +245,20 @@ def test_bench_reports_distinct_and_perplexity_from_the_library(reference):
 
 
 def test_denoise_and_compare_start_from_the_clis_defaults():
-    """No change to the widgets: the settings of decoding.default_config, which the CLI uses with no flags; a
-    hand-picked confidence strategy keeps its pass budget of a quarter of the new tokens."""
+    """No change to the widgets: the settings of decoding.default_config, which the CLI uses with no flags
+    (confidence within a quarter of the new tokens in passes, sampled, blocks of 32 with the dual cache)."""
     from textdiff_core.decoding import default_config
 
-    default = default_config("masked")
+    default = default_config("masked", length=12)
     at = _on_page("pages/denoise.py")
     at.slider(key="denoise_length").set_value(12).run()
+    assert any("threshold alone commits only" in c.value for c in at.caption), "the page says why a budget"
     at.button(key="denoise_run").click().run()
     _ok(at)
     trace = at.session_state["denoise_trace"]
-    for name in ("strategy", "temperature", "top_p", "block_size", "cache", "entropy_bound", "spacing"):
+    for name in ("strategy", "steps", "temperature", "top_p", "block_size", "cache", "spacing", "threshold"):
         assert trace.settings[name] == getattr(default, name), name
-    at.selectbox(key="denoise_strategy").set_value("confidence").run()
-    assert any("threshold alone commits only" in c.value for c in at.caption), "the page says why a budget"
-    at.button(key="denoise_run").click().run()
-    assert at.session_state["denoise_trace"].forward_passes == 3
+    assert trace.forward_passes == 3 and trace.n_decoded == 12
     at.number_input(key="denoise_budget").set_value(0).run()  # 0: no limit, the threshold alone
     at.button(key="denoise_run").click().run()
     assert at.session_state["denoise_trace"].forward_passes == 12, "the untrained model commits one per pass"
@@ -272,8 +270,9 @@ def test_denoise_and_compare_start_from_the_clis_defaults():
     _ok(at)
     sides = at.session_state["compare"]["sides"]
     diffusion, ar = sides["diffusion"]["trace"], sides["ar"]["trace"]
-    for name in ("strategy", "temperature", "top_p", "block_size", "cache", "entropy_bound"):
+    for name in ("strategy", "steps", "temperature", "top_p", "block_size", "cache", "spacing", "threshold"):
         assert diffusion.settings[name] == getattr(default, name), name
+    assert diffusion.forward_passes == 3 and ar.forward_passes == 12
     assert ar.settings["temperature"] == default.temperature and ar.settings["top_p"] == default.top_p
 
 

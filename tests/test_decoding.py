@@ -340,26 +340,24 @@ def test_cli_choices_match_the_library():
 
 
 def test_cli_generate_defaults_come_from_the_model_kind(tmp_path):
-    """No flags: decoding.default_config for the model's kind (sampled, entropy-bounded in blocks with the dual cache
-    for a masked model; sampled left to right for a causal one); a hand-picked confidence strategy keeps its pass
-    budget of a quarter of the length; --steps 0 lifts it."""
+    """No flags: decoding.default_config for the model's kind and length (sampled confidence decoding within a
+    quarter of the length in passes, in blocks with the dual cache, for a masked model; sampled left to right for a
+    causal one); --steps 0 lifts the budget; a smaller block needs at least one pass per block."""
     from textdiff_core.trace import Trace
 
     base = ["generate", "--checkpoint", "tiny", "--prompt", PROMPT, "--length", "10"]
     assert main([*base, "--json", str(tmp_path / "d.json")]) == 0
     default = Trace.from_json(tmp_path / "d.json")
-    expected = {k: v for k, v in dataclasses.asdict(decoding.default_config("masked")).items()
+    expected = {k: v for k, v in dataclasses.asdict(decoding.default_config("masked", length=10)).items()
                 if k not in ("seed", "stop_at_end")}  # stop_at_end is recorded resolved
     assert {k: default.settings[k] for k in expected} == expected
-    assert default.strategy == "entropy-bound" and default.settings["temperature"] == 1.0
+    assert default.strategy == "confidence" and default.settings["temperature"] == 1.0
     assert default.settings["top_p"] == 0.9 and default.settings["cache"] == "dual"
-    assert main([*base, "--strategy", "confidence", "--json", str(tmp_path / "c.json")]) == 0
-    budget = Trace.from_json(tmp_path / "c.json")
-    assert budget.forward_passes == 3 == decoding.default_pass_budget(10) and budget.n_decoded == 10
-    assert main([*base, "--strategy", "confidence", "--steps", "0", "--json", str(tmp_path / "free.json")]) == 0
+    assert default.forward_passes == 3 == decoding.default_pass_budget(10) and default.n_decoded == 10
+    assert main([*base, "--steps", "0", "--json", str(tmp_path / "free.json")]) == 0
     free = Trace.from_json(tmp_path / "free.json")  # the untrained tiny model is never 90% sure: one per pass
     assert free.settings["steps"] is None and free.forward_passes == 10
-    assert main([*base, "--strategy", "confidence", "--block-size", "2", "--json", str(tmp_path / "b.json")]) == 0
+    assert main([*base, "--block-size", "2", "--json", str(tmp_path / "b.json")]) == 0
     assert Trace.from_json(tmp_path / "b.json").forward_passes == 5, "at least one pass per block"
     assert main([*base, "--temperature", "0", "--json", str(tmp_path / "g.json")]) == 0
     greedy = Trace.from_json(tmp_path / "g.json")

@@ -323,10 +323,12 @@ def test_compare_runs_both_decoders_and_scrubs_them_together(page):
     tiny_models(page, "diffusion", "ar", "reference")
     choose(page, "Strategy", "top-k per step")  # k = 4: 32 tokens in 8 passes, against 32 left to right
     page.get_by_role("button", name="Generate both").click()
-    expect(page.get_by_test_id("stMetric")).to_have_count(12)
+    expect(page.get_by_test_id("stMetric")).to_have_count(13)
     shown = metrics(page)
     names = ["Forward passes", "Wall time", "Tokens / s", "Perplexity", "Distinct-1", "Distinct-2"]
-    assert [label for label, _ in shown] == names + names, "both sides' metrics"
+    ratio = "Diffusion time / left-to-right time"
+    assert [label for label, _ in shown] == names + names + [ratio], "both sides' metrics and their time ratio"
+    assert re.fullmatch(r"\d+\.\d\d×", shown[12][1]), shown[12]
     diffusion, left_to_right = dict(shown[:6]), dict(shown[6:])
     assert diffusion["Forward passes"] == "8" and left_to_right["Forward passes"] == "32"
     for side in (diffusion, left_to_right):

@@ -86,29 +86,36 @@ DEFAULT_PASS_FRACTION = 0.25  # confidence strategy: at most ceil(length * this)
 DEFAULT_SPACING = 3  # confidence (beyond the threshold) and topk: prefer positions this far apart in a pass
 
 
-DEFAULT_ENTROPY_BOUND = 4.0  # nats: entropy-bound strategy's default (chosen on held-out seeds)
+DEFAULT_ENTROPY_BOUND = 32.0  # nats: the entropy-bound strategy's default, about 5 tokens per pass on the shipped model
 DEFAULT_BLOCK_SIZE = 32  # the default semi-autoregressive block: the unit of the block KV cache
 
 
-def default_config(kind: str, strategy: str | None = None) -> DecodeConfig:
+def default_config(kind: str, strategy: str | None = None, length: int | None = None) -> DecodeConfig:
     """The settings a user meets when they give none (the CLI, Denoise and Compare all start here), for a
-    ``kind`` of model ("masked" or "causal"), optionally with a hand-picked ``strategy``.
+    ``kind`` of model ("masked" or "causal") and ``length`` new tokens, optionally with a hand-picked ``strategy``.
 
-    Sampling (temperature 1, nucleus 0.9) for both kinds: greedy decoding loops. Diffusion: the entropy-bounded
-    strategy in semi-autoregressive blocks of 32 with the dual KV cache; a hand-picked diffusion strategy keeps the
-    sampling, blocks and cache, with its own defaults otherwise (confidence: a pass budget of a quarter of the
-    length, see ``default_pass_budget``). Chosen on held-out seeds; docs/experiments.md has the figures.
+    Sampling (temperature 1, nucleus 0.9) for both kinds: greedy decoding loops. Diffusion: confidence decoding at
+    0.9 within a quarter of the length in forward passes (``default_pass_budget``), positions at least 3 apart, in
+    semi-autoregressive blocks of 32 with the dual KV cache. A hand-picked diffusion strategy keeps the sampling,
+    blocks and cache. Chosen on held-out seeds (``bench/decoding_defaults.py``; docs/experiments.md has the figures:
+    at 4 tokens per pass the entropy-bounded strategy wrote text 2-3x less likely under an independent reference).
     """
     sampling = {"temperature": 1.0, "top_p": 0.9}
     if kind != MASKED or strategy == "ar":
         return DecodeConfig(strategy="ar", **sampling)
-    return DecodeConfig(strategy=strategy or "entropy-bound", entropy_bound=DEFAULT_ENTROPY_BOUND,
+    strategy = strategy or "confidence"
+    steps = default_pass_budget(length, DEFAULT_BLOCK_SIZE) if strategy == "confidence" and length else None
+    return DecodeConfig(strategy=strategy, steps=steps, entropy_bound=DEFAULT_ENTROPY_BOUND,
                         block_size=DEFAULT_BLOCK_SIZE, cache="dual", spacing=DEFAULT_SPACING, **sampling)
 
 
-def default_pass_budget(length: int) -> int | None:
-    """The default pass budget of confidence decoding for ``length`` new tokens (None: no new tokens, no budget)."""
-    return math.ceil(length * DEFAULT_PASS_FRACTION) if length > 0 else None
+def default_pass_budget(length: int, block_size: int | None = None) -> int | None:
+    """The default pass budget of confidence decoding for ``length`` new tokens: a quarter of them, at least one pass
+    per block of ``block_size`` (None: no new tokens, no budget)."""
+    if length <= 0:
+        return None
+    budget = math.ceil(length * DEFAULT_PASS_FRACTION)
+    return max(budget, math.ceil(length / block_size)) if block_size else budget
 
 
 @dataclass
