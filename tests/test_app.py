@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.charts import chart_rows, chart_tables
+
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
@@ -157,7 +159,11 @@ def test_training_dashboard_plots_a_run_and_builds_its_command(tmp_path):
     at.text_input(key="run_path").set_value(str(run)).run()
     assert not at.exception and not at.error
     assert at.metric[0].value.startswith("4")
-    assert len(at.get("vega_lite_chart")) >= 4, "loss, per-level loss, validation accuracy, confusion"
+    charts = at.get("vega_lite_chart")
+    assert len(charts) >= 4, "loss, per-level loss, validation accuracy, confusion"
+    assert all(chart_rows(c) > 0 for c in charts), [chart_rows(c) for c in charts]
+    [confusion] = [t for c in charts for t in chart_tables(c) if "predicted" in t]
+    assert confusion["count"] == [1, 1, 1, 1], "the confusion matrix: one cell per (true, predicted) pair"
     command = at.code[0].value
     assert "train_cli.py train" in command and "--conditioning class" in command
     assert "--loss-weighting mean" in command and "--lr-schedule constant_with_warmup" in command, "the run's own"

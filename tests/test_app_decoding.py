@@ -8,6 +8,7 @@ import torch
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
+from tests.charts import chart_height, chart_rows, chart_tables
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import distinct_n, generative_perplexity
 from textdiff_core.likelihood import ar_scores
@@ -79,7 +80,10 @@ def test_denoise_page_decodes_scrubs_and_exports(downloads):
     _ok(at)
     assert _masks(at) == sum(m and d for m, d in zip(trace.frames[2].masked, trace.decoded, strict=True)) > 0
     assert "Step 2 of" in " ".join(c.value for c in at.caption)
-    assert len(at.get("vega_lite_chart")) == 1, "the progress chart"
+    [chart] = at.get("vega_lite_chart")  # the progress chart: one point per frame, a box with height
+    assert chart_rows(chart) == len(trace.frames) and chart_height(chart) >= 100
+    [revealed] = [t for t in chart_tables(chart) if len(t.get("% revealed", [])) == len(trace.frames)]
+    assert revealed["% revealed"][0] == 0 and revealed["% revealed"][-1] == 100
 
     assert [b.proto.label for b in at.download_button] == ["Animated GIF", "HTML player", "Trace (JSON)"]
     gif, page, data = (downloads[n] for n in ("denoise.gif", "denoise.html", "denoise.json"))
@@ -172,7 +176,11 @@ def test_compare_page_runs_both_sides_and_scrubs_them_together():
     assert at.slider(key="compare_seconds").value > 0 and [_masks(at, 0), _masks(at, 1)] == [0, 0]
     at.slider(key="compare_seconds").set_value(0.0).run()
     assert _masks(at, 0) >= 4 and _masks(at, 1) >= 7
-    assert len(at.get("vega_lite_chart")) == 1
+    [chart] = at.get("vega_lite_chart")  # both decoders' progress, one row per frame of each
+    frames = {name: len(side["trace"].frames) for name, side in at.session_state["compare"]["sides"].items()}
+    table = max(chart_tables(chart), key=lambda t: len(next(iter(t.values()))))
+    assert sorted(table["decoder"].count(d) for d in set(table["decoder"])) == sorted(frames.values())
+    assert chart_height(chart) >= 100
 
 
 def test_compare_page_shows_a_sides_error_and_the_other_side():

@@ -208,8 +208,21 @@ def snap(page, name: str) -> Path:
     path = SHOTS / f"{name}.png"
     page.screenshot(path=path, full_page=True)
     page.set_viewport_size(size)
-    assert path.stat().st_size > 10_000, f"{path} looks empty"
+    _shows_the_page(path, min(height, 12_000))
     return path
+
+
+def _shows_the_page(path: Path, content_height: int) -> None:
+    """The screenshot holds the whole page as drawn: as tall as its content, and with ink on it (text, charts,
+    frames), not a blank or half-rendered canvas."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        grey = image.convert("L")
+        assert grey.height >= content_height - 2, f"{path}: {grey.height} px of {content_height} px of content"
+        ink = sum(count for level, count in enumerate(grey.histogram()) if level < 200) / (grey.width * grey.height)
+        colours = len(image.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16))
+    assert ink > 0.01 and colours > 50, f"{path} looks empty: {ink:.1%} of it inked, {colours} colours"
 
 
 # ---- pages ----
