@@ -235,3 +235,24 @@ def test_cli_num_samples_prints_and_records_every_sample(checkpoint, strategy, t
     printed = capsys.readouterr().out
     assert all(s["final_text"] in printed for s in data["samples"]) and "samples/s" in printed
     assert main(["generate", "--checkpoint", checkpoint, "--strategy", strategy, "--num-samples", "0"]) == 2
+
+
+def test_the_decoding_benchmark_measures_every_variant_and_batch_throughput():
+    from textdiff_core.decoding import default_config
+    from textdiff_core.decoding_bench import parse_args, run
+
+    result = run(parse_args(["--diffusion-model", "tiny", "--ar-model", "tiny-ar", "--reference", "tiny-ar",
+                             "--lengths", "8", "--seeds", "0,1", "--strategies", "topk,entropy-bound",
+                             "--batch-sizes", "1,2"]))
+    rows = {r["method"]: r for r in result["summary"]}
+    assert {"default (blocks, dual cache)", "default, prefix cache", "default, no KV cache", "one per pass, no cache",
+            "entropy-bound", "topk", "ar (KV cache)", "ar (no cache)"} <= set(rows)
+    default = next(r for r in result["runs"] if r["method"] == "default (blocks, dual cache)")
+    expected = default_config("masked", length=8)
+    assert all(default["settings"][k] == getattr(expected, k) for k in ("strategy", "steps", "block_size", "cache"))
+    assert rows["default (blocks, dual cache)"]["tokens_processed"] < rows["default, no KV cache"]["tokens_processed"]
+    assert rows["one per pass, no cache"]["forward_passes"] == 8 and rows["ar (KV cache)"]["forward_passes"] == 8
+    assert all(0 <= r["word_entropy_median"] and 0 <= r["distinct_2"] <= 1 for r in rows.values())
+    assert [(b["model"], b["samples"]) for b in result["batch"]] == [("diffusion", 1), ("diffusion", 2), ("ar", 1),
+                                                                   ("ar", 2)]
+    assert all(b["samples_per_s"] > 0 for b in result["batch"])

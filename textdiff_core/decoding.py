@@ -129,7 +129,7 @@ class DecodeConfig:
     schedule: str = "linear"  # schedule strategies: linear, cosine or exp
     threshold: float = 0.9  # confidence strategy: commit positions whose confidence score is >= this, in (0, 1]
     k: int = 4  # topk strategy: positions committed per step
-    entropy_bound: float = 1.0  # entropy-bound strategy: commit positions while their entropies sum to <= this (nats)
+    entropy_bound: float = DEFAULT_ENTROPY_BOUND  # entropy-bound: commit while the entropies sum to <= this (nats)
     confidence: str = "max-prob"  # max-prob, margin or entropy
     temperature: float = 0.0  # 0: greedy; > 0: sample
     top_k: int | None = None  # sample among the k most likely tokens (needs temperature > 0)

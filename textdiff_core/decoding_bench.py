@@ -5,7 +5,10 @@ For each length and seed, every method continues the same prompt by ``length`` t
 and reports forward passes, positions run through the model, wall time, and generative perplexity: the generated
 text, re-tokenised by a reference causal model, scored exactly given the prompt (``evaluate.generative_perplexity``).
 Low perplexity alone can mean repetition, so the share of distinct tokens (distinct-1 over the generating model's
-tokens, ``evaluate.distinct_n``) is reported beside it.
+tokens, ``evaluate.distinct_n``), distinct-2 and the word entropy of the text (``evaluate.word_entropy``) are reported
+beside it. Besides the strategies: the product's default (``decoding.default_config``) with the dual, prefix and no
+KV cache, one token per pass with no cache of any kind, the twin with and without its KV cache, and samples per
+second for N samples decoded as one batch (``--batch-sizes``).
 
     python -m bench.decoding                                  # minilm vs minilm-ar, scored by smollm2, 64 and 128
     python -m bench.decoding --diffusion-model DIR --ar-model DIR --lengths 64,128 --seeds 0,1,2 --out bench.json
@@ -27,9 +30,9 @@ from pathlib import Path
 
 import torch
 
-from textdiff_core.decoding import DIFFUSION_STRATEGIES, DecodeConfig, generate
+from textdiff_core.decoding import DIFFUSION_STRATEGIES, DecodeConfig, default_config, generate, generate_samples
 from textdiff_core.errors import TextdiffError
-from textdiff_core.evaluate import distinct_n, generative_perplexity
+from textdiff_core.evaluate import distinct_n, generative_perplexity, word_entropy
 from textdiff_core.models import CAUSAL, MASKED, LoadedModel, device_name, load_model
 from textdiff_core.tokens import tokenize_texts
 from textdiff_core.trace import Trace
@@ -59,7 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--confidence", default="max-prob", help="max-prob, margin or entropy")
     p.add_argument("--temperature", type=float, default=1.0, help="0 greedy; 1 samples the model (the default)")
     p.add_argument("--top-k", type=int, default=None, help="sample among the K most likely tokens")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling")
+    p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling (0.9: the product's default)")
+    p.add_argument("--batch-sizes", type=_ints, default=[1, 4, 8],
+                   help="also time N samples in one batch at the default settings (both kinds), at the last length")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="write every run and the summary as JSON")
     return p.parse_args(argv)
@@ -87,9 +92,32 @@ def methods(args: argparse.Namespace, length: int) -> list[tuple[str, str, Decod
         if s == "confidence" and args.pass_fraction > 0:
             budget = max(1, math.ceil(length * args.pass_fraction))
             out.append((f"confidence <= {budget} passes", "diffusion", replace(base, strategy=s, steps=budget)))
+    default = replace(default_config(MASKED, length=length), temperature=args.temperature, top_k=args.top_k,
+                      top_p=args.top_p)
+    out.append(("default (blocks, dual cache)", "diffusion", default))
+    out.append(("default, prefix cache", "diffusion", replace(default, cache="prefix")))
+    out.append(("default, no KV cache", "diffusion", replace(default, cache="none")))
+    out.append(("one per pass, no cache", "diffusion", replace(base, strategy="confidence", steps=length,
+                                                               threshold=1.0, spacing=1, reuse=False)))
     out.append(("ar (KV cache)", "ar", replace(base, strategy="ar", use_cache=True)))
     out.append(("ar (no cache)", "ar", replace(base, strategy="ar", use_cache=False)))
     return out
+
+
+def batch_throughput(models: dict[str, LoadedModel], args: argparse.Namespace, length: int) -> list[dict]:
+    """Samples per second when N samples decode as one batch (``generate_samples``) at the default settings."""
+    rows = []
+    for which, kind in (("diffusion", MASKED), ("ar", CAUSAL)):
+        config = replace(default_config(kind, length=length), temperature=args.temperature, top_k=args.top_k,
+                         top_p=args.top_p)
+        for n in args.batch_sizes:
+            started = time.perf_counter()
+            generate_samples(models[which], args.prompt, length, config, samples=n)
+            wall = time.perf_counter() - started
+            rows.append({"model": which, "length": length, "samples": n, "wall_s": round(wall, 4),
+                         "samples_per_s": round(n / wall, 3)})
+            print(f"  batch {which:<9} N={n}: {n / wall:.2f} samples/s", file=sys.stderr)
+    return rows
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -114,6 +142,8 @@ def run(args: argparse.Namespace) -> dict:
                     "tokens_per_pass": round(trace.tokens_per_pass, 3),
                     "gen_ppl": ppl, "reference_tokens": ref_tokens,
                     "distinct": round(distinct_n(generated, 1), 3),
+                    "distinct_2": round(distinct_n(trace.generated_text, 2), 3),
+                    "word_entropy": round(word_entropy(trace.generated_text), 3),
                     "text": trace.generated_text, "settings": trace.settings,
                 })
                 print(f"  {name:<20} len {length:>4} seed {seed}: {trace.forward_passes:>4} passes "
@@ -128,7 +158,10 @@ def run(args: argparse.Namespace) -> dict:
             summary.append({
                 "method": name, "length": length, "runs": len(group),
                 **{key: statistics.mean(r[key] for r in group)
-                   for key in ("forward_passes", "tokens_processed", "wall_s", "tokens_per_pass", "distinct")},
+                   for key in ("forward_passes", "tokens_processed", "wall_s", "tokens_per_pass", "distinct",
+                               "distinct_2")},
+                "wall_s_median": statistics.median(r["wall_s"] for r in group),
+                "word_entropy_median": statistics.median(r["word_entropy"] for r in group),
                 # geometric mean over seeds, with a 95% interval from the spread of log perplexity
                 "gen_ppl": math.exp(mean_log),
                 "gen_ppl_ci95": [math.exp(mean_log - 1.96 * se_log), math.exp(mean_log + 1.96 * se_log)]
@@ -141,6 +174,7 @@ def run(args: argparse.Namespace) -> dict:
         "hardware": f"{hardware}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "summary": summary,
+        "batch": batch_throughput(models, args, args.lengths[-1]) if args.batch_sizes else [],
         "runs": rows,
     }
 
