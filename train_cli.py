@@ -296,8 +296,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
         raise TextdiffError("the text is empty")
     p = clf.classify(args.text, args.samples, adaptive=args.adaptive, z=args.z,
                      generator=torch.Generator().manual_seed(args.seed))
-    print(f"class: {p.label}  (confidence {p.confidence:.3f}, method {clf.method}, {p.forward_passes} forward passes, "
-          f"{p.seconds:.2f} s)")
+    passes = f"{p.forward_passes} forward pass" + ("" if p.forward_passes == 1 else "es")
+    print(f"class: {p.label}  (confidence {p.confidence:.3f}, method {clf.method}, {passes}, {p.seconds:.2f} s)")
     for name, post, ll, se in zip(p.classes, p.posterior, p.log_likelihood, p.log_likelihood_se, strict=True):
         if clf.method == "tfidf":  # a discriminative model: it has no likelihood to show
             print(f"  {name:>16}  P(c|x) = {post:.3f}")

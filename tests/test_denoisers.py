@@ -84,8 +84,21 @@ def test_zero_shot_classification_is_bayes_over_elbos_with_class_prompts(family,
     assert main(["--trust-remote-code", "classify", "--checkpoint", str(lookalikes[family]), "--samples", "2",
                  "--prompt-template", "{label} review:", "a dull film with loud music"]) == 0
     out = capsys.readouterr().out
-    posteriors = [float(line.split("P(c|x) = ")[1].split()[0]) for line in out.splitlines() if "P(c|x)" in line]
+    posteriors, scores = _posteriors_and_scores(out)
     assert len(posteriors) == 2 and math.isclose(sum(posteriors), 1.0, abs_tol=2e-3), out
+    # Bayes' rule with the uniform prior of zero-shot classification, on the printed log-likelihoods; the class
+    # prompts must tell the classes apart (the same noise scores both, so one prompt for both would tie them)
+    assert scores[0] != scores[1], out
+    bayes = torch.softmax(torch.tensor(scores, dtype=torch.float64), 0).tolist()
+    assert all(math.isclose(p, b, abs_tol=2e-3) for p, b in zip(posteriors, bayes, strict=True)), (posteriors, bayes)
+
+
+def _posteriors_and_scores(out: str) -> tuple[list[float], list[float]]:
+    """The printed P(c|x) and log-likelihood score of each class."""
+    lines = [line for line in out.splitlines() if "P(c|x)" in line]
+    posteriors = [float(line.split("P(c|x) = ")[1].split()[0]) for line in lines]
+    scores = [float(line.split(" = ")[2].split()[0]) for line in lines]
+    return posteriors, scores
 
 
 def test_mdlm_mask_is_the_extra_last_id_and_its_time_input_follows_the_masked_share(lookalikes):
@@ -232,9 +245,13 @@ def test_zero_shot_infill_reads_the_class_slot_through_the_denoiser(family, look
     assert main(["--trust-remote-code", "classify", "--checkpoint", str(lookalikes[family]), "--method", "infill",
                  "--classes", "a,i", "--prompt-template", "{label} review:", "a dull film with loud music"]) == 0
     out = capsys.readouterr().out
-    posteriors = [float(line.split("P(c|x) = ")[1].split()[0]) for line in out.splitlines() if "P(c|x)" in line]
+    posteriors, scores = _posteriors_and_scores(out)
     assert len(posteriors) == 2 and math.isclose(sum(posteriors), 1.0, abs_tol=2e-3), out
     assert calls, "the slot's logits come through the family's denoiser (time input, shift)"
+    # one window, uniform prior: the posterior is the softmax of the slot's scores, which differ between classes
+    assert scores[0] != scores[1] and "1 forward pass," in out, out
+    slot = torch.softmax(torch.tensor(scores, dtype=torch.float64), 0).tolist()
+    assert all(math.isclose(p, b, abs_tol=2e-3) for p, b in zip(posteriors, slot, strict=True)), (posteriors, slot)
 
 
 @pytest.mark.parametrize("family", ["mdlm", "dream"])

@@ -109,7 +109,11 @@ def make(family: str, out: str | Path, seed: int = 0, edit: Callable[[str], str]
                                   bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
                                   cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id,
                                   global_attn_every_n_layers=1, local_attention=64)
-        ModernBertForMaskedLM(config).save_pretrained(out)
+        model = ModernBertForMaskedLM(config)
+        with torch.no_grad():  # larger random weights than the init, so that outputs depend on the context
+            for p in model.parameters():
+                p.normal_(0.0, 0.5) if p.dim() > 1 else None
+        model.save_pretrained(out)
         tok.save_pretrained(out)
         return out
     from safetensors.torch import save_file
