@@ -231,6 +231,32 @@ def build_parser() -> argparse.ArgumentParser:
     zs.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo noise (masked LMs)")
     zs.add_argument("--out", required=True, help="directory to write (textdiff.json and calibration.json)")
     zs.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sy = commands.add_parser("synthesize", help="generate reviews per class, keep those a calibrated judge reads as "
+                                                "intended, drop duplicates and leaks (CSV with provenance)")
+    sy.add_argument("--checkpoint", required=True,
+                    help="generator: a class-conditional checkpoint, or a causal LM with --generator instruct")
+    sy.add_argument("--out", required=True,
+                    help="CSV to write (rerun to continue an interrupted run); its record: OUT.json")
+    sy.add_argument("--per-class", type=int, default=4, help="reviews generated per class, before judging")
+    sy.add_argument("--generator", choices=["checkpoint", "instruct"], default="checkpoint",
+                    help="checkpoint: the class prompt leads; instruct: ask a causal LM per class (its chat template)")
+    sy.add_argument("--classes", default=None, help="instruct generators: classes, comma separated")
+    sy.add_argument("--length", type=int, default=96, help="new tokens per review")
+    sy.add_argument("--batch-size", type=int, default=8, help="samples decoded as one batch")
+    sy.add_argument("--seed", type=int, default=0, help="row i of class c is seeded SEED + 100000 c + i")
+    sy.add_argument("--cfg-scale", type=float, default=1.0, help="checkpoint generators: classifier-free guidance")
+    sy.add_argument("--judge", default=None,
+                    help="classifier that judges (default: the checkpoint itself; tfidf for instruct generators)")
+    sy.add_argument("--judge-method", default=None,
+                    help="the judge's reading (default: the one its calibration found best on validation)")
+    sy.add_argument("--threshold", type=float, default=0.9, help="keep when P(intended class) >= this (calibrated)")
+    sy.add_argument("--ngram", type=int, default=3, help="word n-grams compared for duplicates and leaks")
+    sy.add_argument("--duplicate-jaccard", type=float, default=0.5,
+                    help="drop a row this similar to a kept row or a real training review")
+    sy.add_argument("--leak-jaccard", type=float, default=0.3,
+                    help="drop a row this similar to a validation or test review")
+    sy.add_argument("--data", default="imdb", help="the real data compared against (train, validation, test)")
+    sy.add_argument("--no-progress", action="store_true", help="no progress bars")
     commands.add_parser("report", help="regenerate RESULTS.md and results.json from the shipped checkpoints "
                                        "(options: python train_cli.py report --help)", add_help=False)
     for name, sub in commands.choices.items():  # the loading flags also after the command name
@@ -778,6 +804,28 @@ def _train_config(args: argparse.Namespace):
     return train_config(args, **quick)
 
 
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    from textdiff_core.synthesize import SynthConfig, synthesize
+
+    config = SynthConfig(
+        checkpoint=args.checkpoint, out=args.out, per_class=args.per_class, generator=args.generator,
+        classes=args.classes.split(",") if args.classes else None, length=args.length, batch_size=args.batch_size,
+        seed=args.seed, cfg_scale=args.cfg_scale, judge=args.judge, judge_method=args.judge_method,
+        threshold=args.threshold, ngram=args.ngram, duplicate_jaccard=args.duplicate_jaccard,
+        leak_jaccard=args.leak_jaccard, data=args.data, trust_remote_code=bool(args.trust_remote_code),
+    )
+    report = synthesize(config, progress=not args.no_progress)
+    judge = report.judge
+    worth = (f"{judge['validation_accuracy']:.1%} on {judge['validation_n']} real validation reviews "
+             f"({judge['how']})" if "validation_accuracy" in judge else "accuracy on real reviews not on record")
+    print(f"judge: {judge['judge']} ({judge['method']}, {'calibrated' if judge['calibrated'] else 'uncalibrated'}); "
+          f"{worth}")
+    print(f"generated {report.generated}; dropped by the judge {report.judged_other}, as duplicates "
+          f"{report.duplicates}, as leaks {report.leaks}; kept {report.kept} ({report.seconds:.0f} s)")
+    print(f"wrote {args.out} and {args.out}.json")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from textdiff_core.checkpoint import exists as checkpoint_exists
     from textdiff_core.train import can_resume, refuse_overwrite, train
@@ -822,7 +870,8 @@ def _run(args: argparse.Namespace) -> int:
     commands = {"train": cmd_train, "fill-mask": cmd_fill_mask, "classify": cmd_classify,
                 "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate,
                 "export": cmd_export, "paired": cmd_paired, "report": cmd_report, "zero-shot": cmd_zero_shot,
-                "perplexity": cmd_perplexity, "campaign": cmd_campaign, "campaign-ship": cmd_campaign_ship}
+                "perplexity": cmd_perplexity, "campaign": cmd_campaign, "campaign-ship": cmd_campaign_ship,
+                "synthesize": cmd_synthesize}
     from textdiff_core.models import quiet_progress
 
     try:

@@ -1,0 +1,114 @@
+"""Synthetic reviews with a judge, on a tiny class-conditional model: every row's verdict and reason, a judge that
+keeps nothing or everything, a duplicate and a leaked held-out review dropped, an interrupted run that continues."""
+
+import csv
+import json
+
+import pytest
+
+from textdiff_core.errors import TextdiffError
+from textdiff_core.models import load_model, save_model
+from textdiff_core.synthesize import SynthConfig, generate_rows, jaccard, synthesize
+from train_cli import main
+
+CLASSES = ["negative", "positive"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    lm = load_model("tiny", device="cpu")
+    meta = {"objective": "diffusion", "conditioning": "class", "classes": CLASSES, "class_prompt": "{label} review:"}
+    return str(save_model(lm.model, lm.tokenizer, tmp_path_factory.mktemp("synth") / "cc", meta))
+
+
+def _config(checkpoint, tmp_path, **settings) -> SynthConfig:
+    return SynthConfig(checkpoint=checkpoint, out=str(tmp_path / "s.csv"), per_class=3, length=12, batch_size=2,
+                       **settings)
+
+
+def _rows(path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_judge_that_keeps_everything_or_nothing(checkpoint, tmp_path):
+    everything = synthesize(_config(checkpoint, tmp_path, threshold=0.0, duplicate_jaccard=1.0, leak_jaccard=1.0),
+                            progress=False, real={})
+    rows = _rows(tmp_path / "s.csv")
+    assert len(rows) == 6 and sorted(r["label"] for r in rows) == ["negative"] * 3 + ["positive"] * 3
+    kept = [r for r in rows if r["kept"] == "true"]
+    assert everything.generated == 6 and everything.kept == len(kept)
+    assert all(r["judge_label"] == r["label"] for r in kept), "kept only where the judge read the intended class"
+    assert everything.judged_other == sum(r["judge_label"] != r["label"] for r in rows)
+    record = json.loads((tmp_path / "s.csv.json").read_text())
+    assert record["report"]["generated"] == 6 and record["config"]["threshold"] == 0.0
+
+    nothing = synthesize(_config(checkpoint, tmp_path / "b", threshold=1.0), progress=False, real={})
+    assert nothing.kept == 0 and nothing.judged_other == 6
+    assert all(r["kept"] == "false" and r["reason"].startswith("judge:") for r in _rows(tmp_path / "b" / "s.csv"))
+
+
+def test_a_duplicate_and_a_leaked_review_are_dropped_with_their_reason(tmp_path):
+    from textdiff_core.synthesize import filter_rows
+
+    def row(text):
+        return {"text": text, "label": "positive", "judge_label": "positive", "judge_prob": 1.0}
+
+    rows = [row("a warm and clever film with a fine cast"), row("a warm and clever film with a fine cast"),
+            row("the worst script i have seen in years"), row("what a dull and loud movie this was"),
+            row("nothing like anything anyone has written before")]
+    real = {"train": ["the worst script i have seen in years, avoid it"], "validation": [],
+            "test": ["honestly what a dull and loud movie this was to sit through"]}
+    config = SynthConfig(checkpoint="unused", out=str(tmp_path / "s.csv"), threshold=0.9)
+    report = filter_rows(rows, config, real)
+    assert [r["kept"] for r in rows] == ["true", "false", "false", "false", "true"]
+    assert "kept synthetic row" in rows[1]["reason"] and "real training review" in rows[2]["reason"]
+    assert "validation or test" in rows[3]["reason"]
+    assert (report.kept, report.duplicates, report.leaks, report.judged_other) == (2, 2, 1, 0)
+    rows[4]["judge_prob"] = 0.5  # under the threshold: the judge drops it first
+    assert filter_rows(rows, config, real).judged_other == 1 and rows[4]["reason"].startswith("judge:")
+
+
+def test_jaccard_of_word_trigrams():
+    a = ["the cat sat on the mat", "nothing alike here at all"]
+    b = ["the cat sat on the mat", "the cat sat on a hat"]
+    similarity = jaccard(a, b, 3)
+    assert similarity[0, 0] == pytest.approx(1.0) and similarity[1, 0] == 0.0
+    assert similarity[0, 1] == pytest.approx(2 / 6)  # {the cat sat, cat sat on} of 4 + 4 - 2 trigrams
+
+
+def test_an_interrupted_run_continues_with_the_seeds_it_lacks(checkpoint, tmp_path, monkeypatch):
+    import textdiff_core.decoding as decoding
+
+    config = _config(checkpoint, tmp_path)
+    full = generate_rows(config, progress=False)
+    path = tmp_path / "s.csv"
+    with path.open() as f:
+        lines = f.readlines()
+    path.write_text("".join(lines[:3]))  # header and two rows: as if killed after the first batch
+    calls = []
+    real = decoding.generate_samples
+    monkeypatch.setattr(decoding, "generate_samples", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
+    again = generate_rows(config, progress=False)
+    assert sum(calls) == 4, "only the four missing rows are decoded"
+    assert [(r["label"], int(r["seed"]), r["text"]) for r in again] == \
+        [(r["label"], int(r["seed"]), r["text"]) for r in full], "the same seed writes the same review"
+    assert len(_rows(path)) == 6
+
+
+def test_cli_contract_and_bad_settings(checkpoint, tmp_path, capsys):
+    data = tmp_path / "real.csv"
+    data.write_text("text,label\n" + "".join(f"a real review number {i},{CLASSES[i % 2]}\n" for i in range(40)))
+    out = tmp_path / "S.csv"
+    assert main(["synthesize", "--checkpoint", checkpoint, "--per-class", "4", "--out", str(out), "--data",
+                 str(data), "--length", "8", "--no-progress"]) == 0
+    rows = _rows(out)
+    assert {"text", "label", "kept"} <= set(rows[0]) and len(rows) == 8
+    assert sorted(r["label"] for r in rows) == ["negative"] * 4 + ["positive"] * 4
+    printed = capsys.readouterr().out
+    assert "generated 8;" in printed and "judge:" in printed
+    assert main(["synthesize", "--checkpoint", checkpoint, "--per-class", "0", "--out", str(out)]) == 2
+    assert main(["synthesize", "--checkpoint", "tiny", "--per-class", "1", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "not class-conditional" in capsys.readouterr().err
+    with pytest.raises(TextdiffError, match="threshold"):
+        SynthConfig(checkpoint=checkpoint, out=str(out), threshold=1.5)
