@@ -229,7 +229,6 @@ def jaccard(a: list[str], b: list[str], n: int = 3) -> torch.Tensor:
 
     The n-grams go through scikit-learn's ``HashingVectorizer`` (2^22 buckets, binary): a set's size is its row sum
     and the intersection of two sets the dot product of their rows, so thousands of pairs cost one sparse product."""
-    import numpy as np
     from sklearn.feature_extraction.text import HashingVectorizer
 
     if not a or not b:
@@ -237,9 +236,10 @@ def jaccard(a: list[str], b: list[str], n: int = 3) -> torch.Tensor:
     vectorizer = HashingVectorizer(analyzer="word", ngram_range=(n, n), binary=True, norm=None, alternate_sign=False,
                                    n_features=2**22, token_pattern=r"(?u)\b\w+\b")
     x, y = vectorizer.transform(a), vectorizer.transform(b)
-    inter = (x @ y.T).toarray()
-    union = np.asarray(x.sum(1)) + np.asarray(y.sum(1)).T - inter
-    return torch.from_numpy(np.where(union > 0, inter / np.maximum(union, 1), 0.0))
+    inter = torch.from_numpy((x @ y.T).toarray()).double()
+    sizes_a, sizes_b = (torch.from_numpy(m.sum(1).A1).double() for m in (x, y))
+    union = sizes_a[:, None] + sizes_b[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1), 0.0)
 
 
 def filter_rows(rows: list[dict], config: SynthConfig, real: dict[str, list[str]]) -> SynthReport:
