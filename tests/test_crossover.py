@@ -1,0 +1,148 @@
+"""The crossover grid: nested subsets, twins from one initialisation, the crossover detector, the exponent fit, and a
+tiny grid that resumes after an interruption to the same results as one uninterrupted run."""
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import textdiff_core.crossover as xo
+import textdiff_core.train as train_module
+from textdiff_core.crossover import (
+    best_so_far,
+    find_crossover,
+    fit_exponent,
+    paired_difference,
+    ratio_interval,
+    read_results,
+    validation_steps,
+)
+from textdiff_core.train import TrainConfig
+from train_cli import main
+
+# two sizes of a tiny grid: 1 layer, 32 wide, a 300-token vocabulary, 4 x 32-token batches
+TINY = ["--data", "imdb", "--sizes", "12,24", "--steps", "4,6", "--points", "2", "--first-point", "2",
+        "--val-size", "4", "--val-samples", "2", "--layers", "1", "--width", "32", "--heads", "2",
+        "--vocab-size", "300", "--batch-size", "4", "--max-length", "32", "--warmup-steps", "1", "--lr", "1e-3",
+        "--save-every", "100", "--probe-steps", "0", "--no-progress"]
+CURVES = ("diffusion_bits_per_token", "ar_bits_per_token", "diffusion_accuracy_bayes", "ar_accuracy_infill")
+
+
+def test_crossover_is_the_first_point_where_diffusions_best_so_far_is_below_the_twins():
+    ar = [6.0, 5.0, 4.5, 4.6, 4.8, 5.0]  # the twin overfits after its third point
+    assert find_crossover([6.5, 5.5, 4.9, 4.7, 4.4, 4.3], ar) == 4  # 4.4 < 4.5, the twin's best so far
+    assert find_crossover([6.5, 5.5, 4.9, 4.6, 4.55, 4.5], ar) is None  # equal is not below
+    assert find_crossover([5.9, 6.0, 7.0], [6.0, 5.0, 4.0]) == 0  # ahead at the first point, whatever follows
+    assert find_crossover([6.5, 4.4, 9.0, 9.0], [6.0, 5.0, 4.5, 4.0]) == 1  # a best point counts after it too
+    assert best_so_far([3.0, 2.0, 2.0, 2.5, 1.0]) == [0, 1, 1, 1, 4]
+
+
+def test_exponent_fit_recovers_a_power_law_and_needs_three_sizes():
+    sizes = [100, 400, 1600, 6400]
+    fit = fit_exponent(sizes, [3.0 * u**2.0 * (1.05 if i % 2 else 0.95) for i, u in enumerate(sizes)])
+    assert fit["k"] == pytest.approx(2.0, abs=0.05) and fit["ci95"][0] < 2.0 < fit["ci95"][1]
+    assert fit["published"] == 2.174 and fit["n"] == 4
+    assert fit_exponent(sizes[:2], [1.0, 2.0]) is None
+
+
+def test_ratio_interval_and_paired_difference():
+    rate, ci = ratio_interval([2.0, 4.0, 6.0], [1.0, 2.0, 3.0])
+    assert rate == 2.0 and ci == [2.0, 2.0]  # every text at the same rate: no spread
+    rate, ci = ratio_interval([1.0, 5.0, 2.0, 4.0], [1.0, 1.0, 1.0, 1.0])
+    assert rate == 3.0 and ci[0] < 3.0 < ci[1]
+    a = {"nll": [1.0, 2.0, 3.0], "tokens": [2, 2, 2]}
+    b = {"nll": [1.5, 2.5, 3.4], "tokens": [2, 2, 2]}
+    diff = paired_difference(a, b)
+    assert diff["difference_bits_per_token"] < 0 and diff["ci95"][1] < 0  # A lower on every text
+    with pytest.raises(Exception, match="same validation windows"):
+        paired_difference(a, {"nll": [1, 2, 3], "tokens": [2, 2, 3]})
+
+
+def test_validation_steps_are_log_spaced_and_end_at_the_budget():
+    steps = validation_steps(50, 1200, 8)
+    assert steps[0] == 50 and steps[-1] == 1200 and steps == sorted(set(steps)) and len(steps) == 8
+    ratios = [b / a for a, b in zip(steps, steps[1:], strict=False)]
+    assert max(ratios) / min(ratios) < 1.1
+    assert validation_steps(3, 4, 5) == [3, 4] and validation_steps(5, 5, 3) == [5]
+
+
+def test_subsets_are_nested_and_balanced_and_validation_is_apart(tmp_path):
+    config = xo.CrossoverConfig(out=str(tmp_path), sizes=[10, 40, 160], steps=[5, 5, 5], first_point=1,
+                                train=TrainConfig(out="", conditioning="joint"))
+    small, medium, large = (set(xo.subset(config, u).texts) for u in config.sizes)
+    assert small < medium < large and (len(small), len(medium), len(large)) == (10, 40, 160)
+    assert xo.subset(config, 40).class_counts() == {"negative": 20, "positive": 20}
+    assert not large & set(xo.validation_set(config).texts)
+
+
+def test_bad_grids_are_one_line_errors(capsys):
+    assert main(["crossover", "--out", "/tmp/x", "--sizes", "10,20", "--steps", "5"]) == 2
+    assert "one --steps per --sizes" in capsys.readouterr().err
+    assert main(["crossover", "--out", "/tmp/x", "--sizes", "20,10", "--steps", "5,5"]) == 2
+    assert "ascending" in capsys.readouterr().err
+    assert main(["crossover", "--out", "/tmp/x", "--sizes", "10", "--steps", "5", "--first-point", "9"]) == 2
+    assert "past the smallest budget" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # about 15 s: three tiny grids
+def test_a_tiny_grid_writes_the_contract_and_an_interrupted_run_resumes_to_the_same_results(tmp_path, monkeypatch,
+                                                                                          capsys):
+    straight = tmp_path / "straight"
+    assert main(["crossover", *TINY, "--out", str(straight)]) == 0
+    results = read_results(straight)
+    assert results["finished"] and [r["unique_reviews"] for r in results["runs"]] == [12, 24]
+    assert results["config"]["train"]["noise"]["weighting"] == "elbo"  # the bound, unless told otherwise
+    assert results["config"]["train"]["weight_decay"] == 0.1
+    for row in results["runs"]:
+        assert {"unique_reviews", "epochs", "tokens_seen", "diffusion_bits_per_token", "ar_bits_per_token",
+                "crossover_tokens"} <= set(row)
+        assert row["steps"] == row["validation_steps"] and len(row["diffusion_bits_per_token"]) == len(row["steps"])
+        assert all(math.isfinite(v) and v > 0 for v in row["diffusion_bits_per_token"] + row["ar_bits_per_token"])
+        assert row["tokens_seen"] == sorted(row["tokens_seen"]) and row["tokens_seen"][0] > 0
+        assert 0 <= row["tfidf_accuracy"] <= 1 and row["unique_tokens"] > row["unique_reviews"]
+        assert set(row["best"]) == {"diffusion", "ar"}
+    assert results["runs"][0]["epochs"][-1] == pytest.approx(6 * 4 / 12 * 4 / 6, abs=0.01)  # 4 steps x 4 / 12
+    # both twins start from one initialisation: the same tensors under the same names
+    d, a = (load_file(straight / "init" / t / "model.safetensors") for t in ("diffusion", "ar"))
+    assert d.keys() == a.keys() and all(torch.equal(d[k], a[k]) for k in d)
+    assert "crossover" in capsys.readouterr().out
+
+    # interrupt once in training (the loop saves a checkpoint) and once in validation, then run again
+    # (named tokenizer: a fresh WordPiece training may break ties between merges otherwise)
+    resumed, tiny = tmp_path / "resumed", [*TINY, "--tokenizer", str(straight / "init" / "tokenizer.json")]
+    real_step, real_validate, calls = train_module._optimizer_step, xo.validate, {"step": 0, "validate": 0}
+
+    def step_then_stop(*args, **kwargs):
+        calls["step"] += 1
+        if calls["step"] == 6:  # the diffusion twin of U=12, in its second stretch: step 4 of 4
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    def validate_then_stop(*args, **kwargs):
+        calls["validate"] += 1
+        if calls["validate"] == 4:
+            raise KeyboardInterrupt
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_optimizer_step", step_then_stop)
+    monkeypatch.setattr(xo, "validate", validate_then_stop)
+    assert main(["crossover", *tiny, "--out", str(resumed)]) == 130
+    assert (resumed / "u-00012" / "diffusion" / "checkpoints" / "step-0000003").is_dir(), "saved when interrupted"
+    assert main(["crossover", *tiny, "--out", str(resumed)]) == 130
+    partial = read_results(resumed)
+    assert not partial["finished"] and partial["runs"][0]["steps"], "the points so far are written"
+    assert main(["crossover", *tiny, "--out", str(resumed)]) == 0
+    again = read_results(resumed)
+    assert again["model"]["tokenizer_sha256"] == results["model"]["tokenizer_sha256"]
+    for one, two in zip(results["runs"], again["runs"], strict=True):
+        for key in (*CURVES, "tokens_seen", "steps", "crossover_tokens"):
+            assert one[key] == two[key], key
+    history = len(again["history"])
+    assert main(["crossover", *tiny, "--out", str(resumed)]) == 0  # finished: nothing more to do
+    assert len(read_results(resumed)["history"]) == history
+    changed = [x if x != "4,6" else "4,8" for x in tiny]
+    assert main(["crossover", *changed, "--out", str(resumed)]) == 2
+    assert "other settings (steps)" in capsys.readouterr().err
+    assert json.loads((resumed / "u-00012" / "validation.json").read_text())["ar"]
