@@ -171,7 +171,7 @@ def make_init(config: CrossoverConfig, texts: list[str], classes: list[str]) -> 
     from textdiff_core.models import quiet_transformers
 
     root = Path(config.out) / "init"
-    if all((root / twin / "config.json").is_file() for twin in TWINS):
+    if (root / "init.json").is_file():  # written last: the twins and the tokenizer are complete
         return json.loads((root / "init.json").read_text())
     from tokenizers import Tokenizer
 
