@@ -729,8 +729,9 @@ def _crossover_parser(commands, train_parser: argparse.ArgumentParser) -> None:
                    help="steps of the s/step measurement printed with the plan before training (0: none)")
 
 
-def cmd_crossover(args: argparse.Namespace) -> int:
-    from textdiff_core.crossover import CrossoverConfig, ModelShape, run_crossover
+def crossover_config(args: argparse.Namespace):
+    """The CrossoverConfig of ``crossover``'s flags."""
+    from textdiff_core.crossover import CrossoverConfig, ModelShape
 
     sizes, steps = args.sizes, args.steps
     if not hasattr(args, "noise__weighting"):  # the published recipe: the 1/t weighting, so the loss is the bound
@@ -741,6 +742,13 @@ def cmd_crossover(args: argparse.Namespace) -> int:
                              first_point=args.first_point, val_size=args.val_size, val_samples=args.val_samples,
                              shape=ModelShape(args.layers, args.width, args.heads, args.vocab_size),
                              tokenizer=args.tokenizer)
+    return config
+
+
+def cmd_crossover(args: argparse.Namespace) -> int:
+    from textdiff_core.crossover import run_crossover
+
+    config = crossover_config(args)
     try:
         results = run_crossover(config, until_size=args.until_size, probe_steps=args.probe_steps,
                                 progress=not args.no_progress)

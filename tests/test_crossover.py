@@ -3,6 +3,7 @@ tiny grid that resumes after an interruption to the same results as one uninterr
 
 import json
 import math
+import shlex
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from textdiff_core.crossover import (
     validation_steps,
 )
 from textdiff_core.train import TrainConfig
-from train_cli import main
+from train_cli import build_parser, crossover_config, main
 
 # two sizes of a tiny grid: 1 layer, 32 wide, a 300-token vocabulary, 4 x 32-token batches
 TINY = ["--data", "imdb", "--sizes", "12,24", "--steps", "4,6", "--points", "2", "--first-point", "2",
@@ -75,6 +76,14 @@ def test_subsets_are_nested_and_balanced_and_validation_is_apart(tmp_path):
     assert small < medium < large and (len(small), len(medium), len(large)) == (10, 40, 160)
     assert xo.subset(config, 40).class_counts() == {"negative": 20, "positive": 20}
     assert not large & set(xo.validation_set(config).texts)
+
+
+def test_the_recorded_command_repeats_the_grid_exactly(tmp_path):
+    args = build_parser().parse_args(["crossover", *TINY, "--tokenizer", "t.json", "--out", str(tmp_path)])
+    config = crossover_config(args)
+    again = crossover_config(build_parser().parse_args(shlex.split(xo.command_line(config))[2:]))
+    assert again.to_dict() == config.to_dict() == xo.CrossoverConfig.from_dict(config.to_dict()).to_dict()
+    assert config.train.noise.weighting == "elbo" and config.train.weight_decay == 0.1
 
 
 def test_bad_grids_are_one_line_errors(capsys):
@@ -146,3 +155,68 @@ def test_a_tiny_grid_writes_the_contract_and_an_interrupted_run_resumes_to_the_s
     assert main(["crossover", *changed, "--out", str(resumed)]) == 2
     assert "other settings (steps)" in capsys.readouterr().err
     assert json.loads((resumed / "u-00012" / "validation.json").read_text())["ar"]
+
+
+def _point(step: int, nll_per_token: float, size: int, right: int) -> dict:
+    """Validation of four reviews of 10 tokens each at ``step`` (batch 4): NLL in nats, ``right`` of 4 correct."""
+    nll = [10 * nll_per_token * f for f in (0.9, 1.1, 0.95, 1.05)]
+    return {"nll": nll, "tokens": [10] * 4, "bytes": [40] * 4, "bayes": [1] * right + [0] * (4 - right),
+            "infill": [1] * 4, "epoch": step * 4 / size, "tokens_seen": step * 100}
+
+
+def _grid(size: int, steps: list[int], diffusion: list[float], ar: list[float], planned: int) -> dict:
+    points = {"diffusion": {s: _point(s, v, size, 2) for s, v in zip(steps, diffusion, strict=True)},
+              "ar": {s: _point(s, v, size, 3) for s, v in zip(steps, ar, strict=True)}}
+    plan = {"steps": planned, "points": [10, 20, 40, 80]}
+    return xo.analyse_size(size, plan, points, {"accuracy": 0.6, "ci95": [0.2, 0.9]}, 5000)
+
+
+def test_analysis_of_hand_built_curves_and_its_report_section():
+    from textdiff_core.report import crossover_answer, crossover_lines
+
+    crossing = _grid(100, [10, 20, 40, 80], [5.0, 4.0, 3.2, 3.1], [4.5, 3.5, 3.4, 3.6], 80)
+    assert crossing["finished"] and crossing["crossover_tokens"] == 4000 and crossing["crossover"]["step"] == 40
+    assert crossing["crossover"]["ar_best_step"] == 40 and crossing["crossover"]["diffusion_best_step"] == 40
+    low, high = crossing["crossover"]["ci95"]
+    assert crossing["crossover"]["difference_bits_per_token"] == pytest.approx((3.2 - 3.4) / math.log(2), abs=1e-4)
+    assert low < crossing["crossover"]["difference_bits_per_token"] < high < 0
+    assert crossing["best"]["ar"]["step"] == 40 and crossing["best"]["diffusion"]["accuracy_bayes"] == 0.5
+    partial = _grid(400, [10, 20], [5.0, 4.5], [4.0, 3.5], 80)
+    assert not partial["finished"] and partial["crossover_tokens"] is None and partial["crossover"] is None
+    results = {"runs": [crossing, partial], "finished": False, "exponent": xo.analyse([crossing, partial]),
+               "source": "results/crossover.json", "updated_at": "2026-12-05T18:00:00+00:00",
+               "command": "python train_cli.py crossover …",
+               "plan": [{"points": [10, 20, 40, 80]}, {"points": [10, 20, 40, 80]}], "model": {"parameters": 7},
+               "config": xo.CrossoverConfig(out="x", sizes=[100, 400], steps=[80, 80], first_point=10,
+                                            train=TrainConfig(out="", conditioning="joint")).to_dict()}
+    assert results["exponent"] is None
+    text = "\n".join(crossover_lines(results))
+    assert "In progress: 6 of 8 validation points" in text and "none so far (in progress)" in text
+    assert "4,000 tokens (step 40, epoch 1.6)" in text and "not fitted" in text
+    assert "| 100 | 50.0% | 100.0% | 75.0% | 100.0% | 60.0% |" in text
+    answer = crossover_answer(results)
+    assert "U=100: crosses at epoch 1.6" in answer and "U=400: no crossover so far" in answer
+
+
+def test_report_rerender_adds_the_section_and_the_readme_line_without_measuring(tmp_path, monkeypatch):
+    import shutil
+
+    import textdiff_core.report as report
+
+    grid = _grid(100, [10, 20], [5.0, 3.0], [4.5, 3.5], 20)
+    config = xo.CrossoverConfig(out="x", sizes=[100], steps=[20], first_point=10,
+                                train=TrainConfig(out="", conditioning="joint"))
+    (tmp_path / "crossover.json").write_text(json.dumps({"runs": [grid], "finished": True, "exponent": None,
+                                                         "config": config.to_dict(), "plan": [{"points": [10, 20]}],
+                                                         "history": [{"twin": "ar"}]}))
+    monkeypatch.setattr(report, "CROSSOVER_FILE", tmp_path / "crossover.json")
+    shutil.copy(report.ROOT / "results.json", tmp_path / "results.json")
+    readme = tmp_path / "README.md"
+    readme.write_text("x\n<!-- results:start -->\nold\n<!-- results:end -->\n")
+    assert main(["report", "--rerender", "--out-dir", str(tmp_path), "--readme", str(readme)]) == 0
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "## When does diffusion win? The data-constrained crossover" in text and "Finished" in text
+    assert "## Many epochs: the pair by epoch" in text, "the rest of the report is kept"
+    assert "U=100: crosses at epoch 0.8" in readme.read_text() and "old" not in readme.read_text()
+    assert "history" not in json.loads((tmp_path / "results.json").read_text())["crossover"]
+    assert main(["report", "--rerender", "--out-dir", str(tmp_path / "none")]) == 2

@@ -94,6 +94,32 @@ class CrossoverConfig:
     def to_dict(self) -> dict:
         return asdict(self) | {"train": self.train.to_dict()}
 
+    @classmethod
+    def from_dict(cls, record: dict) -> CrossoverConfig:
+        """The config crossover.json recorded."""
+        return cls(**record | {"train": TrainConfig.from_record(record["train"]),
+                               "shape": ModelShape(**record["shape"])})
+
+
+# TrainConfig fields each run of the grid sets for itself (``_run_config``): not flags of ``crossover``
+PER_RUN = {"out", "objective", "model", "steps", "epochs", "resume", "stop_after", "conditioning", "max_samples",
+           "eval_every", "eval_epochs", "eval_size", "eval_samples"}
+
+
+def command_line(config: CrossoverConfig) -> str:
+    """The ``crossover`` command that repeats this grid exactly, every setting spelled out."""
+    import shlex
+
+    s = config.shape
+    args = ["python", "train_cli.py", "crossover", "--sizes", ",".join(map(str, config.sizes)),
+            "--steps", ",".join(map(str, config.steps)), "--points", str(config.points),
+            "--first-point", str(config.first_point), "--val-size", str(config.val_size),
+            "--val-samples", str(config.val_samples), "--layers", str(s.layers), "--width", str(s.width),
+            "--heads", str(s.heads), "--vocab-size", str(s.vocab_size)]
+    args += ["--tokenizer", config.tokenizer] if config.tokenizer else []
+    args += config.train.to_args(skip=lambda name: name in PER_RUN) + ["--out", config.out]
+    return shlex.join(args)
+
 
 def validation_steps(first: int, total: int, points: int) -> list[int]:
     """Log-spaced steps from ``first`` to ``total`` (both included; repeats after rounding dropped)."""
@@ -509,7 +535,8 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
     if measured is None and probe_steps:
         measured = measure_step_seconds(config, probe_steps)
     steps_plan = plan(config, measured)
-    results = {"config": config.to_dict(), "model": init, "probe_seconds_per_step": measured, "plan": steps_plan,
+    results = {"command": command_line(config), "config": config.to_dict(), "model": init,
+               "probe_seconds_per_step": measured, "plan": steps_plan,
                "validation": {"split": "validation", "n": len(validation), "samples": config.val_samples,
                               "window": "the first window of each review (max_length tokens)",
                               "likelihood": "each text given its own class word"},
