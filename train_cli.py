@@ -725,6 +725,9 @@ def _crossover_parser(commands, train_parser: argparse.ArgumentParser) -> None:
                    help="transformers scheduler name (default: constant_with_warmup)")
     c.add_argument("--warmup-steps", type=int, default=100, help="warm-up steps of every run (default: 100)")
     c.add_argument("--until-size", type=int, default=None, help="stop after this size (run again to go on)")
+    c.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice); 1 is several times faster on a machine "
+                        "whose cores other jobs keep busy (not a setting of the grid: results are read the same way)")
     c.add_argument("--probe-steps", type=int, default=6,
                    help="steps of the s/step measurement printed with the plan before training (0: none)")
 
@@ -749,6 +752,12 @@ def cmd_crossover(args: argparse.Namespace) -> int:
     from textdiff_core.crossover import run_crossover
 
     config = crossover_config(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise TextdiffError(f"threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         results = run_crossover(config, until_size=args.until_size, probe_steps=args.probe_steps,
                                 progress=not args.no_progress)

@@ -536,15 +536,15 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
         measured = measure_step_seconds(config, probe_steps)
     steps_plan = plan(config, measured)
     results = {"command": command_line(config), "config": config.to_dict(), "model": init,
-               "probe_seconds_per_step": measured, "plan": steps_plan,
+               "probe_seconds_per_step": measured, "plan": steps_plan, "threads": torch.get_num_threads(),
                "validation": {"split": "validation", "n": len(validation), "samples": config.val_samples,
                               "window": "the first window of each review (max_length tokens)",
                               "likelihood": "each text given its own class word"},
                "started_at": results.get("started_at") or datetime.now(UTC).isoformat(timespec="seconds"),
                "history": results.get("history", []), "runs": results.get("runs", []),
                "control_arm": "not run (left-to-right with random input-token masking)"}
-    say(f"model: {init['parameters']:,} parameters, vocabulary {init['vocab_size']}; "
-        f"probe s/step: {measured or 'not measured'}")
+    say(f"model: {init['parameters']:,} parameters, vocabulary {init['vocab_size']}; probe s/step: "
+        f"{measured or 'not measured'} ({torch.get_num_threads()} threads)")
     total_h = 0.0
     for row in steps_plan:
         hours = row.get("hours_training")
