@@ -480,7 +480,8 @@ def crossover_answer(c: dict) -> str:
     fit = c.get("exponent")
     tail = (f"; C_crit ∝ U^{fit['k']:.2f} (95% {fit['ci95'][0]:.2f}–{fit['ci95'][1]:.2f}; published "
             f"{fit['published']})" if fit else "")
-    status = "" if c.get("finished") else ", in progress"
+    sizes = len((c.get("config") or {}).get("sizes") or c["runs"])
+    status = "" if c.get("finished") else f", in progress: {len(c['runs'])} of {sizes} sizes begun"
     return (f"Data-constrained crossover (twins from scratch on U reviews, validation bits per token{status}): "
             + "; ".join(parts) + tail + ".")
 
@@ -506,7 +507,7 @@ def crossover_lines(c: dict) -> list[str]:
              f"bound ({cfg['val_samples']} samples, the same masks at every point) and the twin's exact NLL, in bits "
              f"per token, 95% intervals over reviews. Not varied: the architecture, tokenizer, batch, learning rate "
              f"and schedule, seed, window length and the class-word settings. Measured s/step before the start "
-             f"(shared machine): {c.get('probe_seconds_per_step')}.", "",
+             f"(shared machine, {c.get('threads', '?')} torch thread(s)): {c.get('probe_seconds_per_step')}.", "",
              "| U (reviews) | unique tokens | budget: steps (epochs) | points | diffusion best bits/token (epoch) | "
              "twin best (epoch) | diffusion − twin at the bests, 95% CI | crossover |",
              "|---|---|---|---|---|---|---|---|"]
@@ -555,8 +556,9 @@ def crossover_lines(c: dict) -> list[str]:
                 f"{row['diffusion_bits_per_token'][j]:.3f} ({_ci(row['diffusion_bits_per_token_ci95'][j])}) | "
                 f"{row['ar_bits_per_token'][j]:.3f} ({_ci(row['ar_bits_per_token_ci95'][j])}) | "
                 f"{row['diffusion_bits_per_byte'][j]:.3f} | {row['ar_bits_per_byte'][j]:.3f} |")
-    lines += ["", "Control arm (the left-to-right twin with random input-token masking, Gao et al.): "
-              + str(c.get("control_arm") or "not run") + "."]
+    ran = str(c.get("control_arm") or "not run").startswith("ran")
+    lines += ["", "Control arm (the left-to-right twin with random input-token masking, Gao et al., which would tell "
+              "the objective from the augmentation): " + ("ran." if ran else "did not run.")]
     return lines
 
 
