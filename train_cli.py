@@ -693,7 +693,7 @@ def _crossover_parser(commands, train_parser: argparse.ArgumentParser) -> None:
                             epilog="The diffusion twin trains with --loss-weighting elbo unless told otherwise.")
     per_run = {"--objective", "--model", "--steps", "--epochs", "--resume", "--out", "--quick-test", "--stop-after",
                "--conditioning", "--max-samples", "--eval-every", "--eval-epochs", "--eval-size", "--eval-samples",
-               "-h", "--weight-decay", "--lr-schedule", "--warmup-steps"}
+               "-h", "--weight-decay", "--lr-schedule", "--warmup-steps", "--input-mask-prob"}
     for action in train_parser._actions:  # the same flag objects, so train and crossover cannot drift apart
         if action.option_strings and not set(action.option_strings) & per_run:
             c._add_action(action)
@@ -720,6 +720,12 @@ def _crossover_parser(commands, train_parser: argparse.ArgumentParser) -> None:
     c.add_argument("--tokenizer", default=None,
                    help="a tokenizer.json to use (e.g. an earlier grid's OUT/init/tokenizer.json), so that the grid is "
                         "repeated exactly (default: train a WordPiece tokenizer on the largest subset)")
+    c.add_argument("--control-mask", type=float, default=0.0,
+                   help="the control arm: also train the left-to-right twin with its text inputs masked at this rate "
+                        "(Gao et al.), to tell the objective from the augmentation; may be added to a running grid "
+                        "(default: 0, none)")
+    c.add_argument("--control-sizes", type=_int_list, default=[],
+                   help="the sizes that get the control arm, e.g. 100,200 (default: every size)")
     c.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default: 0.1, as published)")
     c.add_argument("--lr-schedule", default="constant_with_warmup",
                    help="transformers scheduler name (default: constant_with_warmup)")
@@ -744,7 +750,8 @@ def crossover_config(args: argparse.Namespace):
     config = CrossoverConfig(out=args.out, sizes=sizes, steps=steps, train=_train_config(args), points=args.points,
                              first_point=args.first_point, val_size=args.val_size, val_samples=args.val_samples,
                              shape=ModelShape(args.layers, args.width, args.heads, args.vocab_size),
-                             tokenizer=args.tokenizer)
+                             tokenizer=args.tokenizer, control_mask=args.control_mask,
+                             control_sizes=args.control_sizes)
     return config
 
 

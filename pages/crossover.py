@@ -19,9 +19,11 @@ st.caption("Masked diffusion and its left-to-right twin trained from scratch on 
            "validated at log-spaced points on the same validation reviews. Written by `train_cli.py crossover`.")
 
 COMMITTED = ROOT / "results" / "crossover.json"
-TWIN_NAMES = {"diffusion": "diffusion (ELBO bound)", "ar": "left-to-right (exact)"}
+TWIN_NAMES = {"diffusion": "diffusion (ELBO bound)", "ar": "left-to-right (exact)",
+              "ar_masked": "left-to-right, inputs masked (control arm)"}
 READING_NAMES = {("diffusion", "bayes"): "diffusion, Bayes", ("diffusion", "infill"): "diffusion, infill",
-                 ("ar", "bayes"): "left-to-right, Bayes", ("ar", "infill"): "left-to-right, infill"}
+                 ("ar", "bayes"): "left-to-right, Bayes", ("ar", "infill"): "left-to-right, infill",
+                 ("ar_masked", "bayes"): "control arm, Bayes", ("ar_masked", "infill"): "control arm, infill"}
 
 path = st.text_input("Results file (a grid's crossover.json)", str(COMMITTED), key="crossover_path",
                      help="the committed results by default; a running grid's OUT/crossover.json shows it live")
@@ -74,7 +76,8 @@ for row in runs:
         {"tokens seen": row["tokens_seen"][j], "epoch": row["epochs"][j], "step": step,
          "objective": TWIN_NAMES[twin], "bits per token": row[f"{twin}_bits_per_token"][j],
          "low": row[f"{twin}_bits_per_token_ci95"][j][0], "high": row[f"{twin}_bits_per_token_ci95"][j][1]}
-        for j, step in enumerate(row["steps"]) for twin in TWIN_NAMES])
+        for j, step in enumerate(row["steps"]) for twin in TWIN_NAMES
+        if (row.get(f"{twin}_bits_per_token") or [None] * len(row["steps"]))[j] is not None])
     x = alt.X("tokens seen:Q", scale=alt.Scale(type="log"))
     colour = alt.Color("objective:N", sort=list(TWIN_NAMES.values()))
     tooltip = ["objective", "step", "epoch", "tokens seen", alt.Tooltip("bits per token:Q", format=".3f")]

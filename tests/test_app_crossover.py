@@ -30,7 +30,8 @@ def _results(tmp_path: Path) -> Path:
     steps = [10, 20, 40]
     crossing = xo.analyse_size(100, {"steps": 40, "points": steps}, {
         "diffusion": {s: _point(s, b, 100) for s, b in zip(steps, [6.0, 5.0, 4.0], strict=True)},
-        "ar": {s: _point(s, b, 100) for s, b in zip(steps, [5.5, 4.5, 4.6], strict=True)}}, {"accuracy": 0.61,
+        "ar": {s: _point(s, b, 100) for s, b in zip(steps, [5.5, 4.5, 4.6], strict=True)},
+        "ar_masked": {s: _point(s, b, 100) for s, b in zip(steps[:2], [5.7, 4.4], strict=True)}}, {"accuracy": 0.61,
                                                                                            "ci95": [0.5, 0.7]}, 9000)
     partial = xo.analyse_size(400, {"steps": 40, "points": steps}, {
         "diffusion": {10: _point(10, 6.0, 400)}, "ar": {10: _point(10, 5.0, 400)}}, None, 36000)
@@ -53,6 +54,8 @@ def test_the_crossover_page_draws_each_size_marks_the_crossover_and_says_it_is_i
     assert any(t.get("label") == ["crossover"] and t["tokens seen"] == [80000] for t in tables), "the crossover rule"
     curves = [t for t in tables if "bits per token" in t]
     assert [sorted(set(t["step"])) for t in curves] == [[10, 20, 40], [10]]
+    control = [s for s, o in zip(curves[0]["step"], curves[0]["objective"], strict=True) if "control" in o]
+    assert control == [10, 20], "the control arm where it has reached a point"
     accuracy = next(t for t in tables if "reading" in t and "accuracy" in t)
     assert "TF-IDF + logistic regression" in accuracy["reading"] and 400 in accuracy["U (reviews)"]
     assert "U=100: crosses at epoch 6.4" in " ".join(m.value for m in at.markdown)

@@ -194,6 +194,9 @@ def test_analysis_of_hand_built_curves_and_its_report_section():
     assert "In progress: 6 of 8 validation points" in text and "none so far (in progress)" in text
     assert "4,000 tokens (step 40, epoch 1.6)" in text and "not fitted" in text
     assert "| 100 | 50.0% | 100.0% | 75.0% | 100.0% | 60.0% |" in text
+    assert "did not run" in text
+    crossing_control = _grid(100, [10, 20, 40, 80], [5.0, 4.0, 3.2, 3.1], [4.5, 3.5, 3.4, 3.6], 80)
+    assert "control_difference" not in crossing_control
     answer = crossover_answer(results)
     assert "U=100: crosses at epoch 1.6" in answer and "U=400: no crossover so far" in answer
 
@@ -220,3 +223,56 @@ def test_report_rerender_adds_the_section_and_the_readme_line_without_measuring(
     assert "U=100: crosses at epoch 0.8" in readme.read_text() and "old" not in readme.read_text()
     assert "history" not in json.loads((tmp_path / "results.json").read_text())["crossover"]
     assert main(["report", "--rerender", "--out-dir", str(tmp_path / "none")]) == 2
+
+
+def test_input_token_masking_hides_text_inputs_of_the_left_to_right_twin_and_keeps_its_targets():
+    from test_joint import Recorder
+
+    from textdiff_core.errors import TextdiffError
+    from textdiff_core.models import load_model
+    from textdiff_core.noise import NoiseConfig
+    from textdiff_core.tokens import collate, tokenize_texts
+    from textdiff_core.train import micro_batch_loss
+
+    tok = load_model("tiny").tokenizer
+    text = tokenize_texts(tok, ["a tender and funny film about two brothers and their dog"])[0]
+    prompt = tokenize_texts(tok, ["negative review:"])[0]
+    batch = collate(tok, [text] * 64, [prompt] * 64, 32)
+    results = {}
+    for p in (0.0, 0.3):
+        toy = Recorder(len(tok))
+        num, den, *_ = micro_batch_loss(toy, batch, "ar", NoiseConfig(), tok.mask_token_id,
+                                        torch.Generator().manual_seed(0), None, p)
+        results[p] = (toy.inputs[-1], den.item())
+    (clean, positions), den = results[0.0]
+    (hidden, same_positions), den_masked = results[0.3]
+    assert torch.equal(clean, batch.input_ids) and torch.equal(positions, same_positions) and den == den_masked
+    masked = hidden == tok.mask_token_id
+    assert not (masked & ~batch.target_mask).any(), "never the prompt or the special tokens"
+    share = masked.sum().item() / batch.target_mask.sum().item()
+    assert 0.2 < share < 0.4 and torch.equal(hidden[~masked], batch.input_ids[~masked])
+    with pytest.raises(TextdiffError, match="left-to-right"):
+        TrainConfig(out="x", objective="diffusion", input_mask_prob=0.1)
+
+
+@pytest.mark.slow  # about 12 s: a one-size grid three times
+def test_the_control_arm_joins_a_running_grid_and_its_rate_cannot_change(tmp_path, capsys):
+    one = [x if x not in ("12,24", "4,6") else {"12,24": "12", "4,6": "4"}[x] for x in TINY]
+    out = tmp_path / "grid"
+    assert main(["crossover", *one, "--out", str(out)]) == 0
+    before = read_results(out)
+    stored = json.loads((out / "crossover.json").read_text())  # as a grid recorded before the control arm existed
+    for key in ("control_mask", "control_sizes"):
+        del stored["config"][key]
+    del stored["config"]["train"]["input_mask_prob"]
+    (out / "crossover.json").write_text(json.dumps(stored))
+    assert main(["crossover", *one, "--control-mask", "0.3", "--out", str(out)]) == 0
+    after = read_results(out)
+    assert [h["twin"] for h in after["history"][len(before["history"]):]] == ["ar_masked", "ar_masked"]
+    row, old = after["runs"][0], before["runs"][0]
+    assert all(row[k] == old[k] for k in CURVES), "the twins' points are kept"
+    assert len(row["ar_masked_bits_per_token"]) == len(row["steps"]) and "ar_masked" in row["best"]
+    assert row["ar_masked_bits_per_token"] != row["ar_bits_per_token"] and "control_difference" in row
+    assert after["control_arm"].startswith("ran") and "--control-mask 0.3" in after["command"]
+    assert main(["crossover", *one, "--control-mask", "0.2", "--out", str(out)]) == 2
+    assert "control_mask" in capsys.readouterr().err

@@ -36,6 +36,9 @@ from textdiff_core.evaluate import wilson_interval
 from textdiff_core.train import TrainConfig
 
 TWINS = ("diffusion", "ar")
+CONTROL = "ar_masked"  # the control arm: the left-to-right twin with random input-token masking
+RUNS = (*TWINS, CONTROL)  # every run a size can have, in the order they take turns at a validation point
+CONTROL_SETTINGS = ("control_mask", "control_sizes")  # may be added to a running grid: they add runs, change none
 RESULTS = "crossover.json"
 PUBLISHED_EXPONENT = 2.174  # Prabhudesai et al. 2025: C_crit grows as U^2.174
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -73,6 +76,9 @@ class CrossoverConfig:
     val_samples: int = 4  # ELBO Monte Carlo samples per text and class (same noise for every class and point)
     shape: ModelShape = field(default_factory=ModelShape)
     tokenizer: str | None = None  # a tokenizer.json to use (an earlier grid's OUT/init/tokenizer.json); None: train one
+    control_mask: float = 0.0  # > 0: the control arm, a third run per size: the left-to-right twin with its text
+    #                            inputs masked at this rate (Gao et al.): the augmentation without the objective
+    control_sizes: list[int] = field(default_factory=list)  # sizes that get the control arm (empty: every size)
 
     def __post_init__(self) -> None:
         if not self.sizes or len(self.sizes) != len(self.steps):
@@ -88,11 +94,20 @@ class CrossoverConfig:
         if self.val_size < 2 or self.val_samples < 1:
             raise TextdiffError(f"val-size must be at least 2 and val-samples at least 1, got {self.val_size}, "
                                 f"{self.val_samples}")
+        if not 0.0 <= self.control_mask < 1.0:
+            raise TextdiffError(f"control-mask must be in [0, 1), got {self.control_mask}")
+        if set(self.control_sizes) - set(self.sizes):
+            raise TextdiffError(f"control-sizes {self.control_sizes} must be among the sizes {self.sizes}")
         if self.train.conditioning != "joint":
             raise TextdiffError("the crossover reads both classifiers, so its twins train with --conditioning joint")
 
     def to_dict(self) -> dict:
         return asdict(self) | {"train": self.train.to_dict()}
+
+    def runs(self, size: int) -> tuple[str, ...]:
+        """The runs of a size: both twins, and the control arm where it applies."""
+        control = self.control_mask > 0 and (not self.control_sizes or size in self.control_sizes)
+        return RUNS if control else TWINS
 
     @classmethod
     def from_dict(cls, record: dict) -> CrossoverConfig:
@@ -103,7 +118,7 @@ class CrossoverConfig:
 
 # TrainConfig fields each run of the grid sets for itself (``_run_config``): not flags of ``crossover``
 PER_RUN = {"out", "objective", "model", "steps", "epochs", "resume", "stop_after", "conditioning", "max_samples",
-           "eval_every", "eval_epochs", "eval_size", "eval_samples"}
+           "eval_every", "eval_epochs", "eval_size", "eval_samples", "input_mask_prob"}
 
 
 def command_line(config: CrossoverConfig) -> str:
@@ -117,6 +132,9 @@ def command_line(config: CrossoverConfig) -> str:
             "--val-samples", str(config.val_samples), "--layers", str(s.layers), "--width", str(s.width),
             "--heads", str(s.heads), "--vocab-size", str(s.vocab_size)]
     args += ["--tokenizer", config.tokenizer] if config.tokenizer else []
+    if config.control_mask:
+        args += ["--control-mask", str(config.control_mask)]
+        args += ["--control-sizes", ",".join(map(str, config.control_sizes))] if config.control_sizes else []
     args += config.train.to_args(skip=lambda name: name in PER_RUN) + ["--out", config.out]
     return shlex.join(args)
 
@@ -380,6 +398,18 @@ def analyse_size(size: int, plan: dict, points: dict[str, dict[int, dict]], tfid
     if sd and sa:
         bd, ba = best_so_far([s["bits_per_token"] for s in sd])[-1], best_so_far([s["bits_per_token"] for s in sa])[-1]
         row["best_difference"] = {k: _round(v) for k, v in paired_difference(d[bd], a[ba]).items()}
+    control = [points.get(CONTROL, {}).get(s) for s in steps]
+    if any(control):  # the control arm, on the twins' points (None where it has not reached one yet)
+        sc = [summarise(p) if p else None for p in control]
+        for key in ("bits_per_token", "bits_per_token_ci95", "bits_per_byte", "accuracy_bayes", "accuracy_infill"):
+            row[f"{CONTROL}_{key}"] = [_round(x[key]) if x else None for x in sc]
+        have = [j for j, x in enumerate(sc) if x]
+        j = have[best_so_far([sc[i]["bits_per_token"] for i in have])[-1]]
+        row["best"][CONTROL] = {"bits_per_token": _round(sc[j]["bits_per_token"]), "step": steps[j],
+                                "epoch": row["epochs"][j], "tokens_seen": row["tokens_seen"][j],
+                                "accuracy_bayes": sc[j]["accuracy_bayes"], "accuracy_infill": sc[j]["accuracy_infill"]}
+        bd = best_so_far([x["bits_per_token"] for x in sd])[-1]
+        row["control_difference"] = {k: _round(v) for k, v in paired_difference(d[bd], control[j]).items()}
     row["tfidf_accuracy"] = tfidf["accuracy"] if tfidf else None
     row["tfidf_accuracy_ci95"] = tfidf["ci95"] if tfidf else None
     return row
@@ -431,7 +461,10 @@ def plan(config: CrossoverConfig, seconds_per_step: dict | None = None) -> list[
                "epochs": round(steps * per_step / size, 2), "sequences": steps * per_step,
                "tokens_at_most": steps * per_step * config.train.max_length}
         if seconds_per_step:
-            row["hours_training"] = round(steps * sum(seconds_per_step.values()) / 3600, 2)
+            per_step = sum(seconds_per_step[t] for t in TWINS if t in seconds_per_step)
+            per_step += seconds_per_step.get("ar", 0.0) if CONTROL in config.runs(size) else 0.0
+            row["hours_training"] = round(steps * per_step / 3600, 2)
+        row["runs"] = list(config.runs(size))
         rows.append(row)
     return rows
 
@@ -454,9 +487,12 @@ def measure_step_seconds(config: CrossoverConfig, steps: int = 6) -> dict:
 
 
 def _run_config(config: CrossoverConfig, twin: str, size: int, total: int) -> TrainConfig:
-    return replace(config.train, out=str(size_dir(Path(config.out), size) / twin), objective=twin,
-                   model=str(Path(config.out) / "init" / twin), steps=total, epochs=None, max_samples=size,
-                   resume=True, stop_after=None, eval_every=0, eval_epochs=False)
+    """One run of the grid: ``twin`` (a member of ``RUNS``) on the first ``size`` reviews for ``total`` steps."""
+    objective = "ar" if twin == CONTROL else twin
+    return replace(config.train, out=str(size_dir(Path(config.out), size) / twin), objective=objective,
+                   model=str(Path(config.out) / "init" / objective), steps=total, epochs=None, max_samples=size,
+                   resume=True, stop_after=None, eval_every=0, eval_epochs=False,
+                   input_mask_prob=config.control_mask if twin == CONTROL else 0.0)
 
 
 def _point_source(run: Path, step: int, total: int) -> Path | None:
@@ -519,8 +555,12 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     results, wanted = read_results(out), json.loads(json.dumps(config.to_dict()))
-    if results and results.get("config") != wanted:
-        changed = sorted(k for k in wanted if results["config"].get(k) != wanted[k])
+    if results:  # settings a grid recorded before they existed take their defaults
+        stored = json.loads(json.dumps(CrossoverConfig.from_dict(results["config"]).to_dict()))
+        changed = sorted(k for k in wanted if k not in CONTROL_SETTINGS and stored.get(k) != wanted[k])
+        if stored["control_mask"] and stored["control_mask"] != wanted["control_mask"]:
+            changed.append("control_mask")
+    if results and changed:
         raise TextdiffError(f"{out} holds a crossover grid with other settings ({', '.join(changed)}); rerun it with "
                             f"the same flags, or give another --out")
     largest = subset(config, config.sizes[-1])
@@ -542,7 +582,9 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
                               "likelihood": "each text given its own class word"},
                "started_at": results.get("started_at") or datetime.now(UTC).isoformat(timespec="seconds"),
                "history": results.get("history", []), "runs": results.get("runs", []),
-               "control_arm": "not run (left-to-right with random input-token masking)"}
+               "control_arm": (f"ran: the left-to-right twin with its text inputs masked at rate {config.control_mask}"
+                               f" for U = {', '.join(map(str, [u for u in config.sizes if CONTROL in config.runs(u)]))}"
+                               if config.control_mask else "not run")}
     say(f"model: {init['parameters']:,} parameters, vocabulary {init['vocab_size']}; probe s/step: "
         f"{measured or 'not measured'} ({torch.get_num_threads()} threads)")
     total_h = 0.0
@@ -566,8 +608,8 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
         here = size_dir(out, size)
         here.mkdir(parents=True, exist_ok=True)
         store = here / "validation.json"
-        points = json.loads(store.read_text()) if store.is_file() else {t: {} for t in TWINS}
-        points = {t: {int(s): p for s, p in points.get(t, {}).items()} for t in TWINS}
+        points = json.loads(store.read_text()) if store.is_file() else {}
+        points = {t: {int(s): p for s, p in points.get(t, {}).items()} for t in RUNS}
         train_set = subset(config, size)
         row_plan = steps_plan[index]
         tfidf_path = here / "tfidf.json"
@@ -585,7 +627,7 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
 
         record()
         for step in row_plan["points"]:
-            for twin in TWINS:
+            for twin in config.runs(size):
                 if step in points[twin]:
                     continue
                 run, run_config = here / twin, _run_config(config, twin, size, total)
@@ -609,7 +651,7 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
                 points[twin][step] = per_text | {"epoch": round(step * per_step / size, 3),
                                                  "tokens_seen": _tokens_seen(source),
                                                  "validation_seconds": round(time.time() - started, 1)}
-                _write_json(store, {t: {str(s): p for s, p in sorted(points[t].items())} for t in TWINS})
+                _write_json(store, {t: {str(s): p for s, p in sorted(points[t].items())} for t in RUNS if points[t]})
                 summary = summarise(points[twin][step])
                 say(f"U={size} {twin} step {step}/{total} (epoch {points[twin][step]['epoch']}): "
                     f"{summary['bits_per_token']:.3f} bits/token, Bayes {summary['accuracy_bayes']:.3f}, "

@@ -556,9 +556,18 @@ def crossover_lines(c: dict) -> list[str]:
                 f"{row['diffusion_bits_per_token'][j]:.3f} ({_ci(row['diffusion_bits_per_token_ci95'][j])}) | "
                 f"{row['ar_bits_per_token'][j]:.3f} ({_ci(row['ar_bits_per_token_ci95'][j])}) | "
                 f"{row['diffusion_bits_per_byte'][j]:.3f} | {row['ar_bits_per_byte'][j]:.3f} |")
-    ran = str(c.get("control_arm") or "not run").startswith("ran")
-    lines += ["", "Control arm (the left-to-right twin with random input-token masking, Gao et al., which would tell "
-              "the objective from the augmentation): " + ("ran." if ran else "did not run.")]
+    controlled = [row for row in c["runs"] if (row.get("best") or {}).get("ar_masked")]
+    lines += ["", "Control arm (the left-to-right twin with random input-token masking, Gao et al., which tells the "
+              "objective from the augmentation): " + (f"{c['control_arm']}." if controlled else "did not run.")]
+    if controlled:
+        lines += ["", "| U | control best bits/token (epoch) | twin best (epoch) | diffusion best (epoch) | "
+                  "diffusion − control at the bests, 95% CI |", "|---|---|---|---|---|"]
+        for row in controlled:
+            b, diff = row["best"], row.get("control_difference")
+            cells = [f"{row['unique_reviews']:,}"] + [f"{b[t]['bits_per_token']:.3f} ({b[t]['epoch']:g})" if b.get(t)
+                                                      else "–" for t in ("ar_masked", "ar", "diffusion")]
+            cells.append(f"{diff['difference_bits_per_token']:+.3f} ({_ci(diff['ci95'])})" if diff else "–")
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
