@@ -28,6 +28,12 @@ TINY = ["--data", "imdb", "--sizes", "12,24", "--steps", "4,6", "--points", "2",
         "--val-size", "4", "--val-samples", "2", "--layers", "1", "--width", "32", "--heads", "2",
         "--vocab-size", "300", "--batch-size", "4", "--max-length", "32", "--warmup-steps", "1", "--lr", "1e-3",
         "--save-every", "100", "--probe-steps", "0", "--no-progress"]
+def _with(args: list[str], flag: str, value: str) -> list[str]:
+    """``args`` with ``flag``'s value replaced."""
+    at = args.index(flag) + 1
+    return [*args[:at], value, *args[at + 1:]]
+
+
 CURVES = ("diffusion_bits_per_token", "ar_bits_per_token", "diffusion_accuracy_bayes", "ar_accuracy_infill")
 
 
@@ -276,3 +282,32 @@ def test_the_control_arm_joins_a_running_grid_and_its_rate_cannot_change(tmp_pat
     assert after["control_arm"].startswith("ran") and "--control-mask 0.3" in after["command"]
     assert main(["crossover", *one, "--control-mask", "0.2", "--out", str(out)]) == 2
     assert "control_mask" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # about 10 s: a one-size grid, then its budget raised
+def test_a_budget_raised_under_a_constant_schedule_continues_the_same_runs(tmp_path, capsys):
+    one = _with(_with(TINY, "--sizes", "12"), "--steps", "4")
+    out = tmp_path / "grid"
+    assert main(["crossover", *one, "--out", str(out)]) == 0
+    before = read_results(out)["runs"][0]
+    longer = _with(one, "--steps", "9")
+    assert main(["crossover", *longer, "--out", str(out)]) == 0
+    after = read_results(out)
+    row = after["runs"][0]
+    assert row["finished"] and row["steps"][-1] == 9 and set(before["steps"]) <= set(row["steps"])
+    for key in CURVES:  # the points measured before are the same points now
+        old = dict(zip(before["steps"], before[key], strict=True))
+        assert all(old[s] == v for s, v in zip(row["steps"], row[key], strict=True) if s in old), key
+    assert after["budget_history"][0]["from"] == [4] and after["budget_history"][0]["to"] == [9]
+    straight = tmp_path / "straight"  # the same budget from the start gives the same readings at its own points
+    assert main(["crossover", *longer, "--tokenizer", str(out / "init" / "tokenizer.json"), "--out",
+                 str(straight)]) == 0
+    fresh = read_results(straight)["runs"][0]
+    for key in CURVES:
+        grown = dict(zip(row["steps"], row[key], strict=True))
+        assert all(grown[s] == v for s, v in zip(fresh["steps"], fresh[key], strict=True)), key
+    shorter = _with(one, "--steps", "3")
+    assert main(["crossover", *shorter, "--out", str(out)]) == 2
+    assert "other settings (steps)" in capsys.readouterr().err
+    linear = [*longer, "--lr-schedule", "linear"]
+    assert main(["crossover", *linear, "--out", str(out)]) == 2

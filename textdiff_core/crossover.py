@@ -486,6 +486,17 @@ def measure_step_seconds(config: CrossoverConfig, steps: int = 6) -> dict:
     return measured
 
 
+GROWABLE_SCHEDULES = ("constant", "constant_with_warmup")  # the learning rate never depends on the step budget
+
+
+def budgets_may_grow(old: list[int], config: CrossoverConfig) -> bool:
+    """Whether a grid's step budgets may be raised to ``config.steps``: none lower, and a schedule (with a fixed
+    warm-up) under which a run to more steps is, step for step, the run it continues, so nothing is retrained."""
+    t = config.train
+    return (len(old) == len(config.steps) and all(b >= a for a, b in zip(old, config.steps, strict=True))
+            and t.lr_schedule in GROWABLE_SCHEDULES and t.warmup_steps is not None)
+
+
 def _run_config(config: CrossoverConfig, twin: str, size: int, total: int) -> TrainConfig:
     """One run of the grid: ``twin`` (a member of ``RUNS``) on the first ``size`` reviews for ``total`` steps."""
     objective = "ar" if twin == CONTROL else twin
@@ -560,6 +571,10 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
         changed = sorted(k for k in wanted if k not in CONTROL_SETTINGS and stored.get(k) != wanted[k])
         if stored["control_mask"] and stored["control_mask"] != wanted["control_mask"]:
             changed.append("control_mask")
+        if changed == ["steps"] and budgets_may_grow(stored["steps"], config):
+            changed = []
+            results.setdefault("budget_history", []).append({"from": stored["steps"], "to": config.steps, "at":
+                                                             datetime.now(UTC).isoformat(timespec="seconds")})
     if results and changed:
         raise TextdiffError(f"{out} holds a crossover grid with other settings ({', '.join(changed)}); rerun it with "
                             f"the same flags, or give another --out")
@@ -582,6 +597,7 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
                               "likelihood": "each text given its own class word"},
                "started_at": results.get("started_at") or datetime.now(UTC).isoformat(timespec="seconds"),
                "history": results.get("history", []), "runs": results.get("runs", []),
+               "budget_history": results.get("budget_history", []),
                "control_arm": (f"ran: the left-to-right twin with its text inputs masked at rate {config.control_mask}"
                                f" for U = {', '.join(map(str, [u for u in config.sizes if CONTROL in config.runs(u)]))}"
                                if config.control_mask else "not run")}
