@@ -157,7 +157,7 @@ def test_a_tiny_grid_writes_the_contract_and_an_interrupted_run_resumes_to_the_s
     history = len(again["history"])
     assert main(["crossover", *tiny, "--out", str(resumed)]) == 0  # finished: nothing more to do
     assert len(read_results(resumed)["history"]) == history
-    changed = [x if x != "4,6" else "4,8" for x in tiny]
+    changed = _with(tiny, "--steps", "4,5")  # a lower budget: refused (a higher one continues)
     assert main(["crossover", *changed, "--out", str(resumed)]) == 2
     assert "other settings (steps)" in capsys.readouterr().err
     assert json.loads((resumed / "u-00012" / "validation.json").read_text())["ar"]
