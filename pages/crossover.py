@@ -20,7 +20,7 @@ st.caption("Masked diffusion and its left-to-right twin trained from scratch on 
 
 COMMITTED = ROOT / "results" / "crossover.json"
 TWIN_NAMES = {"diffusion": "diffusion (ELBO bound)", "ar": "left-to-right (exact)",
-              "ar_masked": "left-to-right, inputs masked (control arm)"}
+              "ar_masked": "control (masked inputs)"}
 READING_NAMES = {("diffusion", "bayes"): "diffusion, Bayes", ("diffusion", "infill"): "diffusion, infill",
                  ("ar", "bayes"): "left-to-right, Bayes", ("ar", "infill"): "left-to-right, infill",
                  ("ar_masked", "bayes"): "control arm, Bayes", ("ar_masked", "infill"): "control arm, infill"}
@@ -59,7 +59,7 @@ summary = pd.DataFrame([{
     "at epoch (diffusion)": (r.get("best") or {}).get("diffusion", {}).get("epoch"),
     "left-to-right best bits/token": (r.get("best") or {}).get("ar", {}).get("bits_per_token"),
     "at epoch (left-to-right)": (r.get("best") or {}).get("ar", {}).get("epoch"),
-    "crossover (tokens)": r.get("crossover_tokens"),
+    "crossover (tokens)": r.get("crossover_tokens") or ("none within budget" if r["finished"] else "none so far"),
     "crossover (epoch)": (r.get("crossover") or {}).get("epoch"),
 } for r in runs])
 st.dataframe(summary, hide_index=True, width="stretch")
@@ -81,10 +81,13 @@ for row in runs:
     x = alt.X("tokens seen:Q", scale=alt.Scale(type="log"))
     colour = alt.Color("objective:N", sort=list(TWIN_NAMES.values()))
     tooltip = ["objective", "step", "epoch", "tokens seen", alt.Tooltip("bits per token:Q", format=".3f")]
-    base = alt.Chart(points).encode(x=x, color=colour)
-    chart = (base.mark_area(opacity=0.2).encode(y="low:Q", y2="high:Q")
-             + base.mark_line(point=True).encode(y=alt.Y("bits per token:Q", scale=alt.Scale(zero=False)),
-                                                 tooltip=tooltip))
+    base = alt.Chart(points).encode(x=x)
+    y = alt.Y("bits per token:Q", scale=alt.Scale(zero=False), title="bits per token (validation)")
+    chart = (base.mark_area(opacity=0.2).encode(y=alt.Y("low:Q", title="bits per token (validation)"), y2="high:Q",
+                                                color=alt.Color("objective:N", legend=None,
+                                                                sort=list(TWIN_NAMES.values())))
+             + base.mark_line(point=True).encode(y=y, color=colour, tooltip=tooltip)).resolve_legend(
+                 color="independent")  # the bands' pale colours stay out of the legend
     if row.get("crossover_tokens"):
         marker = pd.DataFrame([{"tokens seen": row["crossover_tokens"], "label": "crossover"}])
         chart += alt.Chart(marker).mark_rule(strokeDash=[6, 4], color="black").encode(x=x, tooltip=["label"])
