@@ -11,6 +11,9 @@ the test split) by ``validate``: bits per token (the diffusion ELBO bound, the t
 its own class word, bits per byte, and both classifier readings (Bayes over the likelihoods; infill of the class
 word). ``OUT/crossover.json`` is rewritten after every validation point, so partial results are usable; the per-text
 values behind the intervals stay in ``OUT/u-NNNNN/validation.json``. Running the command again continues the grid.
+Two settings may change between runs of one grid: the control arm (``control_mask``: a third run per size, the
+left-to-right twin with random input-token masking) may be added, and under a constant schedule the step budgets may
+be raised (``budgets_may_grow``); neither changes a point measured before.
 
 The analysis (``analyse``): per U, each objective's best point so far, the crossover (the first point at which
 diffusion's best bound so far is below the twin's best loss so far, with the paired difference's interval), and
