@@ -558,7 +558,9 @@ def crossover_lines(c: dict) -> list[str]:
                 f"{row['diffusion_bits_per_byte'][j]:.3f} | {row['ar_bits_per_byte'][j]:.3f} |")
     controlled = [row for row in c["runs"] if (row.get("best") or {}).get("ar_masked")]
     lines += ["", "Control arm (the left-to-right twin with random input-token masking, Gao et al., which tells the "
-              "objective from the augmentation): " + (f"{c['control_arm']}." if controlled else "did not run.")]
+              "objective from the augmentation): " + (f"{str(c['control_arm']).removeprefix('ran: ')}." if controlled
+                                                    else "did not run."),
+              "", "Dated readings, and side checks of what the curves show: docs/experiments.md."]
     if controlled:
         lines += ["", "| U | control best bits/token (epoch) | twin best (epoch) | diffusion best (epoch) | "
                   "diffusion − control at the bests, 95% CI |", "|---|---|---|---|---|"]
