@@ -311,3 +311,16 @@ def test_a_budget_raised_under_a_constant_schedule_continues_the_same_runs(tmp_p
     assert "other settings (steps)" in capsys.readouterr().err
     linear = [*longer, "--lr-schedule", "linear"]
     assert main(["crossover", *linear, "--out", str(out)]) == 2
+
+
+def test_the_plan_uses_the_median_step_time_of_the_turns_so_far():
+    turns = [{"twin": "diffusion", "from_step": 0, "to_step": 50, "seconds_per_step": s} for s in (1.0, 3.0, 2.0)]
+    turns += [{"twin": "ar_masked", "from_step": 0, "to_step": 50, "seconds_per_step": 4.0},
+              {"twin": "ar", "from_step": 50, "to_step": 55, "seconds_per_step": 9.0}]  # too short to count
+    assert xo.measured_rates(turns) == {"diffusion": 2.0, "ar": 4.0}
+    assert xo.measured_rates(turns[:3]) is None and xo.measured_rates(turns, "cpu_seconds_per_step") is None
+    config = xo.CrossoverConfig(out="x", sizes=[100, 200], steps=[3600, 1800], first_point=10, control_mask=0.25,
+                                control_sizes=[100], train=TrainConfig(out="", conditioning="joint"))
+    rows = xo.plan(config, {"diffusion": 2.0, "ar": 4.0})
+    assert [r["hours_training"] for r in rows] == [10.0, 3.0]  # 3600 x (2 + 4 + 4) s; 1800 x (2 + 4) s
+    assert rows[0]["runs"] == ["diffusion", "ar", "ar_masked"] and rows[1]["epochs"] == 144.0

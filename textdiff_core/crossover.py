@@ -500,6 +500,18 @@ def budgets_may_grow(old: list[int], config: CrossoverConfig) -> bool:
             and t.lr_schedule in GROWABLE_SCHEDULES and t.warmup_steps is not None)
 
 
+def measured_rates(history: list[dict], key: str = "seconds_per_step") -> dict | None:
+    """Median ``key`` per objective over the grid's training turns of at least 10 steps (the control arm counts as
+    left to right); None until both objectives have one."""
+    import statistics
+
+    by: dict[str, list[float]] = {}
+    for turn in history:
+        if key in turn and turn["to_step"] - turn["from_step"] >= 10:
+            by.setdefault("diffusion" if turn["twin"] == "diffusion" else "ar", []).append(turn[key])
+    return {t: round(statistics.median(v), 4) for t, v in by.items()} if len(by) == 2 else None
+
+
 def _run_config(config: CrossoverConfig, twin: str, size: int, total: int) -> TrainConfig:
     """One run of the grid: ``twin`` (a member of ``RUNS``) on the first ``size`` reviews for ``total`` steps."""
     objective = "ar" if twin == CONTROL else twin
@@ -592,9 +604,12 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
     measured = results.get("probe_seconds_per_step")
     if measured is None and probe_steps:
         measured = measure_step_seconds(config, probe_steps)
-    steps_plan = plan(config, measured)
+    history = results.get("history", [])
+    rates = measured_rates(history) or measured  # the turns so far say more than the probe
+    steps_plan = plan(config, rates)
     results = {"command": command_line(config), "config": config.to_dict(), "model": init,
-               "probe_seconds_per_step": measured, "plan": steps_plan, "threads": torch.get_num_threads(),
+               "probe_seconds_per_step": measured, "plan_seconds_per_step": rates, "plan": steps_plan,
+               "threads": torch.get_num_threads(),
                "validation": {"split": "validation", "n": len(validation), "samples": config.val_samples,
                               "window": "the first window of each review (max_length tokens)",
                               "likelihood": "each text given its own class word"},
@@ -606,6 +621,8 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
                                if config.control_mask else "not run")}
     say(f"model: {init['parameters']:,} parameters, vocabulary {init['vocab_size']}; probe s/step: "
         f"{measured or 'not measured'} ({torch.get_num_threads()} threads)")
+    if rates is not measured:
+        say(f"plan: at the median s/step of the grid's turns so far (wall clock, machine shared): {rates}")
     total_h = 0.0
     for row in steps_plan:
         hours = row.get("hours_training")
@@ -614,6 +631,11 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
             f"{len(row['points'])} validation points" + (f", ~{hours} h of training" if hours else ""))
     if total_h:
         say(f"plan: ~{total_h:.1f} h of training in all, plus validation")
+    cpu = measured_rates(history, "cpu_seconds_per_step")
+    if cpu:
+        cpu_h = sum(r.get("hours_training") or 0.0 for r in plan(config, cpu))
+        say(f"plan: ~{cpu_h:.1f} CPU-hours of training at the median CPU s/step so far ({cpu}, "
+            f"{torch.get_num_threads()} thread(s))")
 
     def save_results() -> None:
         results["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -652,12 +674,13 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
                 run, run_config = here / twin, _run_config(config, twin, size, total)
                 before = standing(run, total)
                 if before < step:
-                    started = time.time()
+                    started, cpu_started = time.time(), time.process_time()
                     train(replace(run_config, stop_after=step if step < total else None), progress=progress)
-                    seconds = time.time() - started
+                    seconds, cpu_seconds = time.time() - started, time.process_time() - cpu_started
                     results["history"].append({"unique_reviews": size, "twin": twin, "from_step": before,
                                                "to_step": step, "seconds": round(seconds, 1),
-                                               "seconds_per_step": round(seconds / (step - before), 4)})
+                                               "seconds_per_step": round(seconds / (step - before), 4),
+                                               "cpu_seconds_per_step": round(cpu_seconds / (step - before), 4)})
                 source = _point_source(run, step, total)
                 if source is None:  # a kill between a later stop and this point's validation cannot happen in order
                     raise TextdiffError(f"no weights of {run} at step {step}; remove {run} to retrain that twin")

@@ -506,8 +506,11 @@ def crossover_lines(c: dict) -> list[str]:
              f"every U and both twins (their first window, given the review's own class word): the diffusion ELBO "
              f"bound ({cfg['val_samples']} samples, the same masks at every point) and the twin's exact NLL, in bits "
              f"per token, 95% intervals over reviews. Not varied: the architecture, tokenizer, batch, learning rate "
-             f"and schedule, seed, window length and the class-word settings. Measured s/step before the start "
-             f"(shared machine, {c.get('threads', '?')} torch thread(s)): {c.get('probe_seconds_per_step')}.", "",
+             f"and schedule, seed, window length and the class-word settings. Seconds per step (wall clock on a "
+             f"shared 2-core machine, {c.get('threads', '?')} torch thread(s)): {c.get('probe_seconds_per_step')} "
+             f"in the probe before the start"
+             + (f", {c['plan_seconds_per_step']} as the median of the turns so far"
+                if c.get("plan_seconds_per_step") else "") + ".", "",
              "| U (reviews) | unique tokens | budget: steps (epochs) | points | diffusion best bits/token (epoch) | "
              "twin best (epoch) | diffusion − twin at the bests, 95% CI | crossover |",
              "|---|---|---|---|---|---|---|---|"]
