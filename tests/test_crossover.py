@@ -286,27 +286,29 @@ def test_the_control_arm_joins_a_running_grid_and_its_rate_cannot_change(tmp_pat
 
 @pytest.mark.slow  # about 10 s: a one-size grid, then its budget raised
 def test_a_budget_raised_under_a_constant_schedule_continues_the_same_runs(tmp_path, capsys):
-    one = _with(_with(TINY, "--sizes", "12"), "--steps", "4")
+    one = _with(_with(_with(TINY, "--sizes", "12"), "--steps", "8"), "--points", "4")  # points 2, 3, 5, 8
     out = tmp_path / "grid"
     assert main(["crossover", *one, "--out", str(out)]) == 0
     before = read_results(out)["runs"][0]
-    longer = _with(one, "--steps", "9")
+    longer = _with(one, "--steps", "20")  # points 2, 4, 9, 20: step 4 was passed before the raise
     assert main(["crossover", *longer, "--out", str(out)]) == 0
     after = read_results(out)
     row = after["runs"][0]
-    assert row["finished"] and row["steps"][-1] == 9 and set(before["steps"]) <= set(row["steps"])
+    assert row["finished"] and row["steps"] == [2, 3, 5, 8, 9, 20] and before["steps"] == [2, 3, 5, 8]
+    assert {(p["twin"], p["step"]) for p in after["skipped_points"]} == {("diffusion", 4), ("ar", 4)}
     for key in CURVES:  # the points measured before are the same points now
         old = dict(zip(before["steps"], before[key], strict=True))
         assert all(old[s] == v for s, v in zip(row["steps"], row[key], strict=True) if s in old), key
-    assert after["budget_history"][0]["from"] == [4] and after["budget_history"][0]["to"] == [9]
+    assert after["budget_history"][0]["from"] == [8] and after["budget_history"][0]["to"] == [20]
     straight = tmp_path / "straight"  # the same budget from the start gives the same readings at its own points
     assert main(["crossover", *longer, "--tokenizer", str(out / "init" / "tokenizer.json"), "--out",
                  str(straight)]) == 0
     fresh = read_results(straight)["runs"][0]
     for key in CURVES:
         grown = dict(zip(row["steps"], row[key], strict=True))
-        assert all(grown[s] == v for s, v in zip(fresh["steps"], fresh[key], strict=True)), key
-    shorter = _with(one, "--steps", "3")
+        assert all(grown[s] == v for s, v in zip(fresh["steps"], fresh[key], strict=True) if s != 4), key
+    assert fresh["steps"] == [2, 4, 9, 20]
+    shorter = _with(one, "--steps", "7")
     assert main(["crossover", *shorter, "--out", str(out)]) == 2
     assert "other settings (steps)" in capsys.readouterr().err
     linear = [*longer, "--lr-schedule", "linear"]

@@ -616,6 +616,7 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
                "started_at": results.get("started_at") or datetime.now(UTC).isoformat(timespec="seconds"),
                "history": results.get("history", []), "runs": results.get("runs", []),
                "budget_history": results.get("budget_history", []),
+               "skipped_points": results.get("skipped_points", []),
                "control_arm": (f"ran: the left-to-right twin with its text inputs masked at rate {config.control_mask}"
                                f" for U = {', '.join(map(str, [u for u in config.sizes if CONTROL in config.runs(u)]))}"
                                if config.control_mask else "not run")}
@@ -682,6 +683,12 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
                                                "seconds_per_step": round(seconds / (step - before), 4),
                                                "cpu_seconds_per_step": round(cpu_seconds / (step - before), 4)})
                 source = _point_source(run, step, total)
+                if source is None and before > step:  # a point of a raised budget that this run had passed
+                    skip = {"unique_reviews": size, "twin": twin, "step": step,
+                            "reason": f"the run stood at step {before} when its budget was raised"}
+                    if skip not in results["skipped_points"]:
+                        results["skipped_points"].append(skip)
+                    continue
                 if source is None:  # a kill between a later stop and this point's validation cannot happen in order
                     raise TextdiffError(f"no weights of {run} at step {step}; remove {run} to retrain that twin")
                 started = time.time()
