@@ -18,6 +18,7 @@ pages = [
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/classify.py", title="Classify", icon=":material/label:"),
     st.Page("pages/training.py", title="Training", icon=":material/monitoring:"),
+    st.Page("pages/crossover.py", title="Crossover", icon=":material/timeline:"),
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
 ]
 st.navigation(pages).run()

@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write into an --out that already holds a checkpoint (refused otherwise, unless --resume "
                         "continues it)")
     _campaign_parser(commands, t)
+    _crossover_parser(commands, t)
     sh = commands.add_parser("campaign-ship", help="make a campaign's best epochs (chosen on validation) the shipped "
                                                    "pair, and keep its curves for the report")
     sh.add_argument("campaign", help="the campaign directory (campaign --out)")
@@ -771,6 +772,113 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers like 250,1000, got {text!r}") from None
+
+
+def _crossover_parser(commands, train_parser: argparse.ArgumentParser) -> None:
+    """``crossover``: the train flags every run of the grid shares, plus the grid's own."""
+    from textdiff_core.crossover import CrossoverConfig, ModelShape
+
+    c = commands.add_parser("crossover", help="train diffusion and left-to-right twins from scratch on nested subsets "
+                                              "of U reviews to find where diffusion wins (run it again to continue)",
+                            epilog="The diffusion twin trains with --loss-weighting elbo unless told otherwise.")
+    per_run = {"--objective", "--model", "--steps", "--epochs", "--resume", "--out", "--quick-test", "--stop-after",
+               "--conditioning", "--max-samples", "--eval-every", "--eval-epochs", "--eval-size", "--eval-samples",
+               "-h", "--weight-decay", "--lr-schedule", "--warmup-steps", "--input-mask-prob"}
+    for action in train_parser._actions:  # the same flag objects, so train and crossover cannot drift apart
+        if action.option_strings and not set(action.option_strings) & per_run:
+            c._add_action(action)
+    grid, shape = CrossoverConfig.__dataclass_fields__, ModelShape()
+    c.add_argument("--out", required=True, help="grid directory: init/, u-NNNNN/, crossover.json")
+    c.add_argument("--sizes", type=_int_list, required=True,
+                   help="unique training reviews per grid point, ascending, e.g. 250,1000,4000 (nested subsets)")
+    c.add_argument("--steps", type=_int_list, required=True,
+                   help="optimizer steps per size, the same for both twins, e.g. 3000,4000,6000; under a constant "
+                        "schedule with a fixed warm-up a running grid's budgets may be raised (its runs continue)")
+    c.add_argument("--points", type=int, default=grid["points"].default,
+                   help=f"validation points per size, log-spaced in steps (default: {grid['points'].default})")
+    c.add_argument("--first-point", type=int, default=grid["first_point"].default,
+                   help=f"step of the first validation point (default: {grid['first_point'].default})")
+    c.add_argument("--val-size", type=int, default=grid["val_size"].default,
+                   help="validation reviews, the same for every size and twin (default: "
+                        f"{grid['val_size'].default})")
+    c.add_argument("--val-samples", type=int, default=grid["val_samples"].default,
+                   help=f"ELBO Monte Carlo samples per validation text (default: {grid['val_samples'].default})")
+    c.add_argument("--layers", type=int, default=shape.layers, help=f"transformer layers (default: {shape.layers})")
+    c.add_argument("--width", type=int, default=shape.width, help=f"hidden size (default: {shape.width})")
+    c.add_argument("--heads", type=int, default=shape.heads, help=f"attention heads (default: {shape.heads})")
+    c.add_argument("--vocab-size", type=int, default=shape.vocab_size,
+                   help=f"WordPiece vocabulary trained on the largest subset (default: {shape.vocab_size})")
+    c.add_argument("--tokenizer", default=None,
+                   help="a tokenizer.json to use (e.g. an earlier grid's OUT/init/tokenizer.json), so that the grid is "
+                        "repeated exactly (default: train a WordPiece tokenizer on the largest subset)")
+    c.add_argument("--control-mask", type=float, default=0.0,
+                   help="the control arm: also train the left-to-right twin with its text inputs masked at this rate "
+                        "(Gao et al.), to tell the objective from the augmentation; may be added to a running grid "
+                        "(default: 0, none)")
+    c.add_argument("--control-sizes", type=_int_list, default=[],
+                   help="the sizes that get the control arm, e.g. 100,200 (default: every size)")
+    c.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default: 0.1, as published)")
+    c.add_argument("--lr-schedule", default="constant_with_warmup",
+                   help="transformers scheduler name (default: constant_with_warmup)")
+    c.add_argument("--warmup-steps", type=int, default=100, help="warm-up steps of every run (default: 100)")
+    c.add_argument("--until-size", type=int, default=None, help="stop after this size (run again to go on)")
+    c.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice); 1 is several times faster on a machine "
+                        "whose cores other jobs keep busy (not a setting of the grid: results are read the same way)")
+    c.add_argument("--probe-steps", type=int, default=6,
+                   help="steps of the s/step measurement printed with the plan before training (0: none)")
+
+
+def crossover_config(args: argparse.Namespace):
+    """The CrossoverConfig of ``crossover``'s flags."""
+    from textdiff_core.crossover import CrossoverConfig, ModelShape
+
+    sizes, steps = args.sizes, args.steps
+    if not hasattr(args, "noise__weighting"):  # the published recipe: the 1/t weighting, so the loss is the bound
+        args.noise__weighting = "elbo"  # (not set_defaults: the flag's action is shared with train's parser)
+    args.objective, args.model, args.resume, args.quick_test = "diffusion", None, False, False
+    args.steps, args.epochs, args.stop_after, args.conditioning = None, None, None, "joint"
+    config = CrossoverConfig(out=args.out, sizes=sizes, steps=steps, train=_train_config(args), points=args.points,
+                             first_point=args.first_point, val_size=args.val_size, val_samples=args.val_samples,
+                             shape=ModelShape(args.layers, args.width, args.heads, args.vocab_size),
+                             tokenizer=args.tokenizer, control_mask=args.control_mask,
+                             control_sizes=args.control_sizes)
+    return config
+
+
+def cmd_crossover(args: argparse.Namespace) -> int:
+    from textdiff_core.crossover import run_crossover
+
+    config = crossover_config(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise TextdiffError(f"threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        results = run_crossover(config, until_size=args.until_size, probe_steps=args.probe_steps,
+                                progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"interrupted: run the same command again to continue the grid in {args.out}", file=sys.stderr)
+        return 130
+    for row in results["runs"]:
+        crossing = row["crossover_tokens"]
+        print(f"U={row['unique_reviews']}: {len(row['steps'])} of {len(row['validation_steps'])} points; crossover "
+              + (f"at {crossing:,} tokens" if crossing else "none within budget so far"))
+    if results.get("exponent"):
+        e = results["exponent"]
+        print(f"C_crit ~ U^{e['k']:.2f} (95% {e['ci95'][0]:.2f} to {e['ci95'][1]:.2f}; published {e['published']})")
+    print(f"wrote {os.path.join(args.out, 'crossover.json')}" + ("" if results["finished"] else
+                                                                 " (in progress: run again to continue)"))
+    return 0
+
+
 def cmd_campaign_ship(args: argparse.Namespace) -> int:
     from textdiff_core.campaign import best_reading, ship
 
@@ -871,7 +979,7 @@ def _run(args: argparse.Namespace) -> int:
                 "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "generate": cmd_generate,
                 "export": cmd_export, "paired": cmd_paired, "report": cmd_report, "zero-shot": cmd_zero_shot,
                 "perplexity": cmd_perplexity, "campaign": cmd_campaign, "campaign-ship": cmd_campaign_ship,
-                "synthesize": cmd_synthesize}
+                "synthesize": cmd_synthesize, "crossover": cmd_crossover}
     from textdiff_core.models import quiet_progress
 
     try:

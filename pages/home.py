@@ -67,6 +67,8 @@ with left:
 with right:
     st.page_link("pages/training.py", label="Training: loss curves and evaluation of any run",
                  icon=":material/monitoring:")
+    st.page_link("pages/crossover.py", label="Crossover: when diffusion wins, as unique data shrinks",
+                 icon=":material/timeline:")
     st.page_link("pages/models.py", label="Models: what is available offline, and a fill-mask probe",
                  icon=":material/model_training:")
 st.caption("Everything shown here can be reproduced from the command line with `train_cli.py` (see the README).")

@@ -21,7 +21,7 @@ SHOTS = ROOT / "docs" / "screenshots"  # set per test from the screenshot_dir fi
 WAIT_MS = 90_000  # one action's limit: the first use of a model loads it on a busy 2-core machine
 TRAIN = ["train", "--model", "tiny", "--data", "rotten_tomatoes", "--conditioning", "class", "--quick-test",
          "--eval-every", "2", "--eval-size", "6", "--eval-samples", "2"]
-NAV = ["Home", "Denoise", "Compare", "Classify", "Training", "Models"]
+NAV = ["Home", "Denoise", "Compare", "Classify", "Training", "Crossover", "Models"]
 REVIEW = "A tender, funny and beautifully acted film, with a score I keep humming."
 
 
@@ -275,7 +275,7 @@ def test_home_explains_animates_and_links_every_page(page):
     }""", arg=before)
 
     links = page.get_by_test_id("stPageLink")
-    expect(links).to_have_count(5)
+    expect(links).to_have_count(6)
     for name in NAV[1:]:
         expect(links.filter(has_text=f"{name}:")).to_have_count(1)
     snap(page, "home")

@@ -37,7 +37,8 @@ def test_every_imported_third_party_package_is_a_dependency_and_every_dependency
     unused = {name for name in declared if import_names.get(name, name) not in imported} - {"gguf"}
     assert not unused, f"declared but never imported: {unused}"
     third_party = {"torch", "transformers", "datasets", "accelerate", "safetensors", "streamlit", "altair", "pandas",
-                   "PIL", "tqdm", "sklearn", "joblib", "plotly", "numpy", "scipy", "matplotlib"}
+                   "PIL", "tqdm", "sklearn", "joblib", "plotly", "numpy", "scipy", "matplotlib",
+                   "tokenizers"}
     missing = (imported & third_party) - {import_names.get(n, n) for n in declared} - {"joblib"}
     assert not missing, f"imported but not declared: {missing}"
 

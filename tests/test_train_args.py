@@ -32,6 +32,8 @@ def _other_value(name: str, f, hint):
         return 2.0
     if name == "label_mask_prob":
         return None  # "t"
+    if name == "input_mask_prob":
+        return 0.15
     if kind is bool:
         return not default if default is not None else True
     if kind is int:
@@ -52,7 +54,7 @@ def test_every_setting_has_a_flag_with_help():
 
 @pytest.mark.parametrize("name", [name for name, _, _ in settings()])
 def test_every_setting_round_trips_through_its_flags(name):
-    base = TrainConfig(out="/tmp/run")
+    base = TrainConfig(out="/tmp/run", **({"objective": "ar"} if name == "input_mask_prob" else {}))  # ar only
     f, hint = next((f, h) for n, f, h in settings() if n == name)
     value = _other_value(name, f, hint)
     if name.startswith("noise."):

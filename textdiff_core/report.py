@@ -34,6 +34,7 @@ from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import ZERO_SHOT_REFERENCE, load_classifier
 from textdiff_core.data import load_data
 from textdiff_core.decoding import generate
+from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import evaluate_classifier, paired_difference
 from textdiff_core.likelihood import ar_scores, elbo_scores
 from textdiff_core.models import CAUSAL, MASKED, device_name, load_model, quiet_progress
@@ -379,6 +380,8 @@ def readme_table(result: dict) -> str:
     p = result["perplexity"]
     lines += ["", f"Test perplexity ({p['texts']} reviews): diffusion ELBO bound {p['diffusion_elbo_ppl']:.1f}, "
               f"left-to-right exact {p['ar_exact_ppl']:.1f} (ratio {p['ratio']:.2f}). Hardware: {result['hardware']}."]
+    if result.get("crossover"):
+        lines += ["", crossover_answer(result["crossover"]) + " See RESULTS.md."]
     return "\n".join(lines).strip() + "\n"
 
 
@@ -421,6 +424,9 @@ def render(result: dict) -> str:
               f"| ratio | {p['ratio']:.3f} |"]
     if result.get("campaign"):
         lines += ["", "## Many epochs: the pair by epoch", ""] + campaign_lines(result)
+    if result.get("crossover"):
+        lines += ["", "## When does diffusion win? The data-constrained crossover", ""]
+        lines += crossover_lines(result["crossover"])
     d = result["decoding"]
     lines += ["", "## Decoding", "", f"Generative perplexity under `{d['settings']['reference']}`: geometric mean over "
               f"seeds {d['settings']['seeds']} with a 95% interval from their spread; other columns are means.", "",
@@ -434,6 +440,140 @@ def render(result: dict) -> str:
     for label, texts in result["samples"].items():
         lines += [f"**{label}**", ""] + [f"{i + 1}. {t}" for i, t in enumerate(texts)] + [""]
     return "\n".join(lines) + "\n"
+
+
+CROSSOVER_FILE = ROOT / "results" / "crossover.json"  # the committed grid results (a copy of OUT/crossover.json)
+
+
+def crossover_record(path: str | Path | None = None) -> dict | None:
+    """The data-constrained crossover grid's results (default: ``CROSSOVER_FILE``), without their run history; None
+    when there are none."""
+    from textdiff_core.crossover import read_results
+
+    path = path or CROSSOVER_FILE
+    results = read_results(path) if Path(path).is_file() else {}
+    if not results.get("runs"):
+        return None
+    return {k: v for k, v in results.items() if k != "history"} | {"source": "results/crossover.json"}
+
+
+def _ci(pair) -> str:
+    return f"{pair[0]:.3f}–{pair[1]:.3f}" if pair else "–"
+
+
+def _crossover_cell(row: dict, finished: bool) -> str:
+    c = row.get("crossover")
+    if c:
+        return (f"{c['tokens_seen']:,} tokens (step {c['step']}, epoch {c['epoch']:g}); diffusion − twin "
+                f"{c['difference_bits_per_token']:+.3f} ({_ci(c['ci95'])})")
+    return "none within budget" if finished else "none so far (in progress)"
+
+
+def crossover_answer(c: dict) -> str:
+    """One line: where diffusion's best bound passes the twin's best loss, per U (the README's results block)."""
+    parts = []
+    for row in c["runs"]:
+        cross = row.get("crossover")
+        where = (f"crosses at epoch {cross['epoch']:g}" if cross else
+                 "no crossover within budget" if row["finished"] else "no crossover so far")
+        parts.append(f"U={row['unique_reviews']:,}: {where}")
+    fit = c.get("exponent")
+    tail = (f"; C_crit ∝ U^{fit['k']:.2f} (95% {fit['ci95'][0]:.2f}–{fit['ci95'][1]:.2f}; published "
+            f"{fit['published']})" if fit else "")
+    sizes = len((c.get("config") or {}).get("sizes") or c["runs"])
+    status = "" if c.get("finished") else f", in progress: {len(c['runs'])} of {sizes} sizes begun"
+    return (f"Data-constrained crossover (twins from scratch on U reviews, validation bits per token{status}): "
+            + "; ".join(parts) + tail + ".")
+
+
+def crossover_lines(c: dict) -> list[str]:
+    """RESULTS.md's crossover section: settings, per-U best points and crossover, the exponent, accuracy against U,
+    and every validation point."""
+    cfg, t, shape, model = c["config"], c["config"]["train"], c["config"]["shape"], c.get("model") or {}
+    done = sum(len(r["steps"]) for r in c["runs"])
+    planned = sum(len(p["points"]) for p in c.get("plan") or [])
+    status = ("Finished" if c.get("finished") else f"In progress: {done} of {planned} validation points")
+    lines = [f"{status} (updated {c.get('updated_at', '?')}); from `{c['source']}`, written by", "", "```bash",
+             c.get("command") or "python train_cli.py crossover …", "```", "",
+             f"Both twins of every U (nested subsets of the training split) share one {shape['layers']}-layer, "
+             f"{shape['width']}-wide BERT ({model.get('parameters', 0):,} parameters; the left-to-right twin with "
+             f"causal attention), one lower-cased WordPiece tokenizer of {model.get('vocab_size', '?')} tokens "
+             f"trained on the largest subset, one random initialisation (seed {t['seed']}), AdamW (lr {t['lr']}, "
+             f"weight decay {t['weight_decay']}, {t['lr_schedule']}, {t['warmup_steps']} warm-up steps), batches of "
+             f"{t['batch_size']} random {t['max_length']}-token windows, {t['conditioning']} conditioning (the class "
+             f"word as one more token); the diffusion loss is weighted {t['noise']['weighting']} (the bound). Only "
+             f"the objective differs. Validation: the same {cfg['val_size']} reviews of the validation split for "
+             f"every U and both twins (their first window, given the review's own class word): the diffusion ELBO "
+             f"bound ({cfg['val_samples']} samples, the same masks at every point) and the twin's exact NLL, in bits "
+             f"per token, 95% intervals over reviews. Not varied: the architecture, tokenizer, batch, learning rate "
+             f"and schedule, seed, window length and the class-word settings. Seconds per step (wall clock on a "
+             f"shared 2-core machine, {c.get('threads', '?')} torch thread(s)): {c.get('probe_seconds_per_step')} "
+             f"in the probe before the start"
+             + (f", {c['plan_seconds_per_step']} as the median of the turns so far"
+                if c.get("plan_seconds_per_step") else "") + ".", "",
+             "| U (reviews) | unique tokens | budget: steps (epochs) | points | diffusion best bits/token (epoch) | "
+             "twin best (epoch) | diffusion − twin at the bests, 95% CI | crossover |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in c["runs"]:
+        best, diff = row.get("best") or {}, row.get("best_difference")
+        cells = [f"{row['unique_reviews']:,}", f"{row['unique_tokens']:,}" if row.get("unique_tokens") else "–",
+                 f"{row['planned_steps']} ({row['planned_steps'] * t['batch_size'] / row['unique_reviews']:g})",
+                 f"{len(row['steps'])}/{len(row['validation_steps'])}"]
+        for twin in ("diffusion", "ar"):
+            b = best.get(twin)
+            cells.append(f"{b['bits_per_token']:.3f} ({b['epoch']:g})" if b else "–")
+        cells.append(f"{diff['difference_bits_per_token']:+.3f} ({_ci(diff['ci95'])})" if diff else "–")
+        cells.append(_crossover_cell(row, row["finished"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    fit = c.get("exponent")
+    crossing = [r["unique_reviews"] for r in c["runs"] if r.get("crossover")]
+    lines += ["", "Crossover: the first validation point at which diffusion's best bound so far is below the twin's "
+              "best loss so far (tokens seen by the diffusion twin); its interval is that of the paired per-review "
+              "difference between the two best points. " + (
+                  f"Fitted over the {fit['n']} sizes that cross: C_crit ∝ U^{fit['k']:.2f} (95% interval "
+                  f"{fit['ci95'][0]:.2f} to {fit['ci95'][1]:.2f}), beside the published {fit['published']} "
+                  "(Prabhudesai et al. 2025)." if fit else
+                  f"{len(crossing)} size(s) cross so far ({', '.join(map(str, crossing)) or 'none'}); the exponent of "
+                  "C_crit ∝ U^k needs at least three, so it is not fitted.")]
+    lines += ["", "### Accuracy against U (validation reviews, at each objective's best-bound point)", "",
+              "| U | diffusion Bayes | diffusion infill | twin Bayes | twin infill | TF-IDF + LR on the same U |",
+              "|---|---|---|---|---|---|"]
+    for row in c["runs"]:
+        best = row.get("best") or {}
+        cells = [f"{row['unique_reviews']:,}"]
+        for twin in ("diffusion", "ar"):
+            for reading in ("bayes", "infill"):
+                cells.append(_percent((best.get(twin) or {}).get(f"accuracy_{reading}")))
+        cells.append(_percent(row.get("tfidf_accuracy")))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"One accuracy on {cfg['val_size']} reviews carries a 95% half-width of up to "
+              f"{100 * 1.96 * math.sqrt(0.25 / cfg['val_size']):.1f} points. The best point is chosen by bits per "
+              "token on the same reviews, not by accuracy.", "",
+              "### Every validation point", "",
+              "| U | step | epoch | tokens seen | diffusion bits/token (95% CI) | twin bits/token (95% CI) | "
+              "diffusion bits/byte | twin bits/byte |", "|---|---|---|---|---|---|---|---|"]
+    for row in c["runs"]:
+        for j, step in enumerate(row["steps"]):
+            lines.append(
+                f"| {row['unique_reviews']:,} | {step} | {row['epochs'][j]:g} | {row['tokens_seen'][j]:,} | "
+                f"{row['diffusion_bits_per_token'][j]:.3f} ({_ci(row['diffusion_bits_per_token_ci95'][j])}) | "
+                f"{row['ar_bits_per_token'][j]:.3f} ({_ci(row['ar_bits_per_token_ci95'][j])}) | "
+                f"{row['diffusion_bits_per_byte'][j]:.3f} | {row['ar_bits_per_byte'][j]:.3f} |")
+    controlled = [row for row in c["runs"] if (row.get("best") or {}).get("ar_masked")]
+    lines += ["", "Control arm (the left-to-right twin with random input-token masking, Gao et al., which tells the "
+              "objective from the augmentation): " + (f"{str(c['control_arm']).removeprefix('ran: ')}." if controlled
+                                                    else "did not run."),
+              "", "Dated readings, and side checks of what the curves show: docs/experiments.md."]
+    if controlled:
+        lines += ["", "| U | control best bits/token (epoch) | twin best (epoch) | diffusion best (epoch) | "
+                  "diffusion − control at the bests, 95% CI |", "|---|---|---|---|---|"]
+        for row in controlled:
+            b, diff = row["best"], row.get("control_difference")
+            cells = [f"{row['unique_reviews']:,}"] + [f"{b[t]['bits_per_token']:.3f} ({b[t]['epoch']:g})" if b.get(t)
+                                                      else "–" for t in ("ar_masked", "ar", "diffusion")]
+            cells.append(f"{diff['difference_bits_per_token']:+.3f} ({_ci(diff['ci95'])})" if diff else "–")
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 VALIDATION_KEYS = ("step", "epochs_completed", "val_n", "val_accuracy", "val_accuracy_infill", "val_perplexity")
@@ -647,12 +787,36 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"measure every piece anew, ignoring a {PARTIAL} left by an interrupted run")
     parser.add_argument("--no-cards", dest="cards", action="store_false",
                         help="do not (re)write the checkpoints' model cards (README.md)")
+    parser.add_argument("--rerender", action="store_true",
+                        help="measure nothing: rewrite RESULTS.md, results.json and the README block from the "
+                             "results.json in --out-dir with the latest results/crossover.json (seconds)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    if args.rerender:
+        return _rerender(args)
     if args.quick:
         args.n, args.n_head, args.n_ppl, args.samples, args.lengths, args.seeds = 10, 12, 4, 4, "16", "0"
     with quiet_progress(not args.progress):
         return _report(args, argv)
+
+
+def _rerender(args: argparse.Namespace) -> int:
+    """RESULTS.md, results.json and the README block again from the stored results and the latest crossover grid."""
+    out = Path(args.out_dir)
+    path = out / "results.json"
+    if not path.is_file():
+        raise TextdiffError(f"no {path} to rerender; run the report first")
+    result = json.loads(path.read_text())
+    result["crossover"] = crossover_record()
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (out / "RESULTS.md").write_text(render(result))
+    grid = result["crossover"]
+    print(f"wrote {out / 'RESULTS.md'} and {path} (crossover grid: "
+          f"{'none' if not grid else 'finished' if grid.get('finished') else 'in progress'})")
+    readme = Path(args.readme) if args.readme else ROOT / "README.md" if out.resolve() == ROOT else None
+    if readme and write_readme_table(readme, result):
+        print(f"wrote the results block of {readme}")
+    return 0
 
 
 def _report(args: argparse.Namespace, argv: list[str]) -> int:
@@ -677,6 +841,7 @@ def _report(args: argparse.Namespace, argv: list[str]) -> int:
     result["decoding"] = pieces.get("decoding", lambda: decoding(args, models))
     result["samples"] = pieces.get("samples", lambda: samples(models, 2 if args.quick else 5))
     result["campaign"] = campaign_record(models["diffusion"])
+    result["crossover"] = crossover_record()
     result["seconds"] = pieces.seconds
     if pieces.reused:
         result["resumed_pieces"] = pieces.reused

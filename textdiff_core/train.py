@@ -94,6 +94,8 @@ class TrainConfig:
     eval_samples: int = 4  # ELBO Monte Carlo samples per text for that (diffusion; left-to-right is exact)
     stop_after: int | None = None  # end this invocation at this step with a resumable checkpoint and no final model;
     #                                the learning-rate schedule still spans all steps (chunked runs, see campaign)
+    input_mask_prob: float = 0.0  # ar only: chance each text input token is replaced by [MASK] while its target stays
+    #                               (random token masking, Gao et al.: the augmentation without the objective)
     noise: NoiseConfig = field(default_factory=NoiseConfig)  # diffusion only
 
     def __post_init__(self) -> None:
@@ -125,6 +127,10 @@ class TrainConfig:
             raise TextdiffError(f"label-weight must be positive and finite, got {self.label_weight}")
         if self.crop not in ("start", "random"):
             raise TextdiffError(f"unknown crop {self.crop!r}; choose start or random")
+        if not 0.0 <= self.input_mask_prob < 1.0:
+            raise TextdiffError(f"input-mask-prob must be in [0, 1), got {self.input_mask_prob}")
+        if self.input_mask_prob and self.objective != "ar":
+            raise TextdiffError("input-mask-prob masks a left-to-right model's inputs; diffusion masks by its rate t")
         if self.max_samples is not None and self.max_samples < 1:
             raise TextdiffError(f"max-samples must be at least 1, got {self.max_samples}")
 
@@ -291,7 +297,7 @@ class JointLabel:
 
 def micro_batch_loss(
     forward: torch.nn.Module, batch, objective: str, noise: NoiseConfig, mask_token_id: int | None, generator,
-    label: JointLabel | None = None,
+    label: JointLabel | None = None, input_mask_prob: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """(numerator, denominator, per-bin nll sums, per-bin counts, class-word [nll sum, count, correct]) of one
     micro-batch's loss; the last is None without ``label``.
@@ -338,7 +344,11 @@ def micro_batch_loss(
         weights[label_rows, label_pos] = label.weight
     predictors = torch.zeros_like(targets_mask)
     predictors[:, :-1] = targets_mask[:, 1:]
-    logits = forward(batch.input_ids, batch.attention_mask, predictors)
+    inputs = batch.input_ids
+    if input_mask_prob:  # the inputs of text tokens hidden at random; every target is the real token
+        hide = (torch.rand(inputs.shape, generator=generator) < input_mask_prob).to(inputs.device)
+        inputs = inputs.masked_fill(hide & batch.target_mask, mask_token_id)
+    logits = forward(inputs, batch.attention_mask, predictors)
     targets = batch.input_ids[:, 1:][targets_mask[:, 1:]]
     nll = F.cross_entropy(logits.float(), targets, reduction="none")
     w = weights[:, 1:][targets_mask[:, 1:]].to(nll.device)
@@ -563,7 +573,8 @@ def _optimizer_step(
                                                accelerator.num_processes, accelerator.device)
         with accelerator.accumulate(forward):
             num, den, bin_nll, bin_count, label_stats = micro_batch_loss(
-                forward, batch, config.objective, config.noise, tokenizer.mask_token_id, generator, joint
+                forward, batch, config.objective, config.noise, tokenizer.mask_token_id, generator, joint,
+                config.input_mask_prob,
             )
             accelerator.backward(num / den.clamp(min=1.0))
             if accelerator.sync_gradients:
@@ -650,6 +661,8 @@ def _train_one(
     kind = OBJECTIVES[config.objective]
     loaded = load_model(str(resume_from or config.model), kind, device=accelerator.device, dtype=torch.float32)
     model, tokenizer = loaded.model, loaded.tokenizer
+    if config.input_mask_prob and tokenizer.mask_token_id is None:
+        raise TextdiffError(f"{config.model!r} has no [MASK] token to hide inputs with (--input-mask-prob)")
     if config.objective == "diffusion" and tokenizer.mask_token_id is None:
         raise TextdiffError(f"{config.model!r} has no [MASK] token; diffusion training needs a masked LM")
     model.train()

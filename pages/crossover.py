@@ -1,0 +1,117 @@
+"""When does diffusion win? The data-constrained crossover grid: per unique-data size U, both twins' validation
+curves with the crossover marked, and accuracy against U, drawn from the committed results/crossover.json (or any
+grid's crossover.json, e.g. one still running)."""
+
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from pages._shared import ROOT, sidebar
+from textdiff_core.crossover import PUBLISHED_EXPONENT, read_results
+from textdiff_core.errors import TextdiffError
+from textdiff_core.report import crossover_answer
+
+sidebar()
+st.title("When does diffusion win?")
+st.caption("Masked diffusion and its left-to-right twin trained from scratch on the same U reviews (nested subsets), "
+           "validated at log-spaced points on the same validation reviews. Written by `train_cli.py crossover`.")
+
+COMMITTED = ROOT / "results" / "crossover.json"
+TWIN_NAMES = {"diffusion": "diffusion (ELBO bound)", "ar": "left-to-right (exact)",
+              "ar_masked": "control (masked inputs)"}
+READING_NAMES = {("diffusion", "bayes"): "diffusion, Bayes", ("diffusion", "infill"): "diffusion, infill",
+                 ("ar", "bayes"): "left-to-right, Bayes", ("ar", "infill"): "left-to-right, infill",
+                 ("ar_masked", "bayes"): "control arm, Bayes", ("ar_masked", "infill"): "control arm, infill"}
+
+path = st.text_input("Results file (a grid's crossover.json)", str(COMMITTED), key="crossover_path",
+                     help="the committed results by default; a running grid's OUT/crossover.json shows it live")
+try:
+    results = read_results(Path(path).expanduser())
+except TextdiffError as exc:
+    st.error(str(exc))
+    st.stop()
+if not results.get("runs"):
+    st.info(f"No results in {path} yet: `python train_cli.py crossover … --out DIR` writes DIR/crossover.json after "
+            "every validation point.")
+    st.stop()
+
+runs = results["runs"]
+done = sum(len(r["steps"]) for r in runs)
+planned = sum(len(p["points"]) for p in results.get("plan") or [])
+if results.get("finished"):
+    st.success(f"Finished: {done} validation points (updated {results.get('updated_at', '?')}).")
+else:
+    st.warning(f"In progress: {done} of {planned} validation points (updated {results.get('updated_at', '?')}). "
+               "Run the same command again to continue; sizes without a crossover yet may still cross.")
+st.markdown(crossover_answer(results))
+fit = results.get("exponent")
+if fit:
+    st.metric("C_crit ∝ U^k", f"k = {fit['k']:.2f}", help=f"95% interval {fit['ci95'][0]:.2f} to {fit['ci95'][1]:.2f} "
+              f"over {fit['n']} sizes; published {PUBLISHED_EXPONENT}")
+else:
+    st.caption(f"The exponent of C_crit ∝ U^k (published {PUBLISHED_EXPONENT}) is fitted once three sizes cross.")
+
+summary = pd.DataFrame([{
+    "U (reviews)": r["unique_reviews"], "points": f"{len(r['steps'])}/{len(r['validation_steps'])}",
+    "diffusion best bits/token": (r.get("best") or {}).get("diffusion", {}).get("bits_per_token"),
+    "at epoch (diffusion)": (r.get("best") or {}).get("diffusion", {}).get("epoch"),
+    "left-to-right best bits/token": (r.get("best") or {}).get("ar", {}).get("bits_per_token"),
+    "at epoch (left-to-right)": (r.get("best") or {}).get("ar", {}).get("epoch"),
+    "crossover (tokens)": r.get("crossover_tokens") or ("none within budget" if r["finished"] else "none so far"),
+    "crossover (epoch)": (r.get("crossover") or {}).get("epoch"),
+} for r in runs])
+st.dataframe(summary, hide_index=True, width="stretch")
+
+st.subheader("Validation curves per U")
+st.caption("Bits per token on the validation reviews against training tokens seen (log scale), 95% bands over "
+           "reviews. The dashed line marks the crossover: the first point at which diffusion's best bound so far is "
+           "below the twin's best loss so far.")
+for row in runs:
+    if not row["steps"]:
+        st.caption(f"U = {row['unique_reviews']:,}: no validation point yet.")
+        continue
+    points = pd.DataFrame([
+        {"tokens seen": row["tokens_seen"][j], "epoch": row["epochs"][j], "step": step,
+         "objective": TWIN_NAMES[twin], "bits per token": row[f"{twin}_bits_per_token"][j],
+         "low": row[f"{twin}_bits_per_token_ci95"][j][0], "high": row[f"{twin}_bits_per_token_ci95"][j][1]}
+        for j, step in enumerate(row["steps"]) for twin in TWIN_NAMES
+        if (row.get(f"{twin}_bits_per_token") or [None] * len(row["steps"]))[j] is not None])
+    x = alt.X("tokens seen:Q", scale=alt.Scale(type="log"))
+    colour = alt.Color("objective:N", sort=list(TWIN_NAMES.values()))
+    tooltip = ["objective", "step", "epoch", "tokens seen", alt.Tooltip("bits per token:Q", format=".3f")]
+    base = alt.Chart(points).encode(x=x)
+    y = alt.Y("bits per token:Q", scale=alt.Scale(zero=False), title="bits per token (validation)")
+    chart = (base.mark_area(opacity=0.2).encode(y=alt.Y("low:Q", title="bits per token (validation)"), y2="high:Q",
+                                                color=alt.Color("objective:N", legend=None,
+                                                                sort=list(TWIN_NAMES.values())))
+             + base.mark_line(point=True).encode(y=y, color=colour, tooltip=tooltip)).resolve_legend(
+                 color="independent")  # the bands' pale colours stay out of the legend
+    if row.get("crossover_tokens"):
+        marker = pd.DataFrame([{"tokens seen": row["crossover_tokens"], "label": "crossover"}])
+        chart += alt.Chart(marker).mark_rule(strokeDash=[6, 4], color="black").encode(x=x, tooltip=["label"])
+    status = ("finished" if row["finished"] else "in progress")
+    st.markdown(f"**U = {row['unique_reviews']:,} reviews** ({status}; {len(row['steps'])} of "
+                f"{len(row['validation_steps'])} points)")
+    st.altair_chart(chart.properties(height=260), width="stretch")
+
+st.subheader("Accuracy against U")
+st.caption("Validation accuracy of both readings of both twins at each twin's best-bound point, and TF-IDF + "
+           "logistic regression trained on the same U labelled reviews.")
+accuracy = []
+for row in runs:
+    for (twin, reading), name in READING_NAMES.items():
+        value = ((row.get("best") or {}).get(twin) or {}).get(f"accuracy_{reading}")
+        if value is not None:
+            accuracy.append({"U (reviews)": row["unique_reviews"], "reading": name, "accuracy": value})
+    if row.get("tfidf_accuracy") is not None:
+        accuracy.append({"U (reviews)": row["unique_reviews"], "reading": "TF-IDF + logistic regression",
+                         "accuracy": row["tfidf_accuracy"]})
+if accuracy:
+    chart = alt.Chart(pd.DataFrame(accuracy)).mark_line(point=True).encode(
+        x=alt.X("U (reviews):Q", scale=alt.Scale(type="log")),
+        y=alt.Y("accuracy:Q", axis=alt.Axis(format="%")), color="reading:N",
+        tooltip=["reading", "U (reviews)", alt.Tooltip("accuracy:Q", format=".1%")])
+    st.altair_chart(chart.properties(height=300), width="stretch")
+st.caption(f"Settings: `{results.get('command', '')}`")

@@ -1,0 +1,710 @@
+"""The data-constrained crossover: for each unique-data size U, a masked-diffusion model and its left-to-right twin
+trained from scratch on the same U reviews to the same budget, validated at log-spaced points.
+
+The grid: nested, fixed subsets of the training split (``load_data``'s seeded class-balanced round robin, whose
+first U are the same for every larger U), smallest U first. Both twins of every U share one architecture (a small
+BERT, ``ModelShape``), one tokenizer (WordPiece trained on the largest subset, so that the output layer is cheap),
+one random initialisation, optimiser, seed, batch and schedule: only the objective differs. Each twin is one
+``train`` run whose ``steps`` are the U's budget, stopped (``stop_after``) at each validation point and resumed, as
+the campaign does; at each point both twins are scored on the same fixed validation reviews (never the subset, never
+the test split) by ``validate``: bits per token (the diffusion ELBO bound, the twin's exact NLL) of each text given
+its own class word, bits per byte, and both classifier readings (Bayes over the likelihoods; infill of the class
+word). ``OUT/crossover.json`` is rewritten after every validation point, so partial results are usable; the per-text
+values behind the intervals stay in ``OUT/u-NNNNN/validation.json``. Running the command again continues the grid.
+Two settings may change between runs of one grid: the control arm (``control_mask``: a third run per size, the
+left-to-right twin with random input-token masking) may be added, and under a constant schedule the step budgets may
+be raised (``budgets_may_grow``); neither changes a point measured before.
+
+The analysis (``analyse``): per U, each objective's best point so far, the crossover (the first point at which
+diffusion's best bound so far is below the twin's best loss so far, with the paired difference's interval), and
+where at least three U cross, the exponent k of C_crit = a U^k (Prabhudesai et al. 2025 report 2.174).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from textdiff_core.campaign import standing
+from textdiff_core.checkpoint import format_prompt
+from textdiff_core.errors import TextdiffError
+from textdiff_core.evaluate import wilson_interval
+from textdiff_core.train import TrainConfig
+
+TWINS = ("diffusion", "ar")
+CONTROL = "ar_masked"  # the control arm: the left-to-right twin with random input-token masking
+RUNS = (*TWINS, CONTROL)  # every run a size can have, in the order they take turns at a validation point
+CONTROL_SETTINGS = ("control_mask", "control_sizes")  # may be added to a running grid: they add runs, change none
+RESULTS = "crossover.json"
+PUBLISHED_EXPONENT = 2.174  # Prabhudesai et al. 2025: C_crit grows as U^2.174
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+BITS = 1.0 / math.log(2.0)  # nats -> bits
+
+
+@dataclass
+class ModelShape:
+    """The one architecture both twins of every U share (a BERT; is_decoder for the left-to-right twin)."""
+
+    layers: int = 4  # transformer layers
+    width: int = 256  # hidden size
+    heads: int = 4  # attention heads
+    vocab_size: int = 4096  # WordPiece vocabulary trained on the largest subset (output layer cost grows with it)
+
+    def __post_init__(self) -> None:
+        if min(self.layers, self.width, self.heads) < 1 or self.width % self.heads:
+            raise TextdiffError(f"layers, width and heads must be positive and width a multiple of heads, got "
+                                f"{self.layers}, {self.width}, {self.heads}")
+        if self.vocab_size < 64:
+            raise TextdiffError(f"vocab-size must be at least 64, got {self.vocab_size}")
+
+
+@dataclass
+class CrossoverConfig:
+    """Every setting of a crossover grid; recorded in crossover.json, and a rerun must repeat them."""
+
+    out: str  # grid directory: init/, u-NNNNN/{diffusion,ar,validation.json}, crossover.json
+    sizes: list[int]  # unique training reviews per grid point, ascending (nested subsets)
+    steps: list[int]  # optimizer steps per size, the same for both twins (one per size)
+    train: TrainConfig  # shared settings; objective, model, out, steps, max_samples, resume, stop_after per run
+    points: int = 10  # validation points per size, log-spaced in steps from first_point to the budget
+    first_point: int = 25  # step of the first validation point
+    val_size: int = 256  # validation reviews (class-balanced, fixed), the same for every size and both twins
+    val_samples: int = 4  # ELBO Monte Carlo samples per text and class (same noise for every class and point)
+    shape: ModelShape = field(default_factory=ModelShape)
+    tokenizer: str | None = None  # a tokenizer.json to use (an earlier grid's OUT/init/tokenizer.json); None: train one
+    control_mask: float = 0.0  # > 0: the control arm, a third run per size: the left-to-right twin with its text
+    #                            inputs masked at this rate (Gao et al.): the augmentation without the objective
+    control_sizes: list[int] = field(default_factory=list)  # sizes that get the control arm (empty: every size)
+
+    def __post_init__(self) -> None:
+        if not self.sizes or len(self.sizes) != len(self.steps):
+            raise TextdiffError(f"give one --steps per --sizes entry, got {len(self.sizes)} sizes and "
+                                f"{len(self.steps)} step budgets")
+        if any(b <= a for a, b in zip(self.sizes, self.sizes[1:], strict=False)) or self.sizes[0] < 2:
+            raise TextdiffError(f"sizes must be ascending and at least 2, got {self.sizes}")
+        if min(self.steps) < 1 or self.points < 1 or self.first_point < 1:
+            raise TextdiffError(f"steps, points and first-point must be at least 1, got {self.steps}, {self.points}, "
+                                f"{self.first_point}")
+        if self.first_point > min(self.steps):
+            raise TextdiffError(f"first-point {self.first_point} is past the smallest budget ({min(self.steps)} steps)")
+        if self.val_size < 2 or self.val_samples < 1:
+            raise TextdiffError(f"val-size must be at least 2 and val-samples at least 1, got {self.val_size}, "
+                                f"{self.val_samples}")
+        if not 0.0 <= self.control_mask < 1.0:
+            raise TextdiffError(f"control-mask must be in [0, 1), got {self.control_mask}")
+        if set(self.control_sizes) - set(self.sizes):
+            raise TextdiffError(f"control-sizes {self.control_sizes} must be among the sizes {self.sizes}")
+        if self.train.conditioning != "joint":
+            raise TextdiffError("the crossover reads both classifiers, so its twins train with --conditioning joint")
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"train": self.train.to_dict()}
+
+    def runs(self, size: int) -> tuple[str, ...]:
+        """The runs of a size: both twins, and the control arm where it applies."""
+        control = self.control_mask > 0 and (not self.control_sizes or size in self.control_sizes)
+        return RUNS if control else TWINS
+
+    @classmethod
+    def from_dict(cls, record: dict) -> CrossoverConfig:
+        """The config crossover.json recorded."""
+        return cls(**record | {"train": TrainConfig.from_record(record["train"]),
+                               "shape": ModelShape(**record["shape"])})
+
+
+# TrainConfig fields each run of the grid sets for itself (``_run_config``): not flags of ``crossover``
+PER_RUN = {"out", "objective", "model", "steps", "epochs", "resume", "stop_after", "conditioning", "max_samples",
+           "eval_every", "eval_epochs", "eval_size", "eval_samples", "input_mask_prob"}
+
+
+def command_line(config: CrossoverConfig) -> str:
+    """The ``crossover`` command that repeats this grid exactly, every setting spelled out."""
+    import shlex
+
+    s = config.shape
+    args = ["python", "train_cli.py", "crossover", "--sizes", ",".join(map(str, config.sizes)),
+            "--steps", ",".join(map(str, config.steps)), "--points", str(config.points),
+            "--first-point", str(config.first_point), "--val-size", str(config.val_size),
+            "--val-samples", str(config.val_samples), "--layers", str(s.layers), "--width", str(s.width),
+            "--heads", str(s.heads), "--vocab-size", str(s.vocab_size)]
+    args += ["--tokenizer", config.tokenizer] if config.tokenizer else []
+    if config.control_mask:
+        args += ["--control-mask", str(config.control_mask)]
+        args += ["--control-sizes", ",".join(map(str, config.control_sizes))] if config.control_sizes else []
+    args += config.train.to_args(skip=lambda name: name in PER_RUN) + ["--out", config.out]
+    return shlex.join(args)
+
+
+def validation_steps(first: int, total: int, points: int) -> list[int]:
+    """Log-spaced steps from ``first`` to ``total`` (both included; repeats after rounding dropped)."""
+    import numpy as np
+
+    if points == 1 or first >= total:
+        return [total]
+    return sorted({int(round(s)) for s in np.geomspace(first, total, points)} | {total})
+
+
+def size_dir(out: Path, size: int) -> Path:
+    return out / f"u-{size:05d}"
+
+
+def subset(config: CrossoverConfig, size: int):
+    """The U training reviews of a grid point: the first ``size`` of the seeded class-balanced order (nested)."""
+    from textdiff_core.data import load_data
+
+    t = config.train
+    return load_data(t.data, "train", text_col=t.text_col, label_col=t.label_col, min_classes=2, max_samples=size,
+                     seed=t.seed)
+
+
+def validation_set(config: CrossoverConfig):
+    """The fixed validation reviews (the validation split, class-balanced, seed 0): the same for every U and twin."""
+    from textdiff_core.data import load_data
+
+    t = config.train
+    return load_data(t.data, "validation", text_col=t.text_col, label_col=t.label_col, min_classes=2,
+                     max_samples=config.val_size, seed=0)
+
+
+# ----------------------------------------------------------------------------------------------------- from scratch
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, words: list[str]):
+    """A lower-cased WordPiece tokenizer (``tokenizers.Tokenizer``) trained on ``texts``, in BERT's layout ([CLS] text
+    [SEP], [MASK]); ``words`` (the class words) are made single tokens, so that the class word can be masked or
+    predicted. Its trainer breaks ties between equally frequent merges in hash order, so two trainings on the same
+    texts can differ in a few tokens: a grid that must be reproduced exactly names its tokenizer file."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    missing = [w for w in words if tok.token_to_id(w) is None]
+    if missing:
+        tok.add_tokens(missing)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return tok
+
+
+def wrap_tokenizer(tok):
+    """A ``tokenizers.Tokenizer`` as the transformers tokenizer every scorer takes."""
+    from transformers import BertTokenizerFast
+
+    missing = [t for t in SPECIALS if tok.token_to_id(t) is None]
+    if missing:
+        raise TextdiffError(f"the tokenizer lacks {', '.join(missing)}; a crossover tokenizer has BERT's specials")
+    return BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                             sep_token="[SEP]", mask_token="[MASK]", do_lower_case=True)
+
+
+def make_init(config: CrossoverConfig, texts: list[str], classes: list[str]) -> dict:
+    """``OUT/init/{diffusion,ar}``: one random initialisation (seeded) of the shape, saved as a masked LM and as the
+    same weights in a left-to-right decoder, with the tokenizer; reused when already there."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertLMHeadModel
+
+    from textdiff_core.models import quiet_transformers
+
+    root = Path(config.out) / "init"
+    if (root / "init.json").is_file():  # written last: the twins and the tokenizer are complete
+        return json.loads((root / "init.json").read_text())
+    from tokenizers import Tokenizer
+
+    if config.tokenizer:
+        try:
+            tok = Tokenizer.from_file(str(Path(config.tokenizer).expanduser()))
+        except Exception as exc:  # noqa: BLE001 - a missing or malformed file fails in several ways
+            raise TextdiffError(f"cannot read the tokenizer {config.tokenizer} ({type(exc).__name__})") from exc
+        source = f"{config.tokenizer} (WordPiece, lower-cased, trained on the reviews of the largest subset)"
+    else:
+        tok = train_tokenizer(texts, config.shape.vocab_size, [c.lower() for c in classes])
+        source = f"WordPiece, lower-cased, trained here on the {len(texts)} reviews of the largest subset"
+    tokenizer = wrap_tokenizer(tok)
+    s = config.shape
+    bert = BertConfig(vocab_size=len(tokenizer), hidden_size=s.width, num_hidden_layers=s.layers,
+                      num_attention_heads=s.heads, intermediate_size=4 * s.width,
+                      max_position_embeddings=max(512, config.train.max_length),
+                      pad_token_id=tokenizer.pad_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)
+        masked = BertForMaskedLM(bert)
+    causal = BertLMHeadModel(BertConfig(**bert.to_dict() | {"is_decoder": True}))
+    missing, unexpected = causal.load_state_dict(masked.state_dict(), strict=False)
+    if unexpected or [k for k in missing if "position_ids" not in k]:
+        raise TextdiffError(f"the twins' weights differ in names: {missing[:3]} {unexpected[:3]}")
+    shutil.rmtree(root, ignore_errors=True)
+    with quiet_transformers():
+        for twin, model in (("diffusion", masked), ("ar", causal)):
+            model.save_pretrained(root / twin)
+            tokenizer.save_pretrained(root / twin)
+    info = {"parameters": sum(p.numel() for p in masked.parameters()), "vocab_size": len(tokenizer),
+            "tokenizer": source, "tokenizer_sha256": hashlib.sha256(tok.to_str().encode()).hexdigest()}
+    (root / "init.json").write_text(json.dumps(info, indent=2) + "\n")
+    tok.save(str(root / "tokenizer.json"))  # to name with --tokenizer when the grid is to be repeated exactly
+    return info
+
+
+# --------------------------------------------------------------------------------------------------- validation
+
+
+def ratio_interval(num: list[float], den: list[float], z: float = 1.96) -> tuple[float, list[float]]:
+    """sum num / sum den over texts and its 95% interval (delta method for a ratio, texts as a random sample)."""
+    n, total_num, total_den = len(num), sum(num), sum(den)
+    rate = total_num / total_den
+    if n < 2:
+        return rate, [rate, rate]
+    mean_den = total_den / n
+    residual = sum((a - rate * b) ** 2 for a, b in zip(num, den, strict=True)) / (n - 1)
+    half = z * math.sqrt(residual / n) / mean_den
+    return rate, [rate - half, rate + half]
+
+
+def validate(lm, texts: list[str], labels: list[int], prompts: list[str], samples: int, seed: int,
+             max_length: int) -> dict:
+    """Score a model on the validation reviews, first window of each: per text the NLL (nats) of the text given its
+    own class word (the ELBO bound for a masked model with ``samples`` draws, exact for a causal one), its tokens and
+    bytes, and whether each classifier reading is right (Bayes: the class whose prompt gives the lower NLL; infill:
+    the class word's distribution with the whole window shown). Text i's noise is seeded by (seed, i), so every
+    model and every point sees the same masks."""
+    import torch
+
+    from textdiff_core.classify import class_scores
+    from textdiff_core.likelihood import infill_scores
+    from textdiff_core.tokens import class_slot
+
+    slot = class_slot(lm.tokenizer, prompts)
+    nll, tokens, n_bytes, bayes, infill = [], [], [], [], []
+    for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        scores = class_scores(lm, text, prompts, samples, generator, max_length, max_windows=1)
+        nll.append(scores[label].nll)
+        tokens.append(scores[label].n_tokens)
+        n_bytes.append(_window_bytes(lm.tokenizer, text, scores[label].n_tokens))
+        bayes.append(int(min(range(len(scores)), key=lambda c: scores[c].nll) == label))
+        read = infill_scores(lm, text, slot, max_length, max_windows=1)
+        infill.append(int(read.log_posteriors[0].argmax().item() == label))
+    return {"nll": nll, "tokens": tokens, "bytes": n_bytes, "bayes": bayes, "infill": infill}
+
+
+def summarise(per_text: dict) -> dict:
+    """Bits per token and per byte with intervals, and both readings' accuracy with Wilson intervals."""
+    bits = [x * BITS for x in per_text["nll"]]
+    bpt, bpt_ci = ratio_interval(bits, per_text["tokens"])
+    bpb, bpb_ci = ratio_interval(bits, per_text["bytes"])
+    n = len(bits)
+    out = {"bits_per_token": bpt, "bits_per_token_ci95": bpt_ci, "bits_per_byte": bpb, "bits_per_byte_ci95": bpb_ci,
+           "n": n, "tokens": sum(per_text["tokens"])}
+    for reading in ("bayes", "infill"):
+        right = sum(per_text[reading])
+        out[f"accuracy_{reading}"] = right / n
+        out[f"accuracy_{reading}_ci95"] = list(wilson_interval(right, n))
+    return out
+
+
+def _window_bytes(tokenizer, text: str, n_tokens: int) -> int:
+    """UTF-8 bytes of the part of ``text`` that its first ``n_tokens`` tokens cover (offsets, lower-casing aside)."""
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return len(text[: offsets[min(n_tokens, len(offsets)) - 1][1]].encode())
+
+
+# ----------------------------------------------------------------------------------------------------- analysis
+
+
+def best_so_far(values: list[float]) -> list[int]:
+    """Index of the minimum of values[: j + 1] for every j (the earlier point on ties)."""
+    best, out = 0, []
+    for j, v in enumerate(values):
+        if v < values[best]:
+            best = j
+        out.append(best)
+    return out
+
+
+def find_crossover(diffusion: list[float], ar: list[float]) -> int | None:
+    """The first validation point at which diffusion's best bound so far is below the twin's best loss so far."""
+    bd, ba = best_so_far(diffusion), best_so_far(ar)
+    for j in range(min(len(diffusion), len(ar))):
+        if diffusion[bd[j]] < ar[ba[j]]:
+            return j
+    return None
+
+
+def paired_difference(a: dict, b: dict) -> dict:
+    """Bits per token of A minus B on the same texts (the same windows, so the same token counts), with the
+    interval of the paired per-text differences."""
+    if a["tokens"] != b["tokens"]:
+        raise TextdiffError("the two readings are not on the same validation windows")
+    diff = [(x - y) * BITS for x, y in zip(a["nll"], b["nll"], strict=True)]
+    rate, ci = ratio_interval(diff, a["tokens"])
+    return {"difference_bits_per_token": rate, "ci95": ci}
+
+
+def fit_exponent(sizes: list[int], compute: list[float]) -> dict | None:
+    """k of C = a U^k by least squares in log-log, with its 95% t interval; None with fewer than three points."""
+    if len(sizes) < 3:
+        return None
+    from scipy import stats
+
+    fit = stats.linregress([math.log(u) for u in sizes], [math.log(c) for c in compute])
+    half = stats.t.ppf(0.975, len(sizes) - 2) * fit.stderr
+    return {"k": fit.slope, "ci95": [fit.slope - half, fit.slope + half], "n": len(sizes),
+            "published": PUBLISHED_EXPONENT, "sizes": sizes, "crossover_tokens": compute}
+
+
+def analyse_size(size: int, plan: dict, points: dict[str, dict[int, dict]], tfidf: dict | None,
+                 unique_tokens: int | None = None) -> dict:
+    """The results of one U: the validation points both twins have reached, as lists, each objective's best point,
+    the crossover and the TF-IDF baseline. ``points[twin][step]`` holds ``validate``'s per-text values plus the
+    point's step, epoch and tokens seen."""
+    steps = sorted(set(points.get("diffusion", {})) & set(points.get("ar", {})))
+    d = [points["diffusion"][s] for s in steps]
+    a = [points["ar"][s] for s in steps]
+    sd, sa = [summarise(p) for p in d], [summarise(p) for p in a]
+    row = {"unique_reviews": size, "unique_tokens": unique_tokens, "planned_steps": plan["steps"],
+           "validation_steps": plan["points"],
+           "finished": bool(steps) and steps[-1] == plan["steps"],
+           "steps": steps, "epochs": [p["epoch"] for p in d], "tokens_seen": [p["tokens_seen"] for p in d],
+           "ar_tokens_seen": [p["tokens_seen"] for p in a]}
+    for twin, summ in (("diffusion", sd), ("ar", sa)):
+        for key in ("bits_per_token", "bits_per_token_ci95", "bits_per_byte", "bits_per_byte_ci95", "accuracy_bayes",
+                    "accuracy_bayes_ci95", "accuracy_infill", "accuracy_infill_ci95"):
+            row[f"{twin}_{key}"] = [_round(s[key]) for s in summ]
+    row["best"] = {}
+    for twin, summ in (("diffusion", sd), ("ar", sa)):
+        if summ:
+            j = best_so_far([s["bits_per_token"] for s in summ])[-1]
+            row["best"][twin] = {"bits_per_token": _round(summ[j]["bits_per_token"]), "step": steps[j],
+                                 "epoch": row["epochs"][j], "tokens_seen": row["tokens_seen"][j],
+                                 "accuracy_bayes": summ[j]["accuracy_bayes"],
+                                 "accuracy_infill": summ[j]["accuracy_infill"]}
+    j = find_crossover([s["bits_per_token"] for s in sd], [s["bits_per_token"] for s in sa])
+    row["crossover_tokens"] = row["tokens_seen"][j] if j is not None else None
+    row["crossover"] = None
+    if j is not None:
+        bd = best_so_far([s["bits_per_token"] for s in sd])[j]
+        ba = best_so_far([s["bits_per_token"] for s in sa])[j]
+        row["crossover"] = {"step": steps[j], "epoch": row["epochs"][j], "tokens_seen": row["tokens_seen"][j],
+                            "diffusion_best_step": steps[bd], "ar_best_step": steps[ba]} | {
+            k: _round(v) for k, v in paired_difference(d[bd], a[ba]).items()}
+    if sd and sa:
+        bd, ba = best_so_far([s["bits_per_token"] for s in sd])[-1], best_so_far([s["bits_per_token"] for s in sa])[-1]
+        row["best_difference"] = {k: _round(v) for k, v in paired_difference(d[bd], a[ba]).items()}
+    control = [points.get(CONTROL, {}).get(s) for s in steps]
+    if any(control):  # the control arm, on the twins' points (None where it has not reached one yet)
+        sc = [summarise(p) if p else None for p in control]
+        for key in ("bits_per_token", "bits_per_token_ci95", "bits_per_byte", "accuracy_bayes", "accuracy_infill"):
+            row[f"{CONTROL}_{key}"] = [_round(x[key]) if x else None for x in sc]
+        have = [j for j, x in enumerate(sc) if x]
+        j = have[best_so_far([sc[i]["bits_per_token"] for i in have])[-1]]
+        row["best"][CONTROL] = {"bits_per_token": _round(sc[j]["bits_per_token"]), "step": steps[j],
+                                "epoch": row["epochs"][j], "tokens_seen": row["tokens_seen"][j],
+                                "accuracy_bayes": sc[j]["accuracy_bayes"], "accuracy_infill": sc[j]["accuracy_infill"]}
+        bd = best_so_far([x["bits_per_token"] for x in sd])[-1]
+        row["control_difference"] = {k: _round(v) for k, v in paired_difference(d[bd], control[j]).items()}
+    row["tfidf_accuracy"] = tfidf["accuracy"] if tfidf else None
+    row["tfidf_accuracy_ci95"] = tfidf["ci95"] if tfidf else None
+    return row
+
+
+def analyse(runs: list[dict]) -> dict | None:
+    """The exponent of C_crit = a U^k over the sizes that cross (``fit_exponent``), or None below three."""
+    crossing = [r for r in runs if r.get("crossover_tokens")]
+    return fit_exponent([r["unique_reviews"] for r in crossing], [r["crossover_tokens"] for r in crossing])
+
+
+def _round(value):
+    if isinstance(value, float):
+        return round(value, 5)
+    if isinstance(value, list):
+        return [_round(v) for v in value]
+    return value
+
+
+def tfidf_accuracy(train_texts: list[str], train_labels: list[int], texts: list[str], labels: list[int]) -> dict:
+    """TF-IDF + logistic regression (``baseline.SETTINGS``) fitted on the U labelled reviews, read on validation.
+    ``min_df`` is 1 below 200 reviews, where 2 would leave too few features."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from textdiff_core.baseline import SETTINGS
+
+    s = SETTINGS
+    pipeline = make_pipeline(
+        TfidfVectorizer(ngram_range=s["ngram_range"], min_df=s["min_df"] if len(train_texts) >= 200 else 1,
+                        max_features=s["max_features"], sublinear_tf=s["sublinear_tf"]),
+        LogisticRegression(C=s["C"], max_iter=2000))
+    pipeline.fit(train_texts, train_labels)
+    right = int(sum(int(p == y) for p, y in zip(pipeline.predict(texts), labels, strict=True)))
+    return {"accuracy": right / len(labels), "ci95": list(wilson_interval(right, len(labels))), "n": len(labels)}
+
+
+# ------------------------------------------------------------------------------------------------------ the grid
+
+
+def plan(config: CrossoverConfig, seconds_per_step: dict | None = None) -> list[dict]:
+    """Per size: budget in steps, validation points, epochs, and (given measured s/step per twin) hours."""
+    rows = []
+    for size, steps in zip(config.sizes, config.steps, strict=True):
+        per_step = config.train.batch_size * config.train.grad_accum
+        row = {"unique_reviews": size, "steps": steps, "points": validation_steps(config.first_point, steps,
+                                                                                   config.points),
+               "epochs": round(steps * per_step / size, 2), "sequences": steps * per_step,
+               "tokens_at_most": steps * per_step * config.train.max_length}
+        if seconds_per_step:
+            per_step = sum(seconds_per_step[t] for t in TWINS if t in seconds_per_step)
+            per_step += seconds_per_step.get("ar", 0.0) if CONTROL in config.runs(size) else 0.0
+            row["hours_training"] = round(steps * per_step / 3600, 2)
+        row["runs"] = list(config.runs(size))
+        rows.append(row)
+    return rows
+
+
+def measure_step_seconds(config: CrossoverConfig, steps: int = 6) -> dict:
+    """Seconds per optimizer step of each twin, from a throw-away ``train`` run of ``steps`` steps on the smallest
+    subset (the loop's own clock, without loading or saving; the first step's warm-up included)."""
+    from textdiff_core.checkpoint import CheckpointMeta
+    from textdiff_core.train import train
+
+    out, measured = Path(config.out) / ".probe", {}
+    for twin in TWINS:
+        shutil.rmtree(out / twin, ignore_errors=True)
+        run = replace(_run_config(config, twin, config.sizes[0], steps), out=str(out / twin), resume=False,
+                      save_every=0, log_every=steps)
+        train(run, progress=False)
+        measured[twin] = round(CheckpointMeta.read(out / twin).raw["train_time_s"] / steps, 4)
+    shutil.rmtree(out, ignore_errors=True)
+    return measured
+
+
+GROWABLE_SCHEDULES = ("constant", "constant_with_warmup")  # the learning rate never depends on the step budget
+
+
+def budgets_may_grow(old: list[int], config: CrossoverConfig) -> bool:
+    """Whether a grid's step budgets may be raised to ``config.steps``: none lower, and a schedule (with a fixed
+    warm-up) under which a run to more steps is, step for step, the run it continues, so nothing is retrained."""
+    t = config.train
+    return (len(old) == len(config.steps) and all(b >= a for a, b in zip(old, config.steps, strict=True))
+            and t.lr_schedule in GROWABLE_SCHEDULES and t.warmup_steps is not None)
+
+
+def measured_rates(history: list[dict], key: str = "seconds_per_step") -> dict | None:
+    """Median ``key`` per objective over the grid's training turns of at least 10 steps (the control arm counts as
+    left to right); None until both objectives have one."""
+    import statistics
+
+    by: dict[str, list[float]] = {}
+    for turn in history:
+        if key in turn and turn["to_step"] - turn["from_step"] >= 10:
+            by.setdefault("diffusion" if turn["twin"] == "diffusion" else "ar", []).append(turn[key])
+    return {t: round(statistics.median(v), 4) for t, v in by.items()} if len(by) == 2 else None
+
+
+def _run_config(config: CrossoverConfig, twin: str, size: int, total: int) -> TrainConfig:
+    """One run of the grid: ``twin`` (a member of ``RUNS``) on the first ``size`` reviews for ``total`` steps."""
+    objective = "ar" if twin == CONTROL else twin
+    return replace(config.train, out=str(size_dir(Path(config.out), size) / twin), objective=objective,
+                   model=str(Path(config.out) / "init" / objective), steps=total, epochs=None, max_samples=size,
+                   resume=True, stop_after=None, eval_every=0, eval_epochs=False,
+                   input_mask_prob=config.control_mask if twin == CONTROL else 0.0)
+
+
+def _point_source(run: Path, step: int, total: int) -> Path | None:
+    """The weights of a run at ``step``: its stop's checkpoint, or the final model at the last step."""
+    from textdiff_core.checkpoint import CheckpointMeta
+
+    if step == total and CheckpointMeta.read(run).steps == total:
+        return run
+    path = run / "checkpoints" / f"step-{step:07d}"
+    return path if (path / "config.json").is_file() else None
+
+
+def _tokens_seen(source: Path) -> int:
+    from textdiff_core.checkpoint import CheckpointMeta
+
+    state = source / "trainer_state.json"
+    if state.is_file():
+        return int(json.loads(state.read_text())["tokens_seen"])
+    return int(CheckpointMeta.read(source).tokens_seen or 0)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def read_results(out: str | Path) -> dict:
+    """crossover.json of a grid directory (or the file itself), {} when there is none; one-line error when broken."""
+    path = Path(out)
+    path = path / RESULTS if path.is_dir() else path
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, OSError) as exc:
+        raise TextdiffError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("runs", []), list):
+        raise TextdiffError(f"{path} is not a crossover grid's results (a JSON object with its runs)")
+    return data
+
+
+def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_steps: int = 6,
+                  progress: bool = True, say=print) -> dict:
+    """Run (or continue) the grid: every size in turn, smallest first; at each validation point the diffusion twin
+    then the left-to-right twin trains to it and is scored; crossover.json is rewritten after every point.
+
+    ``until_size``: stop after that size (run again to go on). ``probe_steps``: steps of the s/step measurement
+    printed with the plan before training (0: none). Returns what crossover.json holds.
+    """
+    import torch
+    from transformers import AutoTokenizer
+
+    from textdiff_core.models import load_model
+    from textdiff_core.tokens import tokenize_texts
+    from textdiff_core.train import train
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise TextdiffError("the crossover runs in one process; launch it with python, not torchrun")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results, wanted = read_results(out), json.loads(json.dumps(config.to_dict()))
+    if results:  # settings a grid recorded before they existed take their defaults
+        stored = json.loads(json.dumps(CrossoverConfig.from_dict(results["config"]).to_dict()))
+        changed = sorted(k for k in wanted if k not in CONTROL_SETTINGS and stored.get(k) != wanted[k])
+        if stored["control_mask"] and stored["control_mask"] != wanted["control_mask"]:
+            changed.append("control_mask")
+        if changed == ["steps"] and budgets_may_grow(stored["steps"], config):
+            changed = []
+            results.setdefault("budget_history", []).append({"from": stored["steps"], "to": config.steps, "at":
+                                                             datetime.now(UTC).isoformat(timespec="seconds")})
+    if results and changed:
+        raise TextdiffError(f"{out} holds a crossover grid with other settings ({', '.join(changed)}); rerun it with "
+                            f"the same flags, or give another --out")
+    largest = subset(config, config.sizes[-1])
+    if len(largest) < config.sizes[-1]:
+        raise TextdiffError(f"the training split has {len(largest)} reviews, fewer than the largest size "
+                            f"{config.sizes[-1]}")
+    validation = validation_set(config)
+    prompts = [format_prompt(config.train.class_prompt, c) for c in largest.classes]
+    init = make_init(config, largest.texts, largest.classes)
+    tokenizer = AutoTokenizer.from_pretrained(out / "init" / "diffusion")
+    measured = results.get("probe_seconds_per_step")
+    if measured is None and probe_steps:
+        measured = measure_step_seconds(config, probe_steps)
+    history = results.get("history", [])
+    rates = measured_rates(history) or measured  # the turns so far say more than the probe
+    steps_plan = plan(config, rates)
+    results = {"command": command_line(config), "config": config.to_dict(), "model": init,
+               "probe_seconds_per_step": measured, "plan_seconds_per_step": rates, "plan": steps_plan,
+               "threads": torch.get_num_threads(),
+               "validation": {"split": "validation", "n": len(validation), "samples": config.val_samples,
+                              "window": "the first window of each review (max_length tokens)",
+                              "likelihood": "each text given its own class word"},
+               "started_at": results.get("started_at") or datetime.now(UTC).isoformat(timespec="seconds"),
+               "history": results.get("history", []), "runs": results.get("runs", []),
+               "budget_history": results.get("budget_history", []),
+               "skipped_points": results.get("skipped_points", []),
+               "control_arm": (f"ran: the left-to-right twin with its text inputs masked at rate {config.control_mask}"
+                               f" for U = {', '.join(map(str, [u for u in config.sizes if CONTROL in config.runs(u)]))}"
+                               if config.control_mask else "not run")}
+    say(f"model: {init['parameters']:,} parameters, vocabulary {init['vocab_size']}; probe s/step: "
+        f"{measured or 'not measured'} ({torch.get_num_threads()} threads)")
+    if rates is not measured:
+        say(f"plan: at the median s/step of the grid's turns so far (wall clock, machine shared): {rates}")
+    total_h = 0.0
+    for row in steps_plan:
+        hours = row.get("hours_training")
+        total_h += hours or 0.0
+        say(f"plan: U={row['unique_reviews']}: {row['steps']} steps per twin, {row['epochs']} epochs, "
+            f"{len(row['points'])} validation points" + (f", ~{hours} h of training" if hours else ""))
+    if total_h:
+        say(f"plan: ~{total_h:.1f} h of training in all, plus validation")
+    cpu = measured_rates(history, "cpu_seconds_per_step")
+    if cpu:
+        cpu_h = sum(r.get("hours_training") or 0.0 for r in plan(config, cpu))
+        say(f"plan: ~{cpu_h:.1f} CPU-hours of training at the median CPU s/step so far ({cpu}, "
+            f"{torch.get_num_threads()} thread(s))")
+
+    def save_results() -> None:
+        results["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        results["finished"] = len(results["runs"]) == len(config.sizes) and all(r["finished"] for r in results["runs"])
+        results["exponent"] = analyse(results["runs"])
+        _write_json(out / RESULTS, results)
+
+    for index, (size, total) in enumerate(zip(config.sizes, config.steps, strict=True)):
+        if until_size is not None and size > until_size:
+            break
+        here = size_dir(out, size)
+        here.mkdir(parents=True, exist_ok=True)
+        store = here / "validation.json"
+        points = json.loads(store.read_text()) if store.is_file() else {}
+        points = {t: {int(s): p for s, p in points.get(t, {}).items()} for t in RUNS}
+        train_set = subset(config, size)
+        row_plan = steps_plan[index]
+        tfidf_path = here / "tfidf.json"
+        if not tfidf_path.is_file():
+            _write_json(tfidf_path, tfidf_accuracy(train_set.texts, train_set.labels, validation.texts,
+                                                   validation.labels))
+        tfidf = json.loads(tfidf_path.read_text())
+        unique_tokens = sum(map(len, tokenize_texts(tokenizer, train_set.texts)))
+
+        def record(size=size, row_plan=row_plan, points=points, tfidf=tfidf, unique_tokens=unique_tokens) -> None:
+            row = analyse_size(size, row_plan, points, tfidf, unique_tokens)
+            runs = [r for r in results["runs"] if r["unique_reviews"] != size] + [row]
+            results["runs"] = sorted(runs, key=lambda r: r["unique_reviews"])
+            save_results()
+
+        record()
+        for step in row_plan["points"]:
+            for twin in config.runs(size):
+                if step in points[twin]:
+                    continue
+                run, run_config = here / twin, _run_config(config, twin, size, total)
+                before = standing(run, total)
+                if before < step:
+                    started, cpu_started = time.time(), time.process_time()
+                    train(replace(run_config, stop_after=step if step < total else None), progress=progress)
+                    seconds, cpu_seconds = time.time() - started, time.process_time() - cpu_started
+                    results["history"].append({"unique_reviews": size, "twin": twin, "from_step": before,
+                                               "to_step": step, "seconds": round(seconds, 1),
+                                               "seconds_per_step": round(seconds / (step - before), 4),
+                                               "cpu_seconds_per_step": round(cpu_seconds / (step - before), 4)})
+                source = _point_source(run, step, total)
+                if source is None and before > step:  # a point of a raised budget that this run had passed
+                    skip = {"unique_reviews": size, "twin": twin, "step": step,
+                            "reason": f"the run stood at step {before} when its budget was raised"}
+                    if skip not in results["skipped_points"]:
+                        results["skipped_points"].append(skip)
+                    continue
+                if source is None:  # a kill between a later stop and this point's validation cannot happen in order
+                    raise TextdiffError(f"no weights of {run} at step {step}; remove {run} to retrain that twin")
+                started = time.time()
+                lm = load_model(str(source), device="cpu" if not torch.cuda.is_available() else None,
+                                dtype=torch.float32)
+                per_text = validate(lm, validation.texts, validation.labels, prompts, config.val_samples,
+                                    config.train.seed, config.train.max_length)
+                per_step = config.train.batch_size * config.train.grad_accum
+                points[twin][step] = per_text | {"epoch": round(step * per_step / size, 3),
+                                                 "tokens_seen": _tokens_seen(source),
+                                                 "validation_seconds": round(time.time() - started, 1)}
+                _write_json(store, {t: {str(s): p for s, p in sorted(points[t].items())} for t in RUNS if points[t]})
+                summary = summarise(points[twin][step])
+                say(f"U={size} {twin} step {step}/{total} (epoch {points[twin][step]['epoch']}): "
+                    f"{summary['bits_per_token']:.3f} bits/token, Bayes {summary['accuracy_bayes']:.3f}, "
+                    f"infill {summary['accuracy_infill']:.3f}")
+            record()
+    save_results()
+    return results
