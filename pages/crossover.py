@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import ROOT, sidebar
-from textdiff_core.crossover import PUBLISHED_EXPONENT, read_results
+from textdiff_core.crossover import PUBLISHED_EXPONENT, points_to_go, read_results
 from textdiff_core.errors import TextdiffError
 from textdiff_core.report import crossover_answer
 
@@ -39,11 +39,11 @@ if not results.get("runs"):
 
 runs = results["runs"]
 done = sum(len(r["steps"]) for r in runs)
-planned = sum(len(p["points"]) for p in results.get("plan") or [])
 if results.get("finished"):
     st.success(f"Finished: {done} validation points (updated {results.get('updated_at', '?')}).")
 else:
-    st.warning(f"In progress: {done} of {planned} validation points (updated {results.get('updated_at', '?')}). "
+    st.warning(f"In progress: {done} validation points read, {points_to_go(results)} to go (updated "
+               f"{results.get('updated_at', '?')}). "
                "Run the same command again to continue; sizes without a crossover yet may still cross.")
 st.markdown(crossover_answer(results))
 fit = results.get("exponent")
@@ -54,7 +54,7 @@ else:
     st.caption(f"The exponent of C_crit ∝ U^k (published {PUBLISHED_EXPONENT}) is fitted once three sizes cross.")
 
 summary = pd.DataFrame([{
-    "U (reviews)": r["unique_reviews"], "points": f"{len(r['steps'])}/{len(r['validation_steps'])}",
+    "U (reviews)": r["unique_reviews"], "points read": len(r["steps"]), "to go": points_to_go(results, r),
     "diffusion best bits/token": (r.get("best") or {}).get("diffusion", {}).get("bits_per_token"),
     "at epoch (diffusion)": (r.get("best") or {}).get("diffusion", {}).get("epoch"),
     "left-to-right best bits/token": (r.get("best") or {}).get("ar", {}).get("bits_per_token"),
@@ -93,7 +93,7 @@ for row in runs:
         chart += alt.Chart(marker).mark_rule(strokeDash=[6, 4], color="black").encode(x=x, tooltip=["label"])
     status = ("finished" if row["finished"] else "in progress")
     st.markdown(f"**U = {row['unique_reviews']:,} reviews** ({status}; {len(row['steps'])} of "
-                f"{len(row['validation_steps'])} points)")
+                f"{len(row['steps']) + points_to_go(results, row)} points)")
     st.altair_chart(chart.properties(height=260), width="stretch")
 
 st.subheader("Accuracy against U")

@@ -39,7 +39,8 @@ def _results(tmp_path: Path) -> Path:
                                 train=TrainConfig(out="", conditioning="joint"))
     path = tmp_path / "crossover.json"
     path.write_text(json.dumps({"runs": [crossing, partial], "finished": False, "exponent": None,
-                                "config": config.to_dict(), "plan": [{"points": steps}, {"points": steps}],
+                                "config": config.to_dict(),
+                                "plan": [{"unique_reviews": u, "points": steps} for u in (100, 400)],
                                 "updated_at": "2026-12-05T18:00:00+00:00", "command": "python train_cli.py crossover"}))
     return path
 
@@ -49,7 +50,7 @@ def test_the_crossover_page_draws_each_size_marks_the_crossover_and_says_it_is_i
     at.switch_page("pages/crossover.py").run()
     at.text_input(key="crossover_path").set_value(str(_results(tmp_path))).run()
     assert not at.exception and not at.error
-    assert "In progress: 4 of 6 validation points" in at.warning[0].value
+    assert "In progress: 4 validation points read, 2 to go" in at.warning[0].value
     tables = _tables(at)
     assert any(t.get("label") == ["crossover"] and t["tokens seen"] == [80000] for t in tables), "the crossover rule"
     curves = [t for t in tables if "bits per token" in t]

@@ -192,12 +192,13 @@ def test_analysis_of_hand_built_curves_and_its_report_section():
     results = {"runs": [crossing, partial], "finished": False, "exponent": xo.analyse([crossing, partial]),
                "source": "results/crossover.json", "updated_at": "2026-12-05T18:00:00+00:00",
                "command": "python train_cli.py crossover …",
-               "plan": [{"points": [10, 20, 40, 80]}, {"points": [10, 20, 40, 80]}], "model": {"parameters": 7},
+               "plan": [{"unique_reviews": 100, "points": [10, 20, 40, 80]},
+                        {"unique_reviews": 400, "points": [10, 20, 40, 80]}], "model": {"parameters": 7},
                "config": xo.CrossoverConfig(out="x", sizes=[100, 400], steps=[80, 80], first_point=10,
                                             train=TrainConfig(out="", conditioning="joint")).to_dict()}
     assert results["exponent"] is None
     text = "\n".join(crossover_lines(results))
-    assert "In progress: 6 of 8 validation points" in text and "none so far (in progress)" in text
+    assert "In progress: 6 validation points read, 2 to go" in text and "none so far (in progress)" in text
     assert "4,000 tokens (step 40, epoch 1.6)" in text and "not fitted" in text
     assert "| 100 | 50.0% | 100.0% | 75.0% | 100.0% | 60.0% |" in text
     assert "did not run" in text

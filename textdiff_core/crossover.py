@@ -418,6 +418,20 @@ def analyse_size(size: int, plan: dict, points: dict[str, dict[int, dict]], tfid
     return row
 
 
+def points_to_go(results: dict, row: dict | None = None) -> int:
+    """Validation points still to read: of one size's row (those of its plan past its last point read), or of the
+    whole grid (sizes not begun counted from the plan)."""
+    def left(r: dict) -> int:
+        last = r["steps"][-1] if r["steps"] else 0
+        return sum(s > last for s in r["validation_steps"])
+
+    if row is not None:
+        return left(row)
+    begun = {r["unique_reviews"] for r in results["runs"]}
+    return sum(left(r) for r in results["runs"]) + sum(
+        len(p["points"]) for p in results.get("plan") or [] if p.get("unique_reviews") not in begun)
+
+
 def analyse(runs: list[dict]) -> dict | None:
     """The exponent of C_crit = a U^k over the sizes that cross (``fit_exponent``), or None below three."""
     crossing = [r for r in runs if r.get("crossover_tokens")]

@@ -490,9 +490,11 @@ def crossover_lines(c: dict) -> list[str]:
     """RESULTS.md's crossover section: settings, per-U best points and crossover, the exponent, accuracy against U,
     and every validation point."""
     cfg, t, shape, model = c["config"], c["config"]["train"], c["config"]["shape"], c.get("model") or {}
+    from textdiff_core.crossover import points_to_go
+
     done = sum(len(r["steps"]) for r in c["runs"])
-    planned = sum(len(p["points"]) for p in c.get("plan") or [])
-    status = ("Finished" if c.get("finished") else f"In progress: {done} of {planned} validation points")
+    status = ("Finished" if c.get("finished") else
+              f"In progress: {done} validation points read, {points_to_go(c)} to go")
     lines = [f"{status} (updated {c.get('updated_at', '?')}); from `{c['source']}`, written by", "", "```bash",
              c.get("command") or "python train_cli.py crossover …", "```", "",
              f"Both twins of every U (nested subsets of the training split) share one {shape['layers']}-layer, "
@@ -518,7 +520,7 @@ def crossover_lines(c: dict) -> list[str]:
         best, diff = row.get("best") or {}, row.get("best_difference")
         cells = [f"{row['unique_reviews']:,}", f"{row['unique_tokens']:,}" if row.get("unique_tokens") else "–",
                  f"{row['planned_steps']} ({row['planned_steps'] * t['batch_size'] / row['unique_reviews']:g})",
-                 f"{len(row['steps'])}/{len(row['validation_steps'])}"]
+                 f"{len(row['steps'])}" + (f", {points_to_go(c, row)} to go" if points_to_go(c, row) else "")]
         for twin in ("diffusion", "ar"):
             b = best.get(twin)
             cells.append(f"{b['bits_per_token']:.3f} ({b['epoch']:g})" if b else "–")
