@@ -19,7 +19,7 @@ def test_home_page_renders_and_links_to_models():
     assert at.title[0].value == "textdiff"
     assert "masked-diffusion" in at.markdown[0].value.lower()
     links = {link.proto.page: link.proto.label for link in at.get("page_link")}
-    assert set(links) == {"denoise", "compare", "classify", "training", "models"}, links
+    assert set(links) == {"denoise", "compare", "classify", "training", "crossover", "models"}, links
     assert links["models"].startswith("Models:")
     # the live miniature (before its legend): the first frame is the class prompt and "The movie was", then 16
     # masked slots
