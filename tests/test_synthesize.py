@@ -112,3 +112,18 @@ def test_cli_contract_and_bad_settings(checkpoint, tmp_path, capsys):
     assert "not class-conditional" in capsys.readouterr().err
     with pytest.raises(TextdiffError, match="threshold"):
         SynthConfig(checkpoint=checkpoint, out=str(out), threshold=1.5)
+
+
+def test_the_default_judge_reading_is_the_one_its_calibration_found_best(tmp_path):
+    from textdiff_core.synthesize import best_reading
+
+    def checkpoint(accuracy):
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        (folder / "calibration.json").write_text(json.dumps({"combined": {"cross_fitted_accuracy": accuracy}}))
+        return str(folder)
+
+    assert best_reading(checkpoint({"bayes": 0.81, "infill": 0.89, "combined": 0.89})) == "infill"
+    assert best_reading(checkpoint({"bayes": 0.91, "infill": 0.89})) == "elbo"
+    assert best_reading(checkpoint({"bayes": 0.89, "infill": 0.89})) == "infill", "a tie goes to the cheaper reading"
+    assert best_reading(str(tmp_path / "nothing")) is None
