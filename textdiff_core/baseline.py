@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from textdiff_core.classify import Calibration, Prediction
 from textdiff_core.errors import TextdiffError
 from textdiff_core.likelihood import TextScore
+from textdiff_core.prediction import Calibration, Prediction
 
 NAME = "tfidf"  # the checkpoint name that selects this baseline; "tfidf:SPEC" trains on SPEC's train split
 METHOD = "tfidf"

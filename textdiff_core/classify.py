@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 
 import torch
 
+from textdiff_core.baseline import METHOD as TFIDF_METHOD
+from textdiff_core.baseline import fit_note, is_fitted, load_baseline
 from textdiff_core.checkpoint import (
     CLASS_PROMPTED,
     CheckpointMeta,
@@ -45,6 +46,7 @@ from textdiff_core.likelihood import (
     pool_samples,
 )
 from textdiff_core.models import MASKED, LoadedModel
+from textdiff_core.prediction import Calibration, Prediction  # noqa: F401 (part of this module's API)
 from textdiff_core.tokens import class_slot
 
 METHODS = ("elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill", "combined")
@@ -86,39 +88,6 @@ def class_scores(
     if method == "mlm-loss":
         return mlm_loss_scores(lm, text, prompts, generator, **window)
     raise TextdiffError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-
-
-@dataclass
-class Prediction:
-    """A decision with what it rests on."""
-
-    label: str
-    classes: list[str]
-    posterior: list[float]  # P(c | x), calibrated if the classifier is
-    log_likelihood: list[float]  # log P(x | c) estimates (negative NLL totals)
-    log_likelihood_se: list[float]  # their Monte Carlo standard errors (0 for exact)
-    scores: list[TextScore]  # per class: per-token contributions
-    samples: int  # Monte Carlo samples per class actually used (0 for exact methods)
-    forward_passes: int  # model forward passes (sequences) spent
-    seconds: float
-    ood_percentile: float | None = None  # where this text's per-token evidence falls among validation texts
-    ood: bool | None = None  # flagged as out of distribution
-    calibrated: bool = False  # whether the posterior went through a calibration fitted on validation
-    uncalibrated: list[float] | None = None  # softmax(log P(x | c) + log P(c)): what the scores alone say
-
-    @property
-    def confidence(self) -> float:
-        return max(self.posterior)
-
-
-@dataclass
-class Calibration:
-    """Fitted on the validation split, never on test."""
-
-    temperature: float = 1.0  # posterior = softmax((log-likelihood + log prior + bias) / temperature)
-    bias: list[float] = field(default_factory=list)  # per-class offset (removes a constant preference)
-    ood_reference: list[float] = field(default_factory=list)  # sorted per-token log-evidence of validation texts
-    weight: float = 1.0  # combined reading: log P(x|c) = Bayes + weight x infill (fitted with the bias)
 
 
 class Classifier:
@@ -316,8 +285,6 @@ def first_use(name_or_path: str) -> str | None:
     from textdiff_core.gguf_convert import CONVERSION_NOTE, conversion_pending
 
     if name_or_path == "tfidf" or name_or_path.startswith("tfidf:"):
-        from textdiff_core.baseline import fit_note, is_fitted
-
         data = name_or_path.partition(":")[2] or "imdb"
         return None if is_fitted(data) else fit_note(data)
     base = name_or_path
@@ -350,10 +317,8 @@ def load_classifier(
     from textdiff_core.models import load_model
 
     if name_or_path == "tfidf" or name_or_path.startswith("tfidf:"):  # the discriminative reference, not an LM
-        from textdiff_core.baseline import METHOD, load_baseline
-
-        if method not in (None, METHOD):
-            raise TextdiffError(f"the tfidf baseline has one method ({METHOD}), not {method!r}")
+        if method not in (None, TFIDF_METHOD):
+            raise TextdiffError(f"the tfidf baseline has one method ({TFIDF_METHOD}), not {method!r}")
         return load_baseline(name_or_path.partition(":")[2] or "imdb")
     path = Path(name_or_path)
     meta = CheckpointMeta.read(path) if path.is_dir() else CheckpointMeta()

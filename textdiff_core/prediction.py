@@ -1,0 +1,41 @@
+"""What a classifier returns and how its posterior is calibrated: the records that the generative classifier
+(``classify``) and the TF-IDF reference (``baseline``) share, on a floor below both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from textdiff_core.likelihood import TextScore
+
+
+@dataclass
+class Prediction:
+    """A decision with what it rests on."""
+
+    label: str
+    classes: list[str]
+    posterior: list[float]  # P(c | x), calibrated if the classifier is
+    log_likelihood: list[float]  # log P(x | c) estimates (negative NLL totals)
+    log_likelihood_se: list[float]  # their Monte Carlo standard errors (0 for exact)
+    scores: list[TextScore]  # per class: per-token contributions
+    samples: int  # Monte Carlo samples per class actually used (0 for exact methods)
+    forward_passes: int  # model forward passes (sequences) spent
+    seconds: float
+    ood_percentile: float | None = None  # where this text's per-token evidence falls among validation texts
+    ood: bool | None = None  # flagged as out of distribution
+    calibrated: bool = False  # whether the posterior went through a calibration fitted on validation
+    uncalibrated: list[float] | None = None  # softmax(log P(x | c) + log P(c)): what the scores alone say
+
+    @property
+    def confidence(self) -> float:
+        return max(self.posterior)
+
+
+@dataclass
+class Calibration:
+    """Fitted on the validation split, never on test."""
+
+    temperature: float = 1.0  # posterior = softmax((log-likelihood + log prior + bias) / temperature)
+    bias: list[float] = field(default_factory=list)  # per-class offset (removes a constant preference)
+    ood_reference: list[float] = field(default_factory=list)  # sorted per-token log-evidence of validation texts
+    weight: float = 1.0  # combined reading: log P(x|c) = Bayes + weight x infill (fitted with the bias)
