@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--k", type=int, default=None, help="topk strategy: positions committed per step (default 4)")
     g.add_argument("--entropy-bound", type=float, default=None,
                    help="entropy-bound strategy: commit positions while their entropies sum to at most this many "
-                        "nats (default: decoding.DEFAULT_ENTROPY_BOUND)")
+                        "nats (default 32)")
     g.add_argument("--confidence", choices=["max-prob", "margin", "entropy"], default=None,
                    help="confidence measure (entropy is compared as exp(-entropy))")
     g.add_argument("--temperature", type=float, default=None,

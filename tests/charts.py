@@ -24,3 +24,8 @@ def chart_height(chart) -> float | None:
     spec = json.loads(chart.proto.spec)
     height = spec.get("height")
     return float(height) if isinstance(height, int | float) else None
+
+
+def page_tables(at) -> list[dict]:
+    """Every dataset of every chart on an AppTest page, as column -> values."""
+    return [table for chart in at.get("vega_lite_chart") for table in chart_tables(chart)]

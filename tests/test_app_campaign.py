@@ -3,19 +3,13 @@
 import json
 from pathlib import Path
 
-import pyarrow as pa
 from streamlit.testing.v1 import AppTest
+
+from tests.charts import page_tables
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-def _tables(at: AppTest) -> list[dict]:
-    """Every dataset of every chart on the page, as column -> values."""
-    tables = []
-    for chart in at.get("vega_lite_chart"):
-        for dataset in chart.proto.datasets:
-            tables.append(pa.ipc.open_stream(dataset.data.data).read_all().to_pydict())
-    return tables
 
 
 def _open(path: str | None = None) -> AppTest:
@@ -44,12 +38,12 @@ def test_a_campaign_directory_shows_both_twins_by_epoch_with_the_shipped_epochs(
     (out / "campaign.json").write_text(json.dumps({"twins": {}, "shipped": {"diffusion": 3, "ar": 2}}))
     at = _open(str(out))
     assert at.selectbox(key=f"run_twin_{out / 'diffusion'}").value == str(out / "ar"), "opens beside its twin"
-    curves = next(t for t in _tables(at) if "reading" in t and "measure" in t)
+    curves = next(t for t in page_tables(at) if "reading" in t and "measure" in t)
     rows = list(zip(curves["run"], curves["epoch"], curves["measure"], curves["value"], strict=True))
     assert {(r, e) for r, e, _, _ in rows} == {(r, float(e)) for r in ("diffusion", "ar") for e in (1, 2, 3)}
     assert ("ar", 2.0, "perplexity", 30.0) in rows and ("diffusion", 3.0, "accuracy", 0.6 + 0.15) in rows
     assert len({reading for reading in curves["reading"]}) == 3, "both accuracy readings and the perplexity"
-    shipped = next(t for t in _tables(at) if set(t) == {"run", "epoch"})
+    shipped = next(t for t in page_tables(at) if set(t) == {"run", "epoch"})
     assert sorted(zip(shipped["run"], shipped["epoch"], strict=True)) == [("ar", 2), ("diffusion", 3)]
 
 
@@ -58,7 +52,7 @@ def test_the_shipped_pair_opens_with_its_validation_by_epoch_and_the_shipped_epo
     root = Path(APP).parent / "checkpoints"
     record = json.loads((root / "shipped-campaign.json").read_text())  # the campaign the pair was shipped from
     at = _open()
-    curves = next(t for t in _tables(at) if "reading" in t and "measure" in t)
+    curves = next(t for t in page_tables(at) if "reading" in t and "measure" in t)
     assert set(curves["run"]) == {"imdb-diffusion", "imdb-ar"}
     for twin, name in record["directories"].items():  # the whole campaign, epoch by epoch, as it recorded it
         accuracy = {float(r["epochs_completed"]): r["val_accuracy"] for r in record["epochs"][twin]}
@@ -67,7 +61,7 @@ def test_the_shipped_pair_opens_with_its_validation_by_epoch_and_the_shipped_epo
         assert shown == accuracy, (name, shown, accuracy)
     # the grey rules: the epoch each twin was shipped at, i.e. where its run stopped (the end of that epoch's last
     # whole batch: a few examples of each epoch are left over, so just under the whole number)
-    shipped = next(t for t in _tables(at) if set(t) == {"run", "epoch"})
+    shipped = next(t for t in page_tables(at) if set(t) == {"run", "epoch"})
     rules = dict(zip(shipped["run"], shipped["epoch"], strict=True))
     assert set(rules) == set(record["directories"].values())
     for twin, name in record["directories"].items():
@@ -93,12 +87,12 @@ def test_a_pair_trained_by_steps_shows_its_validation_at_fractional_epochs(tmp_p
         (checkpoints / name / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     assert not (checkpoints / "shipped-campaign.json").exists()
     at = _open()
-    curves = next(t for t in _tables(at) if "reading" in t and "measure" in t)
+    curves = next(t for t in page_tables(at) if "reading" in t and "measure" in t)
     assert set(curves["measure"]) == {"accuracy"}
     rows = set(zip(curves["run"], curves["epoch"], curves["value"], strict=True))
     assert rows == {(name, e, base + s / 1e4) for name, base in (("imdb-diffusion", 0.6), ("imdb-ar", 0.7))
                     for s, e in ((400, 0.32), (800, 0.64), (1200, 0.96), (1600, 1.28))}, rows
-    shipped = next(t for t in _tables(at) if set(t) == {"run", "epoch"})
+    shipped = next(t for t in page_tables(at) if set(t) == {"run", "epoch"})
     assert dict(zip(shipped["run"], shipped["epoch"], strict=True)) == {"imdb-diffusion": 1.28, "imdb-ar": 1.28}
 
 
@@ -119,6 +113,6 @@ def test_a_shipped_campaign_pair_shows_every_epoch_of_the_campaign_not_only_thos
         "epochs": epochs, "shipped": {"diffusion": 2, "ar": 1},
         "directories": {"diffusion": "imdb-diffusion", "ar": "imdb-ar"}}))
     at = _open()
-    curves = next(t for t in _tables(at) if "reading" in t and "measure" in t)
+    curves = next(t for t in page_tables(at) if "reading" in t and "measure" in t)
     assert {(r, e) for r, e in zip(curves["run"], curves["epoch"], strict=True)} == {
         (r, float(e)) for r in ("imdb-diffusion", "imdb-ar") for e in (1, 2, 3)}

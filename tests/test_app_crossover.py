@@ -4,21 +4,15 @@
 import json
 from pathlib import Path
 
-import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
 import textdiff_core.crossover as xo
+from tests.charts import page_tables
 from textdiff_core.train import TrainConfig
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-def _tables(at: AppTest) -> list[dict]:
-    tables = []
-    for chart in at.get("vega_lite_chart"):
-        for dataset in chart.proto.datasets:
-            tables.append(pa.ipc.open_stream(dataset.data.data).read_all().to_pydict())
-    return tables
 
 
 def _point(step: int, bits: float, size: int) -> dict:
@@ -51,7 +45,7 @@ def test_the_crossover_page_draws_each_size_marks_the_crossover_and_says_it_is_i
     at.text_input(key="crossover_path").set_value(str(_results(tmp_path))).run()
     assert not at.exception and not at.error
     assert "In progress: 4 validation points read, 2 to go" in at.warning[0].value
-    tables = _tables(at)
+    tables = page_tables(at)
     assert any(t.get("label") == ["crossover"] and t["tokens seen"] == [80000] for t in tables), "the crossover rule"
     curves = [t for t in tables if "bits per token" in t]
     assert [sorted(set(t["step"])) for t in curves] == [[10, 20, 40], [10]]
