@@ -256,3 +256,20 @@ def test_the_decoding_benchmark_measures_every_variant_and_batch_throughput():
     assert [(b["model"], b["samples"]) for b in result["batch"]] == [("diffusion", 1), ("diffusion", 2), ("ar", 1),
                                                                    ("ar", 2)]
     assert all(b["samples_per_s"] > 0 for b in result["batch"])
+
+
+def test_the_decoding_checks_run_end_to_end_on_the_tiny_pair(tmp_path, capsys):
+    from bench.decoding_checks import main as checks
+
+    out = tmp_path / "checks.json"
+    assert checks(["--diffusion-model", "tiny", "--ar-model", "tiny-ar", "--length", "8", "--seeds", "0",
+                   "--batch-sizes", "1,2", "--prompts", "The movie|A film", "--block-size", "4",
+                   "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    summary = result["timing"]["summary"]
+    assert summary["default (blocks, dual cache)"]["tokens_processed"] < \
+        summary["default, no KV cache"]["tokens_processed"]
+    for cache in ("prefix", "dual"):
+        row = result["agreement"][cache]
+        assert len(row["by_position"]) == 2 and row["cached_passes"] > 0 and 0 <= row["pass_by_pass"] <= 1
+    assert "pass by pass" in capsys.readouterr().out
