@@ -21,7 +21,9 @@ Schedules (fraction of a block's positions committed after step s of S): linear 
 that far apart within a pass: neighbours depend on each other most. ``block_size`` decodes the masked positions in
 blocks of that many, left to right (semi-autoregressive); schedule steps are then shared out over the blocks. Our
 models take no time input, so when a step commits nothing the next step's prediction would be identical: it is
-reused instead of recomputed (MDLM's cache trick; ``reuse=False`` recomputes it, for comparison).
+reused instead of recomputed (MDLM's cache trick; ``reuse=False`` recomputes it, for comparison). With blocks,
+``cache="prefix"`` or ``"dual"`` runs the passes inside a block against the keys and values kept from the pass that
+opened it (``kv_cache``). ``diffusion_decode_batch`` and ``ar_decode_batch`` decode several seeds as one batch.
 
 Classifier-free guidance (``cfg_scale`` s, diffusion): each pass also runs an unconditional copy of the sequence, the
 conditioning written as [MASK] (LLaDA's way: the class prompt when a label is given, else the user's prompt tokens),
