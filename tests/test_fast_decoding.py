@@ -106,6 +106,40 @@ def test_a_family_without_a_cache_falls_back_to_full_passes_and_says_so(tmp_path
     assert "cannot take a block KV cache" in capsys.readouterr().err
 
 
+def _reference_nucleus(row: torch.Tensor, top_p: float) -> set[int]:
+    """The nucleus by the definition: sort the whole vocabulary, keep tokens until the mass before them reaches p."""
+    ordered, order = row.softmax(-1).sort(descending=True)
+    before = ordered.cumsum(-1) - ordered
+    return set(order[(before < top_p) | (torch.arange(len(row)) == 0)].tolist())
+
+
+def test_top_p_draws_exactly_from_the_nucleus_also_when_it_reaches_past_the_candidates():
+    from textdiff_core.decoding import NUCLEUS_CANDIDATES, sample_rows, score_positions
+
+    vocab = 5000
+    assert NUCLEUS_CANDIDATES[-1] < vocab, "the test needs a vocabulary larger than the candidates"
+    gen = torch.Generator().manual_seed(0)
+    peaked = torch.full((vocab,), -10.0)
+    peaked[[7, 11, 13]] = torch.tensor([4.0, 3.5, 3.0])  # nucleus: a few tokens
+    middle = torch.randn(vocab, generator=gen) * 2.5  # nucleus: between the first and second candidates
+    flat = torch.zeros(vocab)  # nucleus: 90% of the vocabulary, far past the candidates
+    logits = torch.stack([peaked, middle, flat])
+    config = DecodeConfig(temperature=1.0, top_p=0.9)
+    nuclei = [_reference_nucleus(row, 0.9) for row in logits]
+    assert len(nuclei[0]) <= 3 and NUCLEUS_CANDIDATES[0] < len(nuclei[1]) < NUCLEUS_CANDIDATES[-1] < len(nuclei[2])
+    scores = score_positions(logits, config)
+    drawn = [set(), set(), set()]
+    for seed in range(200):
+        tokens, _ = sample_rows(scores, [0, 1, 2], config, torch.Generator().manual_seed(seed))
+        for row, token in enumerate(tokens.tolist()):
+            drawn[row].add(token)
+    assert all(d <= n for d, n in zip(drawn, nuclei, strict=True)), "a token outside its nucleus was drawn"
+    assert drawn[0] == nuclei[0], "every token of a small nucleus is drawn"
+    ranks = [row.argsort(descending=True).argsort() for row in logits]  # draws must not stop at the candidates
+    assert max(int(ranks[1][t]) for t in drawn[1]) >= NUCLEUS_CANDIDATES[0]
+    assert max(int(ranks[2][t]) for t in drawn[2]) >= NUCLEUS_CANDIDATES[-1]
+
+
 def test_entropy_bound_commits_the_most_certain_positions_within_the_bound():
     logits = torch.tensor([[8.0, 0, 0, 0], [0.0, 0, 0, 0], [5.0, 0, 0, 0], [2.0, 0, 0, 0]])
     draw = draw_tokens(logits, DecodeConfig())

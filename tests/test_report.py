@@ -141,26 +141,53 @@ def test_export_ships_an_fp16_copy_with_its_calibration(tmp_path):
     assert main(["export", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
 
 
-def test_decoding_target_needs_a_quarter_of_the_passes_and_no_worse_perplexity():
+def _decoding(default_wall=0.8, twin_wall=2.0, entropy=4.0, texts=10, default_ppl=40.0, per_pass=4.0,
+              batch8=2.0):
+    def row(method, wall, ppl, entropy=4.0, runs=10, per_pass=1.0, texts=10):
+        return {"method": method, "length": 128, "runs": runs, "forward_passes": 128 / per_pass,
+                "tokens_processed": 1000, "wall_s": wall, "wall_s_median": wall, "tokens_per_pass": per_pass,
+                "gen_ppl": ppl, "gen_ppl_ci95": [ppl * 0.8, ppl * 1.25], "word_entropy_median": entropy,
+                "word_entropy_mean": entropy, "word_entropy_ci95": [entropy - 0.1, entropy + 0.1],
+                "distinct_texts": texts, "distinct": 0.6, "distinct_2": 0.9}
+
+    return {"summary": [row("default (blocks, dual cache)", default_wall, default_ppl, entropy, per_pass=per_pass,
+                            texts=texts),
+                        row("default, no KV cache", 2 * default_wall, 40.0),
+                        row("one per pass, no cache", 9.0, 40.0),
+                        row("ar (KV cache)", twin_wall, 30.0)],
+            "ratios": [{"length": 128, "default_over_twin": round(default_wall / twin_wall, 3)}],
+            "batch": [{"model": m, "length": 128, "samples": n, "wall_s": 1.0, "samples_per_s": rate}
+                      for m in ("diffusion", "ar") for n, rate in ((1, 1.0), (8, batch8))]}
+
+
+def test_decoding_targets_mark_each_target_met_or_not_from_the_benchmark():
     from textdiff_core.report import decoding_targets
 
-    def summary(fast_passes, fast_ppl):
-        return {"summary": [
-            {"method": "schedule-random", "length": 64, "forward_passes": 64, "gen_ppl": 900,
-             "gen_ppl_ci95": [700, 1100]},
-            {"method": "schedule-confidence", "length": 64, "forward_passes": 64, "gen_ppl": 1000,
-             "gen_ppl_ci95": [900, 1200]},
-            {"method": "confidence <= 16 passes", "length": 64, "forward_passes": fast_passes, "gen_ppl": fast_ppl,
-             "gen_ppl_ci95": [fast_ppl * 0.8, fast_ppl * 1.2]},
-        ]}
+    def marks(**kwargs):
+        return [line.endswith("| met |") for line in decoding_targets(_decoding(**kwargs), lambda ok: "met" if ok
+                                                                      else "not met")]
 
-    def mark(ok):
-        return "met" if ok else "not met"
+    assert marks() == [True] * 6
+    assert marks(default_wall=1.2) == [False, True, True, True, True, True], "0.6 x the twin is over 0.5 x"
+    assert marks(entropy=3.0)[1] is False and marks(entropy=3.0)[3] is False, "low entropy; outside the uncached"
+    assert marks(texts=9)[1] is False, "two seeds wrote the same text"
+    assert marks(default_ppl=60.0)[2] is False, "worse than one token per pass beyond its interval"
+    assert marks(per_pass=3.0)[2] is False, "fewer than 4 tokens per pass"
+    assert marks(batch8=0.9)[4:] == [False, False], "a batch of 8 slower per sample than one"
+    checks = {"agreement": {"dual": {"by_position": [0.95, 0.8, 0.99], "by_position_median": 0.95,
+                                     "pass_by_pass": 0.99}}}
+    line = decoding_targets(_decoding(), lambda ok: "met" if ok else "not met", checks)[3]
+    assert "dual cache" in line and "95.0%" in line and line.endswith("| met |")
+    assert decoding_targets({"summary": []}, lambda ok: ok) == []
 
-    assert decoding_targets(summary(16, 1050), mark)[0].endswith("| met |")
-    assert decoding_targets(summary(16, 1150), mark)[0].endswith("| not met |"), "worse than schedule-random's interval"
-    assert decoding_targets(summary(17, 800), mark)[0].endswith("| not met |"), "more than a quarter of the passes"
-    assert decoding_targets({"summary": []}, mark) == []
+
+def test_the_readme_block_shows_the_decoding_row(tmp_path):
+    from textdiff_core.report import decoding_summary
+
+    lines = decoding_summary(_decoding())
+    assert any(line.startswith("| diffusion (blocks of 32, dual KV cache) | 0.80 |") for line in lines)
+    assert any(line.startswith("| left-to-right twin (KV cache) | 2.00 |") for line in lines)
+    assert decoding_summary({"summary": []}) == []
 
 
 @pytest.mark.parametrize("accuracy, shown", [({"bayes": 0.8, "infill": 0.82, "combined": 0.85}, True),

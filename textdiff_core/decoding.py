@@ -232,13 +232,38 @@ def sample_rows(scores: Scores, rows: list[int], config: DecodeConfig, generator
             kth = scaled.topk(config.top_k, dim=-1).values[:, -1:]
             scaled = scaled.masked_fill(scaled < kth, float("-inf"))
         if config.top_p is not None and config.top_p < 1:
-            ordered, order = scaled.sort(-1, descending=True)
-            p = ordered.softmax(-1)
-            outside = p.cumsum(-1) - p >= config.top_p  # mass before this token already reaches p
-            outside[:, 0] = False
-            scaled = scaled.scatter(-1, order, ordered.masked_fill(outside, float("-inf")))
-        tokens = torch.multinomial(scaled.softmax(-1), 1, generator=generator).squeeze(-1)
+            tokens = _nucleus(scaled, config.top_p, generator)
+        else:
+            tokens = torch.multinomial(scaled.softmax(-1), 1, generator=generator).squeeze(-1)
     return tokens, probs.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+NUCLEUS_CANDIDATES = (256, 2048)  # top-p looks among this many most likely tokens first, then a full sort
+
+
+def _nucleus(scaled: torch.Tensor, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row of ``scaled`` [N, vocab] logits from its nucleus: the fewest most likely tokens whose mass
+    reaches ``top_p``. Exact: each row looks among its ``NUCLEUS_CANDIDATES`` most likely tokens (a partial top-k),
+    and sorts the whole vocabulary only when its nucleus reaches past them. Sorting every row cost more than the
+    model's own forward pass at one token per step."""
+    tokens = torch.empty(scaled.shape[0], dtype=torch.long, device=scaled.device)
+    todo = torch.arange(scaled.shape[0], device=scaled.device)
+    log_total = scaled.logsumexp(-1, keepdim=True)
+    for k in (*NUCLEUS_CANDIDATES, scaled.shape[-1]):
+        k = min(k, scaled.shape[-1])
+        top, index = scaled[todo].topk(k, dim=-1) if k < scaled.shape[-1] else scaled[todo].sort(-1, descending=True)
+        p = (top - log_total[todo]).exp()  # true probabilities of the candidates
+        done = p.sum(-1) >= top_p if k < scaled.shape[-1] else torch.ones_like(todo, dtype=torch.bool)
+        if done.any():
+            p, index = p[done], index[done]
+            outside = p.cumsum(-1) - p >= top_p  # mass before this token already reaches p
+            outside[:, 0] = False
+            choice = torch.multinomial(p.masked_fill(outside, 0.0), 1, generator=generator)
+            tokens[todo[done]] = index.gather(-1, choice).squeeze(-1)
+        todo = todo[~done]
+        if not len(todo):
+            break
+    return tokens
 
 
 def draw_tokens(

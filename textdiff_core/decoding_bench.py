@@ -6,14 +6,17 @@ and reports forward passes, positions run through the model, wall time, and gene
 text, re-tokenised by a reference causal model, scored exactly given the prompt (``evaluate.generative_perplexity``).
 Low perplexity alone can mean repetition, so the share of distinct tokens (distinct-1 over the generating model's
 tokens, ``evaluate.distinct_n``), distinct-2 and the word entropy of the text (``evaluate.word_entropy``) are reported
-beside it. Besides the strategies: the product's default (``decoding.default_config``) with the dual, prefix and no
-KV cache, one token per pass with no cache of any kind, the twin with and without its KV cache, and samples per
-second for N samples decoded as one batch (``--batch-sizes``).
+beside it. The methods: the product's default (``decoding.default_config``) with the dual, prefix and no KV cache;
+each parallel strategy as a user who picks it gets it (the default's blocks, cache and sampling: ``confidence`` is
+its threshold alone, without the default's pass budget); one token per pass with no cache of any kind; the twin with
+and without its KV cache; and samples per second for N samples decoded as one batch (``--batch-sizes``). The
+summary gives, per length, the median wall time of the default over the twin's (``ratios``).
 
-    python -m bench.decoding                                  # minilm vs minilm-ar, scored by smollm2, 64 and 128
-    python -m bench.decoding --diffusion-model DIR --ar-model DIR --lengths 64,128 --seeds 0,1,2 --out bench.json
+    python -m bench.decoding --lengths 64,128,256 --seeds 0,1,2,3,4,5,6,7,8,9 --out bench/decoding.json
+    python -m bench.decoding --diffusion-model DIR --ar-model DIR --lengths 64 --seeds 0,1,2
     python -m bench.decoding --diffusion-model tiny --ar-model tiny-ar --reference tiny-ar --lengths 8,16  # smoke
 
+The committed ``bench/decoding.json`` is the Decoding section of RESULTS.md (``train_cli.py report``).
 Each model is warmed up with one short generation first, so one-off start-up costs are not timed.
 """
 
@@ -44,21 +47,22 @@ def _ints(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--diffusion-model", default="minilm", help="masked model: offline name, trained dir or hub id")
-    p.add_argument("--ar-model", default="minilm-ar", help="causal model: offline name, trained dir or hub id")
+    p.add_argument("--diffusion-model", default="checkpoints/imdb-diffusion",
+                   help="masked model: offline name, trained dir or hub id")
+    p.add_argument("--ar-model", default="checkpoints/imdb-ar",
+                   help="causal model: offline name, trained dir or hub id")
     p.add_argument("--reference", default="smollm2", help="causal model that scores the generations (perplexity)")
     p.add_argument("--lengths", type=_ints, default=[64, 128], help="new tokens per generation, comma separated")
     p.add_argument("--seeds", type=_ints, default=[0], help="seeds, comma separated (results are averaged)")
     p.add_argument("--prompt", default="The movie was", help="prompt every method continues")
-    p.add_argument("--strategies", default=",".join(DIFFUSION_STRATEGIES), help="diffusion strategies to run")
+    p.add_argument("--strategies", default=",".join(PARALLEL_STRATEGIES),
+                   help=f"diffusion strategies to run besides the default, among {', '.join(DIFFUSION_STRATEGIES)}")
     p.add_argument("--steps", type=int, default=None, help="schedule strategies: steps (default: the length)")
     p.add_argument("--schedule", default="linear", help="schedule strategies: linear, cosine or exp")
     p.add_argument("--threshold", type=float, default=0.9, help="confidence strategy threshold")
     p.add_argument("--k", type=int, default=4, help="topk strategy: positions per step")
     p.add_argument("--spacing", type=int, default=3,
                    help="topk and confidence beyond its threshold: prefer positions this far apart within a pass")
-    p.add_argument("--pass-fraction", type=float, default=0.25,
-                   help="also run confidence decoding within this fraction of the length in forward passes (0: off)")
     p.add_argument("--confidence", default="max-prob", help="max-prob, margin or entropy")
     p.add_argument("--temperature", type=float, default=1.0, help="0 greedy; 1 samples the model (the default)")
     p.add_argument("--top-k", type=int, default=None, help="sample among the K most likely tokens")
@@ -80,27 +84,30 @@ def perplexity(reference: LoadedModel, trace: Trace, prompt: str) -> tuple[float
     return ppl, len(tokenize_texts(reference.tokenizer, [trace.generated_text])[0])
 
 
+PARALLEL_STRATEGIES = ("confidence", "entropy-bound", "topk")  # those that commit more than one token per pass
+
+
 def methods(args: argparse.Namespace, length: int) -> list[tuple[str, str, DecodeConfig]]:
     """(method name, which model, config) for every method at this length."""
-    base = DecodeConfig(steps=args.steps or length, schedule=args.schedule, threshold=args.threshold, k=args.k,
-                        confidence=args.confidence, temperature=args.temperature, top_k=args.top_k,
-                        top_p=args.top_p, spacing=args.spacing)
-    out = []
+    sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
+    default = replace(default_config(MASKED, length=length), **sampling)
+    out = [("default (blocks, dual cache)", "diffusion", default),
+           ("default, prefix cache", "diffusion", replace(default, cache="prefix")),
+           ("default, no KV cache", "diffusion", replace(default, cache="none"))]
     for s in (s for s in args.strategies.split(",") if s):
-        steps = base.steps if s.startswith("schedule") else None  # confidence: threshold only, no pass budget
-        out.append((s, "diffusion", replace(base, strategy=s, steps=steps)))
-        if s == "confidence" and args.pass_fraction > 0:
-            budget = max(1, math.ceil(length * args.pass_fraction))
-            out.append((f"confidence <= {budget} passes", "diffusion", replace(base, strategy=s, steps=budget)))
-    default = replace(default_config(MASKED, length=length), temperature=args.temperature, top_k=args.top_k,
-                      top_p=args.top_p)
-    out.append(("default (blocks, dual cache)", "diffusion", default))
-    out.append(("default, prefix cache", "diffusion", replace(default, cache="prefix")))
-    out.append(("default, no KV cache", "diffusion", replace(default, cache="none")))
+        picked = replace(default_config(MASKED, s, length), **sampling, threshold=args.threshold, k=args.k,
+                         confidence=args.confidence, schedule=args.schedule)
+        if s.startswith("schedule"):
+            picked = replace(picked, steps=args.steps or length)
+        elif s == "confidence":
+            picked = replace(picked, steps=None)  # the threshold alone decides the pace
+        out.append((s, "diffusion", picked))
+    base = DecodeConfig(**sampling)
     out.append(("one per pass, no cache", "diffusion", replace(base, strategy="confidence", steps=length,
-                                                               threshold=1.0, spacing=1, reuse=False)))
-    out.append(("ar (KV cache)", "ar", replace(base, strategy="ar", use_cache=True)))
-    out.append(("ar (no cache)", "ar", replace(base, strategy="ar", use_cache=False)))
+                                                               threshold=1.0, spacing=1, reuse=False,
+                                                               cache="none")))
+    out.append(("ar (KV cache)", "ar", replace(default_config(CAUSAL), **sampling)))
+    out.append(("ar (no cache)", "ar", replace(default_config(CAUSAL), **sampling, use_cache=False)))
     return out
 
 
@@ -118,6 +125,14 @@ def batch_throughput(models: dict[str, LoadedModel], args: argparse.Namespace, l
                          "samples_per_s": round(n / wall, 3)})
             print(f"  batch {which:<9} N={n}: {n / wall:.2f} samples/s", file=sys.stderr)
     return rows
+
+
+def _mean_ci(values: list[float]) -> list[float] | None:
+    """The mean's 95% interval (normal approximation); None for fewer than two values."""
+    if len(values) < 2:
+        return None
+    mean, se = statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
+    return [round(mean - 1.96 * se, 3), round(mean + 1.96 * se, 3)]
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -162,11 +177,18 @@ def run(args: argparse.Namespace) -> dict:
                                "distinct_2")},
                 "wall_s_median": statistics.median(r["wall_s"] for r in group),
                 "word_entropy_median": statistics.median(r["word_entropy"] for r in group),
+                "word_entropy_mean": statistics.mean(r["word_entropy"] for r in group),
+                "word_entropy_ci95": _mean_ci([r["word_entropy"] for r in group]),
+                "distinct_texts": len({r["text"] for r in group}),  # distinct seeds should write distinct texts
                 # geometric mean over seeds, with a 95% interval from the spread of log perplexity
                 "gen_ppl": math.exp(mean_log),
                 "gen_ppl_ci95": [math.exp(mean_log - 1.96 * se_log), math.exp(mean_log + 1.96 * se_log)]
                 if len(logs) > 1 else None,  # one seed: no interval (and no NaN in the JSON)
             })
+    medians = {(r["method"], r["length"]): r["wall_s_median"] for r in summary}
+    ratios = [{"length": length, "default_over_twin": round(medians[("default (blocks, dual cache)", length)]
+                                                            / medians[("ar (KV cache)", length)], 3)}
+              for length in args.lengths]
     device = models["diffusion"].device
     hardware = device_name(device)
     return {
@@ -174,6 +196,7 @@ def run(args: argparse.Namespace) -> dict:
         "hardware": f"{hardware}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "summary": summary,
+        "ratios": ratios,
         "batch": batch_throughput(models, args, args.lengths[-1]) if args.batch_sizes else [],
         "runs": rows,
     }

@@ -315,28 +315,84 @@ def targets(result: dict) -> list[str]:
     if result.get("campaign"):
         lines.append(f"| many epochs: ELBO perplexity <= 1.3 x left-to-right exact (MDLM's gap at equal tokens) | "
                      f"{ratio:.3f} x | {mark(ratio <= 1.3)} |")
-    lines += decoding_targets(result.get("decoding") or {}, mark)
+    lines += decoding_targets(result.get("decoding") or {}, mark, result.get("decoding_checks"))
     return lines
 
 
-def decoding_targets(decoding: dict, mark) -> list[str]:
-    """Confidence decoding within a quarter of schedule decoding's passes, at no measurably worse generative
-    perplexity: its geometric mean at most the upper end of the best schedule strategy's 95% interval."""
+DEFAULT_METHOD, TWIN_METHOD = "default (blocks, dual cache)", "ar (KV cache)"  # decoding_bench's method names
+
+
+def decoding_targets(decoding: dict, mark, checks: dict | None = None) -> list[str]:
+    """The fast-decoding targets beside what the decoding benchmark measured: the default's wall time against the
+    twin's (median over seeds), its text (word entropy, distinct seeds, generative perplexity against one token per
+    pass without cache), the cache's approximation (greedy agreement from ``checks``, sampled quality within the
+    uncached run's intervals) and batches."""
+    rows = {(r["method"], r["length"]): r for r in decoding.get("summary", [])}
+    ratios = {r["length"]: r["default_over_twin"] for r in decoding.get("ratios", [])}
     lines = []
-    for length in sorted({r["length"] for r in decoding.get("summary", [])}):
-        rows = [r for r in decoding["summary"] if r["length"] == length]
-        fast = [r for r in rows if r["method"].startswith("confidence <=")]
-        schedules = [r for r in rows if r["method"].startswith("schedule") and r.get("gen_ppl_ci95")]
-        if not fast or not schedules:
-            continue
-        best = min(schedules, key=lambda r: r["gen_ppl"])
-        f = fast[0]
-        ok = f["forward_passes"] <= best["forward_passes"] / 4 and f["gen_ppl"] <= best["gen_ppl_ci95"][1]
-        lines.append(
-            f"| {length} tokens: confidence decoding in <= 1/4 of schedule decoding's passes, generative perplexity "
-            f"no worse (within the 95% interval of the best schedule, {best['method']}) | {f['forward_passes']:.0f} "
-            f"vs {best['forward_passes']:.0f} passes; perplexity {f['gen_ppl']:.0f} vs {best['gen_ppl']:.0f} "
-            f"({best['gen_ppl_ci95'][0]:.0f}-{best['gen_ppl_ci95'][1]:.0f}) | {mark(ok)} |")
+    for length, limit in ((128, 0.5), (256, 0.4)):
+        if length in ratios:
+            lines.append(f"| {length} tokens: default diffusion wall time <= {limit} x the twin's (KV cache), median "
+                         f"of {rows[(DEFAULT_METHOD, length)]['runs']} seeds | {ratios[length]:.2f} x "
+                         f"({rows[(DEFAULT_METHOD, length)]['wall_s_median']:.2f} s vs "
+                         f"{rows[(TWIN_METHOD, length)]['wall_s_median']:.2f} s) | {mark(ratios[length] <= limit)} |")
+    default, one = rows.get((DEFAULT_METHOD, 128)), rows.get(("one per pass, no cache", 128))
+    if default:
+        ok = default["word_entropy_median"] >= 3.8 and default["distinct_texts"] == default["runs"]
+        lines.append(f"| 128 tokens: the default's median word entropy >= 3.8 nats per 100 words, distinct texts for "
+                     f"distinct seeds | {default['word_entropy_median']:.2f}; {default['distinct_texts']} distinct of "
+                     f"{default['runs']} | {mark(ok)} |")
+    if default and one and one.get("gen_ppl_ci95"):
+        ok = default["gen_ppl"] <= one["gen_ppl_ci95"][1] and default["tokens_per_pass"] >= 4
+        lines.append(f"| 128 tokens: the default's generative perplexity no worse than one token per pass without "
+                     f"cache (within its 95% interval), >= 4 tokens per pass | {default['gen_ppl']:.0f} vs "
+                     f"{one['gen_ppl']:.0f} ({one['gen_ppl_ci95'][0]:.0f}–{one['gen_ppl_ci95'][1]:.0f}); "
+                     f"{default['tokens_per_pass']:.1f} tokens per pass | {mark(ok)} |")
+    for cache, data in ((checks or {}).get("agreement") or {}).items():
+        share = data["by_position_median"]
+        lines.append(f"| greedy, one token per pass: the {cache} cache commits the uncached run's token at >= 90% of "
+                     f"positions (median of {len(data['by_position'])} prompts; pass by pass on the same state: "
+                     f"{data['pass_by_pass']:.1%}) | {share:.1%} | {mark(share >= 0.9)} |")
+    uncached = rows.get(("default, no KV cache", 128))
+    if default and uncached and uncached.get("gen_ppl_ci95") and uncached.get("word_entropy_ci95"):
+        (pl, ph), (el, eh) = uncached["gen_ppl_ci95"], uncached["word_entropy_ci95"]
+        cached_entropy = default["word_entropy_mean"]
+        ok = pl <= default["gen_ppl"] <= ph and el <= cached_entropy <= eh
+        lines.append(f"| 128 tokens, default sampling: the dual cache's generative perplexity and word entropy within "
+                     f"the uncached run's 95% intervals | {default['gen_ppl']:.0f} in {pl:.0f}–{ph:.0f}; "
+                     f"{cached_entropy:.2f} in {el:.2f}–{eh:.2f} | {mark(ok)} |")
+    for model in ("diffusion", "ar"):
+        batch = {b["samples"]: b["samples_per_s"] for b in decoding.get("batch", []) if b["model"] == model}
+        if 1 in batch and 8 in batch:
+            lines.append(f"| {model}: 8 samples in one batch no slower per sample than 1 | {batch[8]:.2f} vs "
+                         f"{batch[1]:.2f} samples/s | {mark(batch[8] >= batch[1])} |")
+    return lines
+
+
+def decoding_lines(d: dict) -> list[str]:
+    """RESULTS.md's Decoding section from the decoding benchmark's JSON (``bench/decoding.json``)."""
+    s = d["settings"]
+    lines = [f"From `python -m bench.decoding` ({d['hardware']}, {d['finished_at']}): prompt \"{s['prompt']}\", "
+             f"sampling at temperature {s['temperature']} and top-p {s['top_p']}, seeds {s['seeds'][0]}–"
+             f"{s['seeds'][-1]}. Wall time: median over seeds; generative perplexity under `{s['reference']}`: "
+             "geometric mean with a 95% interval from the seeds' spread; word entropy (nats over the first 100 words; "
+             "real reviews 4.1): median; other columns are means.", "",
+             "| method | new tokens | forward passes | tokens/pass | positions run | wall (s) | gen. perplexity | "
+             "95% interval | word entropy | distinct-2 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["summary"]:
+        low, high = r.get("gen_ppl_ci95") or (float("nan"), float("nan"))
+        lines.append(f"| {r['method']} | {r['length']} | {r['forward_passes']:.1f} | {r['tokens_per_pass']:.2f} | "
+                     f"{r['tokens_processed']:,.0f} | {r.get('wall_s_median', r['wall_s']):.2f} | {r['gen_ppl']:.1f} | "
+                     f"{low:.0f}–{high:.0f} | {r.get('word_entropy_median', float('nan')):.2f} | "
+                     f"{r.get('distinct_2', float('nan')):.2f} |")
+    if d.get("ratios"):
+        lines += ["", "Default diffusion wall time over the twin's (KV cache), medians: " + ", ".join(
+            f"{r['length']} tokens {r['default_over_twin']:.2f} x" for r in d["ratios"]) + "."]
+    if d.get("batch"):
+        lines += ["", f"Samples decoded as one batch ({d['batch'][0]['length']} new tokens, the default settings):", "",
+                  "| model | N | wall (s) | samples/s |", "|---|---|---|---|"]
+        lines += [f"| {b['model']} | {b['samples']} | {b['wall_s']:.2f} | {b['samples_per_s']:.2f} |"
+                  for b in d["batch"]]
     return lines
 
 
@@ -380,9 +436,26 @@ def readme_table(result: dict) -> str:
     p = result["perplexity"]
     lines += ["", f"Test perplexity ({p['texts']} reviews): diffusion ELBO bound {p['diffusion_elbo_ppl']:.1f}, "
               f"left-to-right exact {p['ar_exact_ppl']:.1f} (ratio {p['ratio']:.2f}). Hardware: {result['hardware']}."]
+    lines += decoding_summary(result.get("decoding") or {})
     if result.get("crossover"):
         lines += ["", crossover_answer(result["crossover"]) + " See RESULTS.md."]
     return "\n".join(lines).strip() + "\n"
+
+
+def decoding_summary(d: dict, length: int = 128) -> list[str]:
+    """The README's decoding row: the default diffusion decoding against the twin's at ``length`` new tokens."""
+    rows = {r["method"]: r for r in d.get("summary", []) if r["length"] == length}
+    if DEFAULT_METHOD not in rows or TWIN_METHOD not in rows:
+        return []
+    lines = ["", f"Writing {length} new tokens (default settings, median of {rows[DEFAULT_METHOD]['runs']} seeds, "
+             "same machine):", "", "| decoder | wall (s) | forward passes | gen. perplexity | word entropy |",
+             "|---|---|---|---|---|"]
+    for label, method in (("diffusion (blocks of 32, dual KV cache)", DEFAULT_METHOD),
+                          ("left-to-right twin (KV cache)", TWIN_METHOD)):
+        r = rows[method]
+        lines.append(f"| {label} | {r['wall_s_median']:.2f} | {r['forward_passes']:.0f} | {r['gen_ppl']:.0f} | "
+                     f"{r['word_entropy_median']:.2f} |")
+    return lines
 
 
 def write_readme_table(readme: Path, result: dict) -> bool:
@@ -427,22 +500,20 @@ def render(result: dict) -> str:
     if result.get("crossover"):
         lines += ["", "## When does diffusion win? The data-constrained crossover", ""]
         lines += crossover_lines(result["crossover"])
-    d = result["decoding"]
-    lines += ["", "## Decoding", "", f"Generative perplexity under `{d['settings']['reference']}`: geometric mean over "
-              f"seeds {d['settings']['seeds']} with a 95% interval from their spread; other columns are means.", "",
-              "| method | new tokens | forward passes | wall (s) | tokens/pass | gen. perplexity | 95% interval | "
-              "distinct |", "|---|---|---|---|---|---|---|---|"]
-    for r in d["summary"]:
-        low, high = r.get("gen_ppl_ci95") or (float("nan"), float("nan"))
-        lines.append(f"| {r['method']} | {r['length']} | {r['forward_passes']:.1f} | {r['wall_s']:.2f} | "
-                     f"{r['tokens_per_pass']:.2f} | {r['gen_ppl']:.1f} | {low:.0f}–{high:.0f} | {r['distinct']:.2f} |")
+    lines += ["", "## Decoding", ""] + decoding_lines(result["decoding"])
     lines += ["", "## Samples (uncurated: the first seeds)", ""]
     for label, texts in result["samples"].items():
         lines += [f"**{label}**", ""] + [f"{i + 1}. {t}" for i, t in enumerate(texts)] + [""]
     return "\n".join(lines) + "\n"
 
 
+DECODING_FILE = ROOT / "bench" / "decoding.json"  # the shipped pair's decoding benchmark (python -m bench.decoding)
+DECODING_CHECKS_FILE = ROOT / "bench" / "decoding_checks.json"  # its cache-agreement checks (bench.decoding_checks)
 CROSSOVER_FILE = ROOT / "results" / "crossover.json"  # the committed grid results (a copy of OUT/crossover.json)
+
+
+def _decoding_checks() -> dict | None:
+    return json.loads(DECODING_CHECKS_FILE.read_text()) if DECODING_CHECKS_FILE.is_file() else None
 
 
 def crossover_record(path: str | Path | None = None) -> dict | None:
@@ -777,8 +848,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="test reviews for the paired diffusion-vs-twin comparison (0: the whole test split)")
     parser.add_argument("--n-ppl", type=int, default=100, help="test reviews for perplexity")
     parser.add_argument("--samples", type=int, default=8, help="ELBO Monte Carlo samples (cap when adaptive)")
-    parser.add_argument("--lengths", default="64,128", help="decoding lengths")
-    parser.add_argument("--seeds", default="0,1,2,3,4", help="decoding seeds")
+    parser.add_argument("--lengths", default="64,128,256", help="decoding lengths")
+    parser.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9", help="decoding seeds")
     parser.add_argument("--quick", action="store_true", help="a few examples per section (CI)")
     parser.add_argument("--out-dir", default=str(ROOT), help="where RESULTS.md and results.json go")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -810,6 +881,9 @@ def _rerender(args: argparse.Namespace) -> int:
         raise TextdiffError(f"no {path} to rerender; run the report first")
     result = json.loads(path.read_text())
     result["crossover"] = crossover_record()
+    if DECODING_FILE.is_file():
+        result["decoding"] = json.loads(DECODING_FILE.read_text())
+    result["decoding_checks"] = _decoding_checks()
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     (out / "RESULTS.md").write_text(render(result))
     grid = result["crossover"]
@@ -841,6 +915,10 @@ def _report(args: argparse.Namespace, argv: list[str]) -> int:
     result["perplexity"] = pieces.get("perplexity", lambda: perplexity(args, models))
     print("decoding…", flush=True)
     result["decoding"] = pieces.get("decoding", lambda: decoding(args, models))
+    result["decoding_checks"] = _decoding_checks()
+    if out.resolve() == ROOT:  # the report's decoding figures are the committed benchmark's
+        text = json.dumps(result["decoding"], indent=2) + "\n"
+        write_atomic(DECODING_FILE, lambda tmp: tmp.write_text(text))
     result["samples"] = pieces.get("samples", lambda: samples(models, 2 if args.quick else 5))
     result["campaign"] = campaign_record(models["diffusion"])
     result["crossover"] = crossover_record()
