@@ -65,10 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also load pickled .bin/.pt weights (they can run code; only for files you trust)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    from textdiff_core.train_args import add_train_flags
+    from textdiff_core.settings import add_train_flags
 
     t = commands.add_parser("train", help="train a masked-diffusion or left-to-right model")
-    add_train_flags(t)  # one flag per TrainConfig field: textdiff_core/train_args.py
+    add_train_flags(t)  # one flag per TrainConfig field: textdiff_core/settings.py
     t.add_argument("--quick-test", action="store_true",
                    help="smoke run: 5 steps on 64 examples, batch 4, 48 tokens (overrides those flags)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -443,13 +443,12 @@ def _class_name(label: str, classes: list[str]) -> str:
 
 def cmd_perplexity(args: argparse.Namespace) -> int:
     import json
-    import tempfile
     from pathlib import Path
 
-    from textdiff_core.checkpoint import CLASS_PROMPTED
     from textdiff_core.data import load_data
     from textdiff_core.evaluate import corpus_perplexity
     from textdiff_core.models import load_model
+    from textdiff_core.settings import CLASS_PROMPTED
 
     if args.samples < 1:
         raise TextdiffError(f"--samples must be at least 1, got {args.samples}")
@@ -476,11 +475,7 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
     report |= {"checkpoint": args.checkpoint, "data": args.data, "split": args.split, "limit": args.limit,
                "conditioned_on_class": bool(conditional)}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report, indent=2) + "\n"
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f".{out.name}.", delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, out)  # a reader sees the old file or the whole new one, never half of it
+    _write(out, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))  # the old file or the whole new one
     low, high = report["perplexity_ci95"]
     given = " given each text's class prompt" if conditional else ""
     print(f"{report['bound']} perplexity {report['perplexity']:.3f} [{low:.3f}, {high:.3f}] over {report['n']} texts, "
@@ -490,11 +485,11 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    import json
     from dataclasses import asdict
     from pathlib import Path
 
-    from textdiff_core.classify import CALIBRATION_FILE, Calibration, fit_calibration, score_matrix
+    from textdiff_core.classify import Calibration, fit_calibration, score_matrix
+    from textdiff_core.records import CALIBRATION_FILE, write_calibration
 
     _default_split(args, "validation")
     if args.split == "test":
@@ -512,11 +507,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return _calibrate_combined(args, path, data, labels)
     predictions = score_matrix(clf, data.texts, args.samples, args.seed, not args.no_progress, args.adaptive, args.z)
     fitted = fit_calibration(predictions, labels, clf.log_prior)
-    file = path / CALIBRATION_FILE
-    existing = json.loads(file.read_text()) if file.is_file() else {}  # load_classifier has checked it
-    existing[clf.method] = asdict(fitted) | {"fitted_on": f"{args.data}/{args.split}", "n": len(labels),
-                                             "samples": args.samples, "adaptive": args.adaptive}
-    _write(file, lambda tmp: tmp.write_text(json.dumps(existing, indent=2) + "\n"))
+    file = write_calibration(path, clf.method, asdict(fitted) | {
+        "fitted_on": f"{args.data}/{args.split}", "n": len(labels), "samples": args.samples,
+        "adaptive": args.adaptive})
 
     def accuracy(calibration: Calibration) -> float:  # the classifier's own decision rule under a calibration
         clf.calibration = calibration
@@ -535,18 +528,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _calibrate_combined(args: argparse.Namespace, path, data, labels: list[int]) -> int:
     """The combined reading's weight, bias and temperature, with two-fold accuracies of all three readings."""
-    import json
     from dataclasses import asdict
 
-    from textdiff_core.classify import CALIBRATION_FILE, calibrate_combined
+    from textdiff_core.classify import calibrate_combined
+    from textdiff_core.records import write_calibration
 
     fitted, accuracy = calibrate_combined(args.checkpoint, data.texts, labels, args.samples, args.seed,
                                           not args.no_progress)
-    file = path / CALIBRATION_FILE
-    existing = json.loads(file.read_text()) if file.is_file() else {}
-    existing["combined"] = asdict(fitted) | {"fitted_on": f"{args.data}/{args.split}", "n": len(labels),
-                                             "samples": args.samples, "cross_fitted_accuracy": accuracy}
-    _write(file, lambda tmp: tmp.write_text(json.dumps(existing, indent=2) + "\n"))
+    file = write_calibration(path, "combined", asdict(fitted) | {
+        "fitted_on": f"{args.data}/{args.split}", "n": len(labels), "samples": args.samples,
+        "cross_fitted_accuracy": accuracy})
     print(f"combined: Bayes + {fitted.weight:.3f} x infill, temperature {fitted.temperature:.3f}, bias "
           f"{[round(b, 3) for b in fitted.bias]} -> {file}")
     print(f"{args.split}, two folds (fitted on one half, read on the other, {len(labels)} texts): Bayes "
@@ -571,19 +562,15 @@ def cmd_fill_mask(args: argparse.Namespace) -> int:
     return 0
 
 
-ZERO_SHOT_TEMPLATES = ["A {label} movie review:", "{label} review:", "This is a {label} review of a film:",
-                       "Here is a {label} review."]
 
 
 def cmd_zero_shot(args: argparse.Namespace) -> int:
     """Prompt chosen and bias fitted on validation, so the zero-shot LM is measured like the trained models."""
-    import json
     from dataclasses import asdict
     from pathlib import Path
 
-    from textdiff_core.checkpoint import SIDECAR
-    from textdiff_core.checkpoint import text as sidecar_text
-    from textdiff_core.classify import CALIBRATION_FILE, ZERO_SHOT, choose_zero_shot, load_classifier
+    from textdiff_core.classify import choose_zero_shot, load_classifier
+    from textdiff_core.records import ZERO_SHOT, ZERO_SHOT_TEMPLATES, write_zero_shot
 
     if args.split in ("test", "all"):
         raise TextdiffError("the prompt is chosen and the calibration fitted on validation data, never on test")
@@ -604,24 +591,16 @@ def cmd_zero_shot(args: argparse.Namespace) -> int:
     meta = {"conditioning": ZERO_SHOT, "base_model": args.model, "classes": classes, "class_prompt": template,
             "chosen_on": {"data": args.data, "split": args.split, "n": len(labels), "candidates": candidates}}
     calibration = {method: asdict(fitted) | {"fitted_on": f"{args.data}/{args.split}", "n": len(labels)}}
-    _write(out / SIDECAR, lambda tmp: tmp.write_text(sidecar_text(meta)))
-    _write(out / CALIBRATION_FILE, lambda tmp: tmp.write_text(json.dumps(calibration, indent=2) + "\n"))
+    write_zero_shot(out, meta, calibration)
     print(f"wrote {out} ({args.model}, prompt {template!r}; fitted on these texts: evaluate on others)")
     return 0
 
 
 def _write(path: str | os.PathLike, write) -> None:
     """Write an output file whole or not at all (``write`` gets a temporary path, renamed into place when done)."""
-    from pathlib import Path
+    from textdiff_core.paths import write_file
 
-    from textdiff_core.paths import write_atomic
-
-    path = Path(path).expanduser()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, write)
-    except OSError as exc:
-        raise TextdiffError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    write_file(path, write)
 
 
 def _decode_config(args: argparse.Namespace, kind: str):
@@ -903,7 +882,7 @@ def cmd_campaign_ship(args: argparse.Namespace) -> int:
 
 def _train_config(args: argparse.Namespace):
     """The TrainConfig of ``train``'s flags (``--quick-test`` overriding a few)."""
-    from textdiff_core.train_args import train_config
+    from textdiff_core.settings import train_config
 
     quick = {}
     if getattr(args, "quick_test", False):

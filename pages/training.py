@@ -13,7 +13,8 @@ from pages._shared import CHECKPOINTS, new_run_dir, resolve, said, shown, sideba
 from textdiff_core.campaign import STATUS, epoch_curves, shipped_curves, shipped_epoch
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.errors import TextdiffError
-from textdiff_core.train import TrainConfig, latest_checkpoint
+from textdiff_core.settings import TrainConfig
+from textdiff_core.train import latest_checkpoint
 
 sidebar()
 st.title("Training dashboard")

@@ -78,7 +78,7 @@ def test_jaccard_of_word_trigrams():
 
 
 def test_an_interrupted_run_continues_with_the_seeds_it_lacks(checkpoint, tmp_path, monkeypatch):
-    import textdiff_core.decoding as decoding
+    import textdiff_core.synthesize as synthesize_module
 
     config = _config(checkpoint, tmp_path)
     full = generate_rows(config, progress=False)
@@ -87,8 +87,8 @@ def test_an_interrupted_run_continues_with_the_seeds_it_lacks(checkpoint, tmp_pa
         lines = f.readlines()
     path.write_text("".join(lines[:3]))  # header and two rows: as if killed after the first batch
     calls = []
-    real = decoding.generate_samples
-    monkeypatch.setattr(decoding, "generate_samples", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
+    real = synthesize_module.generate_samples
+    monkeypatch.setattr(synthesize_module, "generate_samples", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
     again = generate_rows(config, progress=False)
     assert sum(calls) == 4, "only the four missing rows are decoded"
     assert [(r["label"], int(r["seed"]), r["text"]) for r in again] == \
@@ -115,7 +115,7 @@ def test_cli_contract_and_bad_settings(checkpoint, tmp_path, capsys):
 
 
 def test_the_default_judge_reading_is_the_one_its_calibration_found_best(tmp_path):
-    from textdiff_core.synthesize import best_reading
+    from textdiff_core.records import best_reading
 
     def checkpoint(accuracy):
         folder = tmp_path / str(len(list(tmp_path.iterdir())))

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from textdiff_core.noise import NoiseConfig
-from textdiff_core.train import TrainConfig
-from textdiff_core.train_args import FLAGS, _base_type, _default, settings, train_config
+from textdiff_core.settings import FLAGS, NoiseConfig, TrainConfig, _base_type, _default, settings, train_config
 from train_cli import _train_config, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]

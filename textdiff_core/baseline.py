@@ -19,9 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 from textdiff_core.likelihood import TextScore
-from textdiff_core.prediction import Calibration, Prediction
+from textdiff_core.paths import cache_location
+from textdiff_core.prediction import Prediction
+from textdiff_core.records import Calibration
 
 NAME = "tfidf"  # the checkpoint name that selects this baseline; "tfidf:SPEC" trains on SPEC's train split
 METHOD = "tfidf"
@@ -30,7 +33,7 @@ SETTINGS = {"ngram_range": (1, 2), "min_df": 2, "max_features": 200_000, "sublin
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("TEXTDIFF_CACHE", Path.home() / ".cache" / "textdiff"))
+    return cache_location()
 
 
 def _tag(data: str) -> str:
@@ -85,12 +88,11 @@ class TfidfBaseline:
 
 def load_baseline(data: str = "imdb", progress: bool = True) -> TfidfBaseline:
     """The baseline trained on ``data``'s train split (a built-in dataset or a CSV/JSONL file), cached on disk."""
+    # deferred: only the TF-IDF cache needs joblib
     import joblib
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
-
-    from textdiff_core.data import load_data
 
     train = load_data(data, "train", min_classes=2, seed=0)
     digest = hashlib.sha1(("\n".join(train.texts) + repr(train.labels) + repr(SETTINGS)).encode()).hexdigest()[:16]

@@ -17,13 +17,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import torch
+
 from textdiff_core.checkpoint import CheckpointMeta, exists
+from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
+from textdiff_core.models import kind_of, load_model, save_model
 from textdiff_core.train import (
     DTYPES,
     OBJECTIVES,
@@ -99,10 +104,6 @@ def export_snapshot(run: Path, epoch: int, step: int, config: CampaignConfig) ->
     The source is the stop's checkpoint (it carries a textdiff.json), or the final model at the last epoch. The
     export has the run's metrics up to that step, like ``train_cli.py export``.
     """
-    import torch
-
-    from textdiff_core.models import load_model, save_model
-
     dest = snapshot_dir(run, epoch)
     if exists(dest):
         return dest
@@ -150,9 +151,6 @@ def run_campaign(config: CampaignConfig, until_epoch: int | None = None, progres
     Returns the status written to campaign.json: the plan, each twin's step, completed epochs, snapshots and
     measured seconds per step, and the history of turns (twin, epoch, steps, seconds) in the order they ran.
     """
-    from textdiff_core.data import load_data
-    from textdiff_core.models import kind_of
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise TextdiffError("a campaign runs in one process (one GPU or the CPU); launch it with python, not torchrun")
     out = Path(config.out)
@@ -328,8 +326,6 @@ def ship(out: str | Path, dest: str | Path, epochs: dict[str, int] | None = None
     (``replaced``: a results.json) the figures of the pair it replaced, so that the report can put the two side by
     side.
     """
-    import shutil
-
     out, dest = Path(out), Path(dest)
     names = names or {"diffusion": "imdb-diffusion", "ar": "imdb-ar"}
     status = read_status(out)

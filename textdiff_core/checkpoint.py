@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from textdiff_core.errors import ModelError
+from textdiff_core.settings import LEGACY_DEFAULTS
 
 SIDECAR = "textdiff.json"  # written last by save_model, so a directory that has it is a complete save
-CLASS_PROMPTED = ("class", "joint")  # conditionings with one model and a class prompt ("{label} review:")
 LINEAGE_KEYS = ("base_model", "steps", "tokens_seen", "epochs", "train_time_s", "hardware", "finished_at", "config",
                 "continued_from", "total_steps", "total_tokens_seen", "total_epochs", "total_train_time_s")
 
@@ -131,8 +131,6 @@ class CheckpointMeta:
     @property
     def loss_weighting(self) -> str:
         """Diffusion: how masked-token losses were weighted ("elbo" or "mean"; runs that predate it used the ELBO)."""
-        from textdiff_core.train_args import LEGACY_DEFAULTS
-
         return self.noise.get("weighting", LEGACY_DEFAULTS["noise.weighting"])
 
     @property

@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
+from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from textdiff_core.baseline import METHOD as TFIDF_METHOD
 from textdiff_core.baseline import fit_note, is_fitted, load_baseline
-from textdiff_core.checkpoint import (
-    CLASS_PROMPTED,
-    CheckpointMeta,
-    format_prompt,
-)
+from textdiff_core.checkpoint import CheckpointMeta, format_prompt
 from textdiff_core.errors import ModelError, TextdiffError
+from textdiff_core.gguf_convert import CONVERSION_NOTE, conversion_pending
 from textdiff_core.likelihood import (
     TextScore,
     ar_scores,
@@ -45,22 +45,26 @@ from textdiff_core.likelihood import (
     pll_scores,
     pool_samples,
 )
-from textdiff_core.models import MASKED, LoadedModel
-from textdiff_core.prediction import Calibration, Prediction  # noqa: F401 (part of this module's API)
+from textdiff_core.models import MASKED, LoadedModel, load_model
+from textdiff_core.prediction import Prediction  # noqa: F401 (part of this module's API)
+from textdiff_core.records import (  # noqa: F401 (part of this module's API)
+    CALIBRATION_FILE,
+    ZERO_SHOT,
+    ZERO_SHOT_PROMPT,
+    ZERO_SHOT_REFERENCE,
+    Calibration,
+    calibration_for,
+)
+from textdiff_core.settings import CLASS_PROMPTED
 from textdiff_core.tokens import class_slot
 
 METHODS = ("elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill", "combined")
 RENAMED_METHODS = {"seed": "mlm-loss"}  # old name -> name; the old names still work, with a warning
-ZERO_SHOT = "zero-shot"  # a directory that names a pretrained LM, its chosen prompt and (beside it) its calibration
-ZERO_SHOT_PROMPT = "A {label} movie review:"
-ZERO_SHOT_REFERENCE = "checkpoints/smollm2-zero-shot"  # the shipped one (`train_cli.py zero-shot`), repository-relative
 
 
 def method_name(method: str | None) -> str | None:
     """``method`` under its current name (a renamed method's old name warns and maps to the new one)."""
     if method in RENAMED_METHODS:
-        import warnings
-
         warnings.warn(f"method {method!r} is now called {RENAMED_METHODS[method]!r}", FutureWarning, stacklevel=3)
         return RENAMED_METHODS[method]
     return method
@@ -273,17 +277,10 @@ def ood_percentile(value: float, reference: list[float]) -> float:
     return 100.0 * below / max(1, len(reference))
 
 
-CALIBRATION_FILE = "calibration.json"  # beside a checkpoint: {method: {temperature, bias, ood_reference}}
-
-
 def first_use(name_or_path: str) -> str | None:
     """The one-off work that loading ``name_or_path`` (a model or classifier name) would do now, said with roughly
     how long it takes: converting SmolLM2 (the name itself, or a zero-shot directory built on it) or fitting the
     TF-IDF reference; None when there is none. A quick look (file checks), for a spinner's or the CLI's note."""
-    from pathlib import Path
-
-    from textdiff_core.gguf_convert import CONVERSION_NOTE, conversion_pending
-
     if name_or_path == "tfidf" or name_or_path.startswith("tfidf:"):
         data = name_or_path.partition(":")[2] or "imdb"
         return None if is_fitted(data) else fit_note(data)
@@ -312,10 +309,6 @@ def load_classifier(
     Our checkpoints know their classes, prompts and training label frequencies (the prior), and carry the
     calibration fitted on validation (``calibration.json``) once ``train_cli.py calibrate`` has been run.
     """
-    from pathlib import Path
-
-    from textdiff_core.models import load_model
-
     if name_or_path == "tfidf" or name_or_path.startswith("tfidf:"):  # the discriminative reference, not an LM
         if method not in (None, TFIDF_METHOD):
             raise TextdiffError(f"the tfidf baseline has one method ({TFIDF_METHOD}), not {method!r}")
@@ -361,25 +354,7 @@ def load_classifier(
         log_prior = [math.log(counts[c] / total) for c in names]
     first = models if isinstance(models, LoadedModel) else next(iter(models.values()))
     method = method_name(method) or ("elbo" if first.kind == MASKED else "ar")
-    calibration = None
-    file = path / CALIBRATION_FILE
-    if path.is_dir() and file.is_file():
-        import json
-
-        try:
-            fitted_by_method = json.loads(file.read_text())
-            old_names = [old for old, new in RENAMED_METHODS.items() if new == method]
-            fitted = next((fitted_by_method[m] for m in (method, *old_names) if m in fitted_by_method), None)
-            if fitted:
-                calibration = Calibration(float(fitted["temperature"]), [float(b) for b in fitted["bias"]],
-                                          [float(r) for r in fitted["ood_reference"]],
-                                          float(fitted.get("weight", 1.0)))
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ModelError(f"{file} is not a calibration file ({type(exc).__name__}: {exc}); run train_cli.py "
-                             "calibrate again, or delete it") from exc
-        if calibration is not None and len(calibration.bias) != len(names):
-            raise ModelError(f"{file} has {len(calibration.bias)} class biases for {len(names)} classes; run "
-                             "train_cli.py calibrate again, or delete it")
+    calibration = calibration_for(path, method, len(names))
     limit = max_length or meta.max_length
     return Classifier(models, names, prompts, method, log_prior, calibration, limit)
 
@@ -389,8 +364,6 @@ def score_matrix(
     adaptive: bool = False, z: float = 2.0,
 ) -> list[Prediction]:
     """Predictions for many texts; text i uses a generator seeded by (seed, i), so results do not depend on order."""
-    from tqdm.auto import tqdm
-
     out = []
     for i, text in enumerate(tqdm(texts, desc=f"classify ({classifier.method})", disable=not progress)):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + i)

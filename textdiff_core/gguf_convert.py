@@ -23,6 +23,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
+from safetensors import safe_open
+from tqdm.auto import tqdm
+
 from textdiff_core.errors import ModelError
 from textdiff_core.paths import cache_dir
 from textdiff_core.progress import quiet_transformers
@@ -93,6 +97,7 @@ def ensure_smollm2(cache_root: Path | None = None, *, progress: bool | None = No
     that switch off) stays quiet here too.
     """
     if progress is None:
+        # deferred: transformers takes seconds to import
         from transformers.utils import logging
 
         progress = logging.is_progress_bar_enabled()
@@ -149,6 +154,7 @@ def _remove_leftovers(root: Path) -> None:
 def _conversion_lock(root: Path) -> Iterator[None]:
     """Exclusive lock on ``root/.smollm2-135m-instruct.lock`` so two processes never convert at once."""
     try:
+        # deferred: Unix only
         import fcntl
     except ImportError:  # not POSIX: no lock; each conversion still uses its own temp dir
         yield
@@ -174,6 +180,7 @@ def _write_marker(directory: Path, gguf_path: Path) -> None:
 def _quiet_transformers() -> Iterator[None]:
     """``models.quiet_transformers`` plus the GGUF dequantisation bar, which ignores transformers' switch."""
     try:
+        # deferred: transformers takes seconds to import
         import transformers.modeling_gguf_pytorch_utils as gguf_utils
     except ImportError:  # pragma: no cover - module layout of another transformers version
         gguf_utils = None
@@ -195,6 +202,7 @@ def _quiet_transformers() -> Iterator[None]:
 
 def _clean_llama_config(config):
     """A fresh ``LlamaConfig`` from the GGUF-derived one, without quantisation or GGUF bookkeeping."""
+    # deferred: transformers takes seconds to import
     from transformers import LlamaConfig
 
     if getattr(config, "model_type", None) != "llama":
@@ -214,9 +222,7 @@ def _clean_llama_config(config):
 
 def _convert(gguf_path: Path, out_dir: Path, *, progress: bool) -> None:
     """Dequantise ``gguf_path`` and write a bf16 safetensors Llama checkpoint plus tokenizer into ``out_dir``."""
-    try:
-        import torch
-        from tqdm.auto import tqdm
+    try:  # deferred: transformers takes seconds to import
         from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
     except ImportError as exc:  # pragma: no cover - dependencies are part of the install
         raise ModelError(f"converting SmolLM2 needs torch and transformers: {exc}") from exc
@@ -294,8 +300,6 @@ def _match_file_modes(directory: Path, reference: Path) -> None:
 
 def _check_saved_head(weights: Path, *, tie: bool) -> None:
     """An untied model must have saved its own lm_head (a tied one may omit it: it is rebuilt from embeddings)."""
-    from safetensors import safe_open
-
     with safe_open(str(weights), framework="pt") as handle:
         keys = set(handle.keys())
     if "model.embed_tokens.weight" not in keys:

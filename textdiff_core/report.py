@@ -32,15 +32,18 @@ import torch
 from textdiff_core.campaign import SHIP_RECORD, best_reading, read_ship_record
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import ZERO_SHOT_REFERENCE, load_classifier
+from textdiff_core.crossover import points_to_go, read_results
 from textdiff_core.data import load_data
 from textdiff_core.decoding import generate
+from textdiff_core.decoding_bench import parse_args, run
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import evaluate_classifier, paired_difference
 from textdiff_core.likelihood import ar_scores, elbo_scores
 from textdiff_core.models import CAUSAL, MASKED, device_name, load_model, quiet_progress
 from textdiff_core.paths import relative_to_repo, write_atomic
+from textdiff_core.records import cross_fitted_accuracy
+from textdiff_core.settings import LEGACY_DEFAULTS
 from textdiff_core.train import default_warmup_steps
-from textdiff_core.train_args import LEGACY_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -212,11 +215,10 @@ def head_to_head(args: argparse.Namespace, models: dict[str, str], pieces: Piece
 def combined_earns_its_place(checkpoint: str) -> bool:
     """True when ``calibrate --method combined`` found the combined reading better than both single readings on
     validation (two folds: fitted on one half, read on the other)."""
-    file = Path(checkpoint) / "calibration.json"
+    accuracy = cross_fitted_accuracy(checkpoint)
     try:
-        accuracy = json.loads(file.read_text())["combined"]["cross_fitted_accuracy"]
         return accuracy["combined"] > max(accuracy["bayes"], accuracy["infill"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return False
 
 
@@ -245,8 +247,6 @@ def _prompt(checkpoint: CheckpointMeta, classes: list[str]) -> list[str | None]:
 
 
 def decoding(args: argparse.Namespace, models: dict[str, str]) -> dict:
-    from textdiff_core.decoding_bench import parse_args, run
-
     bench_args = parse_args(["--diffusion-model", models["diffusion"], "--ar-model", models["ar"], "--reference",
                              models["reference"], "--lengths", args.lengths, "--seeds", args.seeds])
     return run(bench_args)
@@ -519,8 +519,6 @@ def _decoding_checks() -> dict | None:
 def crossover_record(path: str | Path | None = None) -> dict | None:
     """The data-constrained crossover grid's results (default: ``CROSSOVER_FILE``), without their run history; None
     when there are none."""
-    from textdiff_core.crossover import read_results
-
     path = path or CROSSOVER_FILE
     results = read_results(path) if Path(path).is_file() else {}
     if not results.get("runs"):
@@ -561,7 +559,6 @@ def crossover_lines(c: dict) -> list[str]:
     """RESULTS.md's crossover section: settings, per-U best points and crossover, the exponent, accuracy against U,
     and every validation point."""
     cfg, t, shape, model = c["config"], c["config"]["train"], c["config"]["shape"], c.get("model") or {}
-    from textdiff_core.crossover import points_to_go
 
     done = sum(len(r["steps"]) for r in c["runs"])
     status = ("Finished" if c.get("finished") else

@@ -26,8 +26,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
+from textdiff_core.classify import load_classifier
+from textdiff_core.data import load_data
+from textdiff_core.decoding import default_config, generate_samples
+from textdiff_core.denoisers import chat_prompt
 from textdiff_core.errors import TextdiffError
+from textdiff_core.models import CAUSAL, MASKED, kind_of, load_model
+from textdiff_core.paths import write_atomic
+from textdiff_core.records import best_reading, cross_fitted_accuracy, read_calibrations
 
 COLUMNS = ("text", "label", "kept", "reason", "judge_label", "judge_prob", "generator", "seed", "decoding")
 GENERATORS = ("checkpoint", "instruct")
@@ -108,8 +116,6 @@ def _append(path: Path, rows: list[dict]) -> None:
 
 
 def _rewrite(path: Path, rows: list[dict]) -> None:
-    from textdiff_core.paths import write_atomic
-
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -121,12 +127,6 @@ def _rewrite(path: Path, rows: list[dict]) -> None:
 
 def generate_rows(config: SynthConfig, progress: bool = True) -> list[dict]:
     """Generate what the CSV still lacks (per class, in seed order) and return every row, old and new."""
-    from tqdm import tqdm
-
-    from textdiff_core.decoding import default_config, generate_samples
-    from textdiff_core.denoisers import chat_prompt
-    from textdiff_core.models import CAUSAL, MASKED, kind_of, load_model
-
     out = Path(config.out).expanduser()
     rows = _read_rows(out)
     kind = CAUSAL if config.generator == "instruct" else (kind_of(config.checkpoint) or MASKED)
@@ -173,44 +173,22 @@ def generate_rows(config: SynthConfig, progress: bool = True) -> list[dict]:
     return rows
 
 
-def best_reading(checkpoint: str) -> str | None:
-    """The reading a checkpoint's calibration found best on validation (cross-fitted accuracy; ties go to the
-    cheaper infill reading), or None (the classifier's default) when it records none."""
-    from textdiff_core.classify import CALIBRATION_FILE
-
-    file = Path(checkpoint) / CALIBRATION_FILE
-    if not file.is_file():
-        return None
-    accuracy = (json.loads(file.read_text()).get("combined") or {}).get("cross_fitted_accuracy") or {}
-    readings = {"infill": accuracy.get("infill"), "elbo": accuracy.get("bayes")}
-    known = {k: v for k, v in readings.items() if v is not None}
-    return max(known, key=lambda k: (known[k], k == "infill")) if known else None
-
-
 def _judge_accuracy(clf, judge: str) -> dict:
     """What the judge is worth on real validation reviews, from its own record where it has one."""
-    from textdiff_core.classify import CALIBRATION_FILE
-
     record = {"judge": judge, "method": getattr(clf, "method", None)}
-    file = Path(judge) / CALIBRATION_FILE
-    if file.is_file():
-        fitted = json.loads(file.read_text())
-        combined = (fitted.get("combined") or {}).get("cross_fitted_accuracy") or {}
-        reading = "bayes" if record["method"] == "elbo" else record["method"]
-        if reading in combined:
-            record |= {"validation_accuracy": combined[reading], "validation_n": fitted["combined"].get("n"),
-                       "validation_on": fitted["combined"].get("fitted_on"), "how": "cross-fitted calibration"}
+    combined = read_calibrations(judge).get("combined") if Path(judge).is_dir() else None
+    accuracy = cross_fitted_accuracy(judge)
+    reading = "bayes" if record["method"] == "elbo" else record["method"]
+    if combined and reading in accuracy:
+        record |= {"validation_accuracy": accuracy[reading], "validation_n": combined.get("n"),
+                   "validation_on": combined.get("fitted_on"), "how": "cross-fitted calibration"}
     return record
 
 
 def judge_rows(rows: list[dict], config: SynthConfig, progress: bool = True) -> dict:
     """Fill judge_label and judge_prob of every row not judged yet; returns the judge's record."""
-    from tqdm import tqdm
-
-    from textdiff_core.classify import load_classifier
-
     judge = config.judge or (config.checkpoint if config.generator == "checkpoint" else "tfidf")
-    method = config.judge_method or best_reading(judge)
+    method = config.judge_method or best_reading(judge, "ar" if kind_of(judge) == CAUSAL else "elbo")
     clf = load_classifier(judge, method, trust_remote_code=config.trust_remote_code or None)
     generator = torch.Generator().manual_seed(config.seed)
     for row in tqdm([r for r in rows if r["judge_prob"] == ""], desc="judge", disable=not progress):
@@ -229,6 +207,7 @@ def jaccard(a: list[str], b: list[str], n: int = 3) -> torch.Tensor:
 
     The n-grams go through scikit-learn's ``HashingVectorizer`` (2^22 buckets, binary): a set's size is its row sum
     and the intersection of two sets the dot product of their rows, so thousands of pairs cost one sparse product."""
+    # deferred: scikit-learn is slow to import and only this path needs it
     from sklearn.feature_extraction.text import HashingVectorizer
 
     if not a or not b:
@@ -281,8 +260,6 @@ def filter_rows(rows: list[dict], config: SynthConfig, real: dict[str, list[str]
 
 def real_texts(data: str) -> dict[str, list[str]]:
     """The real reviews of every split of ``data`` (what synthetic rows must not duplicate or leak)."""
-    from textdiff_core.data import load_data
-
     return {split: load_data(data, split=split, label_col=None).texts for split in ("train", "validation", "test")}
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from textdiff_core.errors import TextdiffError
+
 
 @dataclass
 class EncodedBatch:
@@ -121,8 +123,6 @@ class ClassSlot:
 
 def class_slot(tokenizer, prompts: Sequence[str]) -> ClassSlot:
     """Find the one token that tells the class prompts apart; one-line error when there is no such token."""
-    from textdiff_core.errors import TextdiffError
-
     ids = tokenize_texts(tokenizer, list(prompts))
     differ = [i for i in range(min(map(len, ids))) if len({row[i] for row in ids}) > 1]
     if len({len(row) for row in ids}) != 1 or len(differ) != 1 or len({row[differ[0]] for row in ids}) != len(ids):

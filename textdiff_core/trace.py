@@ -189,6 +189,7 @@ class Trace:
     def to_gif(self, path: str | Path, width: int = 760, frame_ms: int = 350, last_ms: int = 2500) -> Path:
         """An animated GIF, one image per frame: masked positions as grey blocks, committed tokens coloured by
         confidence, the tokens committed at each step outlined, lines wrapped to ``width`` pixels."""
+        # deferred: only GIF export needs Pillow
         from PIL import Image, ImageDraw
 
         font, bold = _font(16), _font(16, bold=True)
@@ -278,6 +279,7 @@ def _rgb(colour: str) -> tuple[int, int, int]:
 
 def _font(size: int, bold: bool = False):
     """DejaVu Sans when the system has it (readable, wide Unicode coverage), else Pillow's built-in font."""
+    # deferred: only GIF export needs Pillow
     from PIL import ImageFont
 
     for name in (("DejaVuSans-Bold.ttf", "LiberationSans-Bold.ttf") if bold else ("DejaVuSans.ttf",

@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,13 +33,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import textdiff_core
-from textdiff_core.checkpoint import CLASS_PROMPTED, SIDECAR, CheckpointMeta, format_prompt
+from textdiff_core.checkpoint import SIDECAR, CheckpointMeta, format_prompt
 from textdiff_core.checkpoint import write as write_sidecar
+from textdiff_core.classify import class_scores
 from textdiff_core.data import SPLIT_FRACTIONS, TextDataset, load_data
 from textdiff_core.errors import TextdiffError
+from textdiff_core.likelihood import infill_scores
 from textdiff_core.models import (
-    CAUSAL,
-    MASKED,
+    LoadedModel,
     SelectedLogits,
     device_name,
     kind_of,
@@ -47,116 +48,12 @@ from textdiff_core.models import (
     quiet_transformers,
     save_model,
 )
-from textdiff_core.noise import NoiseConfig, apply_mask, bin_label, rate_bins, sample_mask_rates, weighted_nll
+from textdiff_core.noise import apply_mask, bin_label, rate_bins, sample_mask_rates, weighted_nll
+from textdiff_core.settings import CLASS_PROMPTED, OBJECTIVES, NoiseConfig, TrainConfig
 from textdiff_core.tokens import ClassSlot, EncodedBatch, class_slot, collate, special_ids, tokenize_texts
 
-OBJECTIVES = {"diffusion": MASKED, "ar": CAUSAL}  # objective -> kind of model it trains
-CONDITIONINGS = ("none", "class", "joint", "per-class")
 N_BINS = 10  # masking-level bins for the per-level loss log
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run; recorded in the run's textdiff.json."""
-
-    out: str  # output directory: final model, metrics.jsonl, checkpoints/
-    objective: str = "diffusion"  # "diffusion" (masked, 1/t ELBO) or "ar" (left-to-right)
-    model: str = "minilm"  # offline name, local directory or hub id to start from
-    data: list[str] = field(default_factory=lambda: ["imdb"])  # dataset specs, mixed by concatenation
-    text_col: str = "text"  # column of the text in CSV/JSONL files
-    label_col: str | None = "label"  # column of the label in CSV/JSONL files
-    conditioning: str = "none"  # "none", "class" (class prompt prefix), "joint" (class word modelled too), "per-class"
-    class_prompt: str = "{label} review:"  # prefix for conditioning class/joint; {label} is the class name
-    label_mask_prob: float | None = 0.5  # joint, diffusion: chance the class word is masked (None: the text's rate t)
-    label_weight: float = 16.0  # joint: the class word's loss counts as this many text tokens
-    steps: int | None = None  # optimizer steps (per model); default: one epoch
-    epochs: float | None = None  # alternative to steps
-    batch_size: int = 16  # sequences per micro-batch per process
-    grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 2e-4  # peak AdamW learning rate
-    lr_schedule: str = "constant_with_warmup"  # transformers scheduler name (MDLM's choice); linear, cosine, ...
-    warmup_steps: int | None = None  # default: default_warmup_steps, 5% of the steps
-    weight_decay: float = 0.01  # AdamW weight decay (not on biases and LayerNorm)
-    max_length: int = 128  # tokens per sequence including prompt and special tokens
-    crop: str = "random"  # texts longer than max_length: a "random" window each time, or always the "start"
-    max_samples: int | None = None  # use at most this many training examples (class-balanced)
-    seed: int = 0  # data order, masks, dropout
-    save_every: int = 100  # write a resumable checkpoint every N steps (0: only at the end)
-    keep_checkpoints: int = 2  # how many resumable checkpoints to keep
-    log_every: int = 10  # write a metrics.jsonl line every N steps
-    resume: bool = False  # continue from the latest complete checkpoint in out/checkpoints
-    save_dtype: str = "fp32"  # dtype of the final weights: fp32, fp16 or bf16
-    eval_every: int = 0  # validate on a fixed subset every N steps (0: never): accuracy (class/joint), perplexity
-    eval_epochs: bool | None = None  # also validate at every whole-epoch boundary; None: when eval_every is set or
-    #                                  conditioning is class or joint (every run that can be read as a classifier)
-    eval_size: int = 200  # validation texts for that (class-balanced, the same every time)
-    eval_samples: int = 4  # ELBO Monte Carlo samples per text for that (diffusion; left-to-right is exact)
-    stop_after: int | None = None  # end this invocation at this step with a resumable checkpoint and no final model;
-    #                                the learning-rate schedule still spans all steps (chunked runs, see campaign)
-    input_mask_prob: float = 0.0  # ar only: chance each text input token is replaced by [MASK] while its target stays
-    #                               (random token masking, Gao et al.: the augmentation without the objective)
-    noise: NoiseConfig = field(default_factory=NoiseConfig)  # diffusion only
-
-    def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise TextdiffError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
-        if self.conditioning not in CONDITIONINGS:
-            raise TextdiffError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
-        if self.conditioning in CLASS_PROMPTED and "{label}" not in self.class_prompt:
-            raise TextdiffError(f"--class-prompt must contain {{label}}, got {self.class_prompt!r}")
-        for name in ("batch_size", "grad_accum", "max_length", "log_every"):
-            if getattr(self, name) < 1:
-                raise TextdiffError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.steps is not None and self.steps < 1:
-            raise TextdiffError(f"steps must be at least 1, got {self.steps}")
-        if self.epochs is not None and self.epochs <= 0:
-            raise TextdiffError(f"epochs must be positive, got {self.epochs}")
-        if self.lr <= 0:
-            raise TextdiffError(f"lr must be positive, got {self.lr}")
-        if self.save_dtype not in DTYPES:
-            raise TextdiffError(f"unknown save dtype {self.save_dtype!r}; choose one of {', '.join(DTYPES)}")
-        if (self.eval_every or self.eval_epochs) and self.conditioning == "per-class":
-            raise TextdiffError("validation during training needs one model (conditioning none, class or joint), "
-                                "not per-class")
-        if self.stop_after is not None and self.stop_after < 1:
-            raise TextdiffError(f"stop-after must be at least 1, got {self.stop_after}")
-        if self.label_mask_prob is not None and not 0.0 < self.label_mask_prob <= 1.0:
-            raise TextdiffError(f"label-mask-prob must be in (0, 1] (or t), got {self.label_mask_prob}")
-        if not self.label_weight > 0.0 or math.isinf(self.label_weight):
-            raise TextdiffError(f"label-weight must be positive and finite, got {self.label_weight}")
-        if self.crop not in ("start", "random"):
-            raise TextdiffError(f"unknown crop {self.crop!r}; choose start or random")
-        if not 0.0 <= self.input_mask_prob < 1.0:
-            raise TextdiffError(f"input-mask-prob must be in [0, 1), got {self.input_mask_prob}")
-        if self.input_mask_prob and self.objective != "ar":
-            raise TextdiffError("input-mask-prob masks a left-to-right model's inputs; diffusion masks by its rate t")
-        if self.max_samples is not None and self.max_samples < 1:
-            raise TextdiffError(f"max-samples must be at least 1, got {self.max_samples}")
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"noise": self.noise.to_dict()}
-
-    def to_args(self, skip=lambda name: False) -> list[str]:
-        """The ``train`` flags that recreate this config, every setting spelled out but those ``skip(name)`` names
-        (``train_args``)."""
-        from textdiff_core.train_args import config_args
-
-        return config_args(self, skip)
-
-    @classmethod
-    def from_record(cls, record: dict) -> TrainConfig:
-        """The config a run recorded (textdiff.json's ``config``), settings it predates at their values then."""
-        from textdiff_core.train_args import config_from_record
-
-        return config_from_record(record)
-
-    @property
-    def validates_at_epochs(self) -> bool:
-        """Whether a validation record is written at each whole-epoch boundary (see ``eval_epochs``)."""
-        if self.eval_epochs is not None:
-            return self.eval_epochs
-        return bool(self.eval_every) or self.conditioning in CLASS_PROMPTED
 
 
 def default_warmup_steps(total_steps: int) -> int:
@@ -373,6 +270,7 @@ def _label_stats(logits, selected, label_rows, label_pos, input_ids, label_nll) 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:
     """Train as configured; returns the output directory (a ``save_pretrained`` directory with textdiff.json)."""
+    # deferred: accelerate takes seconds to import
     from accelerate import Accelerator
 
     accelerator = Accelerator(
@@ -653,6 +551,7 @@ def _train_one(
     Each optimizer step (``_optimizer_step``) runs its micro-batches (``_micro_batch``, ``micro_batch_loss``); then,
     as ``_due`` says, a metrics.jsonl line (``_log_record``, ``_validate``) and a checkpoint (``_save_checkpoint``).
     """
+    # deferred: transformers takes seconds to import
     from transformers import get_scheduler
 
     resume_from = latest_checkpoint(out) if config.resume else None
@@ -766,10 +665,6 @@ def _validate(model, tokenizer, kind: str, data: TextDataset, prompts: list[str]
     runs), read off the same scores: the ELBO bound for diffusion, exact for left to right (``corpus_perplexity``
     with one window). Joint models are also read by infilling the class word (``val_accuracy_infill``).
     """
-    from textdiff_core.classify import class_scores
-    from textdiff_core.likelihood import infill_scores
-    from textdiff_core.models import LoadedModel
-
     lm = LoadedModel(model, tokenizer, kind, config.model)
     generator = torch.Generator().manual_seed(_seed_from(config.seed, "validation"))
     started, correct, nll, tokens = time.time(), 0, 0.0, 0

@@ -1,0 +1,359 @@
+"""Settings of a training run, on the lowest floor: ``TrainConfig`` and ``NoiseConfig`` (each checks itself when
+made), the ``train`` command line generated from them (one flag per field: a new setting gets its flag without anyone
+writing one, and back: ``config_args``), the settings a recorded run predates (``LEGACY_DEFAULTS``), and
+``LoadOptions``, how a model is loaded.
+
+A flag is ``--field-name`` and its help is the field's trailing comment below (or ``help`` in the field's metadata);
+``FLAGS`` holds only what differs from that: other names, choices, parsers. Defaults live in the dataclasses alone:
+an absent flag leaves the field's default. Nothing here imports torch or the rest of the package (but ``errors``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import math
+import re
+import types
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+
+from textdiff_core.errors import TextdiffError
+
+MASKED, CAUSAL = "masked", "causal"  # the two kinds of model: bidirectional (diffusion) and left-to-right
+OBJECTIVES = {"diffusion": MASKED, "ar": CAUSAL}  # objective -> kind of model it trains
+CONDITIONINGS = ("none", "class", "joint", "per-class")
+CLASS_PROMPTED = ("class", "joint")  # conditionings with one model and a class prompt ("{label} review:")
+DTYPE_NAMES = ("fp32", "fp16", "bf16")  # weights' dtypes by name (``train.DTYPES`` maps them to torch's)
+
+
+# ---- masking noise (``noise`` applies it) ----
+
+SCHEDULES = ("continuous", "levels")
+T_SAMPLING = ("iid", "antithetic", "stratified")
+WEIGHTINGS = ("elbo", "mean")
+DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+@dataclass
+class NoiseConfig:
+    """How masking rates are drawn during training and how the masked-token losses are weighted."""
+
+    schedule: str = "continuous"  # "continuous" (t ~ U(eps, 1) per sequence) or "levels" (one rate per batch)
+    t_sampling: str = "stratified"  # continuous only: "iid", "antithetic" (u, 1-u) or "stratified" (one per stratum)
+    levels: tuple[float, ...] = field(default=DEFAULT_LEVELS)  # rates for the "levels" schedule
+    eps: float = 1e-3  # smallest t for the continuous schedule (the 1/t weight is at most 1/eps)
+    weighting: str = "mean"  # "mean" (unweighted mean over masked tokens) or "elbo" (1/t, the MDLM bound)
+    t_beta: float = 1.0  # continuous only: t ~ Beta(t_beta, 1) on (eps, 1); 1 is uniform, > 1 favours high rates
+
+    def __post_init__(self) -> None:
+        self.levels = tuple(float(x) for x in self.levels)
+        if self.schedule not in SCHEDULES:
+            raise TextdiffError(f"unknown noise schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.t_sampling not in T_SAMPLING:
+            raise TextdiffError(f"unknown t sampling {self.t_sampling!r}; choose one of {', '.join(T_SAMPLING)}")
+        if self.weighting not in WEIGHTINGS:
+            raise TextdiffError(f"unknown loss weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+        if not 0.0 < self.t_beta <= 100.0:
+            raise TextdiffError(f"t_beta must be in (0, 100], got {self.t_beta}")
+        if self.t_beta != 1.0 and self.schedule != "continuous":
+            raise TextdiffError("t_beta shapes the continuous schedule only; the levels schedule draws from its list")
+        if self.t_beta != 1.0 and self.weighting == "elbo":  # the 1/t weights assume t ~ U(eps, 1)
+            raise TextdiffError("t_beta != 1 with the elbo weighting would no longer estimate the bound; use the "
+                                "mean weighting or t_beta 1")
+        if not 0.0 < self.eps < 1.0:
+            raise TextdiffError(f"eps must be in (0, 1), got {self.eps}")
+        if not self.levels or any(not 0.0 < x <= 1.0 for x in self.levels):
+            raise TextdiffError(f"masking levels must be in (0, 1], got {list(self.levels)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"levels": list(self.levels)}
+
+
+
+# ---- a training run (``train`` runs it) ----
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; recorded in the run's textdiff.json."""
+
+    out: str  # output directory: final model, metrics.jsonl, checkpoints/
+    objective: str = "diffusion"  # "diffusion" (masked, 1/t ELBO) or "ar" (left-to-right)
+    model: str = "minilm"  # offline name, local directory or hub id to start from
+    data: list[str] = field(default_factory=lambda: ["imdb"])  # dataset specs, mixed by concatenation
+    text_col: str = "text"  # column of the text in CSV/JSONL files
+    label_col: str | None = "label"  # column of the label in CSV/JSONL files
+    conditioning: str = "none"  # "none", "class" (class prompt prefix), "joint" (class word modelled too), "per-class"
+    class_prompt: str = "{label} review:"  # prefix for conditioning class/joint; {label} is the class name
+    label_mask_prob: float | None = 0.5  # joint, diffusion: chance the class word is masked (None: the text's rate t)
+    label_weight: float = 16.0  # joint: the class word's loss counts as this many text tokens
+    steps: int | None = None  # optimizer steps (per model); default: one epoch
+    epochs: float | None = None  # alternative to steps
+    batch_size: int = 16  # sequences per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 2e-4  # peak AdamW learning rate
+    lr_schedule: str = "constant_with_warmup"  # transformers scheduler name (MDLM's choice); linear, cosine, ...
+    warmup_steps: int | None = None  # default: default_warmup_steps, 5% of the steps
+    weight_decay: float = 0.01  # AdamW weight decay (not on biases and LayerNorm)
+    max_length: int = 128  # tokens per sequence including prompt and special tokens
+    crop: str = "random"  # texts longer than max_length: a "random" window each time, or always the "start"
+    max_samples: int | None = None  # use at most this many training examples (class-balanced)
+    seed: int = 0  # data order, masks, dropout
+    save_every: int = 100  # write a resumable checkpoint every N steps (0: only at the end)
+    keep_checkpoints: int = 2  # how many resumable checkpoints to keep
+    log_every: int = 10  # write a metrics.jsonl line every N steps
+    resume: bool = False  # continue from the latest complete checkpoint in out/checkpoints
+    save_dtype: str = "fp32"  # dtype of the final weights: fp32, fp16 or bf16
+    eval_every: int = 0  # validate on a fixed subset every N steps (0: never): accuracy (class/joint), perplexity
+    eval_epochs: bool | None = None  # also validate at every whole-epoch boundary; None: when eval_every is set or
+    #                                  conditioning is class or joint (every run that can be read as a classifier)
+    eval_size: int = 200  # validation texts for that (class-balanced, the same every time)
+    eval_samples: int = 4  # ELBO Monte Carlo samples per text for that (diffusion; left-to-right is exact)
+    stop_after: int | None = None  # end this invocation at this step with a resumable checkpoint and no final model;
+    #                                the learning-rate schedule still spans all steps (chunked runs, see campaign)
+    input_mask_prob: float = 0.0  # ar only: chance each text input token is replaced by [MASK] while its target stays
+    #                               (random token masking, Gao et al.: the augmentation without the objective)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)  # diffusion only
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise TextdiffError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.conditioning not in CONDITIONINGS:
+            raise TextdiffError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
+        if self.conditioning in CLASS_PROMPTED and "{label}" not in self.class_prompt:
+            raise TextdiffError(f"--class-prompt must contain {{label}}, got {self.class_prompt!r}")
+        for name in ("batch_size", "grad_accum", "max_length", "log_every"):
+            if getattr(self, name) < 1:
+                raise TextdiffError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise TextdiffError(f"steps must be at least 1, got {self.steps}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise TextdiffError(f"epochs must be positive, got {self.epochs}")
+        if self.lr <= 0:
+            raise TextdiffError(f"lr must be positive, got {self.lr}")
+        if self.save_dtype not in DTYPE_NAMES:
+            raise TextdiffError(f"unknown save dtype {self.save_dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")
+        if (self.eval_every or self.eval_epochs) and self.conditioning == "per-class":
+            raise TextdiffError("validation during training needs one model (conditioning none, class or joint), "
+                                "not per-class")
+        if self.stop_after is not None and self.stop_after < 1:
+            raise TextdiffError(f"stop-after must be at least 1, got {self.stop_after}")
+        if self.label_mask_prob is not None and not 0.0 < self.label_mask_prob <= 1.0:
+            raise TextdiffError(f"label-mask-prob must be in (0, 1] (or t), got {self.label_mask_prob}")
+        if not self.label_weight > 0.0 or math.isinf(self.label_weight):
+            raise TextdiffError(f"label-weight must be positive and finite, got {self.label_weight}")
+        if self.crop not in ("start", "random"):
+            raise TextdiffError(f"unknown crop {self.crop!r}; choose start or random")
+        if not 0.0 <= self.input_mask_prob < 1.0:
+            raise TextdiffError(f"input-mask-prob must be in [0, 1), got {self.input_mask_prob}")
+        if self.input_mask_prob and self.objective != "ar":
+            raise TextdiffError("input-mask-prob masks a left-to-right model's inputs; diffusion masks by its rate t")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise TextdiffError(f"max-samples must be at least 1, got {self.max_samples}")
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"noise": self.noise.to_dict()}
+
+    def to_args(self, skip=lambda name: False) -> list[str]:
+        """The ``train`` flags that recreate this config, every setting spelled out but those ``skip(name)`` names
+        (``config_args``)."""
+        return config_args(self, skip)
+
+    @classmethod
+    def from_record(cls, record: dict) -> TrainConfig:
+        """The config a run recorded (textdiff.json's ``config``), settings it predates at their values then."""
+        return config_from_record(record)
+
+    @property
+    def validates_at_epochs(self) -> bool:
+        """Whether a validation record is written at each whole-epoch boundary (see ``eval_epochs``)."""
+        if self.eval_epochs is not None:
+            return self.eval_epochs
+        return bool(self.eval_every) or self.conditioning in CLASS_PROMPTED
+
+
+
+# ---- the train command's flags, generated from the dataclasses ----
+
+
+def _levels(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated rates like 0.1,0.5,1.0, got {text!r}") from None
+
+
+def _probability_or_t(text: str) -> float | None:
+    if text.strip().lower() == "t":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1] or t, got {text!r}") from None
+
+
+def _data(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+# What differs from "--field-name, parsed as the field's type": keyed by field name ("noise." for NoiseConfig's).
+FLAGS: dict[str, dict] = {
+    "objective": {"choices": ("diffusion", "ar"),
+                  "help": "diffusion: masked tokens at rate t, bidirectional attention; ar: left-to-right next-token "
+                          "loss"},
+    "model": {"help": "start from: offline name (minilm, minilm-ar, smollm2, tiny, tiny-ar), a directory or a hub id "
+                      "(default: minilm for diffusion, minilm-ar for ar)"},
+    "data": {"type": _data, "action": "extend",
+             "help": "dataset(s): imdb, rotten_tomatoes, a .csv/.jsonl file, or a hub dataset id; several (comma "
+                     "separated or repeated) are mixed, and the mix is recorded with the checkpoint (default: imdb)"},
+    "conditioning": {"choices": ("none", "class", "joint", "per-class"),
+                     "help": "none: unconditional; class: one model with a never-masked class prompt; joint: the "
+                             "class word is one more token to model (diffusion: masked by its own coin; left to "
+                             "right: the class prompt before or after the text), read back by --method infill; "
+                             "per-class: one model per class"},
+    "label_mask_prob": {"type": _probability_or_t, "none": "t",
+                        "help": "joint, diffusion: chance that the class word is masked in a training sequence (t: "
+                                "the sequence's own masking rate)"},
+    "crop": {"choices": ("random", "start")},
+    "save_dtype": {"choices": ("fp32", "fp16", "bf16")},
+    "noise.schedule": {"flags": ("--masking-rates", "--noise-schedule"), "choices": SCHEDULES,
+                       "help": "how masking rates are drawn: continuous (t ~ U(eps, 1) per sequence, see --t-sampling "
+                               "and --t-beta) or levels (one rate per batch from --levels); --noise-schedule is its "
+                               "old name"},
+    "noise.t_sampling": {"choices": T_SAMPLING},
+    "noise.levels": {"type": _levels},
+    "noise.weighting": {"flags": ("--loss-weighting",), "choices": WEIGHTINGS},
+}
+
+
+def _comments(cls: type) -> dict[str, str]:
+    """Each field's trailing comment in the class body (continued on following comment-only lines)."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):  # no source (a frozen build): the flags lose their help, nothing else
+        return {}
+    out, last = {}, None
+    for line in source.splitlines():
+        field_line = re.match(r"^    (\w+): [^#]*?(?:#\s?(.*))?$", line)
+        continued = re.match(r"^\s+#\s*(.*)$", line)
+        if field_line and not line.lstrip().startswith("#"):
+            last = field_line.group(1)
+            if field_line.group(2):
+                out[last] = field_line.group(2).strip()
+        elif continued and last in out:
+            out[last] += " " + continued.group(1).strip()
+        else:
+            last = None
+    return out
+
+
+def settings() -> Iterator[tuple[str, Field, type]]:
+    """(name, field, type) of every training setting: TrainConfig's fields, NoiseConfig's as ``noise.<name>``."""
+    for owner, prefix in ((TrainConfig, ""), (NoiseConfig, "noise.")):
+        hints = typing.get_type_hints(owner)
+        for f in fields(owner):
+            if owner is TrainConfig and f.name == "noise":
+                continue
+            yield prefix + f.name, f, hints[f.name]
+
+
+def _base_type(hint: type) -> type:
+    """int for ``int | None``, list for ``list[str]``, ..."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+def _default(f: Field):
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+def _flag(name: str) -> str:
+    return "--" + name.rpartition(".")[2].replace("_", "-")
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per training setting; absent flags leave the dataclass defaults (``train_config``)."""
+    help_by_name = {**_comments(TrainConfig), **{f"noise.{k}": v for k, v in _comments(NoiseConfig).items()}}
+    for name, f, hint in settings():
+        spec = FLAGS.get(name, {})
+        kind = _base_type(hint)
+        helptext = f.metadata.get("help") or spec.get("help") or help_by_name.get(name, "")
+        default = _default(f)
+        if default not in (None, MISSING, False) and "default:" not in helptext:
+            shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else default
+            helptext += f" (default: {shown})"
+        kwargs: dict = {"dest": name.replace(".", "__"), "help": helptext.replace("%", "%%")}
+        if f.default is MISSING and f.default_factory is MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = argparse.SUPPRESS
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = spec.get("type", kind)
+            for key in ("choices", "action"):
+                if key in spec:
+                    kwargs[key] = spec[key]
+            if "choices" not in kwargs:
+                kwargs["metavar"] = _flag(name)[2:].upper().replace("-", "_")
+        parser.add_argument(*spec.get("flags", (_flag(name),)), **kwargs)
+
+
+def train_config(args: argparse.Namespace, **overrides):
+    """The TrainConfig of parsed ``add_train_flags`` flags (plus ``overrides``, by field name)."""
+    given: dict[str, dict] = {"": {}, "noise.": {}}
+    for name, _, _ in settings():
+        value = overrides.get(name, getattr(args, name.replace(".", "__"), MISSING))
+        if value is MISSING or value is None and "none" not in FLAGS.get(name, {}):
+            continue  # not given: the dataclass default (None from a caller also means "not given")
+        prefix, _, field_name = name.rpartition(".")
+        given[prefix + "." if prefix else ""][field_name] = value
+    config = given[""]
+    if "model" not in config:
+        config["model"] = "minilm-ar" if config.get("objective") == "ar" else "minilm"
+    return TrainConfig(**config, noise=NoiseConfig(**given["noise."]))
+
+
+def _value(name: str, value) -> str:
+    if value is None:
+        return FLAGS[name]["none"]
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def config_args(config, skip: Callable[[str], bool] = lambda name: False) -> list[str]:
+    """The ``train`` flags that recreate ``config``: every setting spelled out (not only those that differ from
+    today's defaults, which may change), except settings for which ``skip(name)`` is true."""
+    args: list[str] = []
+    for name, f, hint in settings():
+        if skip(name):
+            continue
+        owner = config.noise if name.startswith("noise.") else config
+        value = getattr(owner, name.rpartition(".")[2])
+        flag = FLAGS.get(name, {}).get("flags", (_flag(name),))[0]
+        if _base_type(hint) is bool:
+            if value is not None and value != _default(f):
+                args.append(flag if value else "--no-" + flag[2:])
+        elif value is not None or "none" in FLAGS.get(name, {}):
+            args += [flag, _value(name, value)]
+    return args
+
+
+# Settings a run recorded before they existed, or before their default changed: their value at the time.
+LEGACY_DEFAULTS = {"crop": "start", "lr_schedule": "linear", "noise.weighting": "elbo", "eval_epochs": False}
+
+
+def config_from_record(record: dict):
+    """The TrainConfig of a recorded ``config`` dict (textdiff.json); settings it lacks take ``LEGACY_DEFAULTS``,
+    else today's defaults (a setting added later, whose default is the behaviour from before)."""
+    known = {name for name, _, _ in settings()}
+    top = {k: v for k, v in record.items() if k != "noise" and k in known}
+    noise = {k: v for k, v in (record.get("noise") or {}).items() if f"noise.{k}" in known}
+    for name, value in LEGACY_DEFAULTS.items():
+        prefix, _, key = name.rpartition(".")
+        (noise if prefix else top).setdefault(key, value)
+    return TrainConfig(**top, noise=NoiseConfig(**noise))
