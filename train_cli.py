@@ -39,22 +39,13 @@ def _model_flags(parser: argparse.ArgumentParser, top: bool) -> None:
                         help="dtype to load weights in (default: bf16 on GPU, fp32 on CPU)")
 
 
-def _model_environment(args: argparse.Namespace) -> dict[str, str]:
-    """The loading flags as the environment ``models.load_model`` reads its defaults from."""
-    env = {}
-    if args.trust_remote_code:
-        env["TEXTDIFF_TRUST_REMOTE_CODE"] = "1"
-    if args.allow_large_cpu:
-        env["TEXTDIFF_ALLOW_LARGE_CPU"] = "1"
-    if args.model_dtype:
-        env["TEXTDIFF_DTYPE"] = args.model_dtype
-    overrides = {"mask_id": args.mask_id, "logit_shift": args.logit_shift, "time_input": args.time_input,
-                 "context_length": args.context_length}
-    if any(v is not None for v in overrides.values()):
-        import json
+def load_options(args: argparse.Namespace):
+    """The loading flags as the ``LoadOptions`` every command passes to ``load_model``."""
+    from textdiff_core.settings import LoadOptions
 
-        env["TEXTDIFF_DENOISER"] = json.dumps({k: v for k, v in overrides.items() if v is not None})
-    return env
+    return LoadOptions(trust_remote_code=args.trust_remote_code, allow_large_cpu=args.allow_large_cpu,
+                       allow_pickle=args.allow_pickle, dtype=args.model_dtype, mask_id=args.mask_id,
+                       logit_shift=args.logit_shift, time_input=args.time_input, context_length=args.context_length)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -277,7 +268,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     run, dest = Path(args.run), Path(args.dest)
     refuse_overwrite(dest, args.overwrite)
-    lm = load_model(str(run), device="cpu", dtype=torch.float32)
+    lm = load_model(str(run), device="cpu", dtype=torch.float32, options=args.load)
     if not lm.meta:
         raise TextdiffError(f"{run} has no textdiff.json: export ships finished training runs")
     meta = with_epochs(lm.meta) | {"exported_from": str(run), "weights_dtype": args.dtype}  # epochs: older runs too
@@ -312,7 +303,8 @@ def _classifier(args: argparse.Namespace):
         raise TextdiffError(f"--samples must be at least 1, got {args.samples}")
     if not args.z >= 0 or args.z == float("inf"):  # NaN fails the first test
         raise TextdiffError(f"--z must be a finite number of standard errors >= 0, got {args.z}")
-    return load_classifier(args.checkpoint, args.method, classes, args.prompt_template, max_length=args.max_length)
+    return load_classifier(args.checkpoint, args.method, classes, args.prompt_template, max_length=args.max_length,
+                           options=args.load)
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -452,7 +444,7 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise TextdiffError(f"--samples must be at least 1, got {args.samples}")
-    lm = load_model(args.checkpoint)
+    lm = load_model(args.checkpoint, options=args.load)
     checkpoint = lm.checkpoint
     conditional = checkpoint.conditioning in CLASS_PROMPTED and checkpoint.class_prompted
     data = load_data(args.data, args.split, text_col=args.text_col, label_col=args.label_col if conditional else None,
@@ -534,7 +526,7 @@ def _calibrate_combined(args: argparse.Namespace, path, data, labels: list[int])
     from textdiff_core.records import write_calibration
 
     fitted, accuracy = calibrate_combined(args.checkpoint, data.texts, labels, args.samples, args.seed,
-                                          not args.no_progress)
+                                          not args.no_progress, args.load)
     file = write_calibration(path, "combined", asdict(fitted) | {
         "fitted_on": f"{args.data}/{args.split}", "n": len(labels), "samples": args.samples,
         "cross_fitted_accuracy": accuracy})
@@ -551,7 +543,7 @@ def cmd_fill_mask(args: argparse.Namespace) -> int:
     from textdiff_core.decoding import fill_mask
     from textdiff_core.models import load_model
 
-    lm = load_model(args.checkpoint, "masked")
+    lm = load_model(args.checkpoint, "masked", options=args.load)
     prefixes = args.prefix
     if prefixes is None and lm.checkpoint.class_prompted:
         prefixes = lm.checkpoint.class_prompts()
@@ -579,10 +571,10 @@ def cmd_zero_shot(args: argparse.Namespace) -> int:
     bad = [t for t in templates if "{label}" not in t]
     if bad:
         raise TextdiffError(f"every --template must contain {{label}}, got {bad[0]!r}")
-    method = load_classifier(args.model, None, classes, templates[0]).method
+    method = load_classifier(args.model, None, classes, templates[0], options=args.load).method
     data, labels = _labelled(args, classes)
     template, fitted, readings = choose_zero_shot(args.model, classes, templates, data.texts, labels, args.seed,
-                                                  not args.no_progress)
+                                                  not args.no_progress, args.load)
     for t, (before, after) in readings.items():
         print(f"  {t!r}: {before:.1%} as is, {after:.1%} with a fitted bias" + ("  <- chosen" if t == template else ""))
     out = Path(args.out)
@@ -665,7 +657,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise TextdiffError(f"strategy {args.strategy!r} needs a {needed} model; {checkpoint!r} is {known} "
                                 f"({hint})")
     config = _decode_config(args, needed)
-    lm = load_model(checkpoint, needed)
+    lm = load_model(checkpoint, needed, options=args.load)
     prompt = args.prompt
     if prompt and (args.chat == "on" or args.chat == "auto" and lm.denoiser is not None and lm.denoiser.chat_template):
         from textdiff_core.denoisers import chat_prompt
@@ -741,7 +733,8 @@ def cmd_campaign(args: argparse.Namespace) -> int:
                             ar_model=args.ar_model, snapshot_dtype=args.snapshot_dtype,
                             max_shard_size=args.max_shard_size)
     try:
-        status = run_campaign(config, until_epoch=args.until_epoch, progress=not args.no_progress)
+        status = run_campaign(config, until_epoch=args.until_epoch, progress=not args.no_progress,
+                              options=args.load)
     except KeyboardInterrupt:
         print(f"interrupted: run the same command again to continue the campaign in {args.out}", file=sys.stderr)
         return 130
@@ -901,7 +894,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         threshold=args.threshold, ngram=args.ngram, duplicate_jaccard=args.duplicate_jaccard,
         leak_jaccard=args.leak_jaccard, data=args.data, trust_remote_code=bool(args.trust_remote_code),
     )
-    report = synthesize(config, progress=not args.no_progress)
+    report = synthesize(config, progress=not args.no_progress, options=args.load)
     judge = report.judge
     worth = (f"{judge['validation_accuracy']:.1%} on {judge['validation_n']} real validation reviews "
              f"({judge['how']})" if "validation_accuracy" in judge else "accuracy on real reviews not on record")
@@ -922,7 +915,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                      how="it has no resumable checkpoint (checkpoints/step-N) to --resume from; " if config.resume
                      else "pass --resume to continue it, ")
     try:
-        out = train(config, progress=not args.no_progress)
+        out = train(config, progress=not args.no_progress, options=args.load)
     except KeyboardInterrupt:
         print(f"interrupted: the last checkpoint is in {args.out}/checkpoints; continue with --resume", file=sys.stderr)
         return 130
@@ -938,19 +931,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["report"]:  # its options belong to textdiff_core/report.py
         return cmd_report(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
-    if args.allow_pickle:
-        os.environ["TEXTDIFF_ALLOW_PICKLE"] = "1"
-    env = _model_environment(args)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        return _run(args)
-    finally:  # several commands in one process (tests) must not inherit each other's flags
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -962,6 +943,7 @@ def _run(args: argparse.Namespace) -> int:
     from textdiff_core.models import quiet_progress
 
     try:
+        args.load = load_options(args)  # every command's model-loading options, checked before any work
         with quiet_progress(getattr(args, "no_progress", False)):
             return commands[args.command](args)
     except TextdiffError as exc:

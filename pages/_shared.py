@@ -17,6 +17,7 @@ import torch
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import Classifier, first_use, load_classifier
 from textdiff_core.models import CAUSAL, MASKED, LoadedModel, load_model, pick_device
+from textdiff_core.settings import LoadOptions
 from textdiff_core.trace import MASK_BG, NEW_OUTLINE, PROMPT_BG, Trace, colour_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +163,7 @@ def loading_note(name: str) -> str:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _model(name: str, kind: str, trust: bool) -> tuple[LoadedModel, threading.Lock]:
-    return load_model(resolve(name), kind, trust_remote_code=trust or None), threading.Lock()
+    return load_model(resolve(name), kind, options=LoadOptions(trust_remote_code=trust)), threading.Lock()
 
 
 def loading_notes(models: list[LoadedModel]) -> None:
@@ -188,7 +189,7 @@ def trust_remote_code() -> bool:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _classifier(name: str, method: str | None, trust: bool) -> tuple[Classifier, threading.Lock]:
-    return load_classifier(resolve(name), method, trust_remote_code=trust or None), threading.Lock()
+    return load_classifier(resolve(name), method, options=LoadOptions(trust_remote_code=trust)), threading.Lock()
 
 
 def cached_classifier(name: str, method: str | None, trust: bool = False) -> tuple[Classifier, threading.Lock]:

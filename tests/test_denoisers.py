@@ -19,7 +19,10 @@ from textdiff_core.errors import ModelError, TextdiffError
 from textdiff_core.likelihood import masked_rows_nll
 from textdiff_core.models import load_model
 from textdiff_core.remote_code import SHIMS
+from textdiff_core.settings import LoadOptions
 from train_cli import main
+
+TRUSTED = LoadOptions(trust_remote_code=True)  # the look-alikes ship their modeling code
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,7 @@ def test_generate_and_perplexity_work_for_every_family(family, flag_first, looka
     assert run("generate", "--checkpoint", path, "--prompt", "the movie", "--length", "6", "--strategy", "topk",
                "--k", "2", "--chat", "off", "--json", str(trace)) == 0
     frames = json.loads(trace.read_text())["frames"]
-    lm = load_model(path, trust_remote_code=True)
+    lm = load_model(path, options=TRUSTED)
     mask_id = lm.denoiser.mask_id
     final = frames[-1]["ids"]
     assert len(frames) == 4 and sum(frames[0]["masked"]) == 6 and not any(frames[-1]["masked"])
@@ -102,7 +105,7 @@ def _posteriors_and_scores(out: str) -> tuple[list[float], list[float]]:
 
 
 def test_mdlm_mask_is_the_extra_last_id_and_its_time_input_follows_the_masked_share(lookalikes):
-    lm = load_model(str(lookalikes["mdlm"]), trust_remote_code=True)
+    lm = load_model(str(lookalikes["mdlm"]), options=TRUSTED)
     vocab = lm.model.config.vocab_size
     assert lm.denoiser.mask_id == vocab - 1 == lm.tokenizer.mask_token_id == len(lm.tokenizer) - 1
     assert lm.denoiser.time_input == "sigma" and not lm.denoiser.attention_mask
@@ -117,7 +120,7 @@ def test_mdlm_mask_is_the_extra_last_id_and_its_time_input_follows_the_masked_sh
 def test_rows_of_different_lengths_score_alike_batched_or_alone(family, lookalikes):
     """MDLM takes no attention mask (rows of one length go together); Dream takes "full" or a 4-D mask with
     position ids: padding must change nothing for either."""
-    lm = load_model(str(lookalikes[family]), trust_remote_code=True)
+    lm = load_model(str(lookalikes[family]), options=TRUSTED)
     windows = [[10, 11, 12, 13, 14], [20, 21], [30, 31, 32]]
     masks = [torch.tensor([1, 0, 1, 0, 1], dtype=torch.bool), torch.tensor([0, 1], dtype=torch.bool),
              torch.tensor([1, 1, 0], dtype=torch.bool)]
@@ -128,7 +131,7 @@ def test_rows_of_different_lengths_score_alike_batched_or_alone(family, lookalik
 
 
 def test_dream_logits_are_read_one_position_back(lookalikes):
-    lm = load_model(str(lookalikes["dream"]), trust_remote_code=True)
+    lm = load_model(str(lookalikes["dream"]), options=TRUSTED)
     assert lm.denoiser.logit_shift == 1
     ids = torch.tensor([[1, 40, 41, lm.denoiser.mask_id, 42]])
     where = ids == lm.denoiser.mask_id
@@ -139,11 +142,11 @@ def test_dream_logits_are_read_one_position_back(lookalikes):
 
 
 def test_llada_mask_comes_from_the_config_and_a_flag_overrides_it(lookalikes):
-    lm = load_model(str(lookalikes["llada"]), trust_remote_code=True)
+    lm = load_model(str(lookalikes["llada"]), options=TRUSTED)
     config = json.loads((lookalikes["llada"] / "config.json").read_text())
     assert lm.denoiser.mask_id == config["mask_token_id"] == lm.tokenizer.mask_token_id
     assert lm.tokenizer.mask_token == "<|mdm_mask|>" and lm.denoiser.time_input == "none"
-    other = load_model(str(lookalikes["llada"]), trust_remote_code=True, denoiser={"mask_id": 5})
+    other = load_model(str(lookalikes["llada"]), options=LoadOptions(trust_remote_code=True, mask_id=5))
     assert other.denoiser.mask_id == other.tokenizer.mask_token_id == 5
 
 
@@ -155,7 +158,7 @@ def test_instruct_prompts_go_through_the_chat_template(lookalikes, tmp_path):
 
 
 def test_parameters_are_counted_from_the_safetensors_headers_and_large_models_refused(lookalikes):
-    lm = load_model(str(lookalikes["dream"]), trust_remote_code=True)
+    lm = load_model(str(lookalikes["dream"]), options=TRUSTED)
     assert estimate_parameters(lookalikes["dream"]) == sum(p.numel() for p in lm.model.state_dict().values())
     with pytest.raises(ModelError, match=r"needs about 18\.9 GiB .*8\.00B parameters x 2 bytes") as e:
         check_fits("big", 8_000_000_000, torch.bfloat16, torch.device("cuda"), free=10 * 2**30)
@@ -290,15 +293,15 @@ def _flash_attn_import(source: str) -> str:
 
 def test_lookalikes_lack_what_the_real_classes_lack(lookalikes):
     """The look-alikes keep the real classes' gaps, so textdiff is tested against them (see tests/lookalikes)."""
-    mdlm = load_model(str(lookalikes["mdlm"]), trust_remote_code=True).model
+    mdlm = load_model(str(lookalikes["mdlm"]), options=TRUSTED).model
     assert "get_input_embeddings" not in vars(type(mdlm)) and not type(mdlm)._tied_weights_keys
     with pytest.raises(NotImplementedError):
         mdlm.get_input_embeddings()
     assert isinstance(mdlm.backbone.vocab_embed.embedding, torch.nn.Parameter)
     assert "attention_mask" not in inspect.signature(type(mdlm).forward).parameters
-    llada = load_model(str(lookalikes["llada"]), trust_remote_code=True).model
+    llada = load_model(str(lookalikes["llada"]), options=TRUSTED).model
     assert list(inspect.signature(vars(type(llada))["tie_weights"].__wrapped__).parameters) == ["self"]
-    dream = load_model(str(lookalikes["dream"]), trust_remote_code=True)
+    dream = load_model(str(lookalikes["dream"]), options=TRUSTED)
     assert type(dream.model)._tied_weights_keys == ["lm_head.weight"]  # the class as published
     ids = torch.tensor([[1, 40, 41, 42]])
     with pytest.raises(ModelError, match="failed in forward"):  # a [B, N] integer mask is not Dream's input
@@ -308,7 +311,7 @@ def test_lookalikes_lack_what_the_real_classes_lack(lookalikes):
 @pytest.mark.parametrize("family, shims", [("mdlm", ["post_init"]), ("llada", ["post_init", "tie_weights"]),
                                            ("dream", ["rope_default", "rotary_buffers"])])
 def test_each_family_loads_through_named_shims_that_it_needs(family, shims, lookalikes, monkeypatch, capsys):
-    lm = load_model(str(lookalikes[family]), trust_remote_code=True)
+    lm = load_model(str(lookalikes[family]), options=TRUSTED)
     err = capsys.readouterr().err
     notes = [line for line in err.splitlines() if line.startswith("note:")]
     assert len(lm.notes) == 1 and len(notes) == 1 and lm.notes[0] in notes[0], err
@@ -320,17 +323,17 @@ def test_each_family_loads_through_named_shims_that_it_needs(family, shims, look
     for module in [m for m in sys.modules if m.startswith("transformers_modules")]:
         monkeypatch.delitem(sys.modules, module)  # a fresh, unshimmed copy of the model's code
     with pytest.raises(ModelError, match=r"does not load under transformers 5\.") as refused:
-        load_model(str(lookalikes[family]), trust_remote_code=True)
+        load_model(str(lookalikes[family]), options=TRUSTED)
     assert "corrupt" not in str(refused.value) and "\n" not in str(refused.value)
 
 
 def test_dream_rotary_frequencies_are_restored_after_loading(lookalikes):
-    lm = load_model(str(lookalikes["dream"]), trust_remote_code=True)
+    lm = load_model(str(lookalikes["dream"]), options=TRUSTED)
     rotary = lm.model.model.rotary_emb
     dim = lm.model.config.hidden_size // lm.model.config.num_attention_heads
     assert torch.allclose(rotary.inv_freq, 1.0 / 10000.0 ** (torch.arange(0, dim, 2).float() / dim))
     ids = torch.tensor([[1, 40, 41, lm.denoiser.mask_id, 42]])
-    again = load_model(str(lookalikes["dream"]), trust_remote_code=True)
+    again = load_model(str(lookalikes["dream"]), options=TRUSTED)
     with torch.no_grad():
         assert torch.equal(lm.model(input_ids=ids, attention_mask="full").logits,
                            again.model(input_ids=ids, attention_mask="full").logits)
@@ -343,7 +346,7 @@ def test_dream_with_tied_embeddings_maps_its_list_of_tied_keys(tmp_path, monkeyp
     weights = load_file(path / "model.safetensors")  # a tied checkpoint stores the shared matrix once
     save_file({k: v for k, v in weights.items() if k != "lm_head.weight"}, path / "model.safetensors",
               metadata={"format": "pt"})
-    lm = load_model(str(path), trust_remote_code=True)
+    lm = load_model(str(path), options=TRUSTED)
     assert lm.model.lm_head.weight is lm.model.model.embed_tokens.weight
     assert "tied_keys_list" in lm.notes[0]
     real = remote_code.apply_shims
@@ -356,7 +359,7 @@ def test_dream_with_tied_embeddings_maps_its_list_of_tied_keys(tmp_path, monkeyp
     for module in [m for m in sys.modules if m.startswith("transformers_modules")]:
         monkeypatch.delitem(sys.modules, module)
     with pytest.raises(ModelError, match=r"does not load under transformers 5\..*AttributeError"):
-        load_model(str(path), trust_remote_code=True)
+        load_model(str(path), options=TRUSTED)
 
 
 def test_a_cuda_only_import_is_named_in_one_line(tmp_path, capsys):

@@ -15,9 +15,12 @@ from textdiff_core.denoisers import denoise_logits
 from textdiff_core.errors import TextdiffError
 from textdiff_core.kv_cache import BlockCache, supports
 from textdiff_core.models import load_model
+from textdiff_core.settings import LoadOptions
 from train_cli import main
 
 PROMPT = "The movie was"
+
+TRUSTED = LoadOptions(trust_remote_code=True)  # the look-alikes ship their modeling code
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +99,7 @@ def test_cached_steps_run_only_their_queries_and_are_marked(masked, cache):
 
 def test_a_family_without_a_cache_falls_back_to_full_passes_and_says_so(tmp_path, capsys):
     path = make("mdlm", tmp_path / "mdlm")
-    lm = load_model(str(path), trust_remote_code=True)
+    lm = load_model(str(path), options=TRUSTED)
     assert not supports(lm)
     trace = generate(lm, "the movie", 6, strategy="topk", k=2, cache="dual")
     assert "cannot take a block KV cache" in trace.settings["cache_fallback"]

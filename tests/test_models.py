@@ -14,6 +14,7 @@ from textdiff_core.models import (
     pick_device,
     save_model,
 )
+from textdiff_core.settings import LoadOptions
 from textdiff_core.tokens import encode
 
 
@@ -56,18 +57,17 @@ def test_minilm_uses_the_packaged_encoder_weights():
 
 def test_device_and_dtype_choice(monkeypatch):
     """CUDA when there is one, else CPU; bf16 compute on a GPU, fp32 on a CPU; a model loads on that choice unless
-    $TEXTDIFF_DTYPE names another dtype."""
+    its load options name another dtype."""
     for present, expected in ((True, "cuda"), (False, "cpu")):
         monkeypatch.setattr(torch.cuda, "is_available", lambda present=present: present)
         assert pick_device() == torch.device(expected)
     assert compute_dtype(torch.device("cpu")) == torch.float32
     assert compute_dtype(torch.device("cuda")) == torch.bfloat16
     assert compute_dtype(torch.device("cuda", 1)) == torch.bfloat16
-    monkeypatch.delenv("TEXTDIFF_DTYPE", raising=False)
     lm = load_model("tiny")  # no GPU (patched above): the CPU and fp32
     assert {(p.device.type, p.dtype) for p in lm.model.parameters()} == {("cpu", torch.float32)}
-    monkeypatch.setenv("TEXTDIFF_DTYPE", "bf16")
-    assert {p.dtype for p in load_model("tiny").model.parameters()} == {torch.bfloat16}
+    bf16 = load_model("tiny", options=LoadOptions(dtype="bf16"))
+    assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny-ar"])
@@ -123,7 +123,7 @@ def test_pickled_weights_are_refused_unless_allowed(tmp_path):
     assert not list(out.glob("*.safetensors")) and list(out.glob("*.bin"))
     with pytest.raises(ModelError, match="allow-pickle"):
         load_model(str(out))
-    assert load_model(str(out), allow_pickle=True).kind == "masked"
+    assert load_model(str(out), options=LoadOptions(allow_pickle=True)).kind == "masked"
 
 
 def test_offline_minilm_is_the_same_model_on_every_load():
@@ -142,3 +142,31 @@ def test_device_name_reads_the_cpu_model(tmp_path):
     assert name == f"Test CPU 9000 (family 6, model 207), {os.cpu_count()} cores"
     fallback = device_name(torch.device("cpu"), tmp_path / "missing")  # no /proc/cpuinfo (macOS): still a name
     assert fallback.endswith(f", {os.cpu_count()} cores") and fallback.split(",")[0].strip()
+
+
+def test_the_cli_loading_flags_reach_load_model_as_options_not_environment(monkeypatch, capsys):
+    """--model-dtype, --mask-id and --trust-remote-code travel as one LoadOptions to load_model: nothing is put in
+    the environment, and a bad value stops the command in one line before any model loads."""
+    from textdiff_core import denoisers
+    from train_cli import main
+
+    seen = []
+    real = denoisers.denoiser_for
+
+    def spy(config, tokenizer, overrides):
+        seen.append((overrides, {k for k in os.environ if k.startswith("TEXTDIFF_") and k != "TEXTDIFF_CACHE"}))
+        spec = real(config, tokenizer, overrides)
+        seen.append(spec)
+        return spec
+
+    monkeypatch.setattr(denoisers, "denoiser_for", spy)
+    argv = ["--model-dtype", "bf16", "--trust-remote-code", "generate", "--checkpoint", "tiny", "--length", "2",
+            "--mask-id", "103", "--steps", "2"]
+    assert main(argv) == 0
+    (overrides, environment), spec = seen
+    assert overrides == {"mask_id": 103} and environment == set(), "the flags arrive as options, not variables"
+    assert spec.dtype == "bfloat16" and spec.mask_id == 103
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint", "tiny", "--mask-id", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: mask-id must be a token id >= 0, got -1"
+    assert len(seen) == 2, "no model was loaded"

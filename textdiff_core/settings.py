@@ -28,6 +28,41 @@ CLASS_PROMPTED = ("class", "joint")  # conditionings with one model and a class 
 DTYPE_NAMES = ("fp32", "fp16", "bf16")  # weights' dtypes by name (``train.DTYPES`` maps them to torch's)
 
 
+# ---- how a model is loaded (``models.load_model``) ----
+
+
+@dataclass
+class LoadOptions:
+    """How ``models.load_model`` loads a model: the CLI's loading flags and the app's sidebar, passed explicitly."""
+
+    trust_remote_code: bool = False  # run modeling code shipped with a model (MDLM, LLaDA, Dream): only trusted ones
+    allow_large_cpu: bool = False  # load a model of over 1B parameters on CPU (slow; meant for a GPU)
+    allow_pickle: bool = False  # also load pickled .bin/.pt weights (they can run code when loaded)
+    dtype: str | None = None  # "fp32", "bf16" or "fp16"; None: bf16 on GPU, fp32 on CPU
+    mask_id: int | None = None  # masked models: the mask token id (None: from the config or tokenizer)
+    logit_shift: int | None = None  # masked models: 1 if position i's logits predict token i+1 (Dream)
+    time_input: str | None = None  # masked models: "sigma" passes the noise level as timesteps (MDLM), or "none"
+    context_length: int | None = None  # masked models: positions the model takes (None: from the config)
+
+    def __post_init__(self) -> None:
+        if self.dtype is not None and self.dtype not in DTYPE_NAMES:
+            raise TextdiffError(f"unknown model dtype {self.dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")
+        if self.mask_id is not None and self.mask_id < 0:
+            raise TextdiffError(f"mask-id must be a token id >= 0, got {self.mask_id}")
+        if self.logit_shift not in (None, 0, 1):
+            raise TextdiffError(f"logit-shift must be 0 or 1, got {self.logit_shift}")
+        if self.time_input not in (None, "none", "sigma"):
+            raise TextdiffError(f"time-input must be none or sigma, got {self.time_input!r}")
+        if self.context_length is not None and self.context_length < 1:
+            raise TextdiffError(f"context-length must be at least 1, got {self.context_length}")
+
+    def denoiser_overrides(self) -> dict:
+        """What these options say about a masked model's ``denoisers.Denoiser`` (only the fields given)."""
+        given = {"mask_id": self.mask_id, "logit_shift": self.logit_shift, "time_input": self.time_input,
+                 "context_length": self.context_length}
+        return {k: v for k, v in given.items() if v is not None}
+
+
 # ---- masking noise (``noise`` applies it) ----
 
 SCHEDULES = ("continuous", "levels")

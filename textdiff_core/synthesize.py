@@ -36,6 +36,7 @@ from textdiff_core.errors import TextdiffError
 from textdiff_core.models import CAUSAL, MASKED, kind_of, load_model
 from textdiff_core.paths import write_atomic
 from textdiff_core.records import best_reading, cross_fitted_accuracy, read_calibrations
+from textdiff_core.settings import LoadOptions
 
 COLUMNS = ("text", "label", "kept", "reason", "judge_label", "judge_prob", "generator", "seed", "decoding")
 GENERATORS = ("checkpoint", "instruct")
@@ -62,7 +63,11 @@ class SynthConfig:
     duplicate_jaccard: float = 0.5  # drop a row this similar to a kept row or a real training review
     leak_jaccard: float = 0.3  # drop a row this similar to a validation or test review
     data: str = "imdb"  # the real data whose splits are compared against
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # run modeling code shipped with the generator or judge (only trusted ones)
+
+    def load_options(self) -> LoadOptions:
+        """How this run loads its models when the caller gives no ``LoadOptions``."""
+        return LoadOptions(trust_remote_code=self.trust_remote_code)
 
     def __post_init__(self) -> None:
         if self.per_class < 1:
@@ -125,12 +130,12 @@ def _rewrite(path: Path, rows: list[dict]) -> None:
     write_atomic(path, write)
 
 
-def generate_rows(config: SynthConfig, progress: bool = True) -> list[dict]:
+def generate_rows(config: SynthConfig, progress: bool = True, options: LoadOptions | None = None) -> list[dict]:
     """Generate what the CSV still lacks (per class, in seed order) and return every row, old and new."""
     out = Path(config.out).expanduser()
     rows = _read_rows(out)
     kind = CAUSAL if config.generator == "instruct" else (kind_of(config.checkpoint) or MASKED)
-    lm = load_model(config.checkpoint, kind, trust_remote_code=config.trust_remote_code or None)
+    lm = load_model(config.checkpoint, kind, options=options or config.load_options())
     if config.generator == "checkpoint":
         classes = [str(c) for c in lm.checkpoint.classes]
         if not lm.checkpoint.class_prompted or len(classes) < 2:
@@ -185,11 +190,12 @@ def _judge_accuracy(clf, judge: str) -> dict:
     return record
 
 
-def judge_rows(rows: list[dict], config: SynthConfig, progress: bool = True) -> dict:
+def judge_rows(rows: list[dict], config: SynthConfig, progress: bool = True, options: LoadOptions | None = None
+               ) -> dict:
     """Fill judge_label and judge_prob of every row not judged yet; returns the judge's record."""
     judge = config.judge or (config.checkpoint if config.generator == "checkpoint" else "tfidf")
     method = config.judge_method or best_reading(judge, "ar" if kind_of(judge) == CAUSAL else "elbo")
-    clf = load_classifier(judge, method, trust_remote_code=config.trust_remote_code or None)
+    clf = load_classifier(judge, method, options=options or config.load_options())
     generator = torch.Generator().manual_seed(config.seed)
     for row in tqdm([r for r in rows if r["judge_prob"] == ""], desc="judge", disable=not progress):
         if row["label"] not in clf.classes:
@@ -263,13 +269,14 @@ def real_texts(data: str) -> dict[str, list[str]]:
     return {split: load_data(data, split=split, label_col=None).texts for split in ("train", "validation", "test")}
 
 
-def synthesize(config: SynthConfig, progress: bool = True, real: dict[str, list[str]] | None = None
-               ) -> SynthReport:
-    """Generate, judge and filter; rewrite the CSV with every row's verdict and write its JSON sidecar."""
+def synthesize(config: SynthConfig, progress: bool = True, real: dict[str, list[str]] | None = None,
+               options: LoadOptions | None = None) -> SynthReport:
+    """Generate, judge and filter; rewrite the CSV with every row's verdict and write its JSON sidecar. ``options``
+    (how models load) default to the config's ``trust_remote_code``."""
     started = time.perf_counter()
     out = Path(config.out).expanduser()
-    rows = generate_rows(config, progress)
-    judge = judge_rows(rows, config, progress)
+    rows = generate_rows(config, progress, options)
+    judge = judge_rows(rows, config, progress, options)
     report = filter_rows(rows, config, real if real is not None else real_texts(config.data))
     report.judge, report.seconds = judge, round(time.perf_counter() - started, 2)
     _rewrite(out, rows)

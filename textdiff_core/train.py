@@ -49,7 +49,7 @@ from textdiff_core.models import (
     save_model,
 )
 from textdiff_core.noise import apply_mask, bin_label, rate_bins, sample_mask_rates, weighted_nll
-from textdiff_core.settings import CLASS_PROMPTED, OBJECTIVES, NoiseConfig, TrainConfig
+from textdiff_core.settings import CLASS_PROMPTED, OBJECTIVES, LoadOptions, NoiseConfig, TrainConfig
 from textdiff_core.tokens import ClassSlot, EncodedBatch, class_slot, collate, special_ids, tokenize_texts
 
 N_BINS = 10  # masking-level bins for the per-level loss log
@@ -268,8 +268,9 @@ def _label_stats(logits, selected, label_rows, label_pos, input_ids, label_nll) 
     return torch.stack([label_nll.detach().sum(), picked.sum().float(), correct.float()]).double()
 
 
-def train(config: TrainConfig, progress: bool = True) -> Path:
-    """Train as configured; returns the output directory (a ``save_pretrained`` directory with textdiff.json)."""
+def train(config: TrainConfig, progress: bool = True, options: LoadOptions | None = None) -> Path:
+    """Train as configured; returns the output directory (a ``save_pretrained`` directory with textdiff.json).
+    ``options``: how the starting model loads (``settings.LoadOptions``; weights are fp32 whatever they say)."""
     # deferred: accelerate takes seconds to import
     from accelerate import Accelerator
 
@@ -301,14 +302,15 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         summaries = {}
         for index, name in enumerate(data.classes):
             members = [i for i, label in enumerate(data.labels) if label == index]
-            summaries[name] = _train_one(config, data.subset(members), out / name, None, accelerator, progress, name)
+            summaries[name] = _train_one(config, data.subset(members), out / name, None, accelerator, progress, name,
+                                         options)
         if accelerator.is_main_process:
             meta = _meta(config, data, accelerator, time.time() - started, summaries[data.classes[0]])
             meta |= {"class_dirs": {name: name for name in data.classes}, "per_class": summaries}
             write_sidecar(out, meta)
     else:
         prompts = [format_prompt(config.class_prompt, name) for name in data.classes] if needs_classes else None
-        _train_one(config, data, out, prompts, accelerator, progress, None)
+        _train_one(config, data, out, prompts, accelerator, progress, None, options)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return out
@@ -545,6 +547,7 @@ def _train_one(
     accelerator,
     progress: bool,
     label: str | None,
+    options: LoadOptions | None = None,
 ) -> dict:
     """Train one model on ``data`` into ``out``; returns a summary (steps, tokens, final loss).
 
@@ -558,7 +561,8 @@ def _train_one(
     if config.resume and resume_from is None and accelerator.is_main_process:
         tqdm.write(f"no complete checkpoint in {out / 'checkpoints'}; starting from {config.model}")
     kind = OBJECTIVES[config.objective]
-    loaded = load_model(str(resume_from or config.model), kind, device=accelerator.device, dtype=torch.float32)
+    loaded = load_model(str(resume_from or config.model), kind, device=accelerator.device, dtype=torch.float32,
+                        options=options)
     model, tokenizer = loaded.model, loaded.tokenizer
     if config.input_mask_prob and tokenizer.mask_token_id is None:
         raise TextdiffError(f"{config.model!r} has no [MASK] token to hide inputs with (--input-mask-prob)")
