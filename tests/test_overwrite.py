@@ -23,7 +23,7 @@ def _listing(folder: Path) -> dict[str, tuple[int, int]]:
 def calls(monkeypatch) -> list[str]:
     """Record (instead of running) what would train: the guard alone is under test."""
     seen: list[str] = []
-    monkeypatch.setattr(train_module, "train", lambda config, progress=True, **kw: seen.append(config.out) or config.out)
+    monkeypatch.setattr(train_module, "train", lambda config, **kw: seen.append(config.out) or config.out)
     monkeypatch.setattr(campaign, "run_campaign", lambda config, **kw: seen.append(config.out) or {"twins": {}})
     return seen
 
