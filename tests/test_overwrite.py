@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-import textdiff_core.campaign as campaign
-import textdiff_core.train as train_module
+import textdiff_core.cli.training as training_commands
+from textdiff_core.campaign import STATUS
 from train_cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,8 +23,9 @@ def _listing(folder: Path) -> dict[str, tuple[int, int]]:
 def calls(monkeypatch) -> list[str]:
     """Record (instead of running) what would train: the guard alone is under test."""
     seen: list[str] = []
-    monkeypatch.setattr(train_module, "train", lambda config, **kw: seen.append(config.out) or config.out)
-    monkeypatch.setattr(campaign, "run_campaign", lambda config, **kw: seen.append(config.out) or {"twins": {}})
+    monkeypatch.setattr(training_commands, "train", lambda config, **kw: seen.append(config.out) or config.out)
+    monkeypatch.setattr(training_commands, "run_campaign",
+                        lambda config, **kw: seen.append(config.out) or {"twins": {}})
     return seen
 
 
@@ -80,7 +81,7 @@ def test_campaign_continues_its_own_directory_but_refuses_a_checkpoint(tmp_path,
     assert not calls
     mine = tmp_path / "campaign"
     _finished(mine / "diffusion")
-    (mine / campaign.STATUS).write_text("{}")
+    (mine / STATUS).write_text("{}")
     assert main([*flags, "--out", str(mine)]) == 0, "run again, a campaign continues"
     assert main([*flags, "--overwrite", "--out", str(model)]) == 0
     assert calls == [str(mine), str(model)]

@@ -211,3 +211,14 @@ def test_results_record_repository_paths_relative_to_the_repository():
         "settings": {"diffusion": "checkpoints/imdb-diffusion", "out_dir": ".", "reference": "smollm2",
                      "other": "/elsewhere/model"},
         "rows": [{"checkpoint": "checkpoints/imdb-ar", "n": 3}]}
+
+
+def test_report_parses_its_flags_like_every_command(capsys):
+    """``report`` is a subparser of the CLI with the report's own flags: a wrong one is refused before any work."""
+    from textdiff_core.cli import build_parser
+
+    args = build_parser().parse_args(["report", "--quick", "--n", "7", "--no-cards"])
+    assert (args.command, args.quick, args.n, args.cards, args.progress) == ("report", True, 7, False, True)
+    with pytest.raises(SystemExit) as exited:
+        main(["report", "--no-such-flag"])
+    assert exited.value.code == 2 and "--no-such-flag" in capsys.readouterr().err

@@ -828,8 +828,8 @@ def model_card(meta: dict, result: dict, role: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The report's flags (``python -m textdiff_core.report`` and ``train_cli.py report``)."""
     parser.add_argument("--diffusion", default=str(ROOT / "checkpoints" / "imdb-diffusion"),
                         help="diffusion checkpoint")
     parser.add_argument("--ar", default=str(ROOT / "checkpoints" / "imdb-ar"), help="left-to-right checkpoint")
@@ -860,8 +860,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerender", action="store_true",
                         help="measure nothing: rewrite RESULTS.md, results.json and the README block from the "
                              "results.json in --out-dir with the latest results/crossover.json (seconds)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_arguments(parser)
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    return run_report(parser.parse_args(argv), argv)
+
+
+def run_report(args: argparse.Namespace, argv: list[str]) -> int:
+    """The report of parsed ``add_arguments`` flags; ``argv`` (those flags as given) is recorded as its command."""
     if args.rerender:
         return _rerender(args)
     if args.quick:

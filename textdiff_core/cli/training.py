@@ -1,0 +1,278 @@
+"""Commands that train and ship: train, campaign, crossover, campaign-ship, export."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from textdiff_core.campaign import STATUS, CampaignConfig, best_reading, run_campaign, ship
+from textdiff_core.checkpoint import exists as checkpoint_exists
+from textdiff_core.crossover import CrossoverConfig, ModelShape, run_crossover
+from textdiff_core.errors import TextdiffError
+from textdiff_core.models import load_model, save_model
+from textdiff_core.settings import add_train_flags, train_config
+from textdiff_core.train import DTYPES, can_resume, lineage_metrics, refuse_overwrite, train, with_epochs
+
+
+def add_train(commands) -> argparse.ArgumentParser:
+    """``train``: one flag per training setting (``settings.add_train_flags``), plus the run's own."""
+    t = commands.add_parser("train", help="train a masked-diffusion or left-to-right model")
+    add_train_flags(t)  # one flag per TrainConfig field: textdiff_core/settings.py
+    t.add_argument("--quick-test", action="store_true",
+                   help="smoke run: 5 steps on 64 examples, batch 4, 48 tokens (overrides those flags)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--overwrite", action="store_true",
+                   help="write into an --out that already holds a checkpoint (refused otherwise, unless --resume "
+                        "continues it)")
+    return t
+
+
+def add_campaign(commands, train_parser: argparse.ArgumentParser) -> None:
+    """``campaign``: the train flags both twins share, plus the campaign's own."""
+    c = commands.add_parser("campaign", help="train a diffusion model and its left-to-right twin to N epochs in "
+                                             "alternating resumable chunks (run it again to continue)")
+    per_twin = {"--objective", "--model", "--steps", "--epochs", "--resume", "--out", "--overwrite", "--quick-test",
+                "--stop-after", "--conditioning", "-h"}
+    for action in train_parser._actions:  # the same flag objects, so train and campaign cannot drift apart
+        if action.option_strings and not set(action.option_strings) & per_twin:
+            c._add_action(action)
+    c.add_argument("--out", required=True, help="campaign directory: diffusion/, ar/, campaign.json")
+    c.add_argument("--overwrite", action="store_true",
+                   help="write into an --out that holds a checkpoint but no campaign (refused otherwise)")
+    c.add_argument("--epochs", type=int, required=True, help="whole epochs over the training data, per twin")
+    c.add_argument("--chunk-epochs", type=int, default=1, help="epochs one twin trains before the other's turn")
+    c.add_argument("--conditioning", choices=["none", "class", "joint"], default="joint",
+                   help="as for train; joint (the class word is one more token) by default")
+    c.add_argument("--diffusion-model", default="minilm", help="where the diffusion twin starts (name or directory)")
+    c.add_argument("--ar-model", default="minilm-ar", help="where the left-to-right twin starts (name or directory)")
+    c.add_argument("--until-epoch", type=int, default=None,
+                   help="stop once both twins stand at this epoch (default: --epochs); run again to go on")
+    c.add_argument("--snapshot-dtype", choices=["fp32", "fp16", "bf16"], default="fp16",
+                   help="dtype of the per-epoch exports in OUT/<twin>/epochs/")
+    c.add_argument("--max-shard-size", default=None,
+                   help="split the exports' weights into files of at most this size, e.g. 15MB")
+
+
+def add_crossover(commands, train_parser: argparse.ArgumentParser) -> None:
+    """``crossover``: the train flags every run of the grid shares, plus the grid's own."""
+    c = commands.add_parser("crossover", help="train diffusion and left-to-right twins from scratch on nested subsets "
+                                              "of U reviews to find where diffusion wins (run it again to continue)",
+                            epilog="The diffusion twin trains with --loss-weighting elbo unless told otherwise.")
+    per_run = {"--objective", "--model", "--steps", "--epochs", "--resume", "--out", "--quick-test", "--stop-after",
+               "--conditioning", "--max-samples", "--eval-every", "--eval-epochs", "--eval-size", "--eval-samples",
+               "-h", "--weight-decay", "--lr-schedule", "--warmup-steps", "--input-mask-prob"}
+    for action in train_parser._actions:  # the same flag objects, so train and crossover cannot drift apart
+        if action.option_strings and not set(action.option_strings) & per_run:
+            c._add_action(action)
+    grid, shape = CrossoverConfig.__dataclass_fields__, ModelShape()
+    c.add_argument("--out", required=True, help="grid directory: init/, u-NNNNN/, crossover.json")
+    c.add_argument("--sizes", type=_int_list, required=True,
+                   help="unique training reviews per grid point, ascending, e.g. 250,1000,4000 (nested subsets)")
+    c.add_argument("--steps", type=_int_list, required=True,
+                   help="optimizer steps per size, the same for both twins, e.g. 3000,4000,6000; under a constant "
+                        "schedule with a fixed warm-up a running grid's budgets may be raised (its runs continue)")
+    c.add_argument("--points", type=int, default=grid["points"].default,
+                   help=f"validation points per size, log-spaced in steps (default: {grid['points'].default})")
+    c.add_argument("--first-point", type=int, default=grid["first_point"].default,
+                   help=f"step of the first validation point (default: {grid['first_point'].default})")
+    c.add_argument("--val-size", type=int, default=grid["val_size"].default,
+                   help="validation reviews, the same for every size and twin (default: "
+                        f"{grid['val_size'].default})")
+    c.add_argument("--val-samples", type=int, default=grid["val_samples"].default,
+                   help=f"ELBO Monte Carlo samples per validation text (default: {grid['val_samples'].default})")
+    c.add_argument("--layers", type=int, default=shape.layers, help=f"transformer layers (default: {shape.layers})")
+    c.add_argument("--width", type=int, default=shape.width, help=f"hidden size (default: {shape.width})")
+    c.add_argument("--heads", type=int, default=shape.heads, help=f"attention heads (default: {shape.heads})")
+    c.add_argument("--vocab-size", type=int, default=shape.vocab_size,
+                   help=f"WordPiece vocabulary trained on the largest subset (default: {shape.vocab_size})")
+    c.add_argument("--tokenizer", default=None,
+                   help="a tokenizer.json to use (e.g. an earlier grid's OUT/init/tokenizer.json), so that the grid is "
+                        "repeated exactly (default: train a WordPiece tokenizer on the largest subset)")
+    c.add_argument("--control-mask", type=float, default=0.0,
+                   help="the control arm: also train the left-to-right twin with its text inputs masked at this rate "
+                        "(Gao et al.), to tell the objective from the augmentation; may be added to a running grid "
+                        "(default: 0, none)")
+    c.add_argument("--control-sizes", type=_int_list, default=[],
+                   help="the sizes that get the control arm, e.g. 100,200 (default: every size)")
+    c.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default: 0.1, as published)")
+    c.add_argument("--lr-schedule", default="constant_with_warmup",
+                   help="transformers scheduler name (default: constant_with_warmup)")
+    c.add_argument("--warmup-steps", type=int, default=100, help="warm-up steps of every run (default: 100)")
+    c.add_argument("--until-size", type=int, default=None, help="stop after this size (run again to go on)")
+    c.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice); 1 is several times faster on a machine "
+                        "whose cores other jobs keep busy (not a setting of the grid: results are read the same way)")
+    c.add_argument("--probe-steps", type=int, default=6,
+                   help="steps of the s/step measurement printed with the plan before training (0: none)")
+
+
+def add_campaign_ship(commands) -> None:
+    """``campaign-ship``: make a campaign's best epochs the shipped pair."""
+    sh = commands.add_parser("campaign-ship", help="make a campaign's best epochs (chosen on validation) the shipped "
+                                                   "pair, and keep its curves for the report")
+    sh.add_argument("campaign", help="the campaign directory (campaign --out)")
+    sh.add_argument("--dest", default="checkpoints", help="where the shipped pair lives (default: checkpoints)")
+    sh.add_argument("--diffusion-epoch", type=int, default=None, help="ship this epoch instead of choosing one")
+    sh.add_argument("--ar-epoch", type=int, default=None, help="ship this epoch instead of choosing one")
+    sh.add_argument("--partial", action="store_true", help="ship from an unfinished campaign's epochs so far")
+    sh.add_argument("--replaced", default="results.json",
+                    help="results.json of the pair being replaced, kept for a before/after comparison")
+
+
+def add_export(commands) -> None:
+    """``export``: a trained run as a shippable fp16 checkpoint."""
+    e = commands.add_parser("export", help="copy a trained run into a shippable fp16 checkpoint directory")
+    e.add_argument("run", help="the run directory (train --out)")
+    e.add_argument("dest", help="destination, e.g. checkpoints/imdb-diffusion")
+    e.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16", help="dtype of the exported weights")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace a checkpoint already in dest (refused otherwise), e.g. a shipped model")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers like 250,1000, got {text!r}") from None
+
+
+def _train_config(args: argparse.Namespace):
+    """The TrainConfig of ``train``'s flags (``--quick-test`` overriding a few)."""
+    quick = {}
+    if getattr(args, "quick_test", False):
+        quick = {"steps": getattr(args, "steps", None) or 5, "max_samples": 64, "batch_size": 4, "max_length": 48,
+                 "log_every": 1, "save_every": 2}
+    return train_config(args, **quick)
+
+
+def crossover_config(args: argparse.Namespace):
+    """The CrossoverConfig of ``crossover``'s flags."""
+    sizes, steps = args.sizes, args.steps
+    if not hasattr(args, "noise__weighting"):  # the published recipe: the 1/t weighting, so the loss is the bound
+        args.noise__weighting = "elbo"  # (not set_defaults: the flag's action is shared with train's parser)
+    args.objective, args.model, args.resume, args.quick_test = "diffusion", None, False, False
+    args.steps, args.epochs, args.stop_after, args.conditioning = None, None, None, "joint"
+    config = CrossoverConfig(out=args.out, sizes=sizes, steps=steps, train=_train_config(args), points=args.points,
+                             first_point=args.first_point, val_size=args.val_size, val_samples=args.val_samples,
+                             shape=ModelShape(args.layers, args.width, args.heads, args.vocab_size),
+                             tokenizer=args.tokenizer, control_mask=args.control_mask,
+                             control_sizes=args.control_sizes)
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = _train_config(args)
+    refuse_overwrite(config.out, args.overwrite, resumable=config.resume and can_resume(config.out),
+                     how="it has no resumable checkpoint (checkpoints/step-N) to --resume from; " if config.resume
+                     else "pass --resume to continue it, ")
+    try:
+        out = train(config, progress=not args.no_progress, options=args.load)
+    except KeyboardInterrupt:
+        print(f"interrupted: the last checkpoint is in {args.out}/checkpoints; continue with --resume", file=sys.stderr)
+        return 130
+    if config.stop_after is not None and not checkpoint_exists(out):
+        print(f"stopped at step {config.stop_after}: the checkpoint is in {out}/checkpoints; continue with --resume")
+        return 0
+    print(f"saved {out}")
+    return 0
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    # its own directory (campaign.json) is how a campaign continues: run again, it resumes
+    refuse_overwrite(args.out, args.overwrite, resumable=(Path(args.out) / STATUS).is_file(),
+                     how="it is not a campaign's directory (no campaign.json); ")
+
+    args.objective, args.model, args.steps, args.resume, args.quick_test = "diffusion", None, None, False, False
+    campaign_epochs, args.epochs, args.stop_after = args.epochs, None, None
+    config = CampaignConfig(out=args.out, epochs=campaign_epochs, train=_train_config(args),
+                            chunk_epochs=args.chunk_epochs, diffusion_model=args.diffusion_model,
+                            ar_model=args.ar_model, snapshot_dtype=args.snapshot_dtype,
+                            max_shard_size=args.max_shard_size)
+    try:
+        status = run_campaign(config, until_epoch=args.until_epoch, progress=not args.no_progress,
+                              options=args.load)
+    except KeyboardInterrupt:
+        print(f"interrupted: run the same command again to continue the campaign in {args.out}", file=sys.stderr)
+        return 130
+    for twin, where in status["twins"].items():
+        print(f"{twin}: step {where['step']} of {status['plan']['total_steps']}, epoch {where['epochs_completed']} "
+              f"of {config.epochs}" + (f", {where['seconds_per_step']} s/step" if "seconds_per_step" in where else ""))
+    return 0
+
+
+def cmd_crossover(args: argparse.Namespace) -> int:
+    config = crossover_config(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise TextdiffError(f"threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    try:
+        results = run_crossover(config, until_size=args.until_size, probe_steps=args.probe_steps,
+                                progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"interrupted: run the same command again to continue the grid in {args.out}", file=sys.stderr)
+        return 130
+    for row in results["runs"]:
+        crossing = row["crossover_tokens"]
+        print(f"U={row['unique_reviews']}: {len(row['steps'])} of {len(row['validation_steps'])} points; crossover "
+              + (f"at {crossing:,} tokens" if crossing else "none within budget so far"))
+    if results.get("exponent"):
+        e = results["exponent"]
+        print(f"C_crit ~ U^{e['k']:.2f} (95% {e['ci95'][0]:.2f} to {e['ci95'][1]:.2f}; published {e['published']})")
+    print(f"wrote {os.path.join(args.out, 'crossover.json')}" + ("" if results["finished"] else
+                                                                 " (in progress: run again to continue)"))
+    return 0
+
+
+def cmd_campaign_ship(args: argparse.Namespace) -> int:
+    given = {twin: e for twin, e in (("diffusion", args.diffusion_epoch), ("ar", args.ar_epoch)) if e is not None}
+    if any(e < 1 for e in given.values()):
+        raise TextdiffError(f"epochs count from 1, got {given}")
+    record = ship(args.campaign, args.dest, given or None, partial=args.partial, replaced=args.replaced)
+    if "replaced" not in record:
+        print(f"note: no {args.replaced}: the report will not compare the new pair with the one it replaced")
+    for twin, epoch in record["shipped"].items():
+        r = next((r for r in record["epochs"][twin] if r["epochs_completed"] == epoch), {})
+        where = os.path.join(args.dest, record["directories"][twin])
+        seen = (f"best reading {best_reading(r):.3f}, perplexity {r['val_perplexity']:.1f}"
+                if best_reading(r) is not None and "val_perplexity" in r else "no record")
+        print(f"{twin}: epoch {epoch} of {len(record['epochs'][twin])} -> {where} (validation: {seen})")
+    crossing = record["crossover_epoch"]
+    print("diffusion's better reading " + (f"at or above the twin's from epoch {crossing} on" if crossing else
+                                           "not at or above the twin's at the last epoch"))
+    print("next: calibrate both (checkpoints/README.md), then python train_cli.py report")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    run, dest = Path(args.run), Path(args.dest)
+    refuse_overwrite(dest, args.overwrite)
+    lm = load_model(str(run), device="cpu", dtype=torch.float32, options=args.load)
+    if not lm.meta:
+        raise TextdiffError(f"{run} has no textdiff.json: export ships finished training runs")
+    meta = with_epochs(lm.meta) | {"exported_from": str(run), "weights_dtype": args.dtype}  # epochs: older runs too
+    save_model(lm.model, lm.tokenizer, dest, meta, dtype=DTYPES[args.dtype])
+    if (run / "calibration.json").is_file():
+        shutil.copy2(run / "calibration.json", dest / "calibration.json")
+    if (run / "metrics.jsonl").is_file():  # a continued run's curve starts where its parent's ended
+        lines, missing = lineage_metrics(lm.meta, (run / "metrics.jsonl").read_text().splitlines())
+        (dest / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+        if missing:
+            print(f"note: {missing}")
+    size = sum(f.stat().st_size for f in dest.glob("*.safetensors")) / 2**20
+    print(f"exported {run} -> {dest} ({args.dtype}, {size:.1f} MB of weights)")
+    return 0
+
+
+COMMANDS = {  # command name -> what runs it
+    "train": cmd_train,
+    "campaign": cmd_campaign,
+    "crossover": cmd_crossover,
+    "campaign-ship": cmd_campaign_ship,
+    "export": cmd_export,
+}
