@@ -71,3 +71,54 @@ def test_cli_settings_out_of_range_exit_2(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and "\n" not in err and "Traceback" not in err, (argv, err)
+
+
+@pytest.fixture()
+def no_model_loads(monkeypatch):
+    """Fail the test if a command gets as far as loading a model: settings are checked before any work."""
+    import textdiff_core.classify
+    import textdiff_core.cli.generation
+    import textdiff_core.cli.scoring
+    import textdiff_core.train
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the settings were checked")
+
+    for module in (textdiff_core.train, textdiff_core.classify, textdiff_core.cli.scoring,
+                   textdiff_core.cli.generation):
+        monkeypatch.setattr(module, "load_model", refuse)
+
+
+@pytest.mark.parametrize("flags", [["--lr", "nan"], ["--lr", "inf"], ["--weight-decay", "nan"],
+                                   ["--label-weight", "nan"], ["--eps", "nan"], ["--t-beta", "inf"]])
+def test_train_refuses_numbers_that_are_not_finite_before_any_work(flags, no_model_loads, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "tiny", "--out", str(out), "--steps", "1", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "finite" in err, err
+    assert not out.exists(), "nothing written"
+
+
+def test_train_refuses_an_out_that_is_a_file_before_any_work(no_model_loads, tmp_path, capsys):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine")
+    for out, said in ((existing, "is a file"), (existing / "run", "lies under")):
+        assert main(["train", "--model", "tiny", "--out", str(out), "--steps", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and said in err, err
+    assert existing.read_text() == "mine" and list(tmp_path.iterdir()) == [existing]
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_model_loads(no_model_loads, tmp_path, capsys):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for argv in (["evaluate", "--checkpoint", "tiny", "--out", str(folder)],
+                 ["perplexity", "--checkpoint", "tiny", "--data", "imdb", "--out", str(blocker / "p.json")],
+                 ["generate", "--checkpoint", "tiny", "--json", str(folder)],
+                 ["zero-shot", "--model", "tiny-ar", "--out", str(blocker)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"] and not any(folder.iterdir())

@@ -29,7 +29,7 @@ from textdiff_core.checkpoint import CheckpointMeta, exists
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import kind_of, load_model, save_model
-from textdiff_core.settings import LoadOptions
+from textdiff_core.settings import LoadOptions, check_output_dir
 from textdiff_core.train import (
     DTYPES,
     OBJECTIVES,
@@ -59,6 +59,7 @@ class CampaignConfig:
     max_shard_size: str | None = None  # split the exports' weights into files of at most this size (e.g. "15MB")
 
     def __post_init__(self) -> None:
+        check_output_dir(self.out)
         if self.epochs < 1 or self.chunk_epochs < 1:
             raise TextdiffError(f"epochs and chunk-epochs must be at least 1, got {self.epochs}, {self.chunk_epochs}")
         if self.snapshot_dtype not in DTYPES:

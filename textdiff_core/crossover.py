@@ -46,7 +46,7 @@ from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import wilson_interval
 from textdiff_core.likelihood import infill_scores
 from textdiff_core.models import load_model, quiet_transformers
-from textdiff_core.settings import TrainConfig
+from textdiff_core.settings import TrainConfig, check_finite, check_output_dir
 from textdiff_core.tokens import class_slot, tokenize_texts
 from textdiff_core.train import train
 
@@ -96,6 +96,8 @@ class CrossoverConfig:
     control_sizes: list[int] = field(default_factory=list)  # sizes that get the control arm (empty: every size)
 
     def __post_init__(self) -> None:
+        check_finite(self)
+        check_output_dir(self.out)
         if not self.sizes or len(self.sizes) != len(self.steps):
             raise TextdiffError(f"give one --steps per --sizes entry, got {len(self.sizes)} sizes and "
                                 f"{len(self.steps)} step budgets")

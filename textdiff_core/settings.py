@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
+import os
 import re
 import types
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from pathlib import Path
 
 from textdiff_core.errors import TextdiffError
 
@@ -26,6 +28,40 @@ OBJECTIVES = {"diffusion": MASKED, "ar": CAUSAL}  # objective -> kind of model i
 CONDITIONINGS = ("none", "class", "joint", "per-class")
 CLASS_PROMPTED = ("class", "joint")  # conditionings with one model and a class prompt ("{label} review:")
 DTYPE_NAMES = ("fp32", "fp16", "bf16")  # weights' dtypes by name (``train.DTYPES`` maps them to torch's)
+
+
+def check_finite(settings: object) -> None:
+    """A one-line TextdiffError for a number field of a settings dataclass that is NaN or infinite (argparse's
+    ``float`` reads "nan" and "inf"; no setting here means either)."""
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        for v in value if isinstance(value, tuple | list) else [value]:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise TextdiffError(f"{f.name.replace('_', '-')} must be a finite number, got {v}")
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "out") -> None:
+    """Refuse, before any work, an output directory that cannot be one: an existing file, or a path under a file."""
+    given = Path(path).expanduser()
+    for existing in (given, *given.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                where = "is" if existing == given else f"lies under {existing}, which is"
+                raise TextdiffError(f"{what} {path} {where} a file, not a directory; give a directory")
+            return
+
+
+def check_writable(path: str | os.PathLike, what: str = "out") -> None:
+    """``check_output_dir`` for a file path's directory, and refuse one the user cannot write to (checked before a
+    command loads a model, so that it never fails at the end of its work)."""
+    given = Path(path).expanduser()
+    if given.is_dir():
+        raise TextdiffError(f"cannot write {what} {path}: it is a directory; give a file path")
+    nearest = next(p for p in (given.parent, *given.parent.parents) if p.exists())
+    if not nearest.is_dir():
+        raise TextdiffError(f"cannot write {what} {path}: {nearest} is a file, not a directory")
+    if not os.access(nearest, os.W_OK):
+        raise TextdiffError(f"cannot write {what} {path}: {nearest} is not writable")
 
 
 # ---- how a model is loaded (``models.load_model``) ----
@@ -84,6 +120,7 @@ class NoiseConfig:
 
     def __post_init__(self) -> None:
         self.levels = tuple(float(x) for x in self.levels)
+        check_finite(self)
         if self.schedule not in SCHEDULES:
             raise TextdiffError(f"unknown noise schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.t_sampling not in T_SAMPLING:
@@ -153,6 +190,8 @@ class TrainConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)  # diffusion only
 
     def __post_init__(self) -> None:
+        check_finite(self)
+        check_output_dir(self.out)
         if self.objective not in OBJECTIVES:
             raise TextdiffError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if self.conditioning not in CONDITIONINGS:

@@ -36,7 +36,7 @@ from textdiff_core.errors import TextdiffError
 from textdiff_core.models import CAUSAL, MASKED, kind_of, load_model
 from textdiff_core.paths import write_atomic
 from textdiff_core.records import best_reading, cross_fitted_accuracy, read_calibrations
-from textdiff_core.settings import LoadOptions
+from textdiff_core.settings import LoadOptions, check_finite, check_writable
 
 COLUMNS = ("text", "label", "kept", "reason", "judge_label", "judge_prob", "generator", "seed", "decoding")
 GENERATORS = ("checkpoint", "instruct")
@@ -80,9 +80,11 @@ class SynthConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value <= 1):
                 raise TextdiffError(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
+        check_finite(self)
         out = Path(self.out).expanduser()
         if out.is_dir():
             raise TextdiffError(f"--out {self.out} is a directory; give a CSV file path")
+        check_writable(out, "--out")
 
 
 @dataclass

@@ -15,6 +15,7 @@ from textdiff_core.denoisers import chat_prompt
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import CAUSAL, MASKED, kind_of, load_model
 from textdiff_core.paths import write_file
+from textdiff_core.settings import check_writable
 from textdiff_core.synthesize import SynthConfig, synthesize
 
 
@@ -156,6 +157,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise TextdiffError(f"length must be >= 0, got {args.length}")
     if args.num_samples < 1:
         raise TextdiffError(f"--num-samples must be at least 1, got {args.num_samples}")
+    for flag, path in (("--json", args.json), ("--gif", args.gif), ("--html", args.html)):
+        if path:
+            check_writable(path, flag)
     checkpoint, label = args.checkpoint or ("minilm-ar" if args.strategy == "ar" else "minilm"), args.label
     class_dirs = CheckpointMeta.read(checkpoint).class_dirs if Path(checkpoint).is_dir() else None
     if class_dirs:  # one model per class: the label picks the model, which has no class prompt

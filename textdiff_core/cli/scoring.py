@@ -26,7 +26,7 @@ from textdiff_core.evaluate import corpus_perplexity, evaluate_classifier, paire
 from textdiff_core.models import load_model
 from textdiff_core.paths import write_file
 from textdiff_core.records import CALIBRATION_FILE, ZERO_SHOT, ZERO_SHOT_TEMPLATES, write_calibration, write_zero_shot
-from textdiff_core.settings import CLASS_PROMPTED
+from textdiff_core.settings import CLASS_PROMPTED, check_output_dir, check_writable
 
 
 def add_classifiers(commands) -> None:
@@ -194,6 +194,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.out:
+        check_writable(args.out, "--out")
     _default_split(args, "test")
     clf = _classifier(args)
     data, labels = _labelled(args, clf.classes)
@@ -285,6 +287,7 @@ def cmd_paired(args: argparse.Namespace) -> int:
 def cmd_perplexity(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise TextdiffError(f"--samples must be at least 1, got {args.samples}")
+    check_writable(args.out, "--out")
     lm = load_model(args.checkpoint, options=args.load)
     checkpoint = lm.checkpoint
     conditional = checkpoint.conditioning in CLASS_PROMPTED and checkpoint.class_prompted
@@ -321,6 +324,7 @@ def cmd_zero_shot(args: argparse.Namespace) -> int:
     """Prompt chosen and bias fitted on validation, so the zero-shot LM is measured like the trained models."""
     if args.split in ("test", "all"):
         raise TextdiffError("the prompt is chosen and the calibration fitted on validation data, never on test")
+    check_output_dir(args.out, "--out")
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     templates = args.template or ZERO_SHOT_TEMPLATES
     bad = [t for t in templates if "{label}" not in t]

@@ -15,7 +15,7 @@ from textdiff_core.checkpoint import exists as checkpoint_exists
 from textdiff_core.crossover import CrossoverConfig, ModelShape, run_crossover
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import load_model, save_model
-from textdiff_core.settings import add_train_flags, train_config
+from textdiff_core.settings import add_train_flags, check_output_dir, train_config
 from textdiff_core.train import DTYPES, can_resume, lineage_metrics, refuse_overwrite, train, with_epochs
 
 
@@ -251,6 +251,7 @@ def cmd_campaign_ship(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     run, dest = Path(args.run), Path(args.dest)
+    check_output_dir(dest, "dest")
     refuse_overwrite(dest, args.overwrite)
     lm = load_model(str(run), device="cpu", dtype=torch.float32, options=args.load)
     if not lm.meta:
