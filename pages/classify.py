@@ -20,7 +20,7 @@ from pages._shared import (
     trust_remote_code,
 )
 from textdiff_core.checkpoint import CheckpointMeta
-from textdiff_core.classify import ZERO_SHOT_REFERENCE
+from textdiff_core.classify import ZERO_SHOT_REFERENCE, default_reading
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 
@@ -70,6 +70,18 @@ def trained_joint(name: str) -> bool:
         return False
 
 
+def default_index(name: str, readings: list[str]) -> tuple[int, str | None]:
+    """Where a reading's selectbox starts: the reading the checkpoint's calibration chose on validation, with why
+    (``classify.default_reading``); else a joint model's infill reading; else the first."""
+    try:
+        chosen = default_reading(resolve(name))
+    except TextdiffError:  # a broken checkpoint: the Classify button reports it in one line
+        chosen = None
+    if chosen and chosen[0] in readings:
+        return readings.index(chosen[0]), chosen[1]
+    return int(trained_joint(name)), None
+
+
 def render_occlusion(clf, p, evidence) -> None:
     """The infill reading's per-token evidence: how the log-odds of the decision move when each token is hidden."""
     ids, delta = evidence
@@ -115,18 +127,27 @@ use = {
                                       "what a cheap discriminative classifier gets on the same text"),
 }
 with st.expander("Scoring settings"):
-    method = st.selectbox("Diffusion reading", ["elbo", "infill", "elbo-indep", "pll", "mlm-loss"],
-                          index=int(trained_joint(chosen["diffusion"])),  # a joint model's better reading first
+    readings = ["elbo", "infill", "elbo-indep", "pll", "mlm-loss"]
+    start, why = default_index(chosen["diffusion"], readings)
+    method = st.selectbox("Diffusion reading", readings, index=start,
                           help="elbo: Bayes over the ELBO, shared noise across classes; infill: the masked class word "
                                "read with the text in view; elbo-indep: fresh noise per class; pll: one token masked "
                                "at a time; mlm-loss: mean loss of a 15% mask (the RoBERTa variable-masking recipe)")
-    ar_method = st.selectbox("Left-to-right reading", ["ar", "infill"], index=int(trained_joint(chosen["ar"])),
+    ar_start, ar_why = default_index(chosen["ar"], ["ar", "infill"])
+    ar_method = st.selectbox("Left-to-right reading", ["ar", "infill"], index=ar_start,
                              help="ar: Bayes over the exact log P(text | class), the class prompt before the text; "
                                   "infill: the class word predicted after the text")
     samples = st.slider("Monte Carlo samples per class (maximum)", 2, 64, 16, step=2)
     adaptive = st.checkbox("Adaptive: stop once the decision is 2 standard errors clear", value=True)
     seed = st.number_input("Seed", 0, 10_000, 0)
 
+defaults = []  # the readings left at the checkpoint's own choice, said where the results appear
+if use["diffusion"] and why and method == readings[start]:
+    defaults.append(f"diffusion `{method}`, {why}")
+if use["ar"] and ar_why and ar_method == ["ar", "infill"][ar_start]:
+    defaults.append(f"left-to-right `{ar_method}`, {ar_why}")
+if defaults:
+    st.caption("Default readings (change them under Scoring settings): " + "; ".join(defaults) + ".")
 METHOD_OF = {"diffusion": method, "ar": ar_method, "reference": None, "tfidf": None}
 # SmolLM2 with its prompt chosen and bias fitted on validation, when shipped
 calibrated = chosen["reference"] == "smollm2" and (ROOT / ZERO_SHOT_REFERENCE).is_dir()

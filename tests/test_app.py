@@ -329,3 +329,17 @@ def test_paths_inside_the_repository_are_shown_relative_to_it(tmp_path):
     assert _shared.shown("tiny") == "tiny"
     error = TextdiffError(f"{root}/checkpoints/imdb-ar/config.json is not valid JSON")
     assert _shared.said(error) == "checkpoints/imdb-ar/config.json is not valid JSON"
+
+
+def test_classify_page_starts_on_the_readings_the_shipped_calibrations_chose_and_says_so():
+    """The shipped pair's calibration.json chose the infill reading on validation for both: the page starts there
+    and says why in a caption; another choice is the user's, and the caption goes."""
+    at = _on_page("pages/classify.py")
+    assert not at.exception
+    assert at.selectbox[1].value == "infill" and at.selectbox[2].value == "infill"
+    said = [c.value for c in at.caption if c.value.startswith("Default readings")]
+    assert len(said) == 1 and "diffusion `infill`" in said[0] and "left-to-right `infill`" in said[0], said
+    assert "chose on validation" in said[0]
+    at.selectbox[1].set_value("elbo").run()
+    said = [c.value for c in at.caption if c.value.startswith("Default readings")]
+    assert len(said) == 1 and "diffusion" not in said[0] and "left-to-right `infill`" in said[0], said

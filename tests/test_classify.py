@@ -144,3 +144,27 @@ def test_paired_difference_counts_discordant_pairs_and_tests_them_exactly():
     assert swapped["difference"] == pytest.approx(-0.08) and swapped["mcnemar_p"] == result["mcnemar_p"]
     with pytest.raises(ValueError):
         paired_difference([True], [False, True])
+
+
+def test_the_default_reading_is_the_one_the_calibration_chose_on_validation(tmp_path):
+    """One rule (``records.best_reading``) for the CLI, the page and the synthetic-data judge: the reading with the
+    better cross-fitted validation accuracy, ties to infill; the Bayes reading is named for the model's kind."""
+    import json
+
+    from textdiff_core.classify import default_reading
+
+    def checkpoint(objective, accuracy):
+        folder = tmp_path / f"{objective}-{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        (folder / "textdiff.json").write_text(json.dumps({"objective": objective}))
+        if accuracy is not None:
+            (folder / "calibration.json").write_text(json.dumps({"combined": {"cross_fitted_accuracy": accuracy}}))
+        return str(folder)
+
+    method, why = default_reading(checkpoint("diffusion", {"bayes": 0.81, "infill": 0.89, "combined": 0.89}))
+    assert method == "infill"
+    assert why == "the reading its calibration chose on validation (89.0% against 81.0% for elbo)"
+    assert default_reading(checkpoint("ar", {"bayes": 0.91, "infill": 0.89}))[0] == "ar"
+    assert default_reading(checkpoint("ar", {"bayes": 0.9, "infill": 0.9}))[0] == "infill", "a tie: the cheaper one"
+    assert default_reading(checkpoint("diffusion", None)) is None, "no record: the classifier's own default"
+    assert default_reading("tiny") is None

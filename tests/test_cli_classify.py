@@ -180,3 +180,16 @@ def test_evaluate_on_the_file_a_model_was_trained_on_keeps_to_its_test_split(tmp
     assert main(["evaluate", "--checkpoint", str(out), "--data", str(data), "--samples", "1", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert f"was trained on {data}, so only its test split is used" in printed and "split test" in printed
+
+
+def test_classify_without_a_method_uses_the_reading_the_shipped_calibration_chose(capsys):
+    text = "An absolute delight from start to finish, with wonderful performances and a moving story."
+    assert main(["classify", "--checkpoint", "checkpoints/imdb-diffusion", text]) == 0
+    out, err = capsys.readouterr()
+    assert "method infill" in out
+    assert err == ("note: method infill, the reading its calibration chose on validation (89.3% against 81.3% for "
+                   "elbo); --method chooses another\n")
+    assert main(["classify", "--checkpoint", "checkpoints/imdb-diffusion", "--method", "elbo", "--samples", "2",
+                 text]) == 0
+    out, err = capsys.readouterr()
+    assert "method elbo" in out and err == "", "a method given: no note"

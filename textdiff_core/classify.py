@@ -45,7 +45,7 @@ from textdiff_core.likelihood import (
     pll_scores,
     pool_samples,
 )
-from textdiff_core.models import MASKED, LoadedModel, load_model
+from textdiff_core.models import CAUSAL, MASKED, LoadedModel, kind_of, load_model
 from textdiff_core.prediction import Prediction  # noqa: F401 (part of this module's API)
 from textdiff_core.records import (  # noqa: F401 (part of this module's API)
     CALIBRATION_FILE,
@@ -53,7 +53,9 @@ from textdiff_core.records import (  # noqa: F401 (part of this module's API)
     ZERO_SHOT_PROMPT,
     ZERO_SHOT_REFERENCE,
     Calibration,
+    best_reading,
     calibration_for,
+    cross_fitted_accuracy,
 )
 from textdiff_core.settings import CLASS_PROMPTED, LoadOptions
 from textdiff_core.tokens import class_slot
@@ -275,6 +277,24 @@ def ood_percentile(value: float, reference: list[float]) -> float:
     """Percentage of reference values below ``value`` (0 = lower than every validation text)."""
     below = sum(1 for r in reference if r < value)
     return 100.0 * below / max(1, len(reference))
+
+
+def default_reading(name_or_path: str) -> tuple[str, str] | None:
+    """The reading to use when none is asked for: the one the checkpoint's calibration chose on validation
+    (``records.best_reading``: cross-fitted accuracy, ties to the cheaper infill reading), with why in a few words;
+    None when its calibration records no such choice (the classifier's own default then: elbo for a masked model,
+    ar for a left-to-right one)."""
+    if not Path(name_or_path).is_dir():
+        return None
+    bayes = "ar" if kind_of(name_or_path) == CAUSAL else "elbo"
+    best = best_reading(name_or_path, bayes)
+    if best is None:
+        return None
+    accuracy = cross_fitted_accuracy(name_or_path)
+    other = bayes if best == "infill" else "infill"
+    shown = {"infill": accuracy["infill"], bayes: accuracy["bayes"]}
+    return best, (f"the reading its calibration chose on validation ({shown[best]:.1%} against {shown[other]:.1%} "
+                  f"for {other})")
 
 
 def first_use(name_or_path: str) -> str | None:

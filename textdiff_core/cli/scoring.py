@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from textdiff_core.classify import (
     Calibration,
     calibrate_combined,
     choose_zero_shot,
+    default_reading,
     fit_calibration,
     load_classifier,
     score_matrix,
@@ -41,7 +43,9 @@ def add_classifiers(commands) -> None:
         c.add_argument("--method", choices=["elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill", "combined",
                                             "seed"],
                        default=None,
-                       help="elbo: diffusion bound, same noise for every class (default for masked models); "
+                       help=("default: the reading the checkpoint's calibration chose on validation (calibrate "
+                             "--method combined records it), else as marked here; " if name != "calibrate" else "") +
+                            "elbo: diffusion bound, same noise for every class (default for masked models); "
                             "elbo-indep: fresh noise per class; pll: pseudo-log-likelihood; mlm-loss: mean loss of a "
                             "15%% mask x5 (the RoBERTa variable-masking recipe; seed is its old name); ar: exact "
                             "left-to-right (default for causal models); infill: P(class | text) read off the "
@@ -118,6 +122,17 @@ def add_zero_shot(commands) -> None:
     zs.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _default_reading(args: argparse.Namespace) -> None:
+    """No --method: the reading the checkpoint's calibration chose on validation, said on stderr (adaptive sampling
+    belongs to the Monte Carlo readings, so --adaptive keeps the classifier's own default)."""
+    if args.method is not None or args.adaptive:
+        return
+    chosen = default_reading(args.checkpoint)
+    if chosen is not None:
+        args.method, why = chosen
+        print(f"note: method {args.method}, {why}; --method chooses another", file=sys.stderr)
+
+
 def _classifier(args: argparse.Namespace):
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     if args.samples < 1:
@@ -166,6 +181,7 @@ def _class_name(label: str, classes: list[str]) -> str:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
+    _default_reading(args)
     clf = _classifier(args)
     if not args.text.strip():
         raise TextdiffError("the text is empty")
@@ -197,6 +213,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         check_writable(args.out, "--out")
     _default_split(args, "test")
+    _default_reading(args)
     clf = _classifier(args)
     data, labels = _labelled(args, clf.classes)
     report = evaluate_classifier(clf, data.texts, labels, args.samples, args.adaptive, args.z, args.seed,
