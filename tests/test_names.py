@@ -1,12 +1,14 @@
-"""Renamed settings keep their old names working: the ``seed`` classification method, a trace's ``spacing``."""
+"""Old names are refused in one line that gives the new one (the ``seed`` classification method, the
+``--noise-schedule`` flag); a trace written with ``spacing`` still reads as ``token_style``."""
 
 import json
 
 import pytest
-import torch
 
+from textdiff_core import likelihood
 from textdiff_core.classify import load_classifier
 from textdiff_core.decoding import generate
+from textdiff_core.errors import TextdiffError
 from textdiff_core.models import load_model
 from textdiff_core.trace import Trace
 from train_cli import main
@@ -14,30 +16,25 @@ from train_cli import main
 TEXT = "A tender, funny film with a wonderful cast."
 
 
-def test_the_seed_method_is_mlm_loss_under_its_old_name():
-    new = load_classifier("tiny", "mlm-loss")
-    with pytest.warns(FutureWarning, match="now called 'mlm-loss'"):
-        old = load_classifier("tiny", "seed")
-    assert old.method == new.method == "mlm-loss"
-    a, b = (clf.classify(TEXT, generator=torch.Generator().manual_seed(3)) for clf in (new, old))
-    assert a.log_likelihood == b.log_likelihood and a.forward_passes == b.forward_passes == 5 * 2
+@pytest.mark.parametrize(("argv", "said"), [
+    (["classify", "--checkpoint", "tiny", "--method", "seed", TEXT],
+     "error: method 'seed' is now called 'mlm-loss': --method mlm-loss\n"),
+    (["evaluate", "--checkpoint", "tiny", "--method=seed"],
+     "error: method 'seed' is now called 'mlm-loss': --method mlm-loss\n"),
+    (["train", "--out", "x", "--noise-schedule", "levels"], "error: --noise-schedule is now called --masking-rates\n"),
+    (["campaign", "--out", "x", "--epochs", "1", "--noise-schedule=levels"],
+     "error: --noise-schedule is now called --masking-rates\n"),
+])
+def test_an_old_name_is_refused_in_one_line_that_gives_the_new_one(argv, said, capsys):
+    assert main(argv) == 2
+    assert capsys.readouterr().err == said
 
 
-@pytest.mark.slow
-def test_a_calibration_fitted_under_the_old_name_still_applies(tmp_path):
-    out = tmp_path / "run"
-    assert main(["train", "--model", "tiny", "--data", "rotten_tomatoes", "--conditioning", "class", "--quick-test",
-                 "--no-progress", "--out", str(out)]) == 0
-    fitted = {"temperature": 2.0, "bias": [0.5, -0.5], "ood_reference": [0.0, 1.0]}
-    (out / "calibration.json").write_text(json.dumps({"seed": fitted}))
-    clf = load_classifier(str(out), "mlm-loss")
-    assert clf.calibration.temperature == 2.0 and clf.calibration.bias == [0.5, -0.5]
-
-
-def test_cli_accepts_both_method_names(tmp_path, capsys):
-    for method in ("mlm-loss", "seed"):
-        assert main(["classify", "--checkpoint", "tiny", "--method", method, TEXT]) == 0
-        assert "method mlm-loss" in capsys.readouterr().out
+def test_the_library_knows_only_the_current_names():
+    assert not hasattr(likelihood, "seed_scores")
+    with pytest.raises(TextdiffError, match="unknown method 'seed'"):
+        load_classifier("tiny", "seed")
+    assert main(["classify", "--checkpoint", "tiny", "--method", "mlm-loss", TEXT]) == 0
 
 
 def test_a_trace_written_with_spacing_reads_as_token_style():

@@ -9,7 +9,7 @@ Methods (how a masked model turns into a number; causal models are always exact)
   elbo-indep    the same bound with fresh noise per class (to measure what sharing buys)
   pll           pseudo-log-likelihood: mask one token at a time (L forward passes per class)
   mlm-loss      the RoBERTa variable-masking recipe's score: mean loss of one 15% mask, 5 samples, fresh noise
-                per class (``seed`` is its old name, still accepted)
+                per class
   ar            exact left-to-right likelihood (causal models)
   infill        the class as one more token: P(c | window) read off the class-word slot (masked models: the slot
                 masked, the text visible; left-to-right models: the class prompt after the text), one forward pass
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -61,15 +60,6 @@ from textdiff_core.settings import CLASS_PROMPTED, LoadOptions
 from textdiff_core.tokens import class_slot
 
 METHODS = ("elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill", "combined")
-RENAMED_METHODS = {"seed": "mlm-loss"}  # old name -> name; the old names still work, with a warning
-
-
-def method_name(method: str | None) -> str | None:
-    """``method`` under its current name (a renamed method's old name warns and maps to the new one)."""
-    if method in RENAMED_METHODS:
-        warnings.warn(f"method {method!r} is now called {RENAMED_METHODS[method]!r}", FutureWarning, stacklevel=3)
-        return RENAMED_METHODS[method]
-    return method
 
 
 def class_scores(
@@ -83,7 +73,7 @@ def class_scores(
     method: str | None = None,
 ) -> list[TextScore]:
     """-log P(text | prompt) for each prompt with one model (see the module docstring for the methods)."""
-    method = method_name(method) or ("elbo" if lm.kind == MASKED else "ar")
+    method = method or ("elbo" if lm.kind == MASKED else "ar")
     window = {"max_length": max_length, "max_windows": max_windows}
     if method == "ar":
         return ar_scores(lm, text, prompts, **window)
@@ -373,7 +363,7 @@ def load_classifier(
         total = sum(counts[c] for c in names)
         log_prior = [math.log(counts[c] / total) for c in names]
     first = models if isinstance(models, LoadedModel) else next(iter(models.values()))
-    method = method_name(method) or ("elbo" if first.kind == MASKED else "ar")
+    method = method or ("elbo" if first.kind == MASKED else "ar")
     calibration = calibration_for(path, method, len(names))
     limit = max_length or meta.max_length
     return Classifier(models, names, prompts, method, log_prior, calibration, limit)

@@ -292,7 +292,6 @@ def mlm_loss_scores(
     return scores
 
 
-seed_scores = mlm_loss_scores  # the old name
 
 
 @torch.no_grad()

@@ -292,10 +292,9 @@ FLAGS: dict[str, dict] = {
                                 "the sequence's own masking rate)"},
     "crop": {"choices": ("random", "start")},
     "save_dtype": {"choices": ("fp32", "fp16", "bf16")},
-    "noise.schedule": {"flags": ("--masking-rates", "--noise-schedule"), "choices": SCHEDULES,
+    "noise.schedule": {"flags": ("--masking-rates",), "choices": SCHEDULES,
                        "help": "how masking rates are drawn: continuous (t ~ U(eps, 1) per sequence, see --t-sampling "
-                               "and --t-beta) or levels (one rate per batch from --levels); --noise-schedule is its "
-                               "old name"},
+                               "and --t-beta) or levels (one rate per batch from --levels)"},
     "noise.t_sampling": {"choices": T_SAMPLING},
     "noise.levels": {"type": _levels},
     "noise.weighting": {"flags": ("--loss-weighting",), "choices": WEIGHTINGS},

@@ -27,6 +27,21 @@ from textdiff_core.progress import quiet_progress
 from textdiff_core.settings import LoadOptions
 
 COMMANDS = training.COMMANDS | scoring.COMMANDS | generation.COMMANDS | reporting.COMMANDS
+RENAMED_FLAGS = {"--noise-schedule": "--masking-rates"}  # old flag -> its name since v0.1; the old one is refused
+RENAMED_METHODS = {"seed": "mlm-loss"}  # old --method value -> its name
+
+
+def renamed(argv: list[str]) -> str | None:
+    """What is wrong with an old name in ``argv``, in one line; None when there is none."""
+    for i, arg in enumerate(argv):
+        flag, _, value = arg.partition("=")
+        if flag in RENAMED_FLAGS:
+            return f"{flag} is now called {RENAMED_FLAGS[flag]}"
+        if flag in ("--method", "--judge-method"):
+            value = value or (argv[i + 1] if i + 1 < len(argv) else "")
+            if value in RENAMED_METHODS:
+                return f"method {value!r} is now called {RENAMED_METHODS[value]!r}: {flag} {RENAMED_METHODS[value]}"
+    return None
 
 
 def _model_flags(parser: argparse.ArgumentParser, top: bool) -> None:
@@ -83,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if old := renamed(argv):
+        print(f"error: {old}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     args.argv_after_command = argv[argv.index(args.command) + 1:]  # what the report records as its command
     try:

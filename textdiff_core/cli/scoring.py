@@ -40,14 +40,13 @@ def add_classifiers(commands) -> None:
         c.add_argument("--checkpoint", required=True,
                        help="class-conditional or per-class checkpoint dir, or any LM (offline name, dir, hub id) "
                             "for zero-shot prompting")
-        c.add_argument("--method", choices=["elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill", "combined",
-                                            "seed"],
+        c.add_argument("--method", choices=["elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill", "combined"],
                        default=None,
                        help=("default: the reading the checkpoint's calibration chose on validation (calibrate "
                              "--method combined records it), else as marked here; " if name != "calibrate" else "") +
                             "elbo: diffusion bound, same noise for every class (default for masked models); "
                             "elbo-indep: fresh noise per class; pll: pseudo-log-likelihood; mlm-loss: mean loss of a "
-                            "15%% mask x5 (the RoBERTa variable-masking recipe; seed is its old name); ar: exact "
+                            "15%% mask x5 (the RoBERTa variable-masking recipe); ar: exact "
                             "left-to-right (default for causal models); infill: P(class | text) read off the "
                             "class-word slot, one pass per window (masked or left-to-right); combined: Bayes + a "
                             "weight x infill, the weight fitted by calibrate --method combined")
