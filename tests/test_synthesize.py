@@ -127,3 +127,26 @@ def test_the_default_judge_reading_is_the_one_its_calibration_found_best(tmp_pat
     assert best_reading(checkpoint({"bayes": 0.91, "infill": 0.89})) == "elbo"
     assert best_reading(checkpoint({"bayes": 0.89, "infill": 0.89})) == "infill", "a tie goes to the cheaper reading"
     assert best_reading(str(tmp_path / "nothing")) is None
+
+
+def test_training_data_from_a_synthetic_set_takes_only_the_rows_its_judge_kept(tmp_path):
+    from textdiff_core.data import load_data
+
+    path = tmp_path / "s.csv"
+    rows = [{"text": f"kept review number {i} with words", "label": CLASSES[i % 2], "kept": "true"} for i in range(6)]
+    rows += [{"text": f"dropped review number {i} with words", "label": CLASSES[i % 2], "kept": "false"}
+             for i in range(6)]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "label", "kept"])
+        writer.writeheader()
+        writer.writerows(rows)
+    texts = load_data(str(path), "all").texts
+    assert sorted(texts) == sorted(r["text"] for r in rows[:6])
+    for row in rows:
+        row["kept"] = "false"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "label", "kept"])
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(TextdiffError, match="keeps none of its rows"):
+        load_data(str(path), "all")

@@ -33,6 +33,7 @@ SPLITS = ("train", "validation", "test")
 SPLIT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 FILE_EXTENSIONS = (".csv", ".jsonl", ".json")
+KEPT_COLUMN = "kept"  # a file with this column (a synthetic set) contributes only the rows marked true
 SENTIMENT_CLASSES = ["negative", "positive"]
 HUB_PREFIX = "hf:"
 
@@ -346,6 +347,10 @@ def _load_file(spec: str, path: Path, split: str, text_col: str, label_col: str 
                 f"{hint}"
             )
 
+    if KEPT_COLUMN in columns:  # a synthetic set (train_cli.py synthesize): only the rows its judge kept
+        frame = frame[frame[KEPT_COLUMN].astype(str).str.strip().str.lower().isin(("true", "1", "yes"))]
+        if frame.empty:
+            raise DataError(f"data file {path} has a {KEPT_COLUMN!r} column and keeps none of its rows")
     texts: list[str] = []
     raw_labels: list[Any] | None = None if label_col is None else []
     label_values = frame[label_col].tolist() if label_col is not None else None
