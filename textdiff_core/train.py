@@ -762,26 +762,15 @@ def _load_checkpoint(path: Path, accelerator, optimizer, scheduler) -> dict:
     """Restore the optimizer, scheduler and RNG state saved in ``path`` and return the run's counters (step, elapsed
     seconds, tokens seen); the weights were loaded from the same directory.
 
-    Checkpoints from before ``save_state`` (optimizer.pt, scheduler.pt, rng-N.pt) resume too.
+    Checkpoints from before ``save_state`` (optimizer.pt, scheduler.pt, rng-N.pt) are refused in one line.
     """
     if (path / "optimizer.bin").exists():
         accelerator.load_state(str(path))
     elif (path / "optimizer.pt").exists():
-        _load_torch_state(path, optimizer, scheduler, accelerator.process_index)
+        raise TextdiffError(f"{path} is a checkpoint in the earlier layout (optimizer.pt), which --resume no longer "
+                            "reads; its weights still load (--model), or train the run again")
     else:
         raise TextdiffError(f"{path} has no optimizer state (optimizer.bin); --resume cannot continue from it")
     state = json.loads((path / "trainer_state.json").read_text())
     state.pop("config", None)
     return state
-
-
-def _load_torch_state(path: Path, optimizer, scheduler, rank: int) -> None:
-    """The earlier checkpoint layout: optimizer.pt, scheduler.pt and rng-N.pt (torch and CUDA RNG of process N)."""
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    rng_file = path / f"rng-{rank}.pt"
-    if rng_file.exists():
-        rng = torch.load(rng_file, weights_only=True)
-        torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state(rng["cuda"])
