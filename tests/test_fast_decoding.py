@@ -181,6 +181,14 @@ def test_no_cache_means_no_cache_of_any_kind(masked, tmp_path, capsys):
     assert "contradict" in capsys.readouterr().err
 
 
+def test_a_budget_of_a_pass_per_token_commits_exactly_one_token_per_pass(masked):
+    """Even where every position clears the threshold: a smaller budget lets them all through at once."""
+    paced = generate(masked, PROMPT, 8, strategy="confidence", threshold=1e-6, steps=8, temperature=1.0, seed=0)
+    assert paced.forward_passes == 8 and all(len(f.committed) == 1 for f in paced.frames[1:])
+    eager = generate(masked, PROMPT, 8, strategy="confidence", threshold=1e-6, steps=4, temperature=1.0, seed=0)
+    assert eager.forward_passes == 1, "below one pass per token, everything over the threshold commits"
+
+
 def test_tokens_are_drawn_only_where_positions_are_committed(masked, monkeypatch):
     """Sampling (top-p sorts the whole vocabulary) happens at committed positions only, not at every open one."""
     rows = []

@@ -126,7 +126,8 @@ class DecodeConfig:
 
     strategy: str = "confidence"  # one of STRATEGIES
     steps: int | None = None  # schedule strategies: total steps (default: one per masked position); confidence:
-    # at most this many forward passes (commits beyond the threshold when needed to keep pace); entropy-bound: at
+    # at most this many forward passes (commits beyond the threshold when needed to keep pace; a pass per token or
+    # more: exactly one token per pass, the threshold unused); entropy-bound: at
     # least this many (commits at most its pace, so steps = length commits one token per pass)
     schedule: str = "linear"  # schedule strategies: linear, cosine or exp
     threshold: float = 0.9  # confidence strategy: commit positions whose confidence score is >= this, in (0, 1]
@@ -492,6 +493,8 @@ def diffusion_decode_batch(
     if (schedule or config.strategy in ("confidence", "entropy-bound") and config.steps) and steps < len(blocks):
         raise TextdiffError(f"{steps} steps cannot decode {len(blocks)} blocks; give at least one step per block")
     block_steps = _split(steps, len(blocks))
+    # a confidence budget of a pass per token or more: exactly one token per pass (the slowest, exact decoding)
+    one_per_pass = config.strategy == "confidence" and bool(config.steps) and config.steps >= len(todo)
 
     first_seed = _generator(config, lm.device)[1]
     seeds = [first_seed + r for r in range(samples)]
@@ -539,7 +542,7 @@ def diffusion_decode_batch(
                     count = math.ceil(len(open_[r]) / max(1, n_steps - step[r]))
                 else:
                     count = 1
-                chosen = _choose(config, scores, count, generators[r], open_[r])
+                chosen = _choose(config, scores, count, generators[r], open_[r], beyond_pace=not one_per_pass)
                 step[r] += 1
                 tokens, probs = sample_rows(scores, chosen, config, generators[r])
                 rec = recs[r]
@@ -622,8 +625,9 @@ def guided_logits(lm: LoadedModel, ids: torch.Tensor, attention: torch.Tensor, w
 
 
 def _choose(config: DecodeConfig, draw: Scores | Draw, count: int, generator: torch.Generator,
-            positions: list[int]) -> list[int]:
-    """Indices (into the open positions) to commit this step."""
+            positions: list[int], beyond_pace: bool = True) -> list[int]:
+    """Indices (into the open positions) to commit this step. ``beyond_pace`` False: the confidence strategy commits
+    exactly ``count``, none more for clearing the threshold."""
     n = draw.confidence.shape[0]
     if config.strategy == "schedule-random":
         return sorted(torch.randperm(n, generator=generator, device=draw.confidence.device)[:count].tolist())
@@ -634,7 +638,7 @@ def _choose(config: DecodeConfig, draw: Scores | Draw, count: int, generator: to
         return sorted(order[: min(within, count) if config.steps else within])
     if config.strategy == "confidence":
         scores = [confidence_score(float(c), config.confidence) for c in draw.confidence]
-        sure = [j for j, s in enumerate(scores) if s >= config.threshold]
+        sure = [j for j, s in enumerate(scores) if s >= config.threshold] if beyond_pace else []
         if len(sure) >= count:
             return sure
         return _spread(sorted(range(n), key=scores.__getitem__, reverse=True), count, positions, config.spacing, sure)
