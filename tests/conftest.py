@@ -33,8 +33,11 @@ SLOW_TESTS = {
     "test_campaign.py": {
         "test_a_campaign_stopped_between_chunks_resumes_to_the_weights_of_one_uninterrupted_run",
         "test_twins_stand_within_one_chunk_and_a_rerun_with_other_settings_is_refused",
+        "test_campaign_ship_copies_the_epochs_chosen_on_validation_and_keeps_the_curves",
     },
     "test_app.py": {
+        "test_models_page_reads_as_a_table_relative_paths_and_no_raw_records",
+        "test_classify_page_starts_on_the_readings_the_shipped_calibrations_chose_and_says_so",
         "test_models_page_lists_offline_models_and_runs_fill_mask",
         "test_classify_page_refuses_empty_text",
         "test_classify_page_opens_on_an_example_and_names_each_readings_score",
@@ -81,6 +84,7 @@ SLOW_TESTS = {
         "test_training_page_survives_a_damaged_run_directory",
     },
     "test_joint.py": {
+        "test_calibrate_combined_records_two_fold_accuracies_and_classify_applies_the_weight",
         "test_a_joint_checkpoint_records_its_recipe_and_reads_both_ways",
         "test_infill_needs_one_model_with_a_class_word",
         "test_joint_masking_masks_the_class_word_at_its_probability_and_never_the_rest_of_the_prompt",
@@ -95,7 +99,11 @@ SLOW_TESTS = {
     "test_noise.py": {
         "test_elbo_weighted_loss_is_unbiased_for_a_factorised_model",
     },
+    "test_first_use.py": {
+        "test_the_app_says_what_a_first_use_does_in_its_spinner",
+    },
     "test_report.py": {
+        "test_an_interrupted_report_resumes_from_its_finished_pieces",
         "test_export_ships_an_fp16_copy_with_its_calibration",
         "test_quick_report_writes_results_md_and_json",
     },
