@@ -347,3 +347,22 @@ def test_hub_splits_and_class_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == ["some/dataset"] * 3
     with pytest.raises(DataError, match="no text column 'text'; available columns: sentence, label"):
         load_data("some/dataset")
+
+
+def test_a_file_with_a_split_column_says_each_rows_split_itself(tmp_path):
+    import json as json_
+
+    from textdiff_core.data import split_of
+
+    rows = [{"text": f"review number {i} about a film", "label": ["neg", "pos"][i % 2], "split": "train"}
+            for i in range(8)]
+    rows[0]["split"] = "test"
+    path = tmp_path / "arm.jsonl"
+    path.write_text("".join(json_.dumps(r) + "\n" for r in rows))
+    assert sorted(load_data(str(path), "train").texts) == sorted(r["text"] for r in rows[1:])
+    assert load_data(str(path), "test").texts == [rows[0]["text"]]
+    assert any(split_of(r["text"]) != "train" for r in rows[1:]), "the hash alone would have split them otherwise"
+    rows[1]["split"] = "dev"
+    path.write_text("".join(json_.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match="'dev'"):
+        load_data(str(path), "train")

@@ -94,6 +94,8 @@ class CrossoverConfig:
     control_mask: float = 0.0  # > 0: the control arm, a third run per size: the left-to-right twin with its text
     #                            inputs masked at this rate (Gao et al.): the augmentation without the objective
     control_sizes: list[int] = field(default_factory=list)  # sizes that get the control arm (empty: every size)
+    val_data: list[str] | None = None  # where the validation (and test) reviews come from (None: the training data)
+    test_size: int = 0  # > 0: also score this many test reviews at every point (a point is chosen on validation)
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -108,6 +110,8 @@ class CrossoverConfig:
                                 f"{self.first_point}")
         if self.first_point > min(self.steps):
             raise TextdiffError(f"first-point {self.first_point} is past the smallest budget ({min(self.steps)} steps)")
+        if self.test_size < 0 or self.test_size == 1:
+            raise TextdiffError(f"test-size must be 0 (none) or at least 2, got {self.test_size}")
         if self.val_size < 2 or self.val_samples < 1:
             raise TextdiffError(f"val-size must be at least 2 and val-samples at least 1, got {self.val_size}, "
                                 f"{self.val_samples}")
@@ -150,6 +154,8 @@ def command_line(config: CrossoverConfig) -> str:
     if config.control_mask:
         args += ["--control-mask", str(config.control_mask)]
         args += ["--control-sizes", ",".join(map(str, config.control_sizes))] if config.control_sizes else []
+    args += ["--val-data", ",".join(config.val_data)] if config.val_data else []
+    args += ["--test-size", str(config.test_size)] if config.test_size else []
     args += config.train.to_args(skip=lambda name: name in PER_RUN) + ["--out", config.out]
     return shlex.join(args)
 
@@ -172,11 +178,13 @@ def subset(config: CrossoverConfig, size: int):
                      seed=t.seed)
 
 
-def validation_set(config: CrossoverConfig):
-    """The fixed validation reviews (the validation split, class-balanced, seed 0): the same for every U and twin."""
+def validation_set(config: CrossoverConfig, split: str = "validation"):
+    """The fixed validation reviews (the validation split of ``val_data``, else of the training data;
+    class-balanced, seed 0): the same for every U and twin. ``split="test"``: the test reviews, ``test_size`` of
+    them."""
     t = config.train
-    return load_data(t.data, "validation", text_col=t.text_col, label_col=t.label_col, min_classes=2,
-                     max_samples=config.val_size, seed=0)
+    return load_data(config.val_data or t.data, split, text_col=t.text_col, label_col=t.label_col, min_classes=2,
+                     max_samples=config.val_size if split == "validation" else config.test_size, seed=0)
 
 
 # ----------------------------------------------------------------------------------------------------- from scratch
@@ -599,6 +607,7 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
         raise TextdiffError(f"the training split has {len(largest)} reviews, fewer than the largest size "
                             f"{config.sizes[-1]}")
     validation = validation_set(config)
+    test = validation_set(config, "test") if config.test_size else None
     prompts = [format_prompt(config.train.class_prompt, c) for c in largest.classes]
     init = make_init(config, largest.texts, largest.classes)
     tokenizer = AutoTokenizer.from_pretrained(out / "init" / "diffusion")
@@ -697,6 +706,9 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
                                 dtype=torch.float32)
                 per_text = validate(lm, validation.texts, validation.labels, prompts, config.val_samples,
                                     config.train.seed, config.train.max_length)
+                if test is not None:  # scored at every point; read only at the point validation chooses
+                    per_text["test"] = validate(lm, test.texts, test.labels, prompts, config.val_samples,
+                                                config.train.seed, config.train.max_length)
                 per_step = config.train.batch_size * config.train.grad_accum
                 points[twin][step] = per_text | {"epoch": round(step * per_step / size, 3),
                                                  "tokens_seen": _tokens_seen(source),

@@ -4,8 +4,9 @@ A *spec* names one source: ``imdb`` / ``rotten_tomatoes`` (bundled offline in th
 a ``.csv`` / ``.jsonl`` / ``.json`` (JSON Lines) file, or a hub dataset name (``hf:`` forces the hub).
 Several specs (a list or a comma-separated string) are mixed by concatenation with their class lists unified by name.
 Splits of offline data and files are derived from a hash of the cleaned text (see :func:`split_of`), so they never
-change between machines or runs and duplicate texts never straddle splits. Every bad input raises
-:class:`~textdiff_core.errors.DataError` with a one-line message.
+change between machines or runs and duplicate texts never straddle splits; a file with a ``split`` column says each
+row's split itself, and one with a ``kept`` column (a synthetic set) contributes only its kept rows. Every bad input
+raises :class:`~textdiff_core.errors.DataError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ SPLIT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 FILE_EXTENSIONS = (".csv", ".jsonl", ".json")
 KEPT_COLUMN = "kept"  # a file with this column (a synthetic set) contributes only the rows marked true
+SPLIT_COLUMN = "split"  # a file with this column says each row's split itself (else the hash of its text does)
 SENTIMENT_CLASSES = ["negative", "positive"]
 HUB_PREFIX = "hf:"
 
@@ -353,6 +355,8 @@ def _load_file(spec: str, path: Path, split: str, text_col: str, label_col: str 
             raise DataError(f"data file {path} has a {KEPT_COLUMN!r} column and keeps none of its rows")
     texts: list[str] = []
     raw_labels: list[Any] | None = None if label_col is None else []
+    split_values = frame[SPLIT_COLUMN].tolist() if SPLIT_COLUMN in columns else None
+    row_splits: list[str] | None = None if split_values is None else []
     label_values = frame[label_col].tolist() if label_col is not None else None
     for i, value in enumerate(frame[text_col].tolist()):
         if _is_missing(value):
@@ -363,8 +367,14 @@ def _load_file(spec: str, path: Path, split: str, text_col: str, label_col: str 
         texts.append(text)
         if raw_labels is not None and label_values is not None:
             raw_labels.append(label_values[i])
+        if row_splits is not None:
+            row_splits.append(str(split_values[i]).strip().lower())
     if not texts:
         raise DataError(f"data file {path} has no rows with text in column {text_col!r}")
+    unknown = sorted(set(row_splits or []) - set(SPLITS))
+    if unknown:
+        raise DataError(f"data file {path} names splits {', '.join(map(repr, unknown))} in its {SPLIT_COLUMN!r} "
+                        f"column; use {', '.join(SPLITS)}")
     if raw_labels is not None:
         missing = sum(1 for v in raw_labels if _is_missing(v))
         if missing:
@@ -374,7 +384,8 @@ def _load_file(spec: str, path: Path, split: str, text_col: str, label_col: str 
             )
 
     if split != "all":
-        keep = [i for i, t in enumerate(texts) if split_of(t) == split]
+        splits = [split_of(t) for t in texts] if row_splits is None else row_splits
+        keep = [i for i, t in enumerate(texts) if splits[i] == split]
         texts = [texts[i] for i in keep]
         if raw_labels is not None:
             raw_labels = [raw_labels[i] for i in keep]

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from textdiff_core.augment import lines as augment_lines
 from textdiff_core.campaign import SHIP_RECORD, best_reading, read_ship_record
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import ZERO_SHOT_REFERENCE, load_classifier
@@ -500,6 +501,8 @@ def render(result: dict) -> str:
     if result.get("crossover"):
         lines += ["", "## When does diffusion win? The data-constrained crossover", ""]
         lines += crossover_lines(result["crossover"])
+    if result.get("augment"):
+        lines += ["", "## Real + synthetic reviews, data-constrained", ""] + augment_lines(result["augment"])
     lines += ["", "## Decoding", ""] + decoding_lines(result["decoding"])
     lines += ["", "## Samples (uncurated: the first seeds)", ""]
     for label, texts in result["samples"].items():
@@ -509,7 +512,13 @@ def render(result: dict) -> str:
 
 DECODING_FILE = ROOT / "bench" / "decoding.json"  # the shipped pair's decoding benchmark (python -m bench.decoding)
 DECODING_CHECKS_FILE = ROOT / "bench" / "decoding_checks.json"  # its cache-agreement checks (bench.decoding_checks)
+AUGMENT_FILE = ROOT / "results" / "augment.json"  # the real + synthetic experiment (a copy of OUT/augment.json)
 CROSSOVER_FILE = ROOT / "results" / "crossover.json"  # the committed grid results (a copy of OUT/crossover.json)
+
+
+def augment_record() -> dict | None:
+    """The committed real + synthetic experiment (``AUGMENT_FILE``), None when there is none."""
+    return json.loads(AUGMENT_FILE.read_text()) if AUGMENT_FILE.is_file() else None
 
 
 def _decoding_checks() -> dict | None:
@@ -892,6 +901,7 @@ def _rerender(args: argparse.Namespace) -> int:
         raise TextdiffError(f"no {path} to rerender; run the report first")
     result = json.loads(path.read_text())
     result["crossover"] = crossover_record()
+    result["augment"] = augment_record()
     if DECODING_FILE.is_file():  # its summary; every run, with its text, stays in the benchmark's file
         result["decoding"] = {k: v for k, v in json.loads(DECODING_FILE.read_text()).items() if k != "runs"} | {
             "source": relative_to_repo(str(DECODING_FILE))}
@@ -934,6 +944,7 @@ def _report(args: argparse.Namespace, argv: list[str]) -> int:
     result["samples"] = pieces.get("samples", lambda: samples(models, 2 if args.quick else 5))
     result["campaign"] = campaign_record(models["diffusion"])
     result["crossover"] = crossover_record()
+    result["augment"] = augment_record()
     result["seconds"] = pieces.seconds
     if pieces.reused:
         result["resumed_pieces"] = pieces.reused

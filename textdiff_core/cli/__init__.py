@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = training.add_train(commands)
     training.add_campaign(commands, train)
     training.add_crossover(commands, train)
+    training.add_augment(commands, train)
     training.add_campaign_ship(commands)
     generation.add_fill_mask(commands)
     scoring.add_classifiers(commands)

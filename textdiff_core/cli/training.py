@@ -1,4 +1,4 @@
-"""Commands that train and ship: train, campaign, crossover, campaign-ship, export."""
+"""Commands that train and ship: train, campaign, crossover, augment, campaign-ship, export."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from textdiff_core.augment import AugmentConfig, run_augment
+from textdiff_core.augment import lines as augment_lines
 from textdiff_core.campaign import STATUS, CampaignConfig, best_reading, run_campaign, ship
 from textdiff_core.checkpoint import exists as checkpoint_exists
 from textdiff_core.crossover import CrossoverConfig, ModelShape, run_crossover
@@ -63,6 +65,25 @@ def add_crossover(commands, train_parser: argparse.ArgumentParser) -> None:
     c = commands.add_parser("crossover", help="train diffusion and left-to-right twins from scratch on nested subsets "
                                               "of U reviews to find where diffusion wins (run it again to continue)",
                             epilog="The diffusion twin trains with --loss-weighting elbo unless told otherwise.")
+    _grid_flags(c, train_parser, control=True)
+
+
+def add_augment(commands, train_parser: argparse.ArgumentParser) -> None:
+    """``augment``: the crossover's flags (its sizes are the real sizes U), plus the synthetic sets."""
+    c = commands.add_parser("augment", help="train twins from scratch on U real reviews alone and with each synthetic "
+                                            "set added, and compare them on real test reviews (run again to continue)",
+                            epilog="Every arm is a crossover grid of one size under OUT/u-NNNNN/<arm>; the analysis "
+                                   "is OUT/augment.json.")
+    _grid_flags(c, train_parser, control=False)
+    c.add_argument("--synthetic", type=_str_list, required=True,
+                   help="synthetic sets (CSVs written by synthesize), comma separated: each one arm, real + its kept "
+                        "rows")
+    c.add_argument("--ratio", type=float, default=1.0,
+                   help="synthetic rows per real review in a synthetic arm (default: 1)")
+
+
+def _grid_flags(c: argparse.ArgumentParser, train_parser: argparse.ArgumentParser, control: bool) -> None:
+    """The flags of a crossover grid on parser ``c`` (``control``: with the control arm's)."""
     per_run = {"--objective", "--model", "--steps", "--epochs", "--resume", "--out", "--quick-test", "--stop-after",
                "--conditioning", "--max-samples", "--eval-every", "--eval-epochs", "--eval-size", "--eval-samples",
                "-h", "--weight-decay", "--lr-schedule", "--warmup-steps", "--input-mask-prob"}
@@ -93,12 +114,13 @@ def add_crossover(commands, train_parser: argparse.ArgumentParser) -> None:
     c.add_argument("--tokenizer", default=None,
                    help="a tokenizer.json to use (e.g. an earlier grid's OUT/init/tokenizer.json), so that the grid is "
                         "repeated exactly (default: train a WordPiece tokenizer on the largest subset)")
-    c.add_argument("--control-mask", type=float, default=0.0,
-                   help="the control arm: also train the left-to-right twin with its text inputs masked at this rate "
-                        "(Gao et al.), to tell the objective from the augmentation; may be added to a running grid "
+    c.add_argument("--val-data", type=_str_list, default=None,
+                   help="where the validation (and test) reviews come from (default: the --data itself)")
+    c.add_argument("--test-size", type=int, default=0,
+                   help="also score this many test reviews at every point, to report at the point validation chooses "
                         "(default: 0, none)")
-    c.add_argument("--control-sizes", type=_int_list, default=[],
-                   help="the sizes that get the control arm, e.g. 100,200 (default: every size)")
+    if control:
+        _control_flags(c)
     c.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default: 0.1, as published)")
     c.add_argument("--lr-schedule", default="constant_with_warmup",
                    help="transformers scheduler name (default: constant_with_warmup)")
@@ -109,6 +131,15 @@ def add_crossover(commands, train_parser: argparse.ArgumentParser) -> None:
                         "whose cores other jobs keep busy (not a setting of the grid: results are read the same way)")
     c.add_argument("--probe-steps", type=int, default=6,
                    help="steps of the s/step measurement printed with the plan before training (0: none)")
+
+
+def _control_flags(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--control-mask", type=float, default=0.0,
+                   help="the control arm: also train the left-to-right twin with its text inputs masked at this rate "
+                        "(Gao et al.), to tell the objective from the augmentation; may be added to a running grid "
+                        "(default: 0, none)")
+    c.add_argument("--control-sizes", type=_int_list, default=[],
+                   help="the sizes that get the control arm, e.g. 100,200 (default: every size)")
 
 
 def add_campaign_ship(commands) -> None:
@@ -141,6 +172,10 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected whole numbers like 250,1000, got {text!r}") from None
 
 
+def _str_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def _train_config(args: argparse.Namespace):
     """The TrainConfig of ``train``'s flags (``--quick-test`` overriding a few)."""
     quick = {}
@@ -160,8 +195,9 @@ def crossover_config(args: argparse.Namespace):
     config = CrossoverConfig(out=args.out, sizes=sizes, steps=steps, train=_train_config(args), points=args.points,
                              first_point=args.first_point, val_size=args.val_size, val_samples=args.val_samples,
                              shape=ModelShape(args.layers, args.width, args.heads, args.vocab_size),
-                             tokenizer=args.tokenizer, control_mask=args.control_mask,
-                             control_sizes=args.control_sizes)
+                             tokenizer=args.tokenizer, control_mask=getattr(args, "control_mask", 0.0),
+                             control_sizes=getattr(args, "control_sizes", []), val_data=args.val_data,
+                             test_size=args.test_size)
     return config
 
 
@@ -229,6 +265,23 @@ def cmd_crossover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_augment(args: argparse.Namespace) -> int:
+    config = AugmentConfig(grid=crossover_config(args), synthetic=args.synthetic, ratio=args.ratio)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise TextdiffError(f"threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    try:
+        result = run_augment(config, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"interrupted: run the same command again to continue the experiment in {args.out}", file=sys.stderr)
+        return 130
+    print("\n".join(augment_lines(result)))
+    print(f"wrote {os.path.join(args.out, 'augment.json')}" + ("" if result["finished"] else
+                                                               " (in progress: run again to continue)"))
+    return 0
+
+
 def cmd_campaign_ship(args: argparse.Namespace) -> int:
     given = {twin: e for twin, e in (("diffusion", args.diffusion_epoch), ("ar", args.ar_epoch)) if e is not None}
     if any(e < 1 for e in given.values()):
@@ -274,6 +327,7 @@ COMMANDS = {  # command name -> what runs it
     "train": cmd_train,
     "campaign": cmd_campaign,
     "crossover": cmd_crossover,
+    "augment": cmd_augment,
     "campaign-ship": cmd_campaign_ship,
     "export": cmd_export,
 }

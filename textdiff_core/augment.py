@@ -1,0 +1,243 @@
+"""Real only against real + synthetic reviews, everything else equal: the data-constrained arm of the synthetic-data
+question.
+
+For each real size U (the crossover's nested subsets of the training split) there are arms: the U real reviews
+alone, and for each synthetic set (a ``synthesize`` CSV) the same U reviews plus round(ratio x U) of the rows its
+judge kept (class-balanced, in the CSV's order). Every arm trains both twins from scratch as a crossover grid of one
+size (``crossover.run_crossover``): one architecture, one tokenizer and one initialisation for every arm, the same
+step budget, optimiser, seed and validation points. Only the training rows differ. Validation and test reviews are
+real (``val_data``) and never in any arm's training rows.
+
+Each twin's point is chosen on validation: the lowest bits per token for likelihood; for classification, the
+highest validation accuracy of either reading (Bayes or infill). That point is read once on the test reviews, where
+each synthetic arm is compared with the real-only arm review by review: the paired difference in bits per token
+and in accuracy, with 95% intervals and McNemar's p.
+
+    OUT/u-NNNNN/<arm>.jsonl   an arm's training rows (a split column: every row trains)
+    OUT/u-NNNNN/<arm>/        its grid (crossover.json; u-*/validation.json holds validation and test scores)
+    OUT/augment.json          the analysis, rewritten after every arm (run the command again to continue)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from textdiff_core.crossover import (
+    TWINS,
+    CrossoverConfig,
+    paired_difference,
+    run_crossover,
+    size_dir,
+    subset,
+    summarise,
+)
+from textdiff_core.data import load_data
+from textdiff_core.errors import TextdiffError
+from textdiff_core.evaluate import paired_difference as paired_accuracy
+from textdiff_core.evaluate import wilson_interval
+from textdiff_core.paths import write_atomic
+
+REAL = "real"
+RESULTS = "augment.json"
+READINGS = ("bayes", "infill")
+
+
+@dataclass
+class AugmentConfig:
+    """The experiment: a crossover grid's settings (its ``sizes`` are the real sizes U, its ``out`` the experiment's
+    directory), the synthetic sets, and how many synthetic rows each real one gets."""
+
+    grid: CrossoverConfig
+    synthetic: list[str] = field(default_factory=list)  # synthesize CSVs: each one arm, real + its kept rows
+    ratio: float = 1.0  # synthetic rows per real review in a synthetic arm
+
+    def __post_init__(self) -> None:
+        if not self.synthetic:
+            raise TextdiffError("give at least one --synthetic CSV (written by train_cli.py synthesize)")
+        missing = [s for s in self.synthetic if not Path(s).expanduser().is_file()]
+        if missing:
+            raise TextdiffError(f"synthetic set not found: {missing[0]}")
+        names = [arm_name(s) for s in self.synthetic]
+        if len(set(names)) != len(names):
+            raise TextdiffError(f"two synthetic sets share a file name ({', '.join(names)}); rename one")
+        if not 0 < self.ratio <= 100:
+            raise TextdiffError(f"--ratio must be in (0, 100], got {self.ratio}")
+        if self.grid.test_size < 2:
+            raise TextdiffError("the experiment reports on test reviews: give --test-size (at least 2)")
+
+    def arms(self) -> list[str]:
+        return [REAL] + [arm_name(s) for s in self.synthetic]
+
+
+def arm_name(path: str) -> str:
+    return f"{REAL}+{Path(path).stem}"
+
+
+def synthetic_rows(path: str, classes: list[str], count: int) -> tuple[list[str], list[str]]:
+    """``count`` rows the judge kept (texts, class names), class-balanced over ``classes``, each class's first in the
+    CSV's order (its seed order)."""
+    data = load_data(str(Path(path).expanduser()), "all", min_classes=1)
+    by_class: dict[str, list[str]] = {c: [] for c in classes}
+    for text, label in zip(data.texts, data.labels, strict=True):
+        name = str(data.classes[label])
+        if name in by_class:
+            by_class[name].append(text)
+    share = [count // len(classes) + (1 if i < count % len(classes) else 0) for i in range(len(classes))]
+    short = [f"{c} ({len(by_class[c])} of {n})" for c, n in zip(classes, share, strict=True) if len(by_class[c]) < n]
+    if short:
+        raise TextdiffError(f"{path} keeps too few rows for ratio x U = {count}: {', '.join(short)}")
+    texts, labels = [], []
+    for c, n in zip(classes, share, strict=True):
+        texts += by_class[c][:n]
+        labels += [c] * n
+    return texts, labels
+
+
+def write_arm(path: Path, texts: list[str], labels: list[str]) -> None:
+    """An arm's training rows as JSON Lines, every row in the train split."""
+    body = "".join(json.dumps({"text": t, "label": lab, "split": "train"}) + "\n" for t, lab in zip(texts, labels,
+                                                                                                  strict=True))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: tmp.write_text(body))
+
+
+def arm_grid(config: AugmentConfig, size: int, steps: int, arm: str, rows: Path, n_rows: int,
+             tokenizer: str | None) -> CrossoverConfig:
+    """The one-size crossover grid that trains an arm's twins."""
+    g = config.grid
+    return replace(g, out=str(size_dir(Path(g.out), size) / arm), sizes=[n_rows], steps=[steps],
+                   train=replace(g.train, data=[str(rows)]), val_data=g.val_data or list(g.train.data),
+                   tokenizer=tokenizer, control_mask=0.0, control_sizes=[])
+
+
+def run_augment(config: AugmentConfig, progress: bool = True, say=print) -> dict:
+    """Build every arm's rows, train what is missing (resuming), and write the analysis."""
+    out = Path(config.grid.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for size, steps in zip(config.grid.sizes, config.grid.steps, strict=True):
+        real = subset(config.grid, size)
+        classes = [str(c) for c in real.classes]
+        real_texts, real_labels = list(real.texts), [classes[i] for i in real.labels]
+        tokenizer = config.grid.tokenizer
+        for arm in config.arms():
+            texts, labels = real_texts, real_labels
+            if arm != REAL:
+                path = config.synthetic[[arm_name(s) for s in config.synthetic].index(arm)]
+                extra, extra_labels = synthetic_rows(path, classes, round(config.ratio * size))
+                texts, labels = texts + extra, labels + extra_labels
+            rows = size_dir(out, size) / f"{arm}.jsonl"
+            write_arm(rows, texts, labels)
+            grid = arm_grid(config, size, steps, arm, rows, len(texts), tokenizer)
+            say(f"U={size} {arm}: {len(texts)} training reviews ({len(texts) - size} synthetic), {steps} steps")
+            run_crossover(grid, probe_steps=0, progress=progress, say=say)
+            if tokenizer is None:  # every later arm shares the real arm's tokenizer (and so its initialisation)
+                tokenizer = str(Path(grid.out) / "init" / "tokenizer.json")
+            result = analyse(config)
+            _write(out / RESULTS, result)
+    return analyse(config)
+
+
+def _write(path: Path, data: dict) -> None:
+    text = json.dumps(data, indent=1) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def _points(config: AugmentConfig, size: int, arm: str) -> dict[str, dict[int, dict]]:
+    """The validated points of an arm's twins: {twin: {step: per-text validation values (and "test")}}."""
+    grid_dir = size_dir(Path(config.grid.out), size) / arm
+    stores = sorted(grid_dir.glob("u-*/validation.json"))
+    if not stores:
+        return {}
+    points = json.loads(stores[0].read_text())
+    return {t: {int(s): p for s, p in points.get(t, {}).items()} for t in TWINS}
+
+
+def choose(points: dict[int, dict]) -> dict | None:
+    """A twin's points chosen on validation and read on test: the likelihood point (lowest validation bits per
+    token) and the classification point and reading (highest validation accuracy; the earlier point on a tie)."""
+    scored = {s: p for s, p in points.items() if "test" in p}
+    if not scored:
+        return None
+    val = {s: summarise(p) for s, p in scored.items()}
+    lik = min(val, key=lambda s: (val[s]["bits_per_token"], s))
+    cls, reading = max(((s, r) for s in val for r in READINGS), key=lambda sr: (val[sr[0]][f"accuracy_{sr[1]}"],
+                                                                             -sr[0], sr[1] == "infill"))
+    test_lik, test_cls = summarise(scored[lik]["test"]), scored[cls]["test"][reading]
+    right = sum(test_cls)
+    return {"likelihood_step": lik, "validation_bits_per_token": val[lik]["bits_per_token"],
+            "test_bits_per_token": test_lik["bits_per_token"], "test_bits_per_token_ci95": test_lik[
+                "bits_per_token_ci95"], "test_bits_per_byte": test_lik["bits_per_byte"],
+            "classification_step": cls, "reading": reading,
+            "validation_accuracy": val[cls][f"accuracy_{reading}"], "test_accuracy": right / len(test_cls),
+            "test_accuracy_ci95": list(wilson_interval(right, len(test_cls))), "test_n": len(test_cls),
+            "epoch": scored[lik].get("epoch")}
+
+
+def analyse(config: AugmentConfig) -> dict:
+    """Per U, arm and twin: the chosen points read on test, and every synthetic arm against the real-only arm."""
+    rows = []
+    for size in config.grid.sizes:
+        arms: dict[str, dict] = {}
+        points = {arm: _points(config, size, arm) for arm in config.arms()}
+        for arm in config.arms():
+            arms[arm] = {twin: choose(points[arm].get(twin, {})) for twin in TWINS}
+            for twin in TWINS:
+                base, mine = arms[REAL][twin], arms[arm][twin]
+                if arm == REAL or not base or not mine:
+                    continue
+                real_points, arm_points = points[REAL][twin], points[arm][twin]
+                bits = paired_difference(arm_points[mine["likelihood_step"]]["test"],
+                                         real_points[base["likelihood_step"]]["test"])
+                accuracy = paired_accuracy(arm_points[mine["classification_step"]]["test"][mine["reading"]],
+                                           real_points[base["classification_step"]]["test"][base["reading"]])
+                mine["against_real"] = {"bits_per_token": bits, "accuracy": accuracy}
+        rows.append({"unique_reviews": size, "arms": arms})
+    synthetic = {}
+    for path in config.synthetic:
+        sidecar = Path(path).expanduser().with_name(Path(path).name + ".json")
+        record = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        synthetic[arm_name(path)] = {"path": path, "report": record.get("report"),
+                                     "generator": (record.get("config") or {}).get("checkpoint")}
+    done = all(all(v for v in arm.values()) for row in rows for arm in row["arms"].values())
+    return {"config": {"grid": config.grid.to_dict(), "synthetic": config.synthetic, "ratio": config.ratio},
+            "synthetic": synthetic, "sizes": rows, "finished": done,
+            "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def _points_of(d: float) -> str:
+    return f"{100 * d:+.1f}"
+
+
+def lines(result: dict) -> list[str]:
+    """RESULTS.md's section: per U, each arm's twins on test at the points validation chose, and the differences."""
+    out = [f"Twins trained from scratch on U real reviews alone or with {result['config']['ratio']:g} synthetic "
+           "review(s) per real one (the judge's kept rows); the same budget, initialisation and tokenizer; each "
+           "twin's point chosen on real validation reviews and read once on real test reviews. Differences are the "
+           "synthetic arm minus the real-only arm on the same test reviews (95% intervals; McNemar p for accuracy).",
+           "", "| U | arm | twin | test bits/token | vs real only | test accuracy (reading) | vs real only, points |",
+           "|---|---|---|---|---|---|---|"]
+    for row in result["sizes"]:
+        for arm, twins in row["arms"].items():
+            for twin, r in twins.items():
+                if not r:
+                    out.append(f"| {row['unique_reviews']} | {arm} | {twin} | not yet | | | |")
+                    continue
+                vs = r.get("against_real")
+                bits = (f"{vs['bits_per_token']['difference_bits_per_token']:+.3f} ("
+                        f"{vs['bits_per_token']['ci95'][0]:+.3f} to {vs['bits_per_token']['ci95'][1]:+.3f})"
+                        if vs else "–")
+                acc = (f"{_points_of(vs['accuracy']['difference'])} ({_points_of(vs['accuracy']['difference_ci95'][0])}"
+                       f" to {_points_of(vs['accuracy']['difference_ci95'][1])}, p={vs['accuracy']['mcnemar_p']:.2g})"
+                       if vs else "–")
+                low, high = r["test_bits_per_token_ci95"]
+                out.append(f"| {row['unique_reviews']} | {arm} | {twin} | {r['test_bits_per_token']:.3f} "
+                           f"({low:.3f}–{high:.3f}) | {bits} | {r['test_accuracy']:.1%} ({r['reading']}) | {acc} |")
+    for arm, s in result.get("synthetic", {}).items():
+        report = s.get("report") or {}
+        if report:
+            out += ["", f"{arm}: generated by `{s['generator']}`; " + ", ".join(
+                f"{k.replace('_', ' ')} {v}" for k, v in report.items() if isinstance(v, int | float))]
+    return out
