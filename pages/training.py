@@ -14,6 +14,7 @@ from textdiff_core.campaign import STATUS, epoch_curves, shipped_curves, shipped
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.errors import TextdiffError
 from textdiff_core.settings import TrainConfig
+from textdiff_core.synthesize import provenance
 from textdiff_core.train import latest_checkpoint
 
 sidebar()
@@ -221,6 +222,29 @@ if reports:
             x=alt.X("confidence:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("accuracy:Q", scale=alt.Scale(
                 domain=[0, 1])), tooltip=["bin", "count", alt.Tooltip("accuracy:Q", format=".2f")])).properties(
             title="Reliability diagram", height=250), width="stretch")
+
+synthetic = [p for p in (provenance(spec) for spec in (config.get("data") or [])) if p]
+if synthetic:
+    st.subheader("Synthetic data in this run")
+for item in synthetic:
+    counts, judge = item["counts"], item["judge"]
+    st.markdown(f"**{shown(Path(item['path']))}**: written by `{shown(Path(str(item['generator'])))}` "
+                f"({item['kind']}, {item['per_class']} per class, {item['length']} new tokens); kept where the judge "
+                f"read the intended class with P >= {item['threshold']}.")
+    st.table(pd.DataFrame([{"stage": stage, "rows": counts.get(key)} for stage, key in (
+        ("generated", "generated"), ("dropped: judge read another class or was unsure", "judged_other"),
+        ("dropped: near-duplicate", "duplicates"), ("dropped: near a validation or test review", "leaks"),
+        ("kept", "kept"))]).set_index("stage"))
+    if judge:
+        st.caption("The judge: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in judge.items()
+                                             if not isinstance(v, dict | list)))
+    kept_col, dropped_col = st.columns(2)
+    kept_col.markdown("Kept (the first few)")
+    for row in item["kept"]:
+        kept_col.caption(f"{row['label']} (P {row['judge_prob']}): {row['text'][:300]}")
+    dropped_col.markdown("Dropped (the first few), and why")
+    for row in item["dropped"]:
+        dropped_col.caption(f"{row['label']}: {row['text'][:300]} — {row['reason']}")
 
 st.subheader("Settings")
 st.json(config or meta.raw, expanded=False)

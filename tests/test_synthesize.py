@@ -3,6 +3,7 @@ keeps nothing or everything, a duplicate and a leaked held-out review dropped, a
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +151,31 @@ def test_training_data_from_a_synthetic_set_takes_only_the_rows_its_judge_kept(t
         writer.writerows(rows)
     with pytest.raises(TextdiffError, match="keeps none of its rows"):
         load_data(str(path), "all")
+
+
+def test_the_training_page_shows_a_synthetic_sets_provenance_counts_and_samples(checkpoint, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from textdiff_core.synthesize import provenance
+
+    config = _config(checkpoint, tmp_path, judge="tfidf", threshold=0.5)
+    report = synthesize(config, progress=False)
+    rows = _rows(tmp_path / "s.csv")
+    assert provenance(tmp_path / "s.csv")["counts"]["generated"] == report.generated == len(rows) == 6
+    assert 0 < report.kept < 6, "the page is to show kept and dropped rows both"
+    assert provenance(tmp_path / "nothing.csv") is None
+    run = tmp_path / "run"
+    assert main(["train", "--model", "tiny", "--data", f"rotten_tomatoes,{tmp_path / 's.csv'}", "--steps", "2",
+                 "--batch-size", "4", "--max-length", "32", "--log-every", "1", "--no-progress", "--out",
+                 str(run)]) == 0
+    at = AppTest.from_file(str(Path(__file__).parents[1] / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/training.py").run()
+    at.selectbox(key="run_choice").set_value("other…").run()
+    at.text_input(key="run_path").set_value(str(run)).run()
+    assert not at.exception and not at.error
+    assert "Synthetic data in this run" in [h.value for h in at.subheader]
+    stages = at.table[0].value
+    assert stages.loc["generated", "rows"] == 6 and stages.loc["kept", "rows"] == report.kept
+    captions = [c.value for c in at.caption]
+    dropped = [r for r in rows if r["kept"] == "false"]
+    assert all(any(r["reason"] in c for c in captions) for r in dropped[:3]), "each dropped sample says why"

@@ -285,3 +285,28 @@ def synthesize(config: SynthConfig, progress: bool = True, real: dict[str, list[
     sidecar = out.with_name(out.name + ".json")
     sidecar.write_text(json.dumps({"config": asdict(config), "report": asdict(report)}, indent=1) + "\n")
     return report
+
+
+def provenance(path: str | Path, samples: int = 3) -> dict | None:
+    """What a synthetic set is, for a reader: its generator and settings, the counts at each stage and the judge's
+    own accuracy (from the JSON record beside the CSV), and the first ``samples`` kept and dropped rows with why.
+    None when ``path`` is not a synthesis CSV with its record."""
+    path = Path(path).expanduser()
+    sidecar = path.with_name(path.name + ".json")
+    if path.suffix.lower() != ".csv" or not path.is_file() or not sidecar.is_file():
+        return None
+    try:
+        record = json.loads(sidecar.read_text())
+        rows = _read_rows(path)
+    except (ValueError, OSError, TextdiffError):
+        return None
+    config, report = record.get("config") or {}, record.get("report") or {}
+    kept = [r for r in rows if r.get("kept") == "true"]
+    dropped = [r for r in rows if r.get("kept") == "false"]
+    return {"path": str(path), "generator": config.get("checkpoint"), "kind": config.get("generator"),
+            "per_class": config.get("per_class"), "length": config.get("length"), "threshold": config.get("threshold"),
+            "judge": report.get("judge") or {}, "counts": {k: report.get(k) for k in
+                                                         ("generated", "judged_other", "duplicates", "leaks", "kept")},
+            "kept": [{"label": r["label"], "text": r["text"], "judge_prob": r.get("judge_prob")}
+                     for r in kept[:samples]],
+            "dropped": [{"label": r["label"], "text": r["text"], "reason": r.get("reason")} for r in dropped[:samples]]}
