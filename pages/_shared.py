@@ -28,7 +28,7 @@ UNTRAINED = ("minilm", "minilm-ar", "tiny", "tiny-ar")  # offline base models wh
 
 # role -> (kind, label, shipped default, offline fallback)
 ROLES = {
-    "diffusion": (MASKED, "Diffusion (masked) model", "imdb-diffusion", "minilm"),
+    "diffusion": (MASKED, "Diffusion model", "imdb-diffusion", "minilm"),
     "ar": (CAUSAL, "Left-to-right model", "imdb-ar", "minilm-ar"),
     "reference": (CAUSAL, "Reference LM (perplexity, zero-shot)", None, "smollm2"),
 }

@@ -1,4 +1,4 @@
-"""Models: what is available offline, and a fill-mask probe of any masked model."""
+"""Models: what is available offline, and a fill-mask probe of any diffusion model."""
 
 import pandas as pd
 import streamlit as st
@@ -17,8 +17,8 @@ table = pd.DataFrame([row | {"name": shown(row["name"])} for row in catalogue(CH
 st.table(table, hide_index=True, border="horizontal")  # a static table: every cell wraps and is read whole
 
 st.subheader("Fill-mask probe")
-st.caption("What a masked model predicts for each [MASK], under one or more never-masked prefixes.")
-name = st.text_input("Masked model (offline name, trained directory or hub id)", value=chosen["diffusion"])
+st.caption("What a diffusion model predicts for each [MASK], under one or more never-masked prefixes.")
+name = st.text_input("Diffusion model (offline name, trained directory or hub id)", value=chosen["diffusion"])
 text = st.text_input("Text", value="The movie was [MASK].")
 prefixes = st.text_input("Prefixes, separated by |", value="positive review: | negative review:")
 if st.button("Predict", type="primary"):

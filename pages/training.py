@@ -274,7 +274,7 @@ if recorded:
     st.code(" \\\n    ".join(lines), language="bash")
     st.caption("Run from the repository's root. " + (
         "With --resume it continues this run from its last complete checkpoint; a larger --steps extends the "
-        "learning-rate schedule." if extend else
+        "lr schedule." if extend else
         f"It trains afresh into a new directory, {home(out)}" + (
             "; to continue this run instead, set more steps than it has." if resumable else ".")))
 elif not config:

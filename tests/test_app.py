@@ -55,8 +55,8 @@ def test_models_page_reads_as_a_table_relative_paths_and_no_raw_records():
     rows = {row["name"]: row for row in table.to_dict("records")}
     assert {"checkpoints/imdb-diffusion", "checkpoints/imdb-ar", "checkpoints/smollm2-zero-shot"} <= set(rows), \
         "shipped checkpoints by their path in the repository"
-    assert rows["checkpoints/imdb-diffusion"]["kind"] == "diffusion (masked)"
-    assert rows["checkpoints/imdb-ar"]["kind"] == "left-to-right (causal)"
+    assert rows["checkpoints/imdb-diffusion"]["kind"] == "diffusion"
+    assert rows["checkpoints/imdb-ar"]["kind"] == "left-to-right"
     assert rows["checkpoints/smollm2-zero-shot"]["kind"] == "zero-shot classifier", "never '?'"
     assert rows["checkpoints/imdb-diffusion"]["classes"] == "negative, positive"
     assert float(rows["checkpoints/imdb-diffusion"]["epochs"]) > 1 and rows["minilm"]["size"] == "22.7M"

@@ -190,7 +190,7 @@ def test_compare_page_shows_a_sides_error_and_the_other_side():
     at.text_area(key="compare_prompt").set_value("The [MASK] was").run()
     at.button(key="compare_run").click().run()
     assert not at.exception
-    assert len(at.error) == 1 and "needs a masked (diffusion) model" in at.error[0].value
+    assert len(at.error) == 1 and "needs a diffusion model" in at.error[0].value
     assert [m.label for m in at.metric] == METRICS and at.metric[3].value == "–", "perplexity off"
 
 

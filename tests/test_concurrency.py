@@ -97,7 +97,7 @@ class Session:
         page, start = self.page, time.monotonic()
         await page.goto("/denoise")
         await expect(page.locator("h1", has_text="Denoise")).to_be_visible()
-        await self.choose("Diffusion (masked) model", "tiny")
+        await self.choose("Diffusion model", "tiny")
         await self.set_text("Prompt", f"The {self.word} was")
         self.seconds["denoise setup"] = time.monotonic() - start
         await clicks.wait()
@@ -118,7 +118,7 @@ class Session:
 
         page, start = self.page, time.monotonic()
         await self.go("Classify")
-        await self.choose("Diffusion (masked) model", "tiny")
+        await self.choose("Diffusion model", "tiny")
         await self.choose("Left-to-right model", "tiny-ar")
         await self.set_text("Text", f"A {self.word} of a film: tender, funny and beautifully acted.")
         self.seconds["classify setup"] = time.monotonic() - start

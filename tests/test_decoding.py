@@ -260,7 +260,7 @@ def test_bad_settings_raise_one_line_errors(masked, settings, length, message):
 
 
 def test_strategies_need_the_right_kind_of_model(masked, causal):
-    with pytest.raises(TextdiffError, match="needs a masked"):
+    with pytest.raises(TextdiffError, match="needs a diffusion"):
         generate(causal, PROMPT, 4, strategy="confidence")
     with pytest.raises(TextdiffError, match="needs a left-to-right"):
         generate(masked, PROMPT, 4, strategy="ar")
@@ -319,8 +319,8 @@ def test_cli_label_uses_the_checkpoint_class_prompt(tmp_path, capsys, masked):
     (["--length", "-2"], "length must be >= 0"),
     (["--threshold", "1.2"], "threshold must be in (0, 1]"),
     (["--temperature", "0", "--top-k", "5"], "temperature 0 is greedy"),
-    (["--checkpoint", "tiny-ar", "--strategy", "topk"], "needs a masked model; 'tiny-ar' is causal"),
-    (["--checkpoint", "tiny", "--strategy", "ar"], "needs a causal model; 'tiny' is masked"),
+    (["--checkpoint", "tiny-ar", "--strategy", "topk"], "needs a diffusion model; 'tiny-ar' is a left-to-right one"),
+    (["--checkpoint", "tiny", "--strategy", "ar"], "needs a left-to-right model; 'tiny' is a diffusion one"),
     (["--label", "positive"], "not class-conditional"),
 ])
 def test_cli_generate_errors_exit_2_with_one_line(capsys, args, message):

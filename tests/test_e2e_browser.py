@@ -137,7 +137,7 @@ def choose(page, label: str, option: str) -> None:
 
 
 def tiny_models(page, *roles: str) -> None:
-    labels = {"diffusion": ("Diffusion (masked) model", "tiny"), "ar": ("Left-to-right model", "tiny-ar"),
+    labels = {"diffusion": ("Diffusion model", "tiny"), "ar": ("Left-to-right model", "tiny-ar"),
               "reference": ("Reference LM (perplexity, zero-shot)", "tiny-ar")}
     for role in roles:
         choose(page, *labels[role])
@@ -252,7 +252,7 @@ def test_the_sidebar_model_choice_survives_a_page_switch(page):
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Classify").click()
     expect(page.locator("h1", has_text="Classify")).to_be_visible()
     idle(page)
-    assert page.get_by_role("combobox", name="Diffusion (masked) model", exact=True).input_value() == "tiny"
+    assert page.get_by_role("combobox", name="Diffusion model", exact=True).input_value() == "tiny"
 
 
 def test_home_explains_animates_and_links_every_page(page):
@@ -464,12 +464,12 @@ def test_models_lists_the_offline_models_and_probes_one(page):
                                           for row in table.locator("tbody tr").all())}
     assert {"minilm", "minilm-ar", "smollm2", "tiny", "tiny-ar", "checkpoints/imdb-diffusion",
             "checkpoints/smollm2-zero-shot"} <= set(rows), "shipped checkpoints by their path in the repository"
-    assert rows["checkpoints/imdb-diffusion"][1:3] == ["diffusion (masked)", "MiniLM-L6 (BERT)"]
+    assert rows["checkpoints/imdb-diffusion"][1:3] == ["diffusion", "MiniLM-L6 (BERT)"]
     assert rows["checkpoints/smollm2-zero-shot"][1] == "zero-shot classifier"
     for cell in table.locator("td").all():  # every cell read whole: nothing runs past its column
         assert cell.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), f"cut off: {cell.inner_text()}"
 
-    model = page.get_by_role("textbox", name=re.compile(r"^Masked model"))
+    model = page.get_by_role("textbox", name=re.compile(r"^Diffusion model \("))
     model.fill("tiny")
     model.press("Enter")
     page.get_by_role("button", name="Predict").click()
@@ -492,7 +492,7 @@ def test_the_shipped_models_classify_and_write_in_the_browser(page):
     and the diffusion model writes under the positive class prompt. The screenshots are the README's pictures of
     real output (docs/screenshots/shipped-*.png)."""
     open_page(page, "/classify", "Classify")
-    for label, default in (("Diffusion (masked) model", "imdb-diffusion"), ("Left-to-right model", "imdb-ar")):
+    for label, default in (("Diffusion model", "imdb-diffusion"), ("Left-to-right model", "imdb-ar")):
         assert page.get_by_role("combobox", name=label, exact=True).input_value() == f"checkpoints/{default}"
     # untouched, the first press reads the example in the box: a decision, each said calibrated or not
     page.get_by_role("button", name="Classify", exact=True).click()

@@ -104,7 +104,7 @@ def test_load_errors_are_one_line_model_errors(tmp_path):
         load_model(str(tmp_path))
     with pytest.raises(ModelError, match="could not load 'no-such-org/no-such-model'"):
         load_model("no-such-org/no-such-model")
-    with pytest.raises(ModelError, match="causal model"):
+    with pytest.raises(ModelError, match="is a left-to-right model, but a diffusion model"):
         load_model("minilm-ar", kind="masked")
     per_class = tmp_path / "per-class"  # what `train --conditioning per-class` writes at the top of its run
     per_class.mkdir()

@@ -67,7 +67,7 @@ def test_rate_sampling_modes():
     assert torch.allclose(anti + anti.flip(0), torch.full((16,), 2 * eps + (1 - eps)), atol=1e-6)
     strat = sample_mask_rates(16, NoiseConfig(t_sampling="stratified", eps=0.0 + 1e-9), g).sort().values
     assert torch.equal(torch.floor(strat * 16).long(), torch.arange(16)), "one rate in each sixteenth of [0, 1)"
-    levels = sample_mask_rates(8, NoiseConfig(schedule="levels", levels=(0.25, 0.5)), g)
+    levels = sample_mask_rates(8, NoiseConfig(masking_rates="levels", levels=(0.25, 0.5)), g)
     assert len(set(levels.tolist())) == 1 and levels[0].item() in (0.25, 0.5)
 
 
@@ -99,16 +99,16 @@ def test_t_beta_draws_beta_a_1_rates(mode):
 
 
 def test_bad_noise_settings_raise_one_line_errors():
-    with pytest.raises(TextdiffError, match="schedule"):
-        NoiseConfig(schedule="cosine-ish")
+    with pytest.raises(TextdiffError, match="unknown masking rates"):
+        NoiseConfig(masking_rates="cosine-ish")
     with pytest.raises(TextdiffError, match="levels"):
-        NoiseConfig(schedule="levels", levels=(0.0, 0.5))
+        NoiseConfig(masking_rates="levels", levels=(0.0, 0.5))
     with pytest.raises(TextdiffError, match="eps"):
         NoiseConfig(eps=1.5)
     with pytest.raises(TextdiffError, match="t_beta"):
         NoiseConfig(t_beta=0.0)
-    with pytest.raises(TextdiffError, match="continuous schedule only"):
-        NoiseConfig(schedule="levels", t_beta=2.0)
+    with pytest.raises(TextdiffError, match="continuous masking rates only"):
+        NoiseConfig(masking_rates="levels", t_beta=2.0)
     with pytest.raises(TextdiffError, match="bound"):
         NoiseConfig(weighting="elbo", t_beta=2.0)
 

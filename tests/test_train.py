@@ -209,7 +209,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "missing.csv" in err and "\n" not in err
     assert main(["train", "--objective", "diffusion", "--model", "tiny-ar", *TINY, "--out", str(tmp_path)]) == 2
-    assert "masked" in capsys.readouterr().err
+    assert "needs a diffusion one" in capsys.readouterr().err
     one_class = tmp_path / "one.csv"
     one_class.write_text("text,label\ngood,positive\nfine,positive\n")
     assert main(["train", "--model", "tiny", "--data", str(one_class), "--conditioning", "class",

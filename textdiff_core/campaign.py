@@ -1,8 +1,8 @@
 """A campaign: a masked-diffusion model and its left-to-right twin trained to the same number of epochs on the same
-data, seed, batch and learning-rate schedule, in alternating resumable chunks.
+data, seed, batch and lr schedule, in alternating resumable chunks.
 
 Each twin is one ``train`` run (``OUT/diffusion``, ``OUT/ar``) whose ``steps`` cover the whole campaign, so the
-learning-rate schedule is the campaign's and not restarted per chunk; a chunk is the same run stopped at an epoch's
+lr schedule is the campaign's and not restarted per chunk; a chunk is the same run stopped at an epoch's
 last step (``TrainConfig.stop_after``) and continued with ``resume``, which is bit-exact. The twins take turns,
 ``chunk_epochs`` at a time, so they never stand more than one chunk apart; within a chunk each epoch is its own
 stop, so a kill at any moment loses at most the steps since the last checkpoint (``save_every``) and never more than
@@ -29,7 +29,7 @@ from textdiff_core.checkpoint import CheckpointMeta, exists
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import kind_of, load_model, save_model
-from textdiff_core.settings import LoadOptions, check_output_dir
+from textdiff_core.settings import KIND_NAMES, LoadOptions, check_output_dir
 from textdiff_core.train import (
     DTYPES,
     OBJECTIVES,
@@ -83,7 +83,7 @@ def plan(config: CampaignConfig, n_examples: int) -> dict:
 
 
 def twin_config(config: CampaignConfig, twin: str, total_steps: int) -> TrainConfig:
-    """The one ``train`` run of a twin: the campaign's whole schedule, resumed every time it is started."""
+    """The one ``train`` run of a twin: the campaign's whole lr schedule, resumed every time it is started."""
     return replace(config.train, out=str(Path(config.out) / twin), objective=twin, model=config.model(twin),
                    steps=total_steps, epochs=None, resume=True, stop_after=None)
 
@@ -141,6 +141,15 @@ def read_status(out: str | Path) -> dict:
     return status
 
 
+def _as_written_today(recorded: dict) -> dict:
+    """A campaign.json's config as this version writes it: its training settings read as ``TrainConfig.from_record``
+    reads a recorded run's (earlier names, settings added since)."""
+    train = recorded.get("train")
+    if isinstance(train, dict):
+        recorded = recorded | {"train": TrainConfig.from_record(train).to_dict()}
+    return json.loads(json.dumps(recorded))
+
+
 def _write_status(out: Path, status: dict) -> None:
     tmp = out / f".{STATUS}.{os.getpid()}.tmp"  # a ship beside a running campaign never shares its temporary file
     tmp.write_text(json.dumps(status | {"updated_at": datetime.now(UTC).isoformat(timespec="seconds")}, indent=2)
@@ -160,14 +169,15 @@ def run_campaign(config: CampaignConfig, until_epoch: int | None = None, progres
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     status, wanted = read_status(out), json.loads(json.dumps(config.to_dict()))  # as campaign.json holds it
-    if status and status["config"] != wanted:
-        changed = sorted(k for k in wanted if status["config"].get(k) != wanted[k])
+    stored = _as_written_today(status["config"]) if status else None
+    if status and stored != wanted:
+        changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
         raise TextdiffError(f"{out} holds a campaign with other settings ({', '.join(changed)}); rerun it with the "
                             f"same flags, or give another --out")
     for twin in TWINS:  # train() skips this check when resuming, and every chunk resumes
         if kind_of(config.model(twin)) not in (None, OBJECTIVES[twin]):
-            raise TextdiffError(f"{config.model(twin)!r} is a {kind_of(config.model(twin))} model; the {twin} twin "
-                                f"needs a {OBJECTIVES[twin]} one")
+            raise TextdiffError(f"{config.model(twin)!r} is a {KIND_NAMES[kind_of(config.model(twin))]} model; the "
+                                f"{twin} twin needs a {KIND_NAMES[OBJECTIVES[twin]]} one")
     t = config.train
     labelled = t.conditioning != "none"
     data = load_data(t.data, "train", text_col=t.text_col, label_col=t.label_col if labelled else None,

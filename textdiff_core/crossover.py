@@ -4,7 +4,7 @@ trained from scratch on the same U reviews to the same budget, validated at log-
 The grid: nested, fixed subsets of the training split (``load_data``'s seeded class-balanced round robin, whose
 first U are the same for every larger U), smallest U first. Both twins of every U share one architecture (a small
 BERT, ``ModelShape``), one tokenizer (WordPiece trained on the largest subset, so that the output layer is cheap),
-one random initialisation, optimiser, seed, batch and schedule: only the objective differs. Each twin is one
+one random initialisation, optimiser, seed, batch and lr schedule: only the objective differs. Each twin is one
 ``train`` run whose ``steps`` are the U's budget, stopped (``stop_after``) at each validation point and resumed, as
 the campaign does; at each point both twins are scored on the same fixed validation reviews (never the subset, never
 the test split) by ``validate``: bits per token (the diffusion ELBO bound, the twin's exact NLL) of each text given
@@ -12,7 +12,7 @@ its own class word, bits per byte, and both classifier readings (Bayes over the 
 word). ``OUT/crossover.json`` is rewritten after every validation point, so partial results are usable; the per-text
 values behind the intervals stay in ``OUT/u-NNNNN/validation.json``. Running the command again continues the grid.
 Two settings may change between runs of one grid: the control arm (``control_mask``: a third run per size, the
-left-to-right twin with random input-token masking) may be added, and under a constant schedule the step budgets may
+left-to-right twin with random input-token masking) may be added, and under a constant lr schedule the step budgets may
 be raised (``budgets_may_grow``); neither changes a point measured before.
 
 The analysis (``analyse``): per U, each objective's best point so far, the crossover (the first point at which
@@ -513,7 +513,7 @@ GROWABLE_SCHEDULES = ("constant", "constant_with_warmup")  # the learning rate n
 
 
 def budgets_may_grow(old: list[int], config: CrossoverConfig) -> bool:
-    """Whether a grid's step budgets may be raised to ``config.steps``: none lower, and a schedule (with a fixed
+    """Whether a grid's step budgets may be raised to ``config.steps``: none lower, and an lr schedule (with a fixed
     warm-up) under which a run to more steps is, step for step, the run it continues, so nothing is retrained."""
     t = config.train
     return (len(old) == len(config.steps) and all(b >= a for a, b in zip(old, config.steps, strict=True))

@@ -94,7 +94,7 @@ DEFAULT_BLOCK_SIZE = 32  # the default semi-autoregressive block: the unit of th
 
 def default_config(kind: str, strategy: str | None = None, length: int | None = None) -> DecodeConfig:
     """The settings a user meets when they give none (the CLI, Denoise and Compare all start here), for a
-    ``kind`` of model ("masked" or "causal") and ``length`` new tokens, optionally with a hand-picked ``strategy``.
+    ``kind`` of model (MASKED or CAUSAL) and ``length`` new tokens, optionally with a hand-picked ``strategy``.
 
     Sampling (temperature 1, nucleus 0.9) for both kinds: greedy decoding loops. Diffusion: confidence decoding at
     0.9 within a quarter of the length in forward passes (``default_pass_budget``), positions at least 3 apart, in
@@ -472,8 +472,8 @@ def diffusion_decode_batch(
         raise TextdiffError(f"diffusion decoding needs a diffusion strategy ({', '.join(DIFFUSION_STRATEGIES)}), "
                             f"got {config.strategy!r}")
     if lm.kind != MASKED:
-        raise TextdiffError(f"{lm.name!r} is a left-to-right model; strategy {config.strategy!r} needs a masked "
-                            "(diffusion) model (use strategy 'ar' for this one)")
+        raise TextdiffError(f"{lm.name!r} is a left-to-right model; strategy {config.strategy!r} needs a diffusion "
+                            "model (use strategy 'ar' for this one)")
     if samples < 1:
         raise TextdiffError(f"the number of samples must be at least 1, got {samples}")
     class_ids, user_ids, head = _prepare(lm, prompt, length, label, config)
@@ -688,7 +688,7 @@ def ar_decode_batch(
     """``ar_decode`` for ``samples`` sequences in one batch (one KV cache), sample i seeded by the seed + i."""
     config = replace(config or DecodeConfig(), strategy="ar")
     if lm.kind == MASKED:
-        raise TextdiffError(f"{lm.name!r} is a masked (diffusion) model; strategy 'ar' needs a left-to-right one "
+        raise TextdiffError(f"{lm.name!r} is a diffusion model; strategy 'ar' needs a left-to-right one "
                             "(e.g. minilm-ar, smollm2, gpt2)")
     if samples < 1:
         raise TextdiffError(f"the number of samples must be at least 1, got {samples}")
@@ -697,7 +697,7 @@ def ar_decode_batch(
         raise TextdiffError("left-to-right decoding needs a length of at least 1")
     mask_id = lm.tokenizer.mask_token_id
     if mask_id is not None and mask_id in user_ids:
-        raise TextdiffError(f"infilling ({lm.tokenizer.mask_token} in the text) needs a masked (diffusion) model")
+        raise TextdiffError(f"infilling ({lm.tokenizer.mask_token} in the text) needs a diffusion model")
     prefix = head + class_ids + user_ids
     if not prefix:
         raise TextdiffError("left-to-right decoding needs a prompt or a start token")
@@ -791,7 +791,7 @@ def fill_mask(lm: LoadedModel, text: str, prefix: str | None = None, top_k: int 
     ``text`` writes masks as the tokenizer's mask token (``[MASK]`` for BERT, ``<mask>`` for RoBERTa).
     """
     if lm.kind != MASKED:
-        raise TextdiffError(f"{lm.name!r} is a left-to-right model; fill-mask needs a masked (diffusion) model")
+        raise TextdiffError(f"{lm.name!r} is a left-to-right model; fill-mask needs a diffusion model")
     if not text.strip():
         raise TextdiffError("the text is empty")
     if top_k < 1:

@@ -48,10 +48,10 @@ def _ints(text: str) -> list[int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--diffusion-model", default="checkpoints/imdb-diffusion",
-                   help="masked model: offline name, trained dir or hub id")
+                   help="diffusion model: offline name, trained dir or hub id")
     p.add_argument("--ar-model", default="checkpoints/imdb-ar",
-                   help="causal model: offline name, trained dir or hub id")
-    p.add_argument("--reference", default="smollm2", help="causal model that scores the generations (perplexity)")
+                   help="left-to-right model: offline name, trained dir or hub id")
+    p.add_argument("--reference", default="smollm2", help="left-to-right model that scores the texts (perplexity)")
     p.add_argument("--lengths", type=_ints, default=[64, 128], help="new tokens per generation, comma separated")
     p.add_argument("--seeds", type=_ints, default=[0], help="seeds, comma separated (results are averaged)")
     p.add_argument("--prompt", default="The movie was", help="prompt every method continues")

@@ -35,7 +35,7 @@ from textdiff_core.errors import ModelError
 
 FAMILIES = ("textdiff", "mdlm", "llada", "dream", "modernbert")
 TIME_INPUTS = ("none", "sigma")  # sigma: MDLM's log-linear noise level -log(1 - (1 - eps) t) of the masked share t
-MDLM_EPS = 1e-3  # MDLM's log-linear schedule's eps
+MDLM_EPS = 1e-3  # the eps of that noise level
 # "2d": the [B, N] padding mask of transformers; "4d": what Dream's own sampler passes: the string "full" when no row
 # is padded, else a boolean [B, 1, N, N] mask (the outer AND of the padding mask) with position ids cumsum(mask) - 1
 MASK_FORMS = ("2d", "4d")

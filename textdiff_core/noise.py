@@ -1,11 +1,11 @@
 """The forward (noising) process of masked diffusion: how much to mask, which tokens, and how to weight the loss.
 
-Absorbing-state diffusion with the linear schedule (MDLM, Sahoo et al. 2024): at time t in (0, 1] every
+Absorbing-state diffusion, masking rate linear in time (MDLM, Sahoo et al. 2024): at time t in (0, 1] every
 *maskable* token is replaced by [MASK] independently with probability t. The models here take no time input
 (MDLM shows absorbing diffusion does not need one), so the only signal the model gets about the noise level is the
 mask itself, which by construction agrees with t. Everything else (prompts, special tokens, padding) is protected.
 
-Two ways to pick t:
+Two ways to pick t (``masking_rates``, the ``--masking-rates`` flag):
   continuous  t ~ U(eps, 1) per sequence, drawn iid, antithetic (u, 1-u) or stratified across the batch;
               optionally t ~ Beta(t_beta, 1) instead (density proportional to t^(t_beta-1): more high rates)
   levels      the RoBERTa variable-masking recipe: one rate for the whole batch, drawn from a fixed list (0.1, ..., 1.0)
@@ -27,7 +27,7 @@ import torch
 
 from textdiff_core.settings import (  # noqa: F401 (the settings of this module's functions, part of its API)
     DEFAULT_LEVELS,
-    SCHEDULES,
+    MASKING_RATES,
     T_SAMPLING,
     WEIGHTINGS,
     NoiseConfig,
@@ -36,7 +36,7 @@ from textdiff_core.settings import (  # noqa: F401 (the settings of this module'
 
 def sample_mask_rates(batch_size: int, config: NoiseConfig, generator: torch.Generator | None = None) -> torch.Tensor:
     """One masking rate t per sequence, shape [batch_size], float32 on CPU."""
-    if config.schedule == "levels":
+    if config.masking_rates == "levels":
         levels = torch.tensor(config.levels)
         pick = torch.randint(len(levels), (1,), generator=generator)
         return levels[pick].expand(batch_size).clone()

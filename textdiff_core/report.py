@@ -590,7 +590,7 @@ def crossover_lines(c: dict) -> list[str]:
              f"every U and both twins (their first window, given the review's own class word): the diffusion ELBO "
              f"bound ({cfg['val_samples']} samples, the same masks at every point) and the twin's exact NLL, in bits "
              f"per token, 95% intervals over reviews. Not varied: the architecture, tokenizer, batch, learning rate "
-             f"and schedule, seed, window length and the class-word settings. Seconds per step (wall clock on a "
+             f"and lr schedule, seed, window length and the class-word settings. Seconds per step (wall clock on a "
              f"shared 2-core machine, {c.get('threads', '?')} torch thread(s)): {c.get('probe_seconds_per_step')} "
              f"in the probe before the start"
              + (f", {c['plan_seconds_per_step']} as the median of the turns so far"
@@ -847,7 +847,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--diffusion", default=str(ROOT / "checkpoints" / "imdb-diffusion"),
                         help="diffusion checkpoint")
     parser.add_argument("--ar", default=str(ROOT / "checkpoints" / "imdb-ar"), help="left-to-right checkpoint")
-    parser.add_argument("--reference", default="smollm2", help="reference causal LM (generative perplexity)")
+    parser.add_argument("--reference", default="smollm2", help="reference left-to-right LM (generative perplexity)")
     parser.add_argument("--zero-shot", default=None,
                         help="zero-shot classifier: a directory written by `train_cli.py zero-shot` (prompt chosen and "
                              "bias fitted on validation) or a model name (default prompt, no calibration); default: "

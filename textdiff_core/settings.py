@@ -23,8 +23,9 @@ from pathlib import Path
 
 from textdiff_core.errors import TextdiffError
 
-MASKED, CAUSAL = "masked", "causal"  # the two kinds of model: bidirectional (diffusion) and left-to-right
-OBJECTIVES = {"diffusion": MASKED, "ar": CAUSAL}  # objective -> kind of model it trains
+MASKED, CAUSAL = "masked", "causal"  # the two kinds of network: bidirectional (diffusion) and left-to-right
+KIND_NAMES = {MASKED: "diffusion", CAUSAL: "left-to-right"}  # what users read for each kind (messages, pages)
+OBJECTIVES = {"diffusion": MASKED, "ar": CAUSAL}  # objective a model is trained with -> kind of network it needs
 CONDITIONINGS = ("none", "class", "joint", "per-class")
 CLASS_PROMPTED = ("class", "joint")  # conditionings with one model and a class prompt ("{label} review:")
 DTYPE_NAMES = ("fp32", "fp16", "bf16")  # weights' dtypes by name (``train.DTYPES`` maps them to torch's)
@@ -101,7 +102,7 @@ class LoadOptions:
 
 # ---- masking noise (``noise`` applies it) ----
 
-SCHEDULES = ("continuous", "levels")
+MASKING_RATES = ("continuous", "levels")  # how masking rates are drawn (``NoiseConfig.masking_rates``)
 T_SAMPLING = ("iid", "antithetic", "stratified")
 WEIGHTINGS = ("elbo", "mean")
 DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -111,26 +112,27 @@ DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 class NoiseConfig:
     """How masking rates are drawn during training and how the masked-token losses are weighted."""
 
-    schedule: str = "continuous"  # "continuous" (t ~ U(eps, 1) per sequence) or "levels" (one rate per batch)
+    masking_rates: str = "continuous"  # "continuous" (t ~ U(eps, 1) per sequence) or "levels" (one rate per batch)
     t_sampling: str = "stratified"  # continuous only: "iid", "antithetic" (u, 1-u) or "stratified" (one per stratum)
-    levels: tuple[float, ...] = field(default=DEFAULT_LEVELS)  # rates for the "levels" schedule
-    eps: float = 1e-3  # smallest t for the continuous schedule (the 1/t weight is at most 1/eps)
+    levels: tuple[float, ...] = field(default=DEFAULT_LEVELS)  # rates for the "levels" masking rates
+    eps: float = 1e-3  # smallest t for the continuous masking rates (the 1/t weight is at most 1/eps)
     weighting: str = "mean"  # "mean" (unweighted mean over masked tokens) or "elbo" (1/t, the MDLM bound)
     t_beta: float = 1.0  # continuous only: t ~ Beta(t_beta, 1) on (eps, 1); 1 is uniform, > 1 favours high rates
 
     def __post_init__(self) -> None:
         self.levels = tuple(float(x) for x in self.levels)
         check_finite(self)
-        if self.schedule not in SCHEDULES:
-            raise TextdiffError(f"unknown noise schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.masking_rates not in MASKING_RATES:
+            raise TextdiffError(f"unknown masking rates {self.masking_rates!r}; choose one of "
+                                f"{', '.join(MASKING_RATES)}")
         if self.t_sampling not in T_SAMPLING:
             raise TextdiffError(f"unknown t sampling {self.t_sampling!r}; choose one of {', '.join(T_SAMPLING)}")
         if self.weighting not in WEIGHTINGS:
             raise TextdiffError(f"unknown loss weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
         if not 0.0 < self.t_beta <= 100.0:
             raise TextdiffError(f"t_beta must be in (0, 100], got {self.t_beta}")
-        if self.t_beta != 1.0 and self.schedule != "continuous":
-            raise TextdiffError("t_beta shapes the continuous schedule only; the levels schedule draws from its list")
+        if self.t_beta != 1.0 and self.masking_rates != "continuous":
+            raise TextdiffError("t_beta shapes the continuous masking rates only; levels draws from its list")
         if self.t_beta != 1.0 and self.weighting == "elbo":  # the 1/t weights assume t ~ U(eps, 1)
             raise TextdiffError("t_beta != 1 with the elbo weighting would no longer estimate the bound; use the "
                                 "mean weighting or t_beta 1")
@@ -184,7 +186,7 @@ class TrainConfig:
     eval_size: int = 200  # validation texts for that (class-balanced, the same every time)
     eval_samples: int = 4  # ELBO Monte Carlo samples per text for that (diffusion; left-to-right is exact)
     stop_after: int | None = None  # end this invocation at this step with a resumable checkpoint and no final model;
-    #                                the learning-rate schedule still spans all steps (chunked runs, see campaign)
+    #                                the lr schedule still spans all steps (chunked runs, see campaign)
     input_mask_prob: float = 0.0  # ar only: chance each text input token is replaced by [MASK] while its target stays
     #                               (random token masking, Gao et al.: the augmentation without the objective)
     noise: NoiseConfig = field(default_factory=NoiseConfig)  # diffusion only
@@ -292,9 +294,9 @@ FLAGS: dict[str, dict] = {
                                 "the sequence's own masking rate)"},
     "crop": {"choices": ("random", "start")},
     "save_dtype": {"choices": ("fp32", "fp16", "bf16")},
-    "noise.schedule": {"flags": ("--masking-rates",), "choices": SCHEDULES,
-                       "help": "how masking rates are drawn: continuous (t ~ U(eps, 1) per sequence, see --t-sampling "
-                               "and --t-beta) or levels (one rate per batch from --levels)"},
+    "noise.masking_rates": {"choices": MASKING_RATES,
+                            "help": "how masking rates are drawn: continuous (t ~ U(eps, 1) per sequence, see "
+                                    "--t-sampling and --t-beta) or levels (one rate per batch from --levels)"},
     "noise.t_sampling": {"choices": T_SAMPLING},
     "noise.levels": {"type": _levels},
     "noise.weighting": {"flags": ("--loss-weighting",), "choices": WEIGHTINGS},
@@ -425,7 +427,12 @@ def config_from_record(record: dict):
     else today's defaults (a setting added later, whose default is the behaviour from before)."""
     known = {name for name, _, _ in settings()}
     top = {k: v for k, v in record.items() if k != "noise" and k in known}
-    noise = {k: v for k, v in (record.get("noise") or {}).items() if f"noise.{k}" in known}
+    recorded_noise = dict(record.get("noise") or {})
+    # Records written before the rename (the shipped checkpoints among them) call masking_rates "schedule": the one
+    # place the old key is read, so that no other module ever sees it.
+    if "schedule" in recorded_noise:
+        recorded_noise.setdefault("masking_rates", recorded_noise.pop("schedule"))
+    noise = {k: v for k, v in recorded_noise.items() if f"noise.{k}" in known}
     for name, value in LEGACY_DEFAULTS.items():
         prefix, _, key = name.rpartition(".")
         (noise if prefix else top).setdefault(key, value)

@@ -49,7 +49,7 @@ from textdiff_core.models import (
     save_model,
 )
 from textdiff_core.noise import apply_mask, bin_label, rate_bins, sample_mask_rates, weighted_nll
-from textdiff_core.settings import CLASS_PROMPTED, OBJECTIVES, LoadOptions, NoiseConfig, TrainConfig
+from textdiff_core.settings import CLASS_PROMPTED, KIND_NAMES, OBJECTIVES, LoadOptions, NoiseConfig, TrainConfig
 from textdiff_core.tokens import ClassSlot, EncodedBatch, class_slot, collate, special_ids, tokenize_texts
 
 N_BINS = 10  # masking-level bins for the per-level loss log
@@ -278,7 +278,7 @@ def train(config: TrainConfig, progress: bool = True, options: LoadOptions | Non
         cpu=not torch.cuda.is_available(),  # on CPU, torchrun's ranks form a gloo group only when cpu=True
         gradient_accumulation_steps=config.grad_accum,
         mixed_precision="bf16" if torch.cuda.is_available() else "no",
-        step_scheduler_with_optimizer=False,  # the schedule counts optimizer steps, whatever the number of processes
+        step_scheduler_with_optimizer=False,  # the lr schedule counts optimizer steps, whatever the number of processes
     )
     _save_pretrained_in_checkpoints(accelerator)
     out = Path(config.out)
@@ -294,8 +294,9 @@ def train(config: TrainConfig, progress: bool = True, options: LoadOptions | Non
     )
     if kind_of(config.model) not in (None, OBJECTIVES[config.objective]) and not config.resume:
         raise TextdiffError(
-            f"model {config.model!r} is a {kind_of(config.model)} model; objective {config.objective!r} needs a "
-            f"{OBJECTIVES[config.objective]} one (e.g. {'minilm' if config.objective == 'diffusion' else 'minilm-ar'})"
+            f"model {config.model!r} is a {KIND_NAMES[kind_of(config.model)]} model; objective {config.objective!r} "
+            f"needs a {KIND_NAMES[OBJECTIVES[config.objective]]} one "
+            f"(e.g. {'minilm' if config.objective == 'diffusion' else 'minilm-ar'})"
         )
     started = time.time()
     if config.conditioning == "per-class":
@@ -467,7 +468,7 @@ def _optimizer_step(
     stats: _Stats,
 ) -> None:
     """Optimizer step ``step``: ``grad_accum`` micro-batches forward and backward, gradient clipping, AdamW, then the
-    learning-rate schedule. The losses are added to ``stats`` on the device."""
+    lr schedule. The losses are added to ``stats`` on the device."""
     for micro in range(config.grad_accum):
         batch, joint, generator = _micro_batch(inputs, tokenizer, config, step, micro, accelerator.process_index,
                                                accelerator.num_processes, accelerator.device)
@@ -502,7 +503,7 @@ def _stops_at(step: int, total: int, config: TrainConfig) -> bool:
 
 
 def _due(step: int, total: int, config: TrainConfig, n_examples: int, micro_per_step: int) -> _Due:
-    """The schedule of logging, validation and checkpoints after optimizer step ``step``."""
+    """The timetable of logging, validation and checkpoints after optimizer step ``step``."""
     stop = _stops_at(step, total, config)
     checkpoint = bool(config.save_every and step % config.save_every == 0 and step < total) or stop
     epochs = epochs_completed(step, n_examples, config.batch_size, micro_per_step)
@@ -567,7 +568,7 @@ def _train_one(
     if config.input_mask_prob and tokenizer.mask_token_id is None:
         raise TextdiffError(f"{config.model!r} has no [MASK] token to hide inputs with (--input-mask-prob)")
     if config.objective == "diffusion" and tokenizer.mask_token_id is None:
-        raise TextdiffError(f"{config.model!r} has no [MASK] token; diffusion training needs a masked LM")
+        raise TextdiffError(f"{config.model!r} has no [MASK] token; diffusion training needs one")
     model.train()
     inputs = _inputs(tokenizer, data, prompts, config)
     per_step = config.batch_size * config.grad_accum * accelerator.num_processes  # examples per optimizer step

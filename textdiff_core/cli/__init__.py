@@ -52,13 +52,13 @@ def _model_flags(parser: argparse.ArgumentParser, top: bool) -> None:
     parser.add_argument("--allow-large-cpu", action="store_true", **keep,
                         help="load a model of over 1B parameters on CPU (slow; meant for a GPU)")
     parser.add_argument("--mask-id", type=int, default=None if top else argparse.SUPPRESS,
-                        help="masked models: the mask token id (default: from the model's config or tokenizer)")
+                        help="diffusion models: the mask token id (default: from the model's config or tokenizer)")
     parser.add_argument("--logit-shift", type=int, choices=[0, 1], default=None if top else argparse.SUPPRESS,
-                        help="masked models: 1 if position i's logits predict token i+1 (Dream; default from config)")
+                        help="diffusion models: 1 if position i's logits predict token i+1 (Dream; default: config)")
     parser.add_argument("--time-input", choices=["none", "sigma"], default=None if top else argparse.SUPPRESS,
-                        help="masked models: pass the noise level as timesteps (sigma: MDLM; default from config)")
+                        help="diffusion models: pass the noise level as timesteps (sigma: MDLM; default from config)")
     parser.add_argument("--context-length", type=int, default=None if top else argparse.SUPPRESS,
-                        help="masked models: positions the model takes (default from config)")
+                        help="diffusion models: positions the model takes (default from config)")
     parser.add_argument("--model-dtype", choices=["fp32", "bf16", "fp16"], default=None if top else argparse.SUPPRESS,
                         help="dtype to load weights in (default: bf16 on GPU, fp32 on CPU)")
 

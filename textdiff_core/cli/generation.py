@@ -13,7 +13,7 @@ from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.decoding import default_config, default_pass_budget, fill_mask, generate_samples
 from textdiff_core.denoisers import chat_prompt
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import CAUSAL, MASKED, kind_of, load_model
+from textdiff_core.models import CAUSAL, KIND_NAMES, MASKED, kind_of, load_model
 from textdiff_core.paths import write_file
 from textdiff_core.settings import check_writable
 from textdiff_core.synthesize import SynthConfig, synthesize
@@ -21,7 +21,7 @@ from textdiff_core.synthesize import SynthConfig, synthesize
 
 def add_fill_mask(commands) -> None:
     """``fill-mask``: top-k predictions for each [MASK]."""
-    f = commands.add_parser("fill-mask", help="top-k predictions for each [MASK] in a text (masked models)")
+    f = commands.add_parser("fill-mask", help="top-k predictions for each [MASK] in a text (diffusion models)")
     f.add_argument("text", help='text with [MASK] tokens, e.g. "The movie was [MASK]."')
     f.add_argument("--checkpoint", default="minilm", help="trained directory, offline name or hub id")
     f.add_argument("--prefix", action="append", default=None,
@@ -32,7 +32,7 @@ def add_fill_mask(commands) -> None:
 
 def add_generate(commands) -> None:
     """``generate``: diffusion decoding or left to right, every decoding setting a flag."""
-    g = commands.add_parser("generate", help="generate text by diffusion decoding (masked models) or left to right")
+    g = commands.add_parser("generate", help="generate text: diffusion decoding or left to right, as the model is")
     g.add_argument("--checkpoint", default=None,
                    help="trained directory, offline name or hub id (default: minilm, or minilm-ar for --strategy ar)")
     g.add_argument("--prompt", default="", help="never-masked text to continue; [MASK] inside it is filled too")
@@ -42,7 +42,7 @@ def add_generate(commands) -> None:
                    help="confidence: commit every position above --threshold; topk: --k per step; schedule-*: "
                         "--steps by --schedule, positions chosen at random or by confidence; entropy-bound: the most "
                         "certain positions while their entropies sum to --entropy-bound; ar: left to right "
-                        "(default: confidence for a masked model, ar for a left-to-right one)")
+                        "(default: confidence for a diffusion model, ar for a left-to-right one)")
     g.add_argument("--steps", type=int, default=None,
                    help="schedule strategies: steps (default: one per token); confidence: at most this many forward "
                         "passes (default: a quarter of --length, rounded up; 0: no limit, the threshold alone); "
@@ -98,12 +98,13 @@ def add_synthesize(commands) -> None:
     sy = commands.add_parser("synthesize", help="generate reviews per class, keep those a calibrated judge reads as "
                                                 "intended, drop duplicates and leaks (CSV with provenance)")
     sy.add_argument("--checkpoint", required=True,
-                    help="generator: a class-conditional checkpoint, or a causal LM with --generator instruct")
+                    help="generator: a class-conditional checkpoint, or a left-to-right LM with --generator instruct")
     sy.add_argument("--out", required=True,
                     help="CSV to write (rerun to continue an interrupted run); its record: OUT.json")
     sy.add_argument("--per-class", type=int, default=4, help="reviews generated per class, before judging")
     sy.add_argument("--generator", choices=["checkpoint", "instruct"], default="checkpoint",
-                    help="checkpoint: the class prompt leads; instruct: ask a causal LM per class (its chat template)")
+                    help="checkpoint: the class prompt leads; instruct: ask a left-to-right LM per class (its chat "
+                         "template)")
     sy.add_argument("--classes", default=None, help="instruct generators: classes, comma separated")
     sy.add_argument("--length", type=int, default=96, help="new tokens per review")
     sy.add_argument("--batch-size", type=int, default=8, help="samples decoded as one batch")
@@ -173,8 +174,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         needed = CAUSAL if args.strategy == "ar" else MASKED
         if known is not None and known != needed:
             hint = "use --strategy ar" if known == CAUSAL else "choose a diffusion strategy"
-            raise TextdiffError(f"strategy {args.strategy!r} needs a {needed} model; {checkpoint!r} is {known} "
-                                f"({hint})")
+            raise TextdiffError(f"strategy {args.strategy!r} needs a {KIND_NAMES[needed]} model; {checkpoint!r} is a "
+                                f"{KIND_NAMES[known]} one ({hint})")
     config = _decode_config(args, needed)
     lm = load_model(checkpoint, needed, options=args.load)
     prompt = args.prompt
@@ -208,7 +209,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_fill_mask(args: argparse.Namespace) -> int:
-    lm = load_model(args.checkpoint, "masked", options=args.load)
+    lm = load_model(args.checkpoint, MASKED, options=args.load)
     prefixes = args.prefix
     if prefixes is None and lm.checkpoint.class_prompted:
         prefixes = lm.checkpoint.class_prompts()

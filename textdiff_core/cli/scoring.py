@@ -44,10 +44,10 @@ def add_classifiers(commands) -> None:
                        default=None,
                        help=("default: the reading the checkpoint's calibration chose on validation (calibrate "
                              "--method combined records it), else as marked here; " if name != "calibrate" else "") +
-                            "elbo: diffusion bound, same noise for every class (default for masked models); "
+                            "elbo: diffusion bound, same noise for every class (default for diffusion models); "
                             "elbo-indep: fresh noise per class; pll: pseudo-log-likelihood; mlm-loss: mean loss of a "
                             "15%% mask x5 (the RoBERTa variable-masking recipe); ar: exact "
-                            "left-to-right (default for causal models); infill: P(class | text) read off the "
+                            "left-to-right (default for left-to-right models); infill: P(class | text) read off the "
                             "class-word slot, one pass per window (masked or left-to-right); combined: Bayes + a "
                             "weight x infill, the weight fitted by calibrate --method combined")
         c.add_argument("--samples", type=int, default=8, help="Monte Carlo samples per class (the cap if adaptive)")
@@ -94,7 +94,7 @@ def add_perplexity(commands) -> None:
     pp.add_argument("--label-col", default="label",
                     help="label column; class-conditional models score each text given its class prompt")
     pp.add_argument("--limit", type=int, default=None, help="at most N texts (class-balanced, fixed)")
-    pp.add_argument("--samples", type=int, default=8, help="masked models: Monte Carlo samples of the ELBO per text")
+    pp.add_argument("--samples", type=int, default=8, help="diffusion models: Monte Carlo samples of the ELBO per text")
     pp.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo noise")
     pp.add_argument("--max-length", type=int, default=None,
                     help="window size in tokens; longer texts are scored in windows (default: the trained length)")
@@ -116,7 +116,7 @@ def add_zero_shot(commands) -> None:
     zs.add_argument("--text-col", default="text", help="text column in CSV/JSONL files")
     zs.add_argument("--label-col", default="label", help="label column (names or integer indices)")
     zs.add_argument("--limit", type=int, default=300, help="at most N texts (class-balanced, fixed)")
-    zs.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo noise (masked LMs)")
+    zs.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo noise (diffusion models)")
     zs.add_argument("--out", required=True, help="directory to write (textdiff.json and calibration.json)")
     zs.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -96,7 +96,7 @@ def _grid_flags(c: argparse.ArgumentParser, train_parser: argparse.ArgumentParse
                    help="unique training reviews per grid point, ascending, e.g. 250,1000,4000 (nested subsets)")
     c.add_argument("--steps", type=_int_list, required=True,
                    help="optimizer steps per size, the same for both twins, e.g. 3000,4000,6000; under a constant "
-                        "schedule with a fixed warm-up a running grid's budgets may be raised (its runs continue)")
+                        "lr schedule with a fixed warm-up a running grid's budgets may be raised (its runs continue)")
     c.add_argument("--points", type=int, default=grid["points"].default,
                    help=f"validation points per size, log-spaced in steps (default: {grid['points'].default})")
     c.add_argument("--first-point", type=int, default=grid["first_point"].default,
