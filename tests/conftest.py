@@ -99,6 +99,9 @@ SLOW_TESTS = {
     "test_noise.py": {
         "test_elbo_weighted_loss_is_unbiased_for_a_factorised_model",
     },
+    "test_augment.py": {
+        "test_a_tiny_experiment_compares_each_arm_with_real_only_on_the_same_test_reviews",
+    },
     "test_first_use.py": {
         "test_the_app_says_what_a_first_use_does_in_its_spinner",
     },
@@ -109,6 +112,9 @@ SLOW_TESTS = {
     },
     "test_shipped.py": {
         "test_a_shipped_checkpoint_generates_and_classifies_obvious_reviews",
+    },
+    "test_synthesize.py": {
+        "test_the_training_page_shows_a_synthetic_sets_provenance_counts_and_samples",
     },
     "test_train.py": {
         "test_a_stopped_run_leaves_a_checkpoint_that_exports_and_resumes_under_the_same_schedule",
