@@ -24,7 +24,7 @@ def checkpoint(tmp_path_factory):
 
 def _config(checkpoint, tmp_path, **settings) -> SynthConfig:
     return SynthConfig(checkpoint=checkpoint, out=str(tmp_path / "s.csv"), per_class=3, length=12, batch_size=2,
-                       **settings)
+                       **{"judge_check": 8} | settings)
 
 
 def _rows(path) -> list[dict]:
@@ -179,3 +179,12 @@ def test_the_training_page_shows_a_synthetic_sets_provenance_counts_and_samples(
     captions = [c.value for c in at.caption]
     dropped = [r for r in rows if r["kept"] == "false"]
     assert all(any(r["reason"] in c for c in captions) for r in dropped[:3]), "each dropped sample says why"
+
+
+def test_a_judge_without_a_record_of_its_accuracy_is_measured_on_real_validation_reviews(checkpoint, tmp_path):
+    report = synthesize(_config(checkpoint, tmp_path, judge="tfidf", judge_check=300), progress=False)
+    judge = report.judge
+    assert judge["how"] == "measured here" and judge["validation_n"] == 300
+    assert 0.8 < judge["validation_accuracy"] <= 1.0, "TF-IDF reads real IMDB reviews well; near 0.5 means a defect"
+    sidecar = json.loads((tmp_path / "s.csv.json").read_text())
+    assert sidecar["report"]["judge"]["validation_accuracy"] == judge["validation_accuracy"]

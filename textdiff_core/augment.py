@@ -114,14 +114,15 @@ def arm_grid(config: AugmentConfig, size: int, steps: int, arm: str, rows: Path,
 
 
 def run_augment(config: AugmentConfig, progress: bool = True, say=print) -> dict:
-    """Build every arm's rows, train what is missing (resuming), and write the analysis."""
+    """Build every arm's rows (all of them first, so a set with too few kept rows stops the run before any training),
+    train what is missing (resuming), and write the analysis."""
     out = Path(config.grid.out)
     out.mkdir(parents=True, exist_ok=True)
+    arms: list[tuple[int, int, str, Path, int]] = []
     for size, steps in zip(config.grid.sizes, config.grid.steps, strict=True):
         real = subset(config.grid, size)
         classes = [str(c) for c in real.classes]
         real_texts, real_labels = list(real.texts), [classes[i] for i in real.labels]
-        tokenizer = config.grid.tokenizer
         for arm in config.arms():
             texts, labels = real_texts, real_labels
             if arm != REAL:
@@ -130,13 +131,15 @@ def run_augment(config: AugmentConfig, progress: bool = True, say=print) -> dict
                 texts, labels = texts + extra, labels + extra_labels
             rows = size_dir(out, size) / f"{arm}.jsonl"
             write_arm(rows, texts, labels)
-            grid = arm_grid(config, size, steps, arm, rows, len(texts), tokenizer)
-            say(f"U={size} {arm}: {len(texts)} training reviews ({len(texts) - size} synthetic), {steps} steps")
-            run_crossover(grid, probe_steps=0, progress=progress, say=say)
-            if tokenizer is None:  # every later arm shares the real arm's tokenizer (and so its initialisation)
-                tokenizer = str(Path(grid.out) / "init" / "tokenizer.json")
-            result = analyse(config)
-            _write(out / RESULTS, result)
+            arms.append((size, steps, arm, rows, len(texts)))
+    tokenizer = config.grid.tokenizer
+    for size, steps, arm, rows, n_rows in arms:
+        grid = arm_grid(config, size, steps, arm, rows, n_rows, tokenizer)
+        say(f"U={size} {arm}: {n_rows} training reviews ({n_rows - size} synthetic), {steps} steps")
+        run_crossover(grid, probe_steps=0, progress=progress, say=say)
+        if tokenizer is None:  # every later arm shares the real arm's tokenizer (and so its initialisation)
+            tokenizer = str(Path(grid.out) / "init" / "tokenizer.json")
+        _write(out / RESULTS, analyse(config))
     return analyse(config)
 
 

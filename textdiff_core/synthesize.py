@@ -63,6 +63,7 @@ class SynthConfig:
     duplicate_jaccard: float = 0.5  # drop a row this similar to a kept row or a real training review
     leak_jaccard: float = 0.3  # drop a row this similar to a validation or test review
     data: str = "imdb"  # the real data whose splits are compared against
+    judge_check: int = 300  # real validation reviews a judge with no record of its accuracy is measured on
     trust_remote_code: bool = False  # run modeling code shipped with the generator or judge (only trusted ones)
 
     def load_options(self) -> LoadOptions:
@@ -74,8 +75,8 @@ class SynthConfig:
             raise TextdiffError(f"--per-class must be at least 1, got {self.per_class}")
         if self.generator not in GENERATORS:
             raise TextdiffError(f"unknown generator {self.generator!r}; choose one of {', '.join(GENERATORS)}")
-        if self.length < 1 or self.batch_size < 1 or self.ngram < 1:
-            raise TextdiffError("--length, --batch-size and --ngram must be at least 1")
+        if self.length < 1 or self.batch_size < 1 or self.ngram < 1 or self.judge_check < 2:
+            raise TextdiffError("--length, --batch-size and --ngram must be at least 1, --judge-check at least 2")
         for name in ("threshold", "duplicate_jaccard", "leak_jaccard"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value <= 1):
@@ -207,7 +208,19 @@ def judge_rows(rows: list[dict], config: SynthConfig, progress: bool = True, opt
             continue
         p = clf.classify(row["text"], generator=generator)
         row["judge_label"], row["judge_prob"] = p.label, round(p.posterior[clf.classes.index(row["label"])], 4)
-    return _judge_accuracy(clf, judge) | {"calibrated": bool(getattr(clf, "calibration", None))}
+    record = _judge_accuracy(clf, judge)
+    if "validation_accuracy" not in record:  # no record of its own: measure it on real validation reviews
+        record |= _measured_accuracy(clf, config.data, generator, config.judge_check)
+    return record | {"calibrated": bool(getattr(clf, "calibration", None))}
+
+
+def _measured_accuracy(clf, data: str, generator: torch.Generator, reviews: int) -> dict:
+    """The judge's accuracy on ``reviews`` class-balanced validation reviews of ``data``."""
+    val = load_data(data, "validation", min_classes=2, max_samples=reviews, seed=0)
+    right = sum(clf.classify(text, generator=generator).label == val.classes[label]
+                for text, label in zip(val.texts, val.labels, strict=True))
+    return {"validation_accuracy": right / len(val), "validation_n": len(val), "validation_on": f"{data} validation",
+            "how": "measured here"}
 
 
 def jaccard(a: list[str], b: list[str], n: int = 3) -> torch.Tensor:

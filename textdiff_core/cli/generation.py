@@ -118,6 +118,8 @@ def add_synthesize(commands) -> None:
     sy.add_argument("--ngram", type=int, default=3, help="word n-grams compared for duplicates and leaks")
     sy.add_argument("--duplicate-jaccard", type=float, default=0.5,
                     help="drop a row this similar to a kept row or a real training review")
+    sy.add_argument("--judge-check", type=int, default=300,
+                    help="real validation reviews a judge with no record of its accuracy is measured on (default: 300)")
     sy.add_argument("--leak-jaccard", type=float, default=0.3,
                     help="drop a row this similar to a validation or test review")
     sy.add_argument("--data", default="imdb", help="the real data compared against (train, validation, test)")
@@ -226,7 +228,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         classes=args.classes.split(",") if args.classes else None, length=args.length, batch_size=args.batch_size,
         seed=args.seed, cfg_scale=args.cfg_scale, judge=args.judge, judge_method=args.judge_method,
         threshold=args.threshold, ngram=args.ngram, duplicate_jaccard=args.duplicate_jaccard,
-        leak_jaccard=args.leak_jaccard, data=args.data, trust_remote_code=bool(args.trust_remote_code),
+        leak_jaccard=args.leak_jaccard, data=args.data, judge_check=args.judge_check,
+        trust_remote_code=bool(args.trust_remote_code),
     )
     report = synthesize(config, progress=not args.no_progress, options=args.load)
     judge = report.judge
