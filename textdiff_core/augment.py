@@ -29,6 +29,7 @@ from textdiff_core.crossover import (
     TWINS,
     CrossoverConfig,
     paired_difference,
+    read_results,
     run_crossover,
     size_dir,
     subset,
@@ -204,7 +205,8 @@ def analyse(config: AugmentConfig) -> dict:
         record = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
         synthetic[arm_name(path)] = {"path": path, "report": record.get("report"),
                                      "generator": (record.get("config") or {}).get("checkpoint")}
-    done = all(all(v for v in arm.values()) for row in rows for arm in row["arms"].values())
+    done = all(read_results(size_dir(Path(config.grid.out), size) / arm).get("finished", False)
+               for size in config.grid.sizes for arm in config.arms())
     return {"config": {"grid": config.grid.to_dict(), "synthetic": config.synthetic, "ratio": config.ratio},
             "synthetic": synthetic, "sizes": rows, "finished": done,
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
