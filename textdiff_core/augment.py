@@ -39,7 +39,7 @@ from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import paired_difference as paired_accuracy
 from textdiff_core.evaluate import wilson_interval
-from textdiff_core.paths import write_atomic
+from textdiff_core.paths import write_atomic, write_file
 
 REAL = "real"
 RESULTS = "augment.json"
@@ -101,8 +101,7 @@ def write_arm(path: Path, texts: list[str], labels: list[str]) -> None:
     """An arm's training rows as JSON Lines, every row in the train split."""
     body = "".join(json.dumps({"text": t, "label": lab, "split": "train"}) + "\n" for t, lab in zip(texts, labels,
                                                                                                   strict=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda tmp: tmp.write_text(body))
+    write_file(path, lambda tmp: tmp.write_text(body))
 
 
 def arm_grid(config: AugmentConfig, size: int, steps: int, arm: str, rows: Path, n_rows: int,
