@@ -5,6 +5,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from tests.test_crossover import TINY, _with
 from textdiff_core.augment import choose, lines, synthetic_rows
@@ -105,7 +106,8 @@ def test_report_rerender_shows_a_committed_experiment(tmp_path, monkeypatch):
 
     import textdiff_core.report as report
 
-    record = {"config": {"ratio": 1.0}, "synthetic": {}, "finished": False, "sizes": [
+    record = {"config": {"ratio": 1.0, "grid": {"steps": [1500], "val_size": 400, "test_size": 400}},
+              "synthetic": {}, "finished": False, "sizes": [
         {"unique_reviews": 400, "arms": {"real": {"diffusion": None, "ar": None}}}]}
     (tmp_path / "augment.json").write_text(json.dumps(record))
     monkeypatch.setattr(report, "AUGMENT_FILE", tmp_path / "augment.json")
@@ -114,3 +116,49 @@ def test_report_rerender_shows_a_committed_experiment(tmp_path, monkeypatch):
     assert main(["report", "--rerender", "--out-dir", str(tmp_path), "--readme", str(tmp_path / "README.md")]) == 0
     text = (tmp_path / "RESULTS.md").read_text()
     assert "## Real + synthetic reviews, data-constrained" in text and "| 400 | real | diffusion | not yet |" in text
+
+
+def _trained(tmp_path, objective: str):
+    out = tmp_path / f"start-{objective}"
+    assert main(["train", "--model", "tiny" if objective == "diffusion" else "tiny-ar", "--objective", objective,
+                 "--conditioning", "joint", "--quick-test", "--steps", "2", "--no-eval-epochs", "--no-progress",
+                 "--out", str(out)]) == 0
+    return str(out)
+
+
+def test_start_fine_tunes_a_trained_pair_and_scores_it_once_as_the_reference(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    pair = [_trained(tmp_path, "diffusion"), _trained(tmp_path, "ar")]
+    synthetic = _synthetic(tmp_path / "judged.csv")
+    args = _with(_with(TINY, "--sizes", "12"), "--steps", "3")
+    common = [*args, "--test-size", "4", "--synthetic", str(synthetic), "--start", ",".join(pair), "--out",
+              str(tmp_path / "exp")]
+    assert main(["augment", *common]) == 0
+    result = json.loads((tmp_path / "exp" / "augment.json").read_text())
+    assert result["finished"] and result["config"]["grid"]["start"] == pair
+    grid = json.loads((tmp_path / "exp" / "u-00012" / "real" / "crossover.json").read_text())
+    assert grid["model"]["start"] == pair and not (tmp_path / "exp" / "u-00012" / "real" / "init").exists()
+    assert "--start" in grid["command"]
+    start = load_file(f"{pair[0]}/model.safetensors")
+    tuned = load_file(str(tmp_path / "exp" / "u-00012" / "real" / "u-00012" / "diffusion" / "model.safetensors"))
+    assert start.keys() == tuned.keys(), "the start checkpoint's own architecture, not the grid's shape"
+    assert any(not torch.equal(start[k].float(), tuned[k].float()) for k in start), "and then trained"
+    reference = result["sizes"][0]["reference"]
+    for twin in ("diffusion", "ar"):
+        assert reference[twin]["test_n"] == 4 and "against_real" not in reference[twin]
+        assert "against_real" in result["sizes"][0]["arms"]["real+judged"][twin]
+    table = [line for line in lines(result) if line.startswith("| 12 |")]
+    assert sum("start, not fine-tuned" in line for line in table) == 2 and len(table) == 6
+    assert "fine-tuned for 3 steps" in lines(result)[0]
+
+
+def test_start_refuses_a_pair_in_the_wrong_order(tmp_path, capsys):
+    pair = [_trained(tmp_path, "diffusion"), _trained(tmp_path, "ar")]
+    synthetic = _synthetic(tmp_path / "judged.csv")
+    args = _with(_with(TINY, "--sizes", "12"), "--steps", "3")
+    capsys.readouterr()
+    assert main(["augment", *args, "--test-size", "4", "--synthetic", str(synthetic), "--start",
+                 ",".join(reversed(pair)), "--out", str(tmp_path / "exp")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "diffusion checkpoint first" in err[0]

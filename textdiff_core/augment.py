@@ -16,6 +16,10 @@ and in accuracy, with 95% intervals and McNemar's p.
     OUT/u-NNNNN/<arm>.jsonl   an arm's training rows (a split column: every row trains)
     OUT/u-NNNNN/<arm>/        its grid (crossover.json; u-*/validation.json holds validation and test scores)
     OUT/augment.json          the analysis, rewritten after every arm (run the command again to continue)
+
+With ``start`` checkpoints (the grid's ``start``: a trained pair, e.g. the shipped one) every arm fine-tunes that pair
+instead of training from scratch, and the pair itself, not fine-tuned, is scored once on the same validation and test
+reviews (``OUT/u-NNNNN/reference.json``) as the reference both arms set out from.
 """
 
 from __future__ import annotations
@@ -28,12 +32,15 @@ from pathlib import Path
 from textdiff_core.crossover import (
     TWINS,
     CrossoverConfig,
+    init_dir,
     paired_difference,
     read_results,
     run_crossover,
     size_dir,
     subset,
     summarise,
+    validate,
+    validation_set,
 )
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
@@ -137,10 +144,53 @@ def run_augment(config: AugmentConfig, progress: bool = True, say=print) -> dict
         grid = arm_grid(config, size, steps, arm, rows, n_rows, tokenizer)
         say(f"U={size} {arm}: {n_rows} training reviews ({n_rows - size} synthetic), {steps} steps")
         run_crossover(grid, probe_steps=0, progress=progress, say=say)
-        if tokenizer is None:  # every later arm shares the real arm's tokenizer (and so its initialisation)
+        if config.grid.start:
+            score_reference(config, size, say)
+        if tokenizer is None and not config.grid.start:  # later arms share the real arm's tokenizer and initialisation
             tokenizer = str(Path(grid.out) / "init" / "tokenizer.json")
         _write(out / RESULTS, analyse(config))
     return analyse(config)
+
+
+REFERENCE = "reference.json"
+
+
+def score_reference(config: AugmentConfig, size: int, say=print) -> None:
+    """The ``start`` pair itself, not fine-tuned, on the grid's validation and test reviews (once per size; the same
+    scoring and noise seeds as every fine-tuned point): ``OUT/u-NNNNN/reference.json``."""
+    import torch  # deferred: the analysis and the report read results without torch
+
+    from textdiff_core.checkpoint import format_prompt
+    from textdiff_core.models import load_model
+
+    path = size_dir(Path(config.grid.out), size) / REFERENCE
+    if path.is_file():
+        return
+    g = config.grid
+    grid = replace(g, val_data=g.val_data or list(g.train.data))
+    validation, test = validation_set(grid), validation_set(grid, "test")
+    prompts = [format_prompt(g.train.class_prompt, c) for c in validation.classes]
+    scores = {}
+    for twin in TWINS:
+        lm = load_model(str(init_dir(g, twin)), device="cpu" if not torch.cuda.is_available() else None,
+                        dtype=torch.float32)
+        per_text = validate(lm, validation.texts, validation.labels, prompts, g.val_samples, g.train.seed,
+                            g.train.max_length)
+        per_text["test"] = validate(lm, test.texts, test.labels, prompts, g.val_samples, g.train.seed,
+                                    g.train.max_length)
+        scores[twin] = {"0": per_text | {"epoch": 0.0}}
+        say(f"U={size} reference {twin} ({init_dir(g, twin)}, not fine-tuned): "
+            f"{summarise(per_text)['bits_per_token']:.3f} bits/token on validation")
+    _write(path, {"start": list(g.start)} | scores)
+
+
+def _reference(config: AugmentConfig, size: int) -> dict:
+    """The ``start`` pair's chosen readings on test, per twin ({} without start checkpoints or before scoring)."""
+    path = size_dir(Path(config.grid.out), size) / REFERENCE
+    if not config.grid.start or not path.is_file():
+        return {}
+    stored = json.loads(path.read_text())
+    return {twin: choose({0: stored[twin]["0"]}) for twin in TWINS if twin in stored}
 
 
 def _write(path: Path, data: dict) -> None:
@@ -197,7 +247,8 @@ def analyse(config: AugmentConfig) -> dict:
                 accuracy = paired_accuracy(arm_points[mine["classification_step"]]["test"][mine["reading"]],
                                            real_points[base["classification_step"]]["test"][base["reading"]])
                 mine["against_real"] = {"bits_per_token": bits, "accuracy": accuracy}
-        rows.append({"unique_reviews": size, "arms": arms})
+        rows.append({"unique_reviews": size, "arms": arms} | ({"reference": ref} if (ref := _reference(config, size))
+                                                              else {}))
     synthetic = {}
     for path in config.synthetic:
         sidecar = Path(path).expanduser().with_name(Path(path).name + ".json")
@@ -206,6 +257,8 @@ def analyse(config: AugmentConfig) -> dict:
                                      "generator": (record.get("config") or {}).get("checkpoint")}
     done = all(read_results(size_dir(Path(config.grid.out), size) / arm).get("finished", False)
                for size in config.grid.sizes for arm in config.arms())
+    if config.grid.start:
+        done = done and all((size_dir(Path(config.grid.out), size) / REFERENCE).is_file() for size in config.grid.sizes)
     return {"config": {"grid": config.grid.to_dict(), "synthetic": config.synthetic, "ratio": config.ratio},
             "synthetic": synthetic, "sizes": rows, "finished": done,
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -215,33 +268,58 @@ def _points_of(d: float) -> str:
     return f"{100 * d:+.1f}"
 
 
+def _judge_line(report: dict) -> str:
+    judge = report.get("judge") or {}
+    if "validation_accuracy" not in judge:
+        return f"judge {judge.get('judge', '?')} (its accuracy on real reviews is not on record)"
+    return (f"judge {judge.get('judge')} ({judge.get('method')}), {judge['validation_accuracy']:.1%} on "
+            f"{judge.get('validation_n')} real reviews ({judge.get('validation_on')}, {judge.get('how')})")
+
+
 def lines(result: dict) -> list[str]:
     """RESULTS.md's section: per U, each arm's twins on test at the points validation chose, and the differences."""
-    out = [f"Twins trained from scratch on U real reviews alone or with {result['config']['ratio']:g} synthetic "
-           "review(s) per real one (the judge's kept rows); the same budget, initialisation and tokenizer; each "
-           "twin's point chosen on real validation reviews and read once on real test reviews. Differences are the "
-           "synthetic arm minus the real-only arm on the same test reviews (95% intervals; McNemar p for accuracy).",
+    grid = result["config"]["grid"]
+    start = grid.get("start")
+    steps = ", ".join(map(str, grid["steps"]))
+    how = (f"The trained pair ({', '.join(f'`{s}`' for s in start)}) fine-tuned for {steps} steps" if start
+           else "Twins trained from scratch")
+    same = "budget and starting weights" if start else "budget, initialisation and tokenizer"
+    out = [f"{how} on U real reviews alone or with {result['config']['ratio']:g} synthetic review(s) per real one "
+           f"(the judge's kept rows); the same {same}; each twin's point chosen on "
+           f"{grid['val_size']} real validation reviews and read once on {grid['test_size']} real test reviews. "
+           "Differences are the synthetic arm minus the real-only arm on the same test reviews (95% intervals; "
+           "McNemar p for accuracy); bits per token: lower is better.",
            "", "| U | arm | twin | test bits/token | vs real only | test accuracy (reading) | vs real only, points |",
            "|---|---|---|---|---|---|---|"]
+
+    def cells(r: dict) -> str:
+        low, high = r["test_bits_per_token_ci95"]
+        return (f"{r['test_bits_per_token']:.3f} ({low:.3f}–{high:.3f})", f"{r['test_accuracy']:.1%} ({r['reading']})")
+
     for row in result["sizes"]:
+        for twin, r in (row.get("reference") or {}).items():
+            if r:
+                bits, acc = cells(r)
+                out.append(f"| {row['unique_reviews']} | start, not fine-tuned | {twin} | {bits} | | {acc} | |")
         for arm, twins in row["arms"].items():
             for twin, r in twins.items():
                 if not r:
                     out.append(f"| {row['unique_reviews']} | {arm} | {twin} | not yet | | | |")
                     continue
                 vs = r.get("against_real")
-                bits = (f"{vs['bits_per_token']['difference_bits_per_token']:+.3f} ("
+                diff = (f"{vs['bits_per_token']['difference_bits_per_token']:+.3f} ("
                         f"{vs['bits_per_token']['ci95'][0]:+.3f} to {vs['bits_per_token']['ci95'][1]:+.3f})"
                         if vs else "–")
-                acc = (f"{_points_of(vs['accuracy']['difference'])} ({_points_of(vs['accuracy']['difference_ci95'][0])}"
-                       f" to {_points_of(vs['accuracy']['difference_ci95'][1])}, p={vs['accuracy']['mcnemar_p']:.2g})"
-                       if vs else "–")
-                low, high = r["test_bits_per_token_ci95"]
-                out.append(f"| {row['unique_reviews']} | {arm} | {twin} | {r['test_bits_per_token']:.3f} "
-                           f"({low:.3f}–{high:.3f}) | {bits} | {r['test_accuracy']:.1%} ({r['reading']}) | {acc} |")
+                points = (f"{_points_of(vs['accuracy']['difference'])} ("
+                          f"{_points_of(vs['accuracy']['difference_ci95'][0])} to "
+                          f"{_points_of(vs['accuracy']['difference_ci95'][1])}, p={vs['accuracy']['mcnemar_p']:.2g})"
+                          if vs else "–")
+                bits, acc = cells(r)
+                out.append(f"| {row['unique_reviews']} | {arm} | {twin} | {bits} | {diff} | {acc} | {points} |")
     for arm, s in result.get("synthetic", {}).items():
         report = s.get("report") or {}
         if report:
-            out += ["", f"{arm}: generated by `{s['generator']}`; " + ", ".join(
-                f"{k.replace('_', ' ')} {v}" for k, v in report.items() if isinstance(v, int | float))]
+            counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.items()
+                               if isinstance(v, int) and not isinstance(v, bool))
+            out += ["", f"{arm}: generated by `{s['generator']}`; {counts}; {_judge_line(report)}."]
     return out

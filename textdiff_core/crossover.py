@@ -96,6 +96,9 @@ class CrossoverConfig:
     control_sizes: list[int] = field(default_factory=list)  # sizes that get the control arm (empty: every size)
     val_data: list[str] | None = None  # where the validation (and test) reviews come from (None: the training data)
     test_size: int = 0  # > 0: also score this many test reviews at every point (a point is chosen on validation)
+    start: list[str] | None = None  # two trained checkpoints, diffusion then left to right, that the twins continue
+    #                                 from (fine-tuning: their own architecture and tokenizer) instead of a fresh
+    #                                 initialisation of ``shape``
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -121,6 +124,26 @@ class CrossoverConfig:
             raise TextdiffError(f"control-sizes {self.control_sizes} must be among the sizes {self.sizes}")
         if self.train.conditioning != "joint":
             raise TextdiffError("the crossover reads both classifiers, so its twins train with --conditioning joint")
+        if self.start is not None:
+            self._check_start()
+
+    def _check_start(self) -> None:
+        if len(self.start) != 2:
+            raise TextdiffError(f"--start takes two checkpoints (diffusion,ar), got {len(self.start)}")
+        if self.tokenizer:
+            raise TextdiffError("--start continues trained checkpoints with their own tokenizers; drop --tokenizer")
+        for path, kind in zip(self.start, TWINS, strict=True):
+            meta = Path(path).expanduser() / "textdiff.json"
+            if not meta.is_file():
+                raise TextdiffError(f"--start {path} is not a textdiff checkpoint (no textdiff.json)")
+            record = json.loads(meta.read_text()).get("config") or {}
+            if record.get("objective") != kind:
+                order = "first" if kind == "diffusion" else "second"
+                raise TextdiffError(f"--start wants the {kind} checkpoint {order}; {path} was trained with objective "
+                                    f"{record.get('objective')!r}")
+            if record.get("conditioning") != "joint":
+                raise TextdiffError(f"--start {path} was trained with conditioning {record.get('conditioning')!r}; "
+                                    "both readings need a joint-conditioned checkpoint")
 
     def to_dict(self) -> dict:
         return asdict(self) | {"train": self.train.to_dict()}
@@ -156,6 +179,7 @@ def command_line(config: CrossoverConfig) -> str:
         args += ["--control-sizes", ",".join(map(str, config.control_sizes))] if config.control_sizes else []
     args += ["--val-data", ",".join(config.val_data)] if config.val_data else []
     args += ["--test-size", str(config.test_size)] if config.test_size else []
+    args += ["--start", ",".join(config.start)] if config.start else []
     args += config.train.to_args(skip=lambda name: name in PER_RUN) + ["--out", config.out]
     return shlex.join(args)
 
@@ -225,12 +249,44 @@ def wrap_tokenizer(tok):
                              sep_token="[SEP]", mask_token="[MASK]", do_lower_case=True)
 
 
+def init_dir(config: CrossoverConfig, objective: str) -> Path:
+    """Where a twin of the grid starts: ``OUT/init/<objective>``, or its ``start`` checkpoint."""
+    if config.start:
+        return Path(config.start[TWINS.index(objective)]).expanduser()
+    return Path(config.out) / "init" / objective
+
+
+def _start_info(config: CrossoverConfig) -> dict:
+    """What ``make_init`` records of ``start`` checkpoints: their parameters, vocabulary and where they are."""
+    # deferred: transformers takes seconds to import
+    from transformers import AutoConfig
+
+    shapes = [AutoConfig.from_pretrained(init_dir(config, t)) for t in TWINS]
+    counts = [sum(v.numel() for v in _tensor_shapes(init_dir(config, t))) for t in TWINS]
+    return {"parameters": counts[0], "parameters_ar": counts[1], "vocab_size": shapes[0].vocab_size,
+            "tokenizer": "each start checkpoint's own", "start": list(config.start)}
+
+
+def _tensor_shapes(directory: Path) -> list[torch.Size]:
+    """The tensors of a checkpoint's safetensors files (read from their headers, not loaded)."""
+    from safetensors import safe_open  # deferred: only start checkpoints need it
+
+    sizes = []
+    for file in sorted(directory.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as f:
+            sizes += [torch.Size(f.get_slice(k).get_shape()) for k in f.keys()]  # noqa: SIM118 - not a dict
+    return sizes
+
+
 def make_init(config: CrossoverConfig, texts: list[str], classes: list[str]) -> dict:
     """``OUT/init/{diffusion,ar}``: one random initialisation (seeded) of the shape, saved as a masked LM and as the
-    same weights in a left-to-right decoder, with the tokenizer; reused when already there."""
+    same weights in a left-to-right decoder, with the tokenizer; reused when already there. With ``start``
+    checkpoints nothing is made: what they are is returned."""
     # deferred: transformers takes seconds to import
     from transformers import BertConfig, BertForMaskedLM, BertLMHeadModel
 
+    if config.start:
+        return _start_info(config)
     root = Path(config.out) / "init"
     if (root / "init.json").is_file():  # written last: the twins and the tokenizer are complete
         return json.loads((root / "init.json").read_text())
@@ -534,7 +590,7 @@ def _run_config(config: CrossoverConfig, twin: str, size: int, total: int) -> Tr
     """One run of the grid: ``twin`` (a member of ``RUNS``) on the first ``size`` reviews for ``total`` steps."""
     objective = "ar" if twin == CONTROL else twin
     return replace(config.train, out=str(size_dir(Path(config.out), size) / twin), objective=objective,
-                   model=str(Path(config.out) / "init" / objective), steps=total, epochs=None, max_samples=size,
+                   model=str(init_dir(config, objective)), steps=total, epochs=None, max_samples=size,
                    resume=True, stop_after=None, eval_every=0, eval_epochs=False,
                    input_mask_prob=config.control_mask if twin == CONTROL else 0.0)
 
@@ -610,7 +666,7 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
     test = validation_set(config, "test") if config.test_size else None
     prompts = [format_prompt(config.train.class_prompt, c) for c in largest.classes]
     init = make_init(config, largest.texts, largest.classes)
-    tokenizer = AutoTokenizer.from_pretrained(out / "init" / "diffusion")
+    tokenizer = AutoTokenizer.from_pretrained(init_dir(config, "diffusion"))
     measured = results.get("probe_seconds_per_step")
     if measured is None and probe_steps:
         measured = measure_step_seconds(config, probe_steps)

@@ -503,6 +503,9 @@ def render(result: dict) -> str:
         lines += crossover_lines(result["crossover"])
     if result.get("augment"):
         lines += ["", "## Real + synthetic reviews, data-constrained", ""] + augment_lines(result["augment"])
+    if result.get("augment_finetune"):
+        lines += ["", "## Real + synthetic reviews, the shipped pair fine-tuned", ""] + augment_lines(
+            result["augment_finetune"])
     lines += ["", "## Decoding", ""] + decoding_lines(result["decoding"])
     lines += ["", "## Samples (uncurated: the first seeds)", ""]
     for label, texts in result["samples"].items():
@@ -513,12 +516,14 @@ def render(result: dict) -> str:
 DECODING_FILE = ROOT / "bench" / "decoding.json"  # the shipped pair's decoding benchmark (python -m bench.decoding)
 DECODING_CHECKS_FILE = ROOT / "bench" / "decoding_checks.json"  # its cache-agreement checks (bench.decoding_checks)
 AUGMENT_FILE = ROOT / "results" / "augment.json"  # the real + synthetic experiment (a copy of OUT/augment.json)
+AUGMENT_FINETUNE_FILE = ROOT / "results" / "augment-finetune.json"  # the same, fine-tuning the shipped pair (--start)
 CROSSOVER_FILE = ROOT / "results" / "crossover.json"  # the committed grid results (a copy of OUT/crossover.json)
 
 
-def augment_record() -> dict | None:
-    """The committed real + synthetic experiment (``AUGMENT_FILE``), None when there is none."""
-    return json.loads(AUGMENT_FILE.read_text()) if AUGMENT_FILE.is_file() else None
+def augment_record(path: Path | None = None) -> dict | None:
+    """A committed real + synthetic experiment (default: ``AUGMENT_FILE``), None when there is none."""
+    path = path or AUGMENT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _decoding_checks() -> dict | None:
@@ -902,6 +907,7 @@ def _rerender(args: argparse.Namespace) -> int:
     result = json.loads(path.read_text())
     result["crossover"] = crossover_record()
     result["augment"] = augment_record()
+    result["augment_finetune"] = augment_record(AUGMENT_FINETUNE_FILE)
     if DECODING_FILE.is_file():  # its summary; every run, with its text, stays in the benchmark's file
         result["decoding"] = {k: v for k, v in json.loads(DECODING_FILE.read_text()).items() if k != "runs"} | {
             "source": relative_to_repo(str(DECODING_FILE))}
@@ -945,6 +951,7 @@ def _report(args: argparse.Namespace, argv: list[str]) -> int:
     result["campaign"] = campaign_record(models["diffusion"])
     result["crossover"] = crossover_record()
     result["augment"] = augment_record()
+    result["augment_finetune"] = augment_record(AUGMENT_FINETUNE_FILE)
     result["seconds"] = pieces.seconds
     if pieces.reused:
         result["resumed_pieces"] = pieces.reused

@@ -80,6 +80,10 @@ def add_augment(commands, train_parser: argparse.ArgumentParser) -> None:
                         "rows")
     c.add_argument("--ratio", type=float, default=1.0,
                    help="synthetic rows per real review in a synthetic arm (default: 1)")
+    c.add_argument("--start", type=_str_list, default=None, metavar="DIFFUSION,AR",
+                   help="fine-tune this trained pair (two checkpoints, diffusion first, both joint-conditioned, e.g. "
+                        "checkpoints/imdb-diffusion,checkpoints/imdb-ar) in every arm instead of training from "
+                        "scratch; the pair itself is scored once as the reference")
 
 
 def _grid_flags(c: argparse.ArgumentParser, train_parser: argparse.ArgumentParser, control: bool) -> None:
@@ -197,7 +201,7 @@ def crossover_config(args: argparse.Namespace):
                              shape=ModelShape(args.layers, args.width, args.heads, args.vocab_size),
                              tokenizer=args.tokenizer, control_mask=getattr(args, "control_mask", 0.0),
                              control_sizes=getattr(args, "control_sizes", []), val_data=args.val_data,
-                             test_size=args.test_size)
+                             test_size=args.test_size, start=getattr(args, "start", None))
     return config
 
 
