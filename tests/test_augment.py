@@ -9,12 +9,13 @@ import torch
 
 from tests.test_crossover import TINY, _with
 from textdiff_core.augment import choose, lines, synthetic_rows
+from textdiff_core.synthesize import COLUMNS
 from train_cli import main
 
 
 def _synthetic(path, per_class=20, kept=True):
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["text", "label", "kept", "reason"])
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, restval="")  # a synthesize CSV's columns
         writer.writeheader()
         for i in range(per_class):
             for label, word in (("negative", "dreadful"), ("positive", "wonderful")):
@@ -79,6 +80,12 @@ def test_a_tiny_experiment_compares_each_arm_with_real_only_on_the_same_test_rev
              ("real", "real+judged")]
     assert grids[0]["model"]["tokenizer_sha256"] == grids[1]["model"]["tokenizer_sha256"], "one tokenizer"
     assert result["synthetic"]["real+judged"]["report"]["kept"] == 40
+    seen = result["synthetic"]["real+judged"]
+    assert [" ".join(r["text"].split()[:5]) for r in seen["kept_samples"]] == [
+        "a dreadful zqx film number", "a wonderful zqx film number", "a dreadful zqx film number"]
+    assert [r["text"].split()[5] for r in seen["kept_samples"]] == ["0,", "0,", "1,"], "the first, in seed order"
+    assert [r["reason"] for r in seen["dropped_samples"]] == ["judge: P(positive) = 0.2 < 0.9"] * 3
+    assert sum(line.startswith("- *") for line in lines(result)) == 6
     table = [line for line in lines(result) if line.startswith("| 12 |")]
     assert len(table) == 4 and all("not yet" not in line for line in table)
     assert sum("p=" in line for line in table) == 2, "each synthetic arm's twin against real only"
