@@ -188,3 +188,29 @@ def test_a_judge_without_a_record_of_its_accuracy_is_measured_on_real_validation
     assert 0.8 < judge["validation_accuracy"] <= 1.0, "TF-IDF reads real IMDB reviews well; near 0.5 means a defect"
     sidecar = json.loads((tmp_path / "s.csv.json").read_text())
     assert sidecar["report"]["judge"]["validation_accuracy"] == judge["validation_accuracy"]
+
+
+def test_an_instruct_lm_is_asked_per_class_through_its_chat_template(checkpoint, tmp_path, monkeypatch):
+    import textdiff_core.synthesize as synth
+
+    lm = load_model("tiny-ar", device="cpu")
+    lm.tokenizer.chat_template = "{% for m in messages %}<user>{{ m['content'] }}</user>{% endfor %}<assistant>"
+    instruct = str(save_model(lm.model, lm.tokenizer, tmp_path / "instruct", {"objective": "ar"}))
+    asked = []
+    real_generate = synth.generate_samples
+
+    def spy(lm, prompt, length, decoding, condition, n):
+        asked.append((prompt, condition, n))
+        return real_generate(lm, prompt, length, decoding, condition, n)
+
+    monkeypatch.setattr(synth, "generate_samples", spy)
+    data = tmp_path / "real.csv"
+    data.write_text("text,label\n" + "".join(f"a real review number {i},{CLASSES[i % 2]}\n" for i in range(40)))
+    report = synthesize(_config(instruct, tmp_path, generator="instruct", judge=checkpoint, data=str(data)),
+                        progress=False)
+    assert report.generated == 6
+    assert asked == [(f"<user>Write a short {c} movie review.</user><assistant>", None, n) for c in CLASSES
+                     for n in (2, 1)], "batches of 2, each class asked in its own words, no class prompt"
+    rows = _rows(tmp_path / "s.csv")
+    assert [r["label"] for r in rows] == ["negative"] * 3 + ["positive"] * 3
+    assert {r["generator"] for r in rows} == {instruct} and all(r["kept"] in ("true", "false") for r in rows)
