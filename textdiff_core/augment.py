@@ -291,13 +291,15 @@ def lines(result: dict) -> list[str]:
            f"(the judge's kept rows); the same {same}; each twin's point chosen on "
            f"{grid['val_size']} real validation reviews and read once on {grid['test_size']} real test reviews. "
            "Differences are the synthetic arm minus the real-only arm on the same test reviews (95% intervals; "
-           "McNemar p for accuracy); bits per token: lower is better.",
+           "McNemar p for accuracy); bits per token (perplexity is 2 to that power; the diffusion twin's is its "
+           "bound): lower is better.",
            "", "| U | arm | twin | test bits/token | vs real only | test accuracy (reading) | vs real only, points |",
            "|---|---|---|---|---|---|---|"]
 
-    def cells(r: dict) -> str:
-        low, high = r["test_bits_per_token_ci95"]
-        return (f"{r['test_bits_per_token']:.3f} ({low:.3f}–{high:.3f})", f"{r['test_accuracy']:.1%} ({r['reading']})")
+    def cells(r: dict) -> tuple[str, str]:
+        bits, (low, high) = r["test_bits_per_token"], r["test_bits_per_token_ci95"]
+        return (f"{bits:.3f} ({low:.3f}–{high:.3f}); perplexity {2**bits:,.0f}",
+                f"{r['test_accuracy']:.1%} ({r['reading']})")
 
     for row in result["sizes"]:
         for twin, r in (row.get("reference") or {}).items():
