@@ -3,6 +3,7 @@ differences, and a tiny experiment end to end (resuming to the same result)."""
 
 import csv
 import json
+import shlex
 
 import pytest
 import torch
@@ -90,7 +91,9 @@ def test_a_tiny_experiment_compares_each_arm_with_real_only_on_the_same_test_rev
     assert len(table) == 4 and all("not yet" not in line for line in table)
     assert sum("p=" in line for line in table) == 2, "each synthetic arm's twin against real only"
     before = (tmp_path / "exp" / "augment.json").read_text()
-    assert main(["augment", *common]) == 0  # finished: run again, nothing new is trained
+    recorded = shlex.split(result["command"])
+    assert recorded[:3] == ["python", "train_cli.py", "augment"]
+    assert main(recorded[2:]) == 0  # the recorded command is the same experiment: finished, nothing new is trained
     assert json.loads(before)["sizes"] == json.loads((tmp_path / "exp" / "augment.json").read_text())["sizes"]
 
 

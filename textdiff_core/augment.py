@@ -25,6 +25,7 @@ reviews (``OUT/u-NNNNN/reference.json``) as the reference both arms set out from
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from textdiff_core.checkpoint import format_prompt
 from textdiff_core.crossover import (
     TWINS,
     CrossoverConfig,
+    command_line,
     init_dir,
     paired_difference,
     read_results,
@@ -262,9 +264,18 @@ def analyse(config: AugmentConfig) -> dict:
                for size in config.grid.sizes for arm in config.arms())
     if config.grid.start:
         done = done and all((size_dir(Path(config.grid.out), size) / REFERENCE).is_file() for size in config.grid.sizes)
-    return {"config": {"grid": config.grid.to_dict(), "synthetic": config.synthetic, "ratio": config.ratio},
+    return {"command": command(config),
+            "config": {"grid": config.grid.to_dict(), "synthetic": config.synthetic, "ratio": config.ratio},
             "synthetic": synthetic, "sizes": rows, "finished": done,
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def command(config: AugmentConfig) -> str:
+    """The ``augment`` command that repeats this experiment, every setting spelled out."""
+    grid = shlex.split(command_line(config.grid))
+    at = grid.index("crossover")
+    return shlex.join([*grid[:at], "augment", *grid[at + 1:], "--synthetic", ",".join(config.synthetic),
+                       "--ratio", f"{config.ratio:g}"])
 
 
 def _points_of(d: float) -> str:
@@ -293,7 +304,8 @@ def lines(result: dict) -> list[str]:
            "Differences are the synthetic arm minus the real-only arm on the same test reviews (95% intervals; "
            "McNemar p for accuracy); bits per token (perplexity is 2 to that power; the diffusion twin's is its "
            "bound): lower is better.",
-           "", "| U | arm | twin | test bits/token | vs real only | test accuracy (reading) | vs real only, points |",
+           ""] + (["Written by", "", "```bash", result["command"], "```", ""] if result.get("command") else []) + [
+           "| U | arm | twin | test bits/token | vs real only | test accuracy (reading) | vs real only, points |",
            "|---|---|---|---|---|---|---|"]
 
     def cells(r: dict) -> tuple[str, str]:
