@@ -82,10 +82,10 @@ def test_a_tiny_experiment_compares_each_arm_with_real_only_on_the_same_test_rev
     assert grids[0]["model"]["tokenizer_sha256"] == grids[1]["model"]["tokenizer_sha256"], "one tokenizer"
     assert result["synthetic"]["real+judged"]["report"]["kept"] == 40
     seen = result["synthetic"]["real+judged"]
-    assert [" ".join(r["text"].split()[:5]) for r in seen["kept_samples"]] == [
-        "a dreadful zqx film number", "a wonderful zqx film number", "a dreadful zqx film number"]
-    assert [r["text"].split()[5] for r in seen["kept_samples"]] == ["0,", "0,", "1,"], "the first, in seed order"
-    assert [r["reason"] for r in seen["dropped_samples"]] == ["judge: P(positive) = 0.2 < 0.9"] * 3
+    assert [(r["label"], " ".join(r["text"].split()[1:2] + r["text"].split()[5:6])) for r in seen["kept_samples"]] == [
+        ("negative", "dreadful 0,"), ("negative", "dreadful 1,"), ("positive", "wonderful 0,"),
+        ("positive", "wonderful 1,")], "the first two of each class, in seed order"
+    assert [r["reason"] for r in seen["dropped_samples"]] == ["judge: P(positive) = 0.2 < 0.9"] * 2
     assert sum(line.startswith("- *") for line in lines(result)) == 6
     table = [line for line in lines(result) if line.startswith("| 12 |")]
     assert len(table) == 4 and all("not yet" not in line for line in table)
@@ -161,6 +161,9 @@ def test_start_fine_tunes_a_trained_pair_and_scores_it_once_as_the_reference(tmp
     table = [line for line in lines(result) if line.startswith("| 12 |")]
     assert sum("start, not fine-tuned" in line for line in table) == 2 and len(table) == 6
     assert "fine-tuned for 3 steps" in lines(result)[0]
+    recorded = shlex.split(result["command"])
+    assert "--start" in recorded and "--layers" not in recorded
+    assert main(recorded[2:]) == 0, "the recorded command continues the same experiment"
 
 
 def test_start_refuses_a_pair_in_the_wrong_order(tmp_path, capsys):

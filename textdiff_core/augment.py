@@ -56,7 +56,7 @@ from textdiff_core.paths import write_atomic, write_file
 from textdiff_core.synthesize import provenance
 
 REAL = "real"
-SAMPLES = 3  # uncurated rows of each synthetic set, kept and dropped, in the analysis (the first in seed order)
+SAMPLES = 2  # uncurated rows per class of each synthetic set, kept and dropped, in the analysis (first in seed order)
 RESULTS = "augment.json"
 READINGS = ("bayes", "infill")
 
@@ -196,6 +196,12 @@ def _reference(config: AugmentConfig, size: int) -> dict:
     return {twin: choose({0: stored[twin]["0"]}) for twin in TWINS if twin in stored}
 
 
+def _first_per_class(rows: list[dict]) -> list[dict]:
+    """The first ``SAMPLES`` rows of each class, in the CSV's (seed) order."""
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    return [r for label in labels for r in [r for r in rows if r["label"] == label][:SAMPLES]]
+
+
 def _write(path: Path, data: dict) -> None:
     text = json.dumps(data, indent=1) + "\n"
     write_atomic(path, lambda tmp: tmp.write_text(text))
@@ -256,10 +262,11 @@ def analyse(config: AugmentConfig) -> dict:
     for path in config.synthetic:
         sidecar = Path(path).expanduser().with_name(Path(path).name + ".json")
         record = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-        seen = provenance(path, samples=SAMPLES) or {}
+        seen = provenance(path, samples=None) or {}
         synthetic[arm_name(path)] = {"path": path, "report": record.get("report"),
                                      "generator": (record.get("config") or {}).get("checkpoint"),
-                                     "kept_samples": seen.get("kept", []), "dropped_samples": seen.get("dropped", [])}
+                                     "kept_samples": _first_per_class(seen.get("kept", [])),
+                                     "dropped_samples": _first_per_class(seen.get("dropped", []))}
     done = all(read_results(size_dir(Path(config.grid.out), size) / arm).get("finished", False)
                for size in config.grid.sizes for arm in config.arms())
     if config.grid.start:
@@ -342,7 +349,7 @@ def lines(result: dict) -> list[str]:
         for verdict in ("kept", "dropped"):
             rows = s.get(f"{verdict}_samples") or []
             if rows:
-                out += ["", f"The first {len(rows)} {verdict} (uncurated, in seed order):", ""]
+                out += ["", f"The first {SAMPLES} {verdict} of each class (uncurated, in seed order):", ""]
                 out += [f"- *{r['label']}*" + (f" ({r['reason']})" if r.get("reason") else "") + ": "
                         + " ".join(str(r["text"]).split()) for r in rows]
     return out

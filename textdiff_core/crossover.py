@@ -126,6 +126,7 @@ class CrossoverConfig:
             raise TextdiffError("the crossover reads both classifiers, so its twins train with --conditioning joint")
         if self.start is not None:
             self._check_start()
+            self.shape = ModelShape()  # unused: the start checkpoints' own architecture (recorded as the default)
 
     def _check_start(self) -> None:
         if len(self.start) != 2:
@@ -171,8 +172,10 @@ def command_line(config: CrossoverConfig) -> str:
     args = ["python", "train_cli.py", "crossover", "--sizes", ",".join(map(str, config.sizes)),
             "--steps", ",".join(map(str, config.steps)), "--points", str(config.points),
             "--first-point", str(config.first_point), "--val-size", str(config.val_size),
-            "--val-samples", str(config.val_samples), "--layers", str(s.layers), "--width", str(s.width),
-            "--heads", str(s.heads), "--vocab-size", str(s.vocab_size)]
+            "--val-samples", str(config.val_samples)]
+    if not config.start:  # start checkpoints bring their own architecture and tokenizer
+        args += ["--layers", str(s.layers), "--width", str(s.width), "--heads", str(s.heads), "--vocab-size",
+                 str(s.vocab_size)]
     args += ["--tokenizer", config.tokenizer] if config.tokenizer else []
     if config.control_mask:
         args += ["--control-mask", str(config.control_mask)]

@@ -300,9 +300,10 @@ def synthesize(config: SynthConfig, progress: bool = True, real: dict[str, list[
     return report
 
 
-def provenance(path: str | Path, samples: int = 3) -> dict | None:
+def provenance(path: str | Path, samples: int | None = 3) -> dict | None:
     """What a synthetic set is, for a reader: its generator and settings, the counts at each stage and the judge's
-    own accuracy (from the JSON record beside the CSV), and the first ``samples`` kept and dropped rows with why.
+    own accuracy (from the JSON record beside the CSV), and the first ``samples`` kept and dropped rows with why (None:
+    every row).
     None when ``path`` is not a synthesis CSV with its record."""
     path = Path(path).expanduser()
     sidecar = path.with_name(path.name + ".json")
