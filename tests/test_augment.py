@@ -87,6 +87,8 @@ def test_a_tiny_experiment_compares_each_arm_with_real_only_on_the_same_test_rev
         ("positive", "wonderful 1,")], "the first two of each class, in seed order"
     assert [r["reason"] for r in seen["dropped_samples"]] == ["judge: P(positive) = 0.2 < 0.9"] * 2
     assert sum(line.startswith("- *") for line in lines(result)) == 6
+    assert seen["kept_by_class"] == {"negative": 20, "positive": 20}
+    assert any("kept 40 (20 negative, 20 positive)" in line for line in lines(result))
     table = [line for line in lines(result) if line.startswith("| 12 |")]
     assert len(table) == 4 and all("not yet" not in line for line in table)
     assert sum("p=" in line for line in table) == 2, "each synthetic arm's twin against real only"

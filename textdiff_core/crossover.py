@@ -42,6 +42,7 @@ from textdiff_core.campaign import standing
 from textdiff_core.checkpoint import CheckpointMeta, format_prompt
 from textdiff_core.classify import class_scores
 from textdiff_core.data import load_data
+from textdiff_core.denoisers import estimate_parameters
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import wilson_interval
 from textdiff_core.likelihood import infill_scores
@@ -264,21 +265,10 @@ def _start_info(config: CrossoverConfig) -> dict:
     # deferred: transformers takes seconds to import
     from transformers import AutoConfig
 
-    shapes = [AutoConfig.from_pretrained(init_dir(config, t)) for t in TWINS]
-    counts = [sum(v.numel() for v in _tensor_shapes(init_dir(config, t))) for t in TWINS]
-    return {"parameters": counts[0], "parameters_ar": counts[1], "vocab_size": shapes[0].vocab_size,
+    counts = [estimate_parameters(init_dir(config, t)) for t in TWINS]
+    return {"parameters": counts[0], "parameters_ar": counts[1],
+            "vocab_size": AutoConfig.from_pretrained(init_dir(config, "diffusion")).vocab_size,
             "tokenizer": "each start checkpoint's own", "start": list(config.start)}
-
-
-def _tensor_shapes(directory: Path) -> list[torch.Size]:
-    """The tensors of a checkpoint's safetensors files (read from their headers, not loaded)."""
-    from safetensors import safe_open  # deferred: only start checkpoints need it
-
-    sizes = []
-    for file in sorted(directory.glob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as f:
-            sizes += [torch.Size(f.get_slice(k).get_shape()) for k in f.keys()]  # noqa: SIM118 - not a dict
-    return sizes
 
 
 def make_init(config: CrossoverConfig, texts: list[str], classes: list[str]) -> dict:
@@ -364,6 +354,18 @@ def validate(lm, texts: list[str], labels: list[int], prompts: list[str], sample
         read = infill_scores(lm, text, slot, max_length, max_windows=1)
         infill.append(int(read.log_posteriors[0].argmax().item() == label))
     return {"nll": nll, "tokens": tokens, "bytes": n_bytes, "bayes": bayes, "infill": infill}
+
+
+def score_point(config: CrossoverConfig, source: str | Path, validation, test, prompts: list[str]) -> dict:
+    """The model at ``source`` scored on the validation reviews (``validate``), and on the test reviews too when
+    there are any (under "test": scored at every point, read only at the point validation chooses)."""
+    lm = load_model(str(source), device="cpu" if not torch.cuda.is_available() else None, dtype=torch.float32)
+    per_text = validate(lm, validation.texts, validation.labels, prompts, config.val_samples, config.train.seed,
+                        config.train.max_length)
+    if test is not None:
+        per_text["test"] = validate(lm, test.texts, test.labels, prompts, config.val_samples, config.train.seed,
+                                    config.train.max_length)
+    return per_text
 
 
 def summarise(per_text: dict) -> dict:
@@ -761,13 +763,7 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
                 if source is None:  # a kill between a later stop and this point's validation cannot happen in order
                     raise TextdiffError(f"no weights of {run} at step {step}; remove {run} to retrain that twin")
                 started = time.time()
-                lm = load_model(str(source), device="cpu" if not torch.cuda.is_available() else None,
-                                dtype=torch.float32)
-                per_text = validate(lm, validation.texts, validation.labels, prompts, config.val_samples,
-                                    config.train.seed, config.train.max_length)
-                if test is not None:  # scored at every point; read only at the point validation chooses
-                    per_text["test"] = validate(lm, test.texts, test.labels, prompts, config.val_samples,
-                                                config.train.seed, config.train.max_length)
+                per_text = score_point(config, source, validation, test, prompts)
                 per_step = config.train.batch_size * config.train.grad_accum
                 points[twin][step] = per_text | {"epoch": round(step * per_step / size, 3),
                                                  "tokens_seen": _tokens_seen(source),
