@@ -170,3 +170,19 @@ def test_the_cli_loading_flags_reach_load_model_as_options_not_environment(monke
     assert main(["generate", "--checkpoint", "tiny", "--mask-id", "-1"]) == 2
     assert capsys.readouterr().err.strip() == "error: mask-id must be a token id >= 0, got -1"
     assert len(seen) == 2, "no model was loaded"
+
+
+def test_catalogue_sizes_a_saved_model_from_its_headers_and_falls_back_to_its_base(tmp_path):
+    from textdiff_core.models import catalogue
+
+    lm = load_model("tiny")
+    meta = {"objective": "diffusion", "base_model": "minilm"}  # a base of another size, so the two readings differ
+    save_model(lm.model, lm.tokenizer, tmp_path / "whole", meta)
+    save_model(lm.model, lm.tokenizer, tmp_path / "sharded", meta, max_shard_size="2MB")
+    save_model(lm.model, lm.tokenizer, tmp_path / "broken", meta)
+    (tmp_path / "broken" / "model.safetensors").write_bytes(b"\x05\x00")
+    assert len(list((tmp_path / "sharded").glob("*.safetensors"))) > 1
+    sizes = {row["name"]: row["size"] for row in catalogue(tmp_path)}
+    exact = f"{sum(p.numel() for p in lm.model.parameters()) / 1e6:.1f}M"
+    assert sizes[str(tmp_path / "whole")] == sizes[str(tmp_path / "sharded")] == exact == "2.1M"
+    assert sizes[str(tmp_path / "broken")] == "22.7M"  # unreadable headers: the base family's published size

@@ -289,13 +289,23 @@ def _safetensors_params(file: Path) -> int:
     return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
 
 
+def safetensors_parameters(directory: str | Path) -> int | None:
+    """Parameters in a directory's safetensors files, from their headers; None when it has none or one is unreadable."""
+    directory = Path(directory)
+    files = sorted(directory.glob("*.safetensors")) if directory.is_dir() else []
+    try:
+        return sum(_safetensors_params(f) for f in files) or None
+    except (OSError, ValueError, struct.error, AttributeError, KeyError, TypeError):
+        return None
+
+
 def estimate_parameters(path: str | Path, config: dict | None = None) -> int | None:
     """Parameters of a model directory: exact from its safetensors headers, else its shard index's total size (at
     the config's dtype), else a transformer's count from the config (12 L d^2 + V d); None when nothing tells."""
     path = Path(path)
-    files = sorted(path.glob("*.safetensors")) if path.is_dir() else []
-    if files:
-        return sum(_safetensors_params(f) for f in files)
+    exact = safetensors_parameters(path)
+    if exact:
+        return exact
     config = config if config is not None else read_config(path)
     index = path / "model.safetensors.index.json"
     if index.is_file():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import math
 import os
 import platform
 import sys
@@ -23,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch import nn
 
 from textdiff_core import denoisers as dnz
@@ -55,18 +53,6 @@ OFFLINE_FAMILIES = {"minilm": ("MiniLM-L6 (BERT)", 22.7e6), "minilm-ar": ("MiniL
                     "tiny-ar": ("BERT, 2 layers", 2.09e6)}
 
 
-def _parameters(directory: Path) -> int | None:
-    """Parameters in a directory's safetensors files, from their headers (no weights are read)."""
-    total = 0
-    for file in sorted(directory.glob("*.safetensors")):
-        try:
-            with safe_open(str(file), "pt") as weights:
-                total += sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())  # noqa: SIM118
-        except (OSError, ValueError, RuntimeError):
-            return None
-    return total or None
-
-
 def _size(parameters: float | None) -> str:
     return "" if not parameters else f"{parameters / 1e6:.1f}M"
 
@@ -96,7 +82,8 @@ def catalogue(checkpoints: Path) -> list[dict[str, str]]:
             what = (f"trained from {base}, conditioning {meta.conditioning}" if base else "a saved model")
         epochs = meta.epochs_in_all()
         rows.append({"name": str(path), "kind": kind, "family": family,
-                     "size": _size(_parameters(path) or base_size), "classes": ", ".join(map(str, meta.classes)),
+                     "size": _size(dnz.safetensors_parameters(path) or base_size),
+                     "classes": ", ".join(map(str, meta.classes)),
                      "epochs": f"{epochs:.1f}" if epochs else "", "what": what})
     return rows
 
