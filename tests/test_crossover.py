@@ -328,3 +328,20 @@ def test_the_plan_uses_the_median_step_time_of_the_turns_so_far():
     rows = xo.plan(config, {"diffusion": 2.0, "ar": 4.0})
     assert [r["hours_training"] for r in rows] == [10.0, 3.0]  # 3600 x (2 + 4 + 4) s; 1800 x (2 + 4) s
     assert rows[0]["runs"] == ["diffusion", "ar", "ar_masked"] and rows[1]["epochs"] == 144.0
+
+
+def test_the_reported_cost_sums_every_turn_and_takes_the_median_step():
+    from textdiff_core.report import _time_sentence, crossover_time
+
+    turns = [{"twin": "diffusion", "from_step": 0, "to_step": 100, "seconds": 360.0, "seconds_per_step": 3.6,
+              "cpu_seconds_per_step": 1.8},
+             {"twin": "ar", "from_step": 0, "to_step": 100, "seconds": 720.0, "seconds_per_step": 7.2,
+              "cpu_seconds_per_step": 3.6},
+             {"twin": "ar", "from_step": 100, "to_step": 300, "seconds": 1800.0, "seconds_per_step": 9.0}]
+    cost = crossover_time(turns)
+    assert cost["turns"] == 3 and cost["training_hours"] == 0.8  # (360 + 720 + 1800) s
+    assert cost["cpu_hours"] == 0.15  # (180 + 360) CPU s; the last turn recorded none
+    assert cost["seconds_per_step"] == {"diffusion": 3.6, "ar": 8.1}
+    text = _time_sentence({"time": cost, "threads": 2, "probe_seconds_per_step": {"diffusion": 1.0, "ar": 2.0}})
+    assert "0.8 h of training, wall clock, in 3 turns (0.1 CPU-hours" in text and "2 torch thread(s)" in text
+    assert "wall clock: left to right 8.10 s, diffusion 3.60 s; CPU: left to right 3.60 s, diffusion 1.80 s" in text

@@ -752,7 +752,8 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
                     results["history"].append({"unique_reviews": size, "twin": twin, "from_step": before,
                                                "to_step": step, "seconds": round(seconds, 1),
                                                "seconds_per_step": round(seconds / (step - before), 4),
-                                               "cpu_seconds_per_step": round(cpu_seconds / (step - before), 4)})
+                                               "cpu_seconds_per_step": round(cpu_seconds / (step - before), 4),
+                                               "threads": torch.get_num_threads()})
                 source = _point_source(run, step, total)
                 if source is None and before > step:  # a point of a raised budget that this run had passed
                     skip = {"unique_reviews": size, "twin": twin, "step": step,

@@ -33,7 +33,7 @@ from textdiff_core.augment import lines as augment_lines
 from textdiff_core.campaign import SHIP_RECORD, best_reading, read_ship_record
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import ZERO_SHOT_REFERENCE, load_classifier
-from textdiff_core.crossover import points_to_go, read_results
+from textdiff_core.crossover import measured_rates, points_to_go, read_results
 from textdiff_core.data import load_data
 from textdiff_core.decoding import generate
 from textdiff_core.decoding_bench import parse_args, run
@@ -542,7 +542,8 @@ def crossover_record(path: str | Path | None = None) -> dict | None:
     results = read_results(path) if Path(path).is_file() else {}
     if not results.get("runs"):
         return None
-    return {k: v for k, v in results.items() if k != "history"} | {"source": "results/crossover.json"}
+    return ({k: v for k, v in results.items() if k != "history"}
+            | {"source": "results/crossover.json", "time": crossover_time(results.get("history") or [])})
 
 
 def _ci(pair) -> str:
@@ -574,6 +575,33 @@ def crossover_answer(c: dict) -> str:
             + "; ".join(parts) + tail + ".")
 
 
+def crossover_time(history: list[dict]) -> dict:
+    """A grid's measured cost from its turns: training hours (wall clock, and CPU where recorded) and the median
+    turn's seconds per step, wall clock and CPU."""
+    return {"turns": len(history), "training_hours": round(sum(h.get("seconds", 0.0) for h in history) / 3600, 2),
+            "cpu_hours": round(sum(h["cpu_seconds_per_step"] * (h["to_step"] - h["from_step"]) for h in history
+                                   if "cpu_seconds_per_step" in h) / 3600, 2),
+            "seconds_per_step": measured_rates(history),
+            "cpu_seconds_per_step": measured_rates(history, "cpu_seconds_per_step")}
+
+
+def _per_twin(rates: dict | None) -> str:
+    names = {"diffusion": "diffusion", "ar": "left to right"}
+    return ", ".join(f"{names.get(k, k)} {v:.2f} s" for k, v in sorted((rates or {}).items()))
+
+
+def _time_sentence(c: dict) -> str:
+    time_ = c.get("time") or {}
+    text = (f"Time (a shared 2-core machine; the latest command ran with {c.get('threads', '?')} torch thread(s)): "
+            f"{time_.get('training_hours', 0):.1f} h of training, wall clock, in {time_.get('turns', 0)} turns")
+    text += f" ({time_['cpu_hours']:.1f} CPU-hours where recorded)" if time_.get("cpu_hours") else ""
+    text += (f"; per step at the median turn, wall clock: {_per_twin(time_['seconds_per_step'])}"
+             if time_.get("seconds_per_step") else "")
+    text += f"; CPU: {_per_twin(time_['cpu_seconds_per_step'])}" if time_.get("cpu_seconds_per_step") else ""
+    probe = c.get("probe_seconds_per_step")
+    return text + (f"; in the probe before the start: {_per_twin(probe)}." if probe else ".")
+
+
 def crossover_lines(c: dict) -> list[str]:
     """RESULTS.md's crossover section: settings, per-U best points and crossover, the exponent, accuracy against U,
     and every validation point."""
@@ -595,11 +623,7 @@ def crossover_lines(c: dict) -> list[str]:
              f"every U and both twins (their first window, given the review's own class word): the diffusion ELBO "
              f"bound ({cfg['val_samples']} samples, the same masks at every point) and the twin's exact NLL, in bits "
              f"per token, 95% intervals over reviews. Not varied: the architecture, tokenizer, batch, learning rate "
-             f"and lr schedule, seed, window length and the class-word settings. Seconds per step (wall clock on a "
-             f"shared 2-core machine, {c.get('threads', '?')} torch thread(s)): {c.get('probe_seconds_per_step')} "
-             f"in the probe before the start"
-             + (f", {c['plan_seconds_per_step']} as the median of the turns so far"
-                if c.get("plan_seconds_per_step") else "") + ".", "",
+             f"and lr schedule, seed, window length and the class-word settings. " + _time_sentence(c), "",
              "| U (reviews) | unique tokens | budget: steps (epochs) | points | diffusion best bits/token (epoch) | "
              "twin best (epoch) | diffusion − twin at the bests, 95% CI | crossover |",
              "|---|---|---|---|---|---|---|---|"]
