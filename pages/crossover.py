@@ -67,7 +67,8 @@ st.dataframe(summary, hide_index=True, width="stretch")
 st.subheader("Validation curves per U")
 st.caption("Bits per token on the validation reviews against training tokens seen (log scale), 95% bands over "
            "reviews. The dashed line marks the crossover: the first point at which diffusion's best bound so far is "
-           "below the twin's best loss so far.")
+           "below the twin's best loss so far. The dotted grey line is a unigram model of the same U reviews, the "
+           "level of a model that uses no context.")
 for row in runs:
     if not row["steps"]:
         st.caption(f"U = {row['unique_reviews']:,}: no validation point yet.")
@@ -88,6 +89,12 @@ for row in runs:
                                                                 sort=list(TWIN_NAMES.values())))
              + base.mark_line(point=True).encode(y=y, color=colour, tooltip=tooltip)).resolve_legend(
                  color="independent")  # the bands' pale colours stay out of the legend
+    if row.get("unigram"):  # the level of a model that uses no context
+        level = pd.DataFrame([{"unigram bits per token": row["unigram"]["bits_per_token"],
+                               "label": "unigram of the same U reviews (no context)"}])
+        chart += alt.Chart(level).mark_rule(strokeDash=[2, 3], color="grey").encode(
+            y=alt.Y("unigram bits per token:Q", title="bits per token (validation)"),
+            tooltip=["label", alt.Tooltip("unigram bits per token:Q", format=".3f")])
     if row.get("crossover_tokens"):
         marker = pd.DataFrame([{"tokens seen": row["crossover_tokens"], "label": "crossover"}])
         chart += alt.Chart(marker).mark_rule(strokeDash=[6, 4], color="black").encode(x=x, tooltip=["label"])

@@ -2,6 +2,7 @@
 (AppTest, hand-built results)."""
 
 import json
+import math
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -26,7 +27,8 @@ def _results(tmp_path: Path) -> Path:
         "diffusion": {s: _point(s, b, 100) for s, b in zip(steps, [6.0, 5.0, 4.0], strict=True)},
         "ar": {s: _point(s, b, 100) for s, b in zip(steps, [5.5, 4.5, 4.6], strict=True)},
         "ar_masked": {s: _point(s, b, 100) for s, b in zip(steps[:2], [5.7, 4.4], strict=True)}}, {"accuracy": 0.61,
-                                                                                           "ci95": [0.5, 0.7]}, 9000)
+                                                                                           "ci95": [0.5, 0.7]}, 9000,
+        {"nll": [10 * 5.2 * 0.693 * f for f in (0.9, 1.1)], "tokens": [10, 10]})
     partial = xo.analyse_size(400, {"steps": 40, "points": steps}, {
         "diffusion": {10: _point(10, 6.0, 400)}, "ar": {10: _point(10, 5.0, 400)}}, None, 36000)
     config = xo.CrossoverConfig(out="x", sizes=[100, 400], steps=[40, 40], first_point=10,
@@ -47,6 +49,8 @@ def test_the_crossover_page_draws_each_size_marks_the_crossover_and_says_it_is_i
     assert "In progress: 4 validation points read, 2 to go" in at.warning[0].value
     tables = page_tables(at)
     assert any(t.get("label") == ["crossover"] and t["tokens seen"] == [80000] for t in tables), "the crossover rule"
+    levels = [t["unigram bits per token"] for t in tables if "unigram bits per token" in t]
+    assert len(levels) == 1 and abs(levels[0][0] - 5.2 * 0.693 / math.log(2)) < 1e-3, "the no-context level, U=100"
     curves = [t for t in tables if "bits per token" in t]
     assert [sorted(set(t["step"])) for t in curves] == [[10, 20, 40], [10]]
     control = [s for s, o in zip(curves[0]["step"], curves[0]["objective"], strict=True) if "control" in o]

@@ -47,6 +47,28 @@ def test_crossover_is_the_first_point_where_diffusions_best_so_far_is_below_the_
     assert best_so_far([3.0, 2.0, 2.0, 2.5, 1.0]) == [0, 1, 1, 1, 4]
 
 
+def test_the_unigram_level_counts_the_training_reviews_plus_one_and_reads_each_window():
+    from textdiff_core.models import load_model
+    from textdiff_core.tokens import tokenize_texts
+
+    tok = load_model("tiny").tokenizer
+    train = ["good good film", "bad film"]
+    counts = {}
+    for t in (t for ids in tokenize_texts(tok, train) for t in ids):
+        counts[t] = counts.get(t, 0) + 1
+    total = sum(counts.values()) + len(tok)
+    text = "good film bad"
+    ids = tokenize_texts(tok, [text])[0]
+    level = xo.unigram_reference(tok, train, [text, text], [2, 3])
+    assert level["tokens"] == [2, 3]
+    assert level["nll"][0] == pytest.approx(-sum(math.log((counts.get(t, 0) + 1) / total) for t in ids[:2]))
+    assert level["nll"][1] > level["nll"][0]  # one more token read
+    unseen = xo.unigram_reference(tok, train, ["zebra"], [1])["nll"][0]
+    assert unseen == pytest.approx(math.log(total)), "a token the reviews never use has count 0 plus one"
+    with pytest.raises(xo.TextdiffError, match="fewer than its window"):
+        xo.unigram_reference(tok, train, [text], [len(ids) + 1])
+
+
 def test_exponent_fit_recovers_a_power_law_and_needs_three_sizes():
     sizes = [100, 400, 1600, 6400]
     fit = fit_exponent(sizes, [3.0 * u**2.0 * (1.05 if i % 2 else 0.95) for i, u in enumerate(sizes)])
@@ -119,6 +141,10 @@ def test_a_tiny_grid_writes_the_contract_and_an_interrupted_run_resumes_to_the_s
         assert row["tokens_seen"] == sorted(row["tokens_seen"]) and row["tokens_seen"][0] > 0
         assert 0 <= row["tfidf_accuracy"] <= 1 and row["unique_tokens"] > row["unique_reviews"]
         assert set(row["best"]) == {"diffusion", "ar"}
+        level = json.loads((straight / f"u-{row['unique_reviews']:05d}" / "unigram.json").read_text())
+        assert level["tokens"] == json.loads((straight / f"u-{row['unique_reviews']:05d}" / "validation.json")
+                                             .read_text())["diffusion"]["2"]["tokens"], "the same windows"
+        assert row["unigram"]["bits_per_token"] > 0 and "difference_bits_per_token" in row["unigram"]["ar_best_minus"]
     assert results["runs"][0]["epochs"][-1] == pytest.approx(6 * 4 / 12 * 4 / 6, abs=0.01)  # 4 steps x 4 / 12
     # both twins start from one initialisation: the same tensors under the same names
     d, a = (load_file(straight / "init" / t / "model.safetensors") for t in ("diffusion", "ar"))
@@ -171,17 +197,24 @@ def _point(step: int, nll_per_token: float, size: int, right: int) -> dict:
             "infill": [1] * 4, "epoch": step * 4 / size, "tokens_seen": step * 100}
 
 
-def _grid(size: int, steps: list[int], diffusion: list[float], ar: list[float], planned: int) -> dict:
+def _grid(size: int, steps: list[int], diffusion: list[float], ar: list[float], planned: int,
+          unigram: dict | None = None) -> dict:
     points = {"diffusion": {s: _point(s, v, size, 2) for s, v in zip(steps, diffusion, strict=True)},
               "ar": {s: _point(s, v, size, 3) for s, v in zip(steps, ar, strict=True)}}
     plan = {"steps": planned, "points": [10, 20, 40, 80]}
-    return xo.analyse_size(size, plan, points, {"accuracy": 0.6, "ci95": [0.2, 0.9]}, 5000)
+    return xo.analyse_size(size, plan, points, {"accuracy": 0.6, "ci95": [0.2, 0.9]}, 5000, unigram)
 
 
 def test_analysis_of_hand_built_curves_and_its_report_section():
     from textdiff_core.report import crossover_answer, crossover_lines
 
-    crossing = _grid(100, [10, 20, 40, 80], [5.0, 4.0, 3.2, 3.1], [4.5, 3.5, 3.4, 3.6], 80)
+    crossing = _grid(100, [10, 20, 40, 80], [5.0, 4.0, 3.2, 3.1], [4.5, 3.5, 3.4, 3.6], 80,
+                     unigram={"nll": [10 * 3.3 * f for f in (0.9, 1.1, 0.95, 1.05)], "tokens": [10] * 4})
+    assert crossing["unigram"]["bits_per_token"] == pytest.approx(3.3 / math.log(2), abs=1e-4)
+    assert crossing["unigram"]["diffusion_best_minus"]["difference_bits_per_token"] == pytest.approx(
+        (3.1 - 3.3) / math.log(2), abs=1e-4)  # the best bound is the last point's
+    assert crossing["unigram"]["ar_best_minus"]["difference_bits_per_token"] == pytest.approx(
+        (3.4 - 3.3) / math.log(2), abs=1e-4)
     assert crossing["finished"] and crossing["crossover_tokens"] == 4000 and crossing["crossover"]["step"] == 40
     assert crossing["crossover"]["ar_best_step"] == 40 and crossing["crossover"]["diffusion_best_step"] == 40
     low, high = crossing["crossover"]["ci95"]
@@ -203,6 +236,9 @@ def test_analysis_of_hand_built_curves_and_its_report_section():
     assert "4,000 tokens (step 40, epoch 1.6)" in text and "not fitted" in text
     assert "| 100 | 50.0% | 100.0% | 75.0% | 100.0% | 60.0% |" in text
     assert "did not run" in text
+    level = text.split("### Against the no-context level")[1].split("###")[0]
+    assert "\n| 100 | 4.761 (" in level and "| -0.289 (" in level and "| +0.144 (" in level
+    assert "\n| 400 |" not in level, "no row for a size without its level"
     crossing_control = _grid(100, [10, 20, 40, 80], [5.0, 4.0, 3.2, 3.1], [4.5, 3.5, 3.4, 3.6], 80)
     assert "control_difference" not in crossing_control
     answer = crossover_answer(results)

@@ -30,6 +30,7 @@ import shlex
 import shutil
 import statistics
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -421,6 +422,20 @@ def paired_difference(a: dict, b: dict) -> dict:
     return {"difference_bits_per_token": rate, "ci95": ci}
 
 
+def unigram_reference(tokenizer, train_texts: list[str], texts: list[str], n_tokens: list[int]) -> dict:
+    """A unigram model of the training reviews (token counts plus one, over the whole vocabulary) read on the
+    validation windows: per text the NLL (nats) of its first ``n_tokens`` tokens. It is the level of a model that
+    uses no context, the plateau a diffusion twin sits on before it learns to attend."""
+    counts = Counter(t for ids in tokenize_texts(tokenizer, train_texts) for t in ids)
+    total = sum(counts.values()) + len(tokenizer)
+    nll = []
+    for ids, n in zip(tokenize_texts(tokenizer, texts), n_tokens, strict=True):
+        if len(ids) < n:
+            raise TextdiffError(f"a validation text has {len(ids)} tokens, fewer than its window's {n}")
+        nll.append(-sum(math.log((counts[t] + 1) / total) for t in ids[:n]))
+    return {"nll": nll, "tokens": list(n_tokens)}
+
+
 def fit_exponent(sizes: list[int], compute: list[float]) -> dict | None:
     """k of C = a U^k by least squares in log-log, with its 95% t interval; None with fewer than three points."""
     if len(sizes) < 3:
@@ -435,10 +450,11 @@ def fit_exponent(sizes: list[int], compute: list[float]) -> dict | None:
 
 
 def analyse_size(size: int, plan: dict, points: dict[str, dict[int, dict]], tfidf: dict | None,
-                 unique_tokens: int | None = None) -> dict:
+                 unique_tokens: int | None = None, unigram: dict | None = None) -> dict:
     """The results of one U: the validation points both twins have reached, as lists, each objective's best point,
-    the crossover and the TF-IDF baseline. ``points[twin][step]`` holds ``validate``'s per-text values plus the
-    point's step, epoch and tokens seen."""
+    the crossover, the TF-IDF baseline and the unigram level (``unigram_reference``'s per-text values; each
+    objective's best minus it, paired). ``points[twin][step]`` holds ``validate``'s per-text values plus the point's
+    step, epoch and tokens seen."""
     steps = sorted(set(points.get("diffusion", {})) & set(points.get("ar", {})))
     d = [points["diffusion"][s] for s in steps]
     a = [points["ar"][s] for s in steps]
@@ -486,6 +502,13 @@ def analyse_size(size: int, plan: dict, points: dict[str, dict[int, dict]], tfid
         row["control_difference"] = {k: _round(v) for k, v in paired_difference(d[bd], control[j]).items()}
     row["tfidf_accuracy"] = tfidf["accuracy"] if tfidf else None
     row["tfidf_accuracy_ci95"] = tfidf["ci95"] if tfidf else None
+    if unigram and sd and sa:
+        rate, ci = ratio_interval([x * BITS for x in unigram["nll"]], unigram["tokens"])
+        row["unigram"] = {"bits_per_token": _round(rate), "ci95": _round(ci)}
+        for twin, summ, texts in (("diffusion", sd, d), ("ar", sa, a)):
+            j = best_so_far([s["bits_per_token"] for s in summ])[-1]
+            row["unigram"][f"{twin}_best_minus"] = {k: _round(v) for k, v in
+                                                    paired_difference(texts[j], unigram).items()}
     return row
 
 
@@ -715,6 +738,16 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
         results["exponent"] = analyse(results["runs"])
         _write_json(out / RESULTS, results)
 
+    def unigram_level(here: Path, train_set, points: dict) -> dict | None:
+        """The unigram level on the validation windows (their token counts come with the first point)."""
+        path = here / "unigram.json"
+        if not path.is_file():
+            first = next((p for twin in TWINS for p in points[twin].values()), None)
+            if first is None:
+                return None
+            _write_json(path, unigram_reference(tokenizer, train_set.texts, validation.texts, first["tokens"]))
+        return json.loads(path.read_text())
+
     for index, (size, total) in enumerate(zip(config.sizes, config.steps, strict=True)):
         if until_size is not None and size > until_size:
             break
@@ -732,8 +765,9 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
         tfidf = json.loads(tfidf_path.read_text())
         unique_tokens = sum(map(len, tokenize_texts(tokenizer, train_set.texts)))
 
-        def record(size=size, row_plan=row_plan, points=points, tfidf=tfidf, unique_tokens=unique_tokens) -> None:
-            row = analyse_size(size, row_plan, points, tfidf, unique_tokens)
+        def record(size=size, row_plan=row_plan, points=points, tfidf=tfidf, unique_tokens=unique_tokens,
+                   train_set=train_set, here=here) -> None:
+            row = analyse_size(size, row_plan, points, tfidf, unique_tokens, unigram_level(here, train_set, points))
             runs = [r for r in results["runs"] if r["unique_reviews"] != size] + [row]
             results["runs"] = sorted(runs, key=lambda r: r["unique_reviews"])
             save_results()

@@ -648,6 +648,21 @@ def crossover_lines(c: dict) -> list[str]:
                   "(Prabhudesai et al. 2025)." if fit else
                   f"{len(crossing)} size(s) cross so far ({', '.join(map(str, crossing)) or 'none'}); the exponent of "
                   "C_crit ∝ U^k needs at least three, so it is not fitted.")]
+    leveled = [row for row in c["runs"] if row.get("unigram")]
+    if leveled:
+        lines += ["", "### Against the no-context level", "",
+                  "A unigram model of the same U training reviews (token counts plus one) read on the same validation "
+                  "windows: the level of a model that uses no context at all. A best point below it (a negative "
+                  "difference) uses context; one at it has learnt only which tokens are common.", "",
+                  "| U | unigram bits/token (95% CI) | diffusion best − unigram, 95% CI | "
+                  "twin best − unigram, 95% CI |",
+                  "|---|---|---|---|"]
+        for row in leveled:
+            u = row["unigram"]
+            cells = [f"{row['unique_reviews']:,}", f"{u['bits_per_token']:.3f} ({_ci(u['ci95'])})"]
+            cells += [f"{u[f'{t}_best_minus']['difference_bits_per_token']:+.3f} ({_ci(u[f'{t}_best_minus']['ci95'])})"
+                      for t in ("diffusion", "ar")]
+            lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "### Accuracy against U (validation reviews, at each objective's best-bound point)", "",
               "| U | diffusion Bayes | diffusion infill | twin Bayes | twin infill | TF-IDF + LR on the same U |",
               "|---|---|---|---|---|---|"]
