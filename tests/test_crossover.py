@@ -243,6 +243,9 @@ def test_analysis_of_hand_built_curves_and_its_report_section():
     assert "control_difference" not in crossing_control
     answer = crossover_answer(results)
     assert "U=100: crosses at epoch 1.6" in answer and "U=400: no crossover so far" in answer
+    gaps = sorted(r["best_difference"]["difference_bits_per_token"] for r in results["runs"])
+    assert f"diffusion − twin at the bests: {gaps[0]:+.2f} to {gaps[1]:+.2f} bits/token" in answer
+    assert "unigram model of the same reviews (no context): -0.289 to -0.289" in answer
 
 
 def test_report_rerender_adds_the_section_and_the_readme_line_without_measuring(tmp_path, monkeypatch):

@@ -569,6 +569,13 @@ def crossover_answer(c: dict) -> str:
     fit = c.get("exponent")
     tail = (f"; C_crit ∝ U^{fit['k']:.2f} (95% {fit['ci95'][0]:.2f}–{fit['ci95'][1]:.2f}; published "
             f"{fit['published']})" if fit else "")
+    gaps = [r["best_difference"]["difference_bits_per_token"] for r in c["runs"] if r.get("best_difference")]
+    if gaps:
+        tail += f"; diffusion − twin at the bests: {min(gaps):+.2f} to {max(gaps):+.2f} bits/token"
+    levels = [r["unigram"]["diffusion_best_minus"]["difference_bits_per_token"] for r in c["runs"] if r.get("unigram")]
+    if levels:
+        tail += (f"; diffusion's best against a unigram model of the same reviews (no context): {min(levels):+.3f} to "
+                 f"{max(levels):+.3f}")
     sizes = len((c.get("config") or {}).get("sizes") or c["runs"])
     status = "" if c.get("finished") else f", in progress: {len(c['runs'])} of {sizes} sizes begun"
     return (f"Data-constrained crossover (twins from scratch on U reviews, validation bits per token{status}): "
