@@ -149,7 +149,8 @@ def test_a_tiny_grid_writes_the_contract_and_an_interrupted_run_resumes_to_the_s
     # both twins start from one initialisation: the same tensors under the same names
     d, a = (load_file(straight / "init" / t / "model.safetensors") for t in ("diffusion", "ar"))
     assert d.keys() == a.keys() and all(torch.equal(d[k], a[k]) for k in d)
-    assert "crossover" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "U=12: 2 points read; crossover " in out and "so far" not in out.split("U=12: 2 points read")[1]
 
     # interrupt once in training (the loop saves a checkpoint) and once in validation, then run again
     # (named tokenizer: a fresh WordPiece training may break ties between merges otherwise)
@@ -234,10 +235,11 @@ def test_analysis_of_hand_built_curves_and_its_report_section():
     text = "\n".join(crossover_lines(results))
     assert "In progress: 6 validation points read, 2 to go" in text and "none so far (in progress)" in text
     assert "4,000 tokens (step 40, epoch 1.6)" in text and "not fitted" in text
+    assert "1 of 2 sizes cross so far (100);" in text
     assert "| 100 | 50.0% | 100.0% | 75.0% | 100.0% | 60.0% |" in text
     assert "did not run" in text
     level = text.split("### Against the no-context level")[1].split("###")[0]
-    assert "\n| 100 | 4.761 (" in level and "| -0.289 (" in level and "| +0.144 (" in level
+    assert "\n| 100 | 4.761 (" in level and "| -0.289 (-0.314 to -0.263) |" in level and "| +0.144 (" in level
     assert "\n| 400 |" not in level, "no row for a size without its level"
     crossing_control = _grid(100, [10, 20, 40, 80], [5.0, 4.0, 3.2, 3.1], [4.5, 3.5, 3.4, 3.6], 80)
     assert "control_difference" not in crossing_control

@@ -547,7 +547,9 @@ def crossover_record(path: str | Path | None = None) -> dict | None:
 
 
 def _ci(pair) -> str:
-    return f"{pair[0]:.3f}–{pair[1]:.3f}" if pair else "–"
+    if not pair:
+        return "–"
+    return f"{pair[0]:.3f} to {pair[1]:.3f}" if min(pair) < 0 else f"{pair[0]:.3f}–{pair[1]:.3f}"
 
 
 def _crossover_cell(row: dict, finished: bool) -> str:
@@ -653,8 +655,9 @@ def crossover_lines(c: dict) -> list[str]:
                   f"Fitted over the {fit['n']} sizes that cross: C_crit ∝ U^{fit['k']:.2f} (95% interval "
                   f"{fit['ci95'][0]:.2f} to {fit['ci95'][1]:.2f}), beside the published {fit['published']} "
                   "(Prabhudesai et al. 2025)." if fit else
-                  f"{len(crossing)} size(s) cross so far ({', '.join(map(str, crossing)) or 'none'}); the exponent of "
-                  "C_crit ∝ U^k needs at least three, so it is not fitted.")]
+                  f"{len(crossing)} of {len(c['runs'])} sizes cross{'' if c.get('finished') else ' so far'}"
+                  f"{' (' + ', '.join(map(str, crossing)) + ')' if crossing else ''}; the exponent of C_crit ∝ U^k "
+                  "needs at least three, so it is not fitted.")]
     leveled = [row for row in c["runs"] if row.get("unigram")]
     if leveled:
         lines += ["", "### Against the no-context level", "",

@@ -14,7 +14,7 @@ from textdiff_core.augment import AugmentConfig, run_augment
 from textdiff_core.augment import lines as augment_lines
 from textdiff_core.campaign import STATUS, CampaignConfig, best_reading, run_campaign, ship
 from textdiff_core.checkpoint import exists as checkpoint_exists
-from textdiff_core.crossover import CrossoverConfig, ModelShape, run_crossover
+from textdiff_core.crossover import CrossoverConfig, ModelShape, points_to_go, run_crossover
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import load_model, save_model
 from textdiff_core.settings import add_train_flags, check_output_dir, train_config
@@ -259,8 +259,10 @@ def cmd_crossover(args: argparse.Namespace) -> int:
         return 130
     for row in results["runs"]:
         crossing = row["crossover_tokens"]
-        print(f"U={row['unique_reviews']}: {len(row['steps'])} of {len(row['validation_steps'])} points; crossover "
-              + (f"at {crossing:,} tokens" if crossing else "none within budget so far"))
+        left = points_to_go(results, row)
+        print(f"U={row['unique_reviews']}: {len(row['steps'])} points read" + (f", {left} to go" if left else "")
+              + "; crossover " + (f"at {crossing:,} tokens" if crossing else
+                                  "none within budget" if row["finished"] else "none so far"))
     if results.get("exponent"):
         e = results["exponent"]
         print(f"C_crit ~ U^{e['k']:.2f} (95% {e['ci95'][0]:.2f} to {e['ci95'][1]:.2f}; published {e['published']})")
