@@ -51,18 +51,26 @@ if fit:
     st.metric("C_crit ∝ U^k", f"k = {fit['k']:.2f}", help=f"95% interval {fit['ci95'][0]:.2f} to {fit['ci95'][1]:.2f} "
               f"over {fit['n']} sizes; published {PUBLISHED_EXPONENT}")
 else:
-    st.caption(f"The exponent of C_crit ∝ U^k (published {PUBLISHED_EXPONENT}) is fitted once three sizes cross.")
+    crossing = sum(1 for r in results["runs"] if r.get("crossover_tokens"))
+    st.caption(f"The exponent of C_crit ∝ U^k (published {PUBLISHED_EXPONENT}) is fitted once three sizes cross; "
+               f"{crossing} of {len(results['runs'])} {'do' if results.get('finished') else 'do so far'}.")
 
 summary = pd.DataFrame([{
-    "U (reviews)": r["unique_reviews"], "points read": len(r["steps"]), "to go": points_to_go(results, r),
-    "diffusion best bits/token": (r.get("best") or {}).get("diffusion", {}).get("bits_per_token"),
-    "at epoch (diffusion)": (r.get("best") or {}).get("diffusion", {}).get("epoch"),
-    "left-to-right best bits/token": (r.get("best") or {}).get("ar", {}).get("bits_per_token"),
-    "at epoch (left-to-right)": (r.get("best") or {}).get("ar", {}).get("epoch"),
-    "crossover (tokens)": r.get("crossover_tokens") or ("none within budget" if r["finished"] else "none so far"),
-    "crossover (epoch)": (r.get("crossover") or {}).get("epoch"),
+    "U": r["unique_reviews"],
+    "crossover": (f"{r['crossover_tokens']:,} tokens (epoch {r['crossover']['epoch']:g})" if r.get("crossover_tokens")
+                  else "none within budget" if r["finished"] else "none so far"),
+    "diffusion": (r.get("best") or {}).get("diffusion", {}).get("bits_per_token"),
+    "diffusion epoch": (r.get("best") or {}).get("diffusion", {}).get("epoch"),
+    "ar": (r.get("best") or {}).get("ar", {}).get("bits_per_token"),
+    "ar epoch": (r.get("best") or {}).get("ar", {}).get("epoch"),
+    "points": len(r["steps"]), "to go": points_to_go(results, r),
 } for r in runs])
-st.dataframe(summary, hide_index=True, width="stretch")
+bits, epoch = (lambda label: st.column_config.NumberColumn(label, format="%.3f", help="validation bits per token"),
+               st.column_config.NumberColumn("at epoch", format="%.4g"))
+st.dataframe(summary, hide_index=True, width="stretch",
+             column_config={"U": st.column_config.NumberColumn("U (reviews)"), "diffusion": bits("diffusion best"),
+                            "diffusion epoch": epoch, "ar": bits("left-to-right best"), "ar epoch": epoch,
+                            "points": st.column_config.NumberColumn("points read")})
 
 st.subheader("Validation curves per U")
 st.caption("Bits per token on the validation reviews against training tokens seen (log scale), 95% bands over "
@@ -79,7 +87,8 @@ for row in runs:
          "low": row[f"{twin}_bits_per_token_ci95"][j][0], "high": row[f"{twin}_bits_per_token_ci95"][j][1]}
         for j, step in enumerate(row["steps"]) for twin in TWIN_NAMES
         if (row.get(f"{twin}_bits_per_token") or [None] * len(row["steps"]))[j] is not None])
-    x = alt.X("tokens seen:Q", scale=alt.Scale(type="log"))
+    seen = points["tokens seen"]  # the axis spans the points read, not the nearest powers of ten
+    x = alt.X("tokens seen:Q", scale=alt.Scale(type="log", nice=False, domain=[seen.min() / 1.2, seen.max() * 1.2]))
     colour = alt.Color("objective:N", sort=list(TWIN_NAMES.values()))
     tooltip = ["objective", "step", "epoch", "tokens seen", alt.Tooltip("bits per token:Q", format=".3f")]
     base = alt.Chart(points).encode(x=x)

@@ -49,6 +49,10 @@ def test_the_crossover_page_draws_each_size_marks_the_crossover_and_says_it_is_i
     assert "In progress: 4 validation points read, 2 to go" in at.warning[0].value
     tables = page_tables(at)
     assert any(t.get("label") == ["crossover"] and t["tokens seen"] == [80000] for t in tables), "the crossover rule"
+    summary = at.dataframe[0].value
+    assert list(summary["crossover"]) == ["80,000 tokens (epoch 6.4)", "none so far"]
+    assert list(summary["to go"]) == [0, 2]
+    assert "1 of 2 do so far" in " ".join(c.value for c in at.caption)
     levels = [t["unigram bits per token"] for t in tables if "unigram bits per token" in t]
     assert len(levels) == 1 and abs(levels[0][0] - 5.2 * 0.693 / math.log(2)) < 1e-3, "the no-context level, U=100"
     curves = [t for t in tables if "bits per token" in t]

@@ -7,6 +7,7 @@ Streamlit draws asynchronously: every step waits for a specific text or element 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -479,6 +480,20 @@ def test_models_lists_the_offline_models_and_probes_one(page):
     expect(probe.locator("td").first).to_contain_text("mask 1")
     expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
     snap(page, "models")
+
+
+def test_crossover_draws_the_committed_grid(page):
+    results = json.loads((ROOT / "results" / "crossover.json").read_text())
+    open_page(page, "/crossover", "When does diffusion win?")
+    idle(page)
+    status = "Finished" if results.get("finished") else "In progress"
+    expect(page.get_by_test_id("stAlert").first).to_contain_text(status)
+    charts = page.get_by_test_id("stVegaLiteChart")
+    drawn = sum(1 for row in results["runs"] if row["steps"])
+    expect(charts).to_have_count(drawn + 1)  # a curve per size that has a point, and accuracy against U
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    snap(page, "crossover")
 
 
 # ---- the shipped models, as a newcomer first sees them ----
