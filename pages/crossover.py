@@ -65,12 +65,12 @@ summary = pd.DataFrame([{
     "ar epoch": (r.get("best") or {}).get("ar", {}).get("epoch"),
     "points": len(r["steps"]), "to go": points_to_go(results, r),
 } for r in runs])
-bits, epoch = (lambda label: st.column_config.NumberColumn(label, format="%.3f", help="validation bits per token"),
-               st.column_config.NumberColumn("at epoch", format="%.4g"))
-st.dataframe(summary, hide_index=True, width="stretch",
-             column_config={"U": st.column_config.NumberColumn("U (reviews)"), "diffusion": bits("diffusion best"),
-                            "diffusion epoch": epoch, "ar": bits("left-to-right best"), "ar epoch": epoch,
-                            "points": st.column_config.NumberColumn("points read")})
+epoch = st.column_config.NumberColumn("at epoch", format="%.4g")
+st.dataframe(summary, hide_index=True, width="stretch", column_config={
+    "U": st.column_config.NumberColumn("U (reviews)"),
+    "diffusion": st.column_config.NumberColumn("diffusion best", format="%.3f", help="validation bits per token"),
+    "ar": st.column_config.NumberColumn("left-to-right best", format="%.3f", help="validation bits per token"),
+    "diffusion epoch": epoch, "ar epoch": epoch, "points": st.column_config.NumberColumn("points read")})
 
 st.subheader("Validation curves per U")
 st.caption("Bits per token on the validation reviews against training tokens seen (log scale), 95% bands over "
