@@ -8,11 +8,12 @@ the same U reviews (counts + 1) on the same positions: the level of a model that
 plateau* at the first reading at least 0.1 nats below that level; it stops ``--after`` steps later (to show the
 break holds) or at ``--steps``.
 
-The recipes (``RECIPES``): ``grid`` is the crossover's (post-LayerNorm BERT, dropout 0.1, lr 2e-4 after 100 warm-up
-steps, weight decay 0.1, AdamW betas 0.9/0.999, the 1/t ELBO weighting, 128-token windows, the class prompt with its
-class word masked half the time at weight 16) at the probe's size (2 layers, 128 wide); ``probe`` is the recipe that
-left it (pre-LayerNorm, no dropout, lr 1e-3 after 500, weight decay 0.01, betas 0.9/0.98, the plain mean loss, 64-token
-windows, no class prompt). Each other recipe changes one setting of one of the two.
+The recipes (``RECIPES``): ``grid`` is the crossover's (Hugging Face's post-LayerNorm BERT, dropout 0.1, lr 2e-4
+after 100 warm-up steps, weight decay 0.1, AdamW betas 0.9/0.999, the 1/t ELBO weighting, 128-token windows, the
+class prompt with its class word masked half the time at weight 16) at the probe's size (2 layers, 128 wide);
+``probe`` is the recipe that left it (a pre-LayerNorm encoder of PyTorch's layers with a bare tied output layer, no
+dropout, lr 1e-3 after 500, weight decay 0.01, betas 0.9/0.98, the plain mean loss, 64-token windows, no class
+prompt). Each other recipe changes one setting of one of the two.
 
 Each run is resumable (``OUT/<recipe>/state.pt`` every ``--every`` steps); ``OUT/ablation.json`` holds every
 reading and is rewritten after each. Running the command again continues where it stopped.
@@ -47,7 +48,12 @@ LEAVES = -0.1  # nats below the unigram level that count as having left the plat
 class Recipe:
     """One from-scratch diffusion recipe: architecture, optimiser, objective and data settings."""
 
-    norm: str = "post"  # "post": BERT's post-LayerNorm; "pre": pre-LayerNorm (RoBERTa-PreLayerNorm)
+    arch: str = "hf"  # "hf": Hugging Face's BERT (post-LN) or RoBERTa-PreLayerNorm (pre-LN), each with an embedding
+    #                   LayerNorm and a dense + GELU + LayerNorm transform before the tied output layer; "plain": an
+    #                   encoder of PyTorch's own layers, where the two are settings (``embed_norm``, ``head_transform``)
+    norm: str = "post"  # LayerNorm placement: "post" (after each residual sum, BERT) or "pre" (before each block)
+    embed_norm: bool = False  # plain only: a LayerNorm on the embeddings, as BERT's
+    head_transform: bool = False  # plain only: dense + GELU + LayerNorm before the tied output layer, as BERT's
     dropout: float = 0.1  # hidden and attention dropout
     init_std: float = 0.02  # initializer_range: std of every weight matrix and embedding at initialisation
     lr: float = 2e-4  # peak learning rate, constant after warm-up
@@ -62,25 +68,29 @@ class Recipe:
 
 
 GRID = Recipe()
-PROBE = Recipe(norm="pre", dropout=0.0, lr=1e-3, warmup=500, weight_decay=0.01, beta2=0.98, weighting="mean",
-               window=64, label_weight=0.0)
-RECIPES = {  # in the order they run: the two ends first, then one change from each end
+PROBE = Recipe(arch="plain", norm="pre", dropout=0.0, lr=1e-3, warmup=500, weight_decay=0.01, beta2=0.98,
+               weighting="mean", window=64, label_weight=0.0)
+RECIPES = {  # in the order they run: the probe, then one setting of the grid's at a time on it, then the grid
     "probe": PROBE,
-    "grid": GRID,
-    "grid+lr1e-3+mean": replace(GRID, lr=1e-3, weighting="mean"),
-    "grid+lr1e-3": replace(GRID, lr=1e-3),
-    "grid+mean": replace(GRID, weighting="mean"),
-    "grid+pre-ln": replace(GRID, norm="pre"),
-    "grid+no-dropout": replace(GRID, dropout=0.0),
-    "grid+wd0.01": replace(GRID, weight_decay=0.01),
-    "grid+window64": replace(GRID, window=64),
-    "grid+no-prompt": replace(GRID, label_weight=0.0),
+    "probe+head-transform": replace(PROBE, head_transform=True),
+    "probe+embed-norm": replace(PROBE, embed_norm=True),
+    "probe+hf": replace(PROBE, arch="hf"),  # RoBERTa-PreLayerNorm: both of the above, Hugging Face's layers
     "probe+elbo": replace(PROBE, weighting="elbo"),
-    "probe+prompt16": replace(PROBE, label_weight=16.0),
-    "probe+window128": replace(PROBE, window=128),
-    "probe+wd0.1": replace(PROBE, weight_decay=0.1),
+    "probe+lr2e-4": replace(PROBE, lr=2e-4),
     "probe+post-ln": replace(PROBE, norm="post"),
     "probe+dropout0.1": replace(PROBE, dropout=0.1),
+    "probe+wd0.1": replace(PROBE, weight_decay=0.1),
+    "probe+prompt16": replace(PROBE, label_weight=16.0),
+    "probe+warmup100-beta0.999": replace(PROBE, warmup=100, beta2=0.999),
+    "probe+window128": replace(PROBE, window=128),
+    "grid": GRID,
+    "grid+lr1e-3+mean": replace(GRID, lr=1e-3, weighting="mean"),
+    "grid+pre-ln": replace(GRID, norm="pre"),
+    "grid+lr1e-3": replace(GRID, lr=1e-3),
+    "grid+mean": replace(GRID, weighting="mean"),
+    "grid+no-dropout": replace(GRID, dropout=0.0),
+    "grid+window64": replace(GRID, window=64),
+    "grid+no-prompt": replace(GRID, label_weight=0.0),
     "probe+init0.006": replace(PROBE, init_std=0.006),
 }
 
@@ -94,13 +104,50 @@ def build_model(recipe: Recipe, vocab_size: int, pad_id: int, seed: int):
                  hidden_dropout_prob=recipe.dropout, attention_probs_dropout_prob=recipe.dropout,
                  initializer_range=recipe.init_std, pad_token_id=pad_id, max_position_embeddings=520)
     torch.manual_seed(seed)
+    if recipe.arch == "plain":
+        return PlainEncoder(recipe, vocab_size, pad_id)
     if recipe.norm == "post":
         return BertForMaskedLM(BertConfig(**shape))
     return RobertaPreLayerNormForMaskedLM(RobertaPreLayerNormConfig(**shape))
 
 
+class PlainEncoder(torch.nn.Module):
+    """An encoder written out of PyTorch's own layers: learned positions, pre- or post-LayerNorm blocks (a final
+    LayerNorm after pre-LN ones), and the tied embedding matrix as the output layer; BERT's embedding LayerNorm and
+    its head's dense + GELU + LayerNorm transform only where the recipe asks for them."""
+
+    def __init__(self, recipe: Recipe, vocab_size: int, pad_id: int) -> None:
+        super().__init__()
+        w = recipe.width
+        self.tokens = torch.nn.Embedding(vocab_size, w, padding_idx=pad_id)
+        self.positions = torch.nn.Embedding(520, w)
+        self.embed_norm = torch.nn.LayerNorm(w) if recipe.embed_norm else torch.nn.Identity()
+        self.drop = torch.nn.Dropout(recipe.dropout)
+        layer = torch.nn.TransformerEncoderLayer(w, max(1, w // 64), 4 * w, recipe.dropout, activation="gelu",
+                                                 batch_first=True, norm_first=recipe.norm == "pre")
+        self.encoder = torch.nn.TransformerEncoder(layer, recipe.layers, enable_nested_tensor=False)
+        self.norm = torch.nn.LayerNorm(w) if recipe.norm == "pre" else torch.nn.Identity()
+        self.transform = (torch.nn.Sequential(torch.nn.Linear(w, w), torch.nn.GELU(), torch.nn.LayerNorm(w))
+                          if recipe.head_transform else torch.nn.Identity())
+        self.bias = torch.nn.Parameter(torch.zeros(vocab_size))
+        for name, p in self.named_parameters():
+            if p.ndim >= 2:
+                torch.nn.init.normal_(p, std=recipe.init_std)
+            elif name.endswith("bias") and "norm" not in name:
+                torch.nn.init.zeros_(p)
+
+    def hidden(self, input_ids: torch.Tensor) -> torch.Tensor:
+        x = self.tokens(input_ids) + self.positions(torch.arange(input_ids.shape[1]))
+        return self.norm(self.encoder(self.drop(self.embed_norm(x))))
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.transform(hidden) @ self.tokens.weight.T + self.bias
+
+
 def masked_logits(model, input_ids: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     """Logits at the ``where`` positions only (the vocabulary projection is half the cost otherwise)."""
+    if isinstance(model, PlainEncoder):
+        return model.head(model.hidden(input_ids)[where])
     hidden = model.base_model(input_ids=input_ids).last_hidden_state[where]
     head = model.cls if hasattr(model, "cls") else model.lm_head
     return head(hidden)
@@ -269,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("recipes", nargs="*", help=f"recipes to run, in order (default: all: {', '.join(RECIPES)})")
     p.add_argument("--out", required=True, help="directory for OUT/ablation.json and each run's state")
     p.add_argument("--steps", type=int, default=5000, help="steps of a run that does not leave the plateau")
-    p.add_argument("--after", type=int, default=1000, help="steps a run goes on after it leaves the plateau")
+    p.add_argument("--after", type=int, default=500, help="steps a run goes on after it leaves the plateau")
     p.add_argument("--every", type=int, default=250, help="steps between validation readings")
     p.add_argument("--reviews", type=int, default=1600, help="U: unique training reviews")
     p.add_argument("--val-reviews", type=int, default=200, help="validation reviews (those with 64 text tokens read)")
