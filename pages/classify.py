@@ -26,7 +26,7 @@ from textdiff_core.errors import TextdiffError
 
 MAX_CHARS = 20_000  # longer pastes are refused (scoring cost grows with length)
 # Each reading's score, named for what it is: Bayes readings give log P(text | c), the infill reading P(c | text)
-SCORE_NAMES = {"infill": "log P(c | text)", "combined": "log P(text | c) + w · infill"}
+SCORE_NAMES = {"infill": "log P(c | text), before calibration", "combined": "log P(text | c) + w · infill"}
 CALIBRATED = ("The posterior after the class bias and temperature fitted on validation (train_cli.py calibrate): "
               "a 90% here is right about 90% of the time on validation texts.")
 UNCALIBRATED = ("The posterior straight from the scores and the training prior: no calibration has been fitted for "
@@ -201,10 +201,12 @@ if results:
             else:
                 st.metric("Decision", p.label, f"confidence {p.confidence:.1%}, "
                           f"{'calibrated' if p.calibrated else 'uncalibrated'}", delta_color="off",
-                          help=CALIBRATED if p.calibrated else UNCALIBRATED)
-            if p.calibrated and p.uncalibrated:
-                st.caption(f"Calibrated on validation (class bias and temperature, `train_cli.py calibrate`); the "
-                           f"scores alone give {max(p.uncalibrated):.1%}.")
+                          delta_arrow="off", help=CALIBRATED if p.calibrated else UNCALIBRATED)
+            note = p.calibration_note()
+            if note and p.raw_label != p.label:
+                st.warning(note)
+            elif note:
+                st.caption(note)
             frame = pd.DataFrame({"class": p.classes, "posterior": p.posterior})
             st.altair_chart(
                 alt.Chart(frame).mark_bar().encode(

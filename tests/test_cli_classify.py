@@ -96,6 +96,27 @@ def test_classify_prints_class_posteriors_and_ood(checkpoint, capsys):
         assert f"OOD: {verdict} (evidence per token at the {percentile} percentile" in out, out
 
 
+def test_classify_says_when_the_calibration_reverses_the_scores_verdict(checkpoint, capsys):
+    out, rows = _classify(checkpoint, capsys)
+    raw = max(rows, key=lambda c: rows[c][0])  # uncalibrated: what the scores alone pick
+    other = ({"negative", "positive"} - {raw}).pop()
+    assert "reverses" not in out
+    bias = [0.0, 0.0]
+    bias[["negative", "positive"].index(other)] = 50.0  # far past any score difference of a tiny model
+    (checkpoint / "calibration.json").write_text(json.dumps({"elbo": {"temperature": 1.0, "bias": bias,
+                                                                      "ood_reference": []}}))
+    out, _ = _classify(checkpoint, capsys)
+    assert out.startswith(f"class: {other} "), out
+    assert f"note: Calibration reverses the verdict: the scores alone say {raw} (" in out, out
+    # a calibration that keeps the verdict says nothing of a reversal
+    bias = [0.0, 0.0]
+    bias[["negative", "positive"].index(raw)] = 50.0
+    (checkpoint / "calibration.json").write_text(json.dumps({"elbo": {"temperature": 1.0, "bias": bias,
+                                                                      "ood_reference": []}}))
+    out, _ = _classify(checkpoint, capsys)
+    assert out.startswith(f"class: {raw} ") and "reverses" not in out, out
+
+
 def test_zero_shot_with_a_causal_model(capsys):
     """Any causal LM classifies by Bayes' rule over its exact scores of the text after each class's prompt."""
     from textdiff_core.classify import ZERO_SHOT_PROMPT

@@ -145,7 +145,9 @@ def tiny_models(page, *roles: str) -> None:
 
 
 def metrics(page) -> list[tuple[str, str]]:
-    """(label, value) of every st.metric, in page order."""
+    """(label, value) of every st.metric, in page order, once the script has finished: while it reruns, the cards of
+    the run before stay on the page beside the new ones (three Decision cards where two were expected)."""
+    idle(page)
     cards = page.get_by_test_id("stMetric")
     return [(c.get_by_test_id("stMetricLabel").inner_text().strip(), c.get_by_test_id("stMetricValue").inner_text())
             for c in cards.all()]

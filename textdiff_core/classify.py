@@ -180,10 +180,20 @@ class Classifier:
         return [class_scores(self.models[c], text, [None], samples, generator, self.max_length,
                              method=self.method)[0] for c in self.classes]
 
+    def calibrated_logits(self, log_likelihood: list[float]) -> torch.Tensor:
+        """(log P(x|c) + log P(c) + bias_c) / T in float64: log-likelihoods run to hundreds of nats, where float32
+        would round away the differences a fitted bias leaves between classes."""
+        logits = (torch.tensor(log_likelihood, dtype=torch.float64) + torch.tensor(self.log_prior, dtype=torch.float64)
+                  + torch.tensor(self.calibration.bias, dtype=torch.float64))
+        return logits / self.calibration.temperature
+
+    def decide(self, log_likelihood: list[float]) -> int:
+        """The class Bayes' rule with the fitted calibration picks (the first on an exact tie)."""
+        return int(self.calibrated_logits(log_likelihood).argmax())
+
     def posterior(self, log_likelihood: list[float]) -> list[float]:
         """softmax((log P(x|c) + log P(c) + bias_c) / T): Bayes' rule with the fitted calibration."""
-        logits = torch.tensor(log_likelihood) + torch.tensor(self.log_prior) + torch.tensor(self.calibration.bias)
-        return torch.softmax(logits / self.calibration.temperature, 0).tolist()
+        return torch.softmax(self.calibrated_logits(log_likelihood), 0).tolist()
 
     def classify(
         self,
@@ -211,13 +221,14 @@ class Classifier:
                     break
         log_lik = [-s.nll for s in scores]
         post = self.posterior(log_lik)
-        best = max(range(len(post)), key=post.__getitem__)
+        best = self.decide(log_lik)
         passes = self._passes(scores, used)
         prediction = Prediction(
             label=self.classes[best], classes=self.classes, posterior=post, log_likelihood=log_lik,
             log_likelihood_se=[s.nll_se if s.nll_se == s.nll_se else 0.0 for s in scores], scores=scores,
             samples=used, forward_passes=passes, seconds=time.time() - started, calibrated=self.calibrated,
-            uncalibrated=torch.softmax(torch.tensor(log_lik) + torch.tensor(self.log_prior), 0).tolist(),
+            uncalibrated=torch.softmax(torch.tensor(log_lik, dtype=torch.float64)
+                                       + torch.tensor(self.log_prior, dtype=torch.float64), 0).tolist(),
         )
         if self.calibration.ood_reference and self.method not in ("infill", "combined"):  # no likelihood: no OOD
             prediction.ood_percentile = ood_percentile(evidence_per_token(prediction, self.log_prior),
@@ -415,7 +426,7 @@ def choose_zero_shot(model: str, classes: list[str], templates: list[str], texts
         accuracies = []
         for calibration in (Calibration(bias=[0.0] * len(classes)), fitted):
             clf.calibration = calibration
-            decided = [max(range(len(classes)), key=clf.posterior(p.log_likelihood).__getitem__) for p in predictions]
+            decided = [clf.decide(p.log_likelihood) for p in predictions]
             accuracies.append(sum(d == y for d, y in zip(decided, labels, strict=True)) / len(labels))
         readings[template] = (accuracies[0], accuracies[1])
         if best is None or accuracies[1] > readings[best[0]][1]:

@@ -62,7 +62,7 @@ from textdiff_core.errors import TextdiffError
 from textdiff_core.kv_cache import CACHE_MODES, BlockCache
 from textdiff_core.kv_cache import supports as cache_supported
 from textdiff_core.models import MASKED, LoadedModel
-from textdiff_core.tokens import encode, special_ids, tokenize_texts
+from textdiff_core.tokens import decode_text, encode, special_ids, token_style, tokenize_texts
 from textdiff_core.trace import CONFIDENCE_MEASURES, Frame, Trace, confidence_score
 
 DIFFUSION_STRATEGIES = ("confidence", "topk", "schedule-random", "schedule-confidence", "entropy-bound")
@@ -331,12 +331,6 @@ def _class_prompt(lm: LoadedModel, label: str | None) -> str:
     return meta.prompt_for(label)
 
 
-def _token_style(tokenizer) -> str:
-    """'raw' when single tokens carry their own leading spaces (byte-level BPE), else 'wordpiece'."""
-    ids = tokenize_texts(tokenizer, ["a b"])[0]
-    return "raw" if ids and tokenizer.decode(ids[-1:]).startswith(" ") else "wordpiece"
-
-
 class _Recorder:
     """Builds a trace's frames as decoding goes: token strings, commits, confidences, passes, time."""
 
@@ -437,8 +431,8 @@ def _new_trace(lm: LoadedModel, config: DecodeConfig, prompt: str, label: str | 
         strategy=config.strategy, settings=asdict(config) | {"seed": seed, "length": length,
                                                              "stop_at_end": bool(ends)},
         model=lm.name, prompt=prompt, label=label, seed=seed, n_class_tokens=n_class, n_prompt_tokens=n_prompt,
-        decoded=decoded, mask_id=rec.mask_id, mask_text=rec.mask_text, token_style=_token_style(lm.tokenizer),
-        final_text=lm.tokenizer.decode(text_ids).strip(), generated_text=lm.tokenizer.decode(appended).strip(),
+        decoded=decoded, mask_id=rec.mask_id, mask_text=rec.mask_text, token_style=token_style(lm.tokenizer),
+        final_text=decode_text(lm.tokenizer, text_ids), generated_text=decode_text(lm.tokenizer, appended),
         frames=rec.frames, ended_at=ended_at,
     )
 

@@ -29,3 +29,23 @@ class Prediction:
     @property
     def confidence(self) -> float:
         return max(self.posterior)
+
+    @property
+    def raw_label(self) -> str | None:
+        """The class the scores alone pick, before calibration (None when they were not kept)."""
+        if not self.uncalibrated:
+            return None
+        return self.classes[max(range(len(self.classes)), key=self.uncalibrated.__getitem__)]
+
+    def calibration_note(self) -> str | None:
+        """One sentence on what the calibration did to the verdict, saying so plainly when it reversed it; None
+        for an uncalibrated posterior."""
+        if not self.calibrated or not self.uncalibrated:
+            return None
+        raw = self.raw_label
+        raw_p = self.uncalibrated[self.classes.index(raw)]
+        if raw != self.label:
+            return (f"Calibration reverses the verdict: the scores alone say {raw} ({raw_p:.1%}); the class bias and "
+                    f"temperature fitted on validation make it {self.label} ({self.confidence:.1%}).")
+        return (f"Calibrated on validation (class bias and temperature); the scores alone also say {raw}, at "
+                f"{raw_p:.1%}.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 from dataclasses import asdict
@@ -188,13 +189,17 @@ def cmd_classify(args: argparse.Namespace) -> int:
                      generator=torch.Generator().manual_seed(args.seed))
     passes = f"{p.forward_passes} forward pass" + ("" if p.forward_passes == 1 else "es")
     print(f"class: {p.label}  (confidence {p.confidence:.3f}, method {clf.method}, {passes}, {p.seconds:.2f} s)")
-    for name, post, ll, se in zip(p.classes, p.posterior, p.log_likelihood, p.log_likelihood_se, strict=True):
+    raws = p.uncalibrated or p.posterior
+    for name, post, ll, se, raw in zip(p.classes, p.posterior, p.log_likelihood, p.log_likelihood_se, raws,
+                                       strict=True):
         if clf.method == "tfidf":  # a discriminative model: it has no likelihood to show
             print(f"  {name:>16}  P(c|x) = {post:.3f}")
-        elif clf.method == "infill":  # sum_w log P(c|x_w) - W log P(c): log P(x|c) up to a constant
-            print(f"  {name:>16}  P(c|x) = {post:.3f}   log P(x|c) + const = {ll:7.3f}")
+        elif clf.method == "infill":  # the reading gives P(c|x) itself: its log before calibration
+            print(f"  {name:>16}  P(c|x) = {post:.3f}   log P(c|x) before calibration = {math.log(raw):7.3f}")
         else:
             print(f"  {name:>16}  P(c|x) = {post:.3f}   log P(x|c) = {ll:9.2f} ± {se:.2f}")
+    if p.raw_label is not None and p.raw_label != p.label:
+        print(f"  note: {p.calibration_note()}")
     windows = p.scores[0].windows
     if windows > 1:
         print(f"  scored in {windows} windows of the model's length (the text is longer than one window)")
@@ -255,7 +260,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     def accuracy(calibration: Calibration) -> float:  # the classifier's own decision rule under a calibration
         clf.calibration = calibration
-        decided = [max(enumerate(clf.posterior(p.log_likelihood)), key=lambda kv: kv[1])[0] for p in predictions]
+        decided = [clf.decide(p.log_likelihood) for p in predictions]
         return sum(d == y for d, y in zip(decided, labels, strict=True)) / len(labels)
 
     before, after = accuracy(Calibration(bias=[0.0] * len(clf.classes))), accuracy(fitted)
