@@ -3,11 +3,12 @@
 import streamlit as st
 
 from pages._shared import cached_model, said, sidebar, trace_html, untrained_note
-from textdiff_core.decoding import generate
+from textdiff_core.decoding import default_config, generate
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import MASKED
 
 FRAME_EVERY_S = 0.6  # seconds per frame of the miniature
+MINIATURE_TOKENS = 16  # new tokens the miniature writes
 
 chosen = sidebar()
 st.title("textdiff")
@@ -28,7 +29,8 @@ text, which makes it a generative classifier.
 def miniature(name: str, label: str | None):
     lm, lock = cached_model(name, MASKED)
     with lock:
-        return generate(lm, "The movie was", 16, strategy="confidence", threshold=0.5, temperature=0.8, top_p=0.9,
+        # the settings a user gets by default (several tokens per forward pass, as the pitch above says)
+        return generate(lm, "The movie was", MINIATURE_TOKENS, default_config(MASKED, length=MINIATURE_TOKENS),
                         seed=1, label=label)
 
 

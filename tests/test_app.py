@@ -29,8 +29,8 @@ def test_home_page_renders_and_links_to_models():
     words = [text for masked, text in spans if not masked]
     assert words == ["positive", "review", ":", "the", "movie", "was"], words
     assert [bool(masked) for masked, _ in spans] == [False] * 6 + [True] * 16
-    steps = re.search(r"step 0/(\d+)", at.caption[0].value)  # sampled: at most one step per slot
-    assert steps and 1 <= int(steps.group(1)) <= 16 and "class prompt `positive`" in at.caption[0].value
+    steps = re.search(r"step 0/(\d+)", at.caption[0].value)  # the default settings: 4 tokens per pass, as pitched
+    assert steps and int(steps.group(1)) == 4 and "class prompt `positive`" in at.caption[0].value
 
 
 def test_models_page_lists_offline_models_and_runs_fill_mask():
