@@ -23,9 +23,11 @@ from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import ZERO_SHOT_REFERENCE, default_reading
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
+from textdiff_core.prediction import ordinal
 
 MAX_CHARS = 20_000  # longer pastes are refused (scoring cost grows with length)
 # Each reading's score, named for what it is: Bayes readings give log P(text | c), the infill reading P(c | text)
+EVIDENCE_ROW_PX = 22  # height of one n-gram's bar and label in the TF-IDF evidence chart
 SCORE_NAMES = {"infill": "log P(c | text), before calibration", "combined": "log P(text | c) + w · infill"}
 CALIBRATED = ("The posterior after the class bias and temperature fitted on validation (train_cli.py calibrate): "
               "a 90% here is right about 90% of the time on validation texts.")
@@ -107,9 +109,13 @@ def render_tfidf_evidence(evidence: list[tuple[str, float]], classes: list[str])
     frame = pd.DataFrame({"n-gram": [t for t, _ in top], "log-odds": [v for _, v in top]})
     frame["towards"] = [classes[-1] if v > 0 else classes[0] for v in frame["log-odds"]]
     st.markdown(f"**Evidence**: each word or bigram's contribution to the log-odds of {classes[-1]} over {classes[0]}")
+    # a height in pixels, a row per bar, and every label drawn: with a discrete height Streamlit drops its fit and
+    # Vega hid every other n-gram's label
     st.altair_chart(alt.Chart(frame).mark_bar().encode(
-        x=alt.X("log-odds:Q"), y=alt.Y("n-gram:N", sort=None, title=None), color="towards:N",
-        tooltip=["n-gram", alt.Tooltip("log-odds:Q", format=".3f")]).properties(height=alt.Step(18)), width="stretch")
+        x=alt.X("log-odds:Q"), color="towards:N",
+        y=alt.Y("n-gram:N", sort=None, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=240)),
+        tooltip=["n-gram", alt.Tooltip("log-odds:Q", format=".3f")]).properties(height=EVIDENCE_ROW_PX * len(frame)),
+        width="stretch")
 
 
 ex = examples()
@@ -230,10 +236,10 @@ if results:
             if p.ood is None:
                 st.caption("Out-of-distribution check: not calibrated (run `train_cli.py calibrate`).")
             elif p.ood:
-                st.warning(f"Out of distribution: evidence per token at the {p.ood_percentile:.1f}th percentile of "
-                           "validation texts. Treat the decision with suspicion.")
+                st.warning(f"Out of distribution: evidence per token at the {ordinal(p.ood_percentile, 1)} "
+                           "percentile of validation texts. Treat the decision with suspicion.")
             else:
-                st.caption(f"In distribution (evidence per token at the {p.ood_percentile:.0f}th percentile).")
+                st.caption(f"In distribution (evidence per token at the {ordinal(p.ood_percentile)} percentile).")
             order = sorted(range(len(p.classes)), key=lambda c: p.posterior[c], reverse=True)
             a, b = (order[1], order[0]) if len(order) > 2 else (0, 1)
             sa, sb = p.scores[a], p.scores[b]

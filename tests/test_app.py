@@ -1,5 +1,6 @@
 """Headless tests of the Streamlit pages (AppTest), with tiny models."""
 
+import json
 import math
 import re
 import shlex
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.charts import chart_rows, chart_tables
+from tests.charts import chart_height, chart_rows, chart_tables
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -295,6 +296,12 @@ def test_classify_page_reads_by_infilling_with_occlusion_evidence_and_shows_the_
     assert len(bodies) == 2 and all("tender" in b for b in bodies), "an occlusion heatmap per infill reading"
     assert any("occlusion" in m.value for m in at.markdown)
     assert any("contribution to the log-odds" in m.value for m in at.markdown), "the TF-IDF n-gram evidence"
+    evidence = [c for c in at.get("vega_lite_chart") if "n-gram" in chart_tables(c)[0]]
+    assert len(evidence) == 1
+    spec = json.loads(evidence[0].proto.spec)
+    rows = chart_rows(evidence[0])
+    assert rows >= 2 and chart_height(evidence[0]) >= 20 * rows, "a row of pixels per bar, not a discrete height"
+    assert spec["encoding"]["y"]["axis"]["labelOverlap"] is False, "every bar's n-gram labelled"
     assert [c.value for c in at.caption if "method `infill`" in c.value].__len__() == 2
 
 

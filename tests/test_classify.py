@@ -168,3 +168,11 @@ def test_the_default_reading_is_the_one_the_calibration_chose_on_validation(tmp_
     assert default_reading(checkpoint("ar", {"bayes": 0.9, "infill": 0.9}))[0] == "infill", "a tie: the cheaper one"
     assert default_reading(checkpoint("diffusion", None)) is None, "no record: the classifier's own default"
     assert default_reading("tiny") is None
+
+
+def test_percentile_places_read_as_english_ordinals():
+    from textdiff_core.prediction import ordinal
+
+    assert [ordinal(v) for v in (0, 1, 2, 3, 4, 11, 12, 13, 21, 22, 62, 100, 101, 111)] == [
+        "0th", "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "62nd", "100th", "101st", "111th"]
+    assert ordinal(62.5, 1) == "62.5th" and ordinal(62.0, 1) == "62nd" and ordinal(0.04, 1) == "0th"

@@ -84,7 +84,7 @@ def test_classify_prints_class_posteriors_and_ood(checkpoint, capsys):
                           atol=2e-3), rows
     # a calibration applies its bias and temperature to the same likelihoods (same seed), and its OOD reference
     # places the text: below every validation text is flagged, above every one is not
-    for reference, verdict, percentile in (([1e9] * 4, "FLAGGED", "0.0th"), ([-1e9] * 4, "no", "100.0th")):
+    for reference, verdict, percentile in (([1e9] * 4, "FLAGGED", "0th"), ([-1e9] * 4, "no", "100th")):
         (checkpoint / "calibration.json").write_text(json.dumps(
             {"elbo": {"temperature": 2.0, "bias": [0.0, 3.0], "ood_reference": reference}}))
         out, calibrated = _classify(checkpoint, capsys)

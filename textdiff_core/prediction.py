@@ -49,3 +49,13 @@ class Prediction:
                     f"temperature fitted on validation make it {self.label} ({self.confidence:.1%}).")
         return (f"Calibrated on validation (class bias and temperature); the scores alone also say {raw}, at "
                 f"{raw_p:.1%}.")
+
+
+def ordinal(value: float, digits: int = 0) -> str:
+    """A percentile's place in words: 1st, 2nd, 3rd, 11th, 62nd; 62.5th where ``digits`` keep a fraction."""
+    shown = f"{value:.{digits}f}"
+    if "." in shown and shown.rstrip("0").rstrip(".") != shown.partition(".")[0]:
+        return f"{shown}th"
+    n = int(round(value))
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"

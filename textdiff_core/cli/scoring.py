@@ -28,6 +28,7 @@ from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import corpus_perplexity, evaluate_classifier, paired_reports
 from textdiff_core.models import load_model
 from textdiff_core.paths import write_file
+from textdiff_core.prediction import ordinal
 from textdiff_core.records import CALIBRATION_FILE, ZERO_SHOT, ZERO_SHOT_TEMPLATES, write_calibration, write_zero_shot
 from textdiff_core.settings import CLASS_PROMPTED, check_output_dir, check_writable
 
@@ -208,8 +209,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
     elif p.ood is None:
         print("  OOD: unknown (no calibration for this checkpoint; run train_cli.py calibrate)")
     else:
-        print(f"  OOD: {'FLAGGED' if p.ood else 'no'} (evidence per token at the {p.ood_percentile:.1f}th percentile "
-              "of validation texts)")
+        place = ordinal(p.ood_percentile, 1)
+        print(f"  OOD: {'FLAGGED' if p.ood else 'no'} (evidence per token at the {place} percentile of validation "
+              "texts)")
     return 0
 
 
