@@ -22,7 +22,14 @@ st.title("Training dashboard")
 st.caption("Point it at any run directory written by `train_cli.py train --out DIR` (it refreshes on rerun).")
 
 RUNS = Path.home() / "textdiff-runs"  # read on every run: the page follows $HOME
-STEP = alt.X("step:Q", axis=alt.Axis(format="d", tickMinStep=1))  # whole steps, never "2.1"
+def step_axis(steps) -> alt.X:
+    """Whole steps (never "2.1"), the axis spanning the steps logged and no further (Vega's nice rounding drew
+    10,008 steps on an axis to 11,000)."""
+    return alt.X("step:Q", axis=alt.Axis(format="d", tickMinStep=1),
+                 scale=alt.Scale(domain=[int(min(steps)), int(max(steps))], nice=False))
+
+
+EPOCH_FORMAT = "~g"  # 8, not "8.0"; 7.5 where a run ships mid-epoch
 
 
 SHIPPED_PAIR = (CHECKPOINTS / "imdb-diffusion", CHECKPOINTS / "imdb-ar")  # the page opens on these two curves
@@ -137,15 +144,19 @@ frame["loss (smoothed)"] = frame["loss"].rolling(smooth, min_periods=1).mean()
 long = frame.melt(id_vars="step", value_vars=["loss", "loss (smoothed)"], var_name="series", value_name="value")
 twin_path = Path(resolve(twin_choice)) if twin_choice != NO_TWIN else None
 twin_records = read_metrics(twin_path) if twin_path else []
-if twin_records:  # the other run's smoothed loss, named by its folder
+if twin_records:  # the other run's loss, raw and smoothed alike, named by its folder
     twin = pd.DataFrame(twin_records)
+    twin["loss (smoothed)"] = twin["loss"].rolling(smooth, min_periods=1).mean()
     long["series"] = f"{run.name}: " + long["series"]
-    long = pd.concat([long, pd.DataFrame({"step": twin["step"], "series": f"{Path(twin_choice).name}: loss (smoothed)",
-                                          "value": twin["loss"].rolling(smooth, min_periods=1).mean()})])
+    other = twin.melt(id_vars="step", value_vars=["loss", "loss (smoothed)"], var_name="series", value_name="value")
+    other["series"] = f"{Path(twin_choice).name}: " + other["series"]
+    long = pd.concat([long, other])
     st.caption("Diffusion loss is the masked-token loss, left-to-right loss the next-token loss: both in nats per "
                "token, but not the same quantity.")
+series = list(dict.fromkeys(long["series"]))  # each run's raw loss (light) then smoothed (dark), run by run
 st.altair_chart(alt.Chart(long).mark_line().encode(
-    x=STEP, y=alt.Y("value:Q", title="loss (nats / token)", scale=alt.Scale(zero=False)), color="series:N",
+    x=step_axis(long["step"]), y=alt.Y("value:Q", title="loss (nats / token)", scale=alt.Scale(zero=False)),
+    color=alt.Color("series:N", sort=series, scale=alt.Scale(domain=series, scheme="paired")),
     tooltip=["step", "series", alt.Tooltip("value:Q", format=".3f")]).configure_legend(labelLimit=0), width="stretch")
 
 if "loss_by_mask_rate" in frame:
@@ -156,7 +167,7 @@ if "loss_by_mask_rate" in frame:
     bins = pd.DataFrame(rows)
     bins["loss"] = bins.groupby("mask rate")["loss"].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
     st.altair_chart(alt.Chart(bins).mark_line().encode(
-        x=STEP, y=alt.Y("loss:Q", scale=alt.Scale(zero=False)),
+        x=step_axis(bins["step"]), y=alt.Y("loss:Q", scale=alt.Scale(zero=False)),
         color=alt.Color("mask rate:N", scale=alt.Scale(scheme="viridis")),
         tooltip=["step", "mask rate", alt.Tooltip("loss:Q", format=".3f")]), width="stretch")
 
@@ -166,7 +177,7 @@ if "val_accuracy" in frame:
     st.caption(f"A cheap monitor: {int(val['val_n'].iloc[-1])} fixed validation texts, first window only, no "
                "calibration. The final figures come from `train_cli.py evaluate`.")
     st.altair_chart(alt.Chart(val).mark_line(point=True).encode(
-        x=STEP, y=alt.Y("val_accuracy:Q", scale=alt.Scale(domain=[0.4, 1.0]), title="accuracy"),
+        x=step_axis(val["step"]), y=alt.Y("val_accuracy:Q", scale=alt.Scale(domain=[0.4, 1.0]), title="accuracy"),
         tooltip=["step", alt.Tooltip("val_accuracy:Q", format=".3f")]), width="stretch")
 
 pair = [(run, records)] + ([(twin_path, twin_records)] if twin_records else [])
@@ -178,9 +189,11 @@ if not curves.empty:
                "axis; the ELBO bound for diffusion, exact for left to right), each text given its class, on the "
                "same fixed validation texts at every epoch boundary. Grey rules: the epoch each run ships at" +
                ("." if not shipped.empty else " (none chosen yet)."))
-    base = alt.Chart(curves).encode(x=alt.X("epoch:Q", title="epoch"), color=alt.Color("run:N"),
-                                    detail="reading:N", tooltip=["run", "reading", "epoch", "step",
-                                                                 alt.Tooltip("value:Q", format=".4g")])
+    base = alt.Chart(curves).encode(
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format=EPOCH_FORMAT, tickMinStep=1)),
+        color=alt.Color("run:N", scale=alt.Scale(scheme="dark2")),  # two hues, not two blues
+        detail="reading:N", tooltip=["run", "reading", alt.Tooltip("epoch:Q", format=EPOCH_FORMAT), "step",
+                                     alt.Tooltip("value:Q", format=".4g")])
     accuracy = base.transform_filter(alt.datum.measure == "accuracy").mark_line(point=True).encode(
         y=alt.Y("value:Q", title="accuracy", scale=alt.Scale(domain=[0.4, 1.0])), shape="reading:N")
     perplexity = base.transform_filter(alt.datum.measure == "perplexity").mark_line(
@@ -188,7 +201,7 @@ if not curves.empty:
     layers = [accuracy, perplexity]
     if not shipped.empty:
         layers.append(alt.Chart(shipped).mark_rule(color="grey", strokeDash=[2, 2]).encode(
-            x="epoch:Q", tooltip=["run", alt.Tooltip("epoch:Q", title="shipped at epoch", format=".2f")]))
+            x="epoch:Q", tooltip=["run", alt.Tooltip("epoch:Q", title="shipped at epoch", format=EPOCH_FORMAT)]))
     # a fixed height: the rule layer has no y, so Vega-Lite would size the chart as discrete (0 px once stretched)
     st.altair_chart(alt.layer(*layers).resolve_scale(y="independent").properties(height=320).configure_legend(
         labelLimit=0), width="stretch")

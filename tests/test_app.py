@@ -263,7 +263,16 @@ def test_training_page_opens_on_the_shipped_pair_on_a_fresh_checkout(tmp_path, m
 
     chart = at.get("vega_lite_chart")[0].proto
     series = set(pa.ipc.open_stream(chart.datasets[0].data.data).read_all().column("series").to_pylist())
-    assert {"imdb-diffusion: loss", "imdb-ar: loss (smoothed)"} <= series, "both curves on one chart"
+    assert series == {f"{run}: {kind}" for run in ("imdb-diffusion", "imdb-ar")
+                      for kind in ("loss", "loss (smoothed)")}, "both runs alike, raw and smoothed, on one chart"
+    spec = json.loads(chart.spec)
+    steps = pa.ipc.open_stream(chart.datasets[0].data.data).read_all().column("step").to_pylist()
+    scale = spec["encoding"]["x"]["scale"]
+    assert scale["domain"] == [min(steps), max(steps)] and scale["nice"] is False, "the axis ends where the steps do"
+    [by_epoch] = [c for c in at.get("vega_lite_chart") if "epoch" in json.dumps(json.loads(c.proto.spec))]
+    layers = json.loads(by_epoch.proto.spec)["layer"]
+    assert layers[0]["encoding"]["color"]["scale"]["scheme"] == "dark2", "the pair in two hues"
+    assert layers[0]["encoding"]["x"]["axis"]["format"] == "~g", "epoch 8, not 8.0"
 
     runs = tmp_path / "textdiff-runs"  # every run under the runs folder, but no resumable step copies
     for run in (runs / "a", runs / "checkpoints" / "b", runs / "a" / "checkpoints" / "step-2"):
