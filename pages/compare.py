@@ -285,7 +285,8 @@ tooltip = ["decoder", "step", "forward passes", alt.Tooltip("seconds:Q", format=
            alt.Tooltip("% revealed:Q", format=".1f")]
 domain = list(COLOURS)
 lines = alt.Chart(progress).mark_line(point=True, interpolate="step-after").encode(
-    x=alt.X(f"{x}:Q", title="forward passes (model calls)" if by == "forward passes" else "seconds since start"),
+    x=alt.X(f"{x}:Q", title="forward passes (model calls)" if by == "forward passes" else "seconds since start",
+            axis=alt.Axis(format="d", tickMinStep=1) if by == "forward passes" else alt.Axis()),
     y=alt.Y("% revealed:Q", scale=alt.Scale(domain=[0, 100]), title="% of new tokens revealed"),
     # one legend: the three encodings share a field, its type and a (lack of) title, so Vega-Lite merges them; ordinal,
     # in the domain's order, because a width (a size) of an unordered field is what Vega-Lite warns about

@@ -125,8 +125,11 @@ for row in runs:
         accuracy.append({"U (reviews)": row["unique_reviews"], "reading": "TF-IDF + logistic regression",
                          "accuracy": row["tfidf_accuracy"]})
 if accuracy:
-    chart = alt.Chart(pd.DataFrame(accuracy)).mark_line(point=True).encode(
-        x=alt.X("U (reviews):Q", scale=alt.Scale(type="log")),
+    frame = pd.DataFrame(accuracy)
+    sizes = sorted(frame["U (reviews)"].unique().tolist())  # the axis spans the sizes read, ticked at each
+    chart = alt.Chart(frame).mark_line(point=alt.OverlayMarkDef(size=70, filled=True)).encode(
+        x=alt.X("U (reviews):Q", axis=alt.Axis(values=sizes, format=","),
+                scale=alt.Scale(type="log", nice=False, domain=[sizes[0] / 1.2, sizes[-1] * 1.2])),
         y=alt.Y("accuracy:Q", axis=alt.Axis(format="%")), color="reading:N",
         tooltip=["reading", "U (reviews)", alt.Tooltip("accuracy:Q", format=".1%")])
     st.altair_chart(chart.properties(height=300), width="stretch")

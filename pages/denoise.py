@@ -262,7 +262,9 @@ def player(trace: Trace, timer_on: bool) -> None:
     tooltip = ["step", "forward passes", alt.Tooltip("seconds:Q", format=".3f", title="elapsed s"),
                alt.Tooltip("% revealed:Q", format=".1f")]
     line = alt.Chart(progress).mark_line(point=True, interpolate="step-after").encode(
-        x=alt.X("forward passes:Q", title="forward passes (model calls)"),
+        x=alt.X("forward passes:Q", title="forward passes (model calls)",
+                axis=alt.Axis(format="d", tickMinStep=1),  # whole passes: no half-pass ticks
+                scale=alt.Scale(domain=[0, max(1, int(progress["forward passes"].max()))], nice=False)),
         y=alt.Y("% revealed:Q", scale=alt.Scale(domain=[0, 100]), title="% of positions revealed"),
         tooltip=tooltip,
     )

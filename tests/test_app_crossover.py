@@ -8,7 +8,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 import textdiff_core.crossover as xo
-from tests.charts import page_tables
+from tests.charts import chart_tables, page_tables
 from textdiff_core.train import TrainConfig
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -61,6 +61,11 @@ def test_the_crossover_page_draws_each_size_marks_the_crossover_and_says_it_is_i
     assert control == [10, 20], "the control arm where it has reached a point"
     accuracy = next(t for t in tables if "reading" in t and "accuracy" in t)
     assert "TF-IDF + logistic regression" in accuracy["reading"] and 400 in accuracy["U (reviews)"]
+    [against_u] = [c for c in at.get("vega_lite_chart") if "reading" in chart_tables(c)[0]]
+    x = json.loads(against_u.proto.spec)["encoding"]["x"]
+    sizes = sorted(set(accuracy["U (reviews)"]))
+    assert x["axis"]["values"] == sizes and x["scale"]["nice"] is False, "ticked at each U, ending where U does"
+    assert sizes[0] / 1.5 < x["scale"]["domain"][0] < sizes[0] < sizes[-1] < x["scale"]["domain"][1] < sizes[-1] * 1.5
     assert "U=100: crosses at epoch 6.4" in " ".join(m.value for m in at.markdown)
 
     at.text_input(key="crossover_path").set_value(str(tmp_path / "missing.json")).run()

@@ -1,5 +1,6 @@
 """The Denoise and Compare pages (AppTest, tiny models), and the generated-text metrics they show."""
 
+import json
 import math
 from pathlib import Path
 
@@ -84,6 +85,9 @@ def test_denoise_page_decodes_scrubs_and_exports(downloads):
     assert chart_rows(chart) == len(trace.frames) and chart_height(chart) >= 100
     [revealed] = [t for t in chart_tables(chart) if len(t.get("% revealed", [])) == len(trace.frames)]
     assert revealed["% revealed"][0] == 0 and revealed["% revealed"][-1] == 100
+    x = json.loads(chart.proto.spec)["layer"][0]["encoding"]["x"]
+    assert x["axis"]["format"] == "d" and x["axis"]["tickMinStep"] == 1, "whole passes, no half-pass ticks"
+    assert x["scale"]["domain"] == [0, trace.forward_passes] and x["scale"]["nice"] is False
 
     assert [b.proto.label for b in at.download_button] == ["Animated GIF", "HTML player", "Trace (JSON)"]
     gif, page, data = (downloads[n] for n in ("denoise.gif", "denoise.html", "denoise.json"))
