@@ -246,8 +246,12 @@ def test_analysis_of_hand_built_curves_and_its_report_section():
     answer = crossover_answer(results)
     assert "U=100: crosses at epoch 1.6" in answer and "U=400: no crossover so far" in answer
     gaps = sorted(r["best_difference"]["difference_bits_per_token"] for r in results["runs"])
-    assert f"diffusion − twin at the bests: {gaps[0]:+.2f} to {gaps[1]:+.2f} bits/token" in answer
-    assert "unigram model of the same reviews (no context): -0.289 to -0.289" in answer
+    assert f"diffusion's loss minus the twin's: {gaps[0]:+.2f} to {gaps[1]:+.2f} bits per token" in answer
+    assert "U unique training reviews" in answer and "lower is better" in answer, "its terms said"
+    assert "which uses no context): -0.289 to -0.289" in answer
+    assert "has not learned to use context" not in answer, "0.289 bits below the level: it uses context"
+    results["runs"][0]["unigram"]["diffusion_best_minus"]["difference_bits_per_token"] = -0.02
+    assert "has not learned to use context" in crossover_answer(results), "on the level: said so"
 
 
 def test_report_rerender_adds_the_section_and_the_readme_line_without_measuring(tmp_path, monkeypatch):

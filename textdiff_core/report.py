@@ -560,6 +560,9 @@ def _crossover_cell(row: dict, finished: bool) -> str:
     return "none within budget" if finished else "none so far (in progress)"
 
 
+USES_CONTEXT_BITS = 0.1  # a twin this close to the unigram level has not learned to use context
+
+
 def crossover_answer(c: dict) -> str:
     """One line: where diffusion's best bound passes the twin's best loss, per U (the README's results block)."""
     parts = []
@@ -573,14 +576,19 @@ def crossover_answer(c: dict) -> str:
             f"{fit['published']})" if fit else "")
     gaps = [r["best_difference"]["difference_bits_per_token"] for r in c["runs"] if r.get("best_difference")]
     if gaps:
-        tail += f"; diffusion − twin at the bests: {min(gaps):+.2f} to {max(gaps):+.2f} bits/token"
+        tail += (f"; at each twin's best, diffusion's loss minus the twin's: {min(gaps):+.2f} to {max(gaps):+.2f} "
+                 "bits per token")
     levels = [r["unigram"]["diffusion_best_minus"]["difference_bits_per_token"] for r in c["runs"] if r.get("unigram")]
     if levels:
-        tail += (f"; diffusion's best against a unigram model of the same reviews (no context): {min(levels):+.3f} to "
-                 f"{max(levels):+.3f}")
+        tail += (f"; diffusion's best minus a unigram model (the word frequencies of the same reviews, which uses no "
+                 f"context): {min(levels):+.3f} to {max(levels):+.3f}")
+        if max(levels) > -USES_CONTEXT_BITS:
+            tail += (f" — within {USES_CONTEXT_BITS} bits of it at some size, so there the diffusion twin has not "
+                     "learned to use context and the grid cannot say when diffusion wins")
     sizes = len((c.get("config") or {}).get("sizes") or c["runs"])
     status = "" if c.get("finished") else f", in progress: {len(c['runs'])} of {sizes} sizes begun"
-    return (f"Data-constrained crossover (twins from scratch on U reviews, validation bits per token{status}): "
+    return (f"Data-constrained crossover (both twins trained from scratch on U unique training reviews, repeated "
+            f"for many epochs; validation loss in bits per token, lower is better{status}): "
             + "; ".join(parts) + tail + ".")
 
 
