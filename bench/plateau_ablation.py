@@ -20,6 +20,7 @@ reading and is rewritten after each. Running the command again continues where i
 
     nice python -m bench.plateau_ablation --out ~/textdiff-runs/ablation            # every recipe, in order
     nice python -m bench.plateau_ablation --out ~/textdiff-runs/ablation grid probe # only these
+    python -m bench.plateau_ablation --out results/plateau-ablation --render results/plateau-ablation/ablation.md
 """
 
 from __future__ import annotations
@@ -311,6 +312,34 @@ def run(name: str, recipe: Recipe, data: Data, args: argparse.Namespace, results
                   f"({record['seconds'] / step:.3f} s/step)", flush=True)
 
 
+def changed(recipe: dict) -> str:
+    """The settings where a recorded recipe differs from the probe's."""
+    probe, recipe = asdict(PROBE), asdict(Recipe()) | recipe  # fields a record predates take their defaults
+    off_probe = [f"{k} {v}" for k, v in recipe.items() if probe[k] != v]
+    return ", ".join(off_probe) or "the probe's"
+
+
+def render(results: dict) -> str:
+    """The ablation as a markdown table: per recipe, how it differs from the probe, the step it left the plateau
+    (or how far it ran without), and its gap to the unigram level at steps 2,000, 5,000 and its last reading."""
+    lines = [f"Written by `{results['command']}`: U = {results['unique_reviews']:,} reviews, "
+             f"{results['validation_windows']} validation windows, unigram level {results['unigram_nats']:.3f} nats; "
+             f"a run leaves the plateau at the first reading {-results['leaves_below']:.1f} nats below it.", "",
+             "| recipe | differs from the probe in | left the plateau at step | at 2,000 | at 5,000 | last reading |",
+             "|---|---|---|---|---|---|"]
+    order = [n for n in RECIPES if n in results["runs"]] + [n for n in results["runs"] if n not in RECIPES]
+    for name in order:
+        run = results["runs"][name]
+        at = {r["step"]: r["minus_unigram"] for r in run["readings"]}
+        last = run["readings"][-1]
+        left = (f"{run['left_at']:,}" if run["left_at"] is not None else
+                f"not by {last['step']:,}" + ("" if run["finished"] else " (running)"))
+        cells = [f"{at[step]:+.3f}" if step in at else "" for step in (2000, 5000)]
+        lines.append(f"| {name} | {changed(run['recipe'])} | {left} | {cells[0]} | {cells[1]} | "
+                     f"{last['minus_unigram']:+.3f} at {last['step']:,} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("recipes", nargs="*", help=f"recipes to run, in order (default: all: {', '.join(RECIPES)})")
@@ -323,7 +352,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--tokenizer", default=TOKENIZER)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--render", metavar="FILE", help="train nothing: write OUT/ablation.json as a markdown table")
     args = p.parse_args(argv)
+    if args.render:
+        source = Path(args.out) / "ablation.json"
+        Path(args.render).write_text(render(json.loads(source.read_text())))
+        print(f"wrote {args.render} from {source}")
+        return 0
     unknown = [r for r in args.recipes if r not in RECIPES]
     if unknown:
         p.error(f"unknown recipe {unknown[0]!r}; choose from {', '.join(RECIPES)}")

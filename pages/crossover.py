@@ -89,12 +89,13 @@ for row in runs:
         if (row.get(f"{twin}_bits_per_token") or [None] * len(row["steps"]))[j] is not None])
     seen = points["tokens seen"]  # the axis spans the points read, not the nearest powers of ten
     x = alt.X("tokens seen:Q", scale=alt.Scale(type="log", nice=False, domain=[seen.min() / 1.2, seen.max() * 1.2]))
-    colour = alt.Color("objective:N", sort=list(TWIN_NAMES.values()))
+    hues = alt.Scale(domain=list(TWIN_NAMES.values()), scheme="dark2")  # three hues, not two blues and a red
+    colour = alt.Color("objective:N", sort=list(TWIN_NAMES.values()), scale=hues)
     tooltip = ["objective", "step", "epoch", "tokens seen", alt.Tooltip("bits per token:Q", format=".3f")]
     base = alt.Chart(points).encode(x=x)
     y = alt.Y("bits per token:Q", scale=alt.Scale(zero=False), title="bits per token (validation)")
     chart = (base.mark_area(opacity=0.2).encode(y=alt.Y("low:Q", title="bits per token (validation)"), y2="high:Q",
-                                                color=alt.Color("objective:N", legend=None,
+                                                color=alt.Color("objective:N", legend=None, scale=hues,
                                                                 sort=list(TWIN_NAMES.values())))
              + base.mark_line(point=True).encode(y=y, color=colour, tooltip=tooltip)).resolve_legend(
                  color="independent")  # the bands' pale colours stay out of the legend
