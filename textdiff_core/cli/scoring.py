@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 from dataclasses import asdict
@@ -190,13 +189,15 @@ def cmd_classify(args: argparse.Namespace) -> int:
                      generator=torch.Generator().manual_seed(args.seed))
     passes = f"{p.forward_passes} forward pass" + ("" if p.forward_passes == 1 else "es")
     print(f"class: {p.label}  (confidence {p.confidence:.3f}, method {clf.method}, {passes}, {p.seconds:.2f} s)")
-    raws = p.uncalibrated or p.posterior
+    raws = (torch.log_softmax(torch.tensor(p.log_likelihood, dtype=torch.float64)  # log P(c|x) before calibration
+                              + torch.tensor(clf.log_prior, dtype=torch.float64), 0).tolist()
+            if clf.method == "infill" else p.posterior)
     for name, post, ll, se, raw in zip(p.classes, p.posterior, p.log_likelihood, p.log_likelihood_se, raws,
                                        strict=True):
         if clf.method == "tfidf":  # a discriminative model: it has no likelihood to show
             print(f"  {name:>16}  P(c|x) = {post:.3f}")
         elif clf.method == "infill":  # the reading gives P(c|x) itself: its log before calibration
-            print(f"  {name:>16}  P(c|x) = {post:.3f}   log P(c|x) before calibration = {math.log(raw):7.3f}")
+            print(f"  {name:>16}  P(c|x) = {post:.3f}   log P(c|x) before calibration = {raw:7.3f}")
         else:
             print(f"  {name:>16}  P(c|x) = {post:.3f}   log P(x|c) = {ll:9.2f} ± {se:.2f}")
     if p.raw_label is not None and p.raw_label != p.label:
