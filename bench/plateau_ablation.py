@@ -273,7 +273,7 @@ def run(name: str, recipe: Recipe, data: Data, args: argparse.Namespace, results
                                                "seconds": 0.0, "finished": False})
     step = 0
     if (out / "state.pt").is_file():
-        state = torch.load(out / "state.pt", weights_only=False)
+        state = torch.load(out / "state.pt", weights_only=True)  # tensors, dicts and ints only
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         g.set_state(state["rng"])
