@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from textdiff_core.crossover import wrap_tokenizer
 from textdiff_core.data import load_data
+from textdiff_core.experiments.crossover import wrap_tokenizer
 
 TOKENIZER = "results/crossover-tokenizer.json"
 

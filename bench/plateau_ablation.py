@@ -36,8 +36,8 @@ from pathlib import Path
 
 import torch
 
-from textdiff_core.crossover import wrap_tokenizer
 from textdiff_core.data import load_data
+from textdiff_core.experiments.crossover import wrap_tokenizer
 from textdiff_core.noise import apply_mask, sample_mask_rates, weighted_nll
 from textdiff_core.settings import NoiseConfig
 

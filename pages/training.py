@@ -10,11 +10,11 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import CHECKPOINTS, new_run_dir, resolve, said, shown, sidebar
-from textdiff_core.campaign import STATUS, epoch_curves, shipped_curves, shipped_epoch
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.errors import TextdiffError
+from textdiff_core.experiments.campaign import STATUS, epoch_curves, shipped_curves, shipped_epoch
+from textdiff_core.experiments.synthesize import provenance
 from textdiff_core.settings import TrainConfig
-from textdiff_core.synthesize import provenance
 from textdiff_core.train import latest_checkpoint
 
 sidebar()

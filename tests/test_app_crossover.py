@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-import textdiff_core.crossover as xo
+import textdiff_core.experiments.crossover as xo
 from tests.charts import chart_tables, page_tables
 from textdiff_core.train import TrainConfig
 

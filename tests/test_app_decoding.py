@@ -245,7 +245,7 @@ def test_generative_perplexity_refuses_empty_text_and_masked_models(reference):
 
 
 def test_bench_reports_distinct_and_perplexity_from_the_library(reference):
-    from textdiff_core.decoding_bench import perplexity
+    from textdiff_core.experiments.decoding_bench import perplexity
 
     trace = Trace(strategy="ar", settings={}, model="tiny-ar", prompt="The movie was", label=None, seed=0,
                   n_class_tokens=0, n_prompt_tokens=3, decoded=[], mask_id=-1, mask_text="", token_style="raw",

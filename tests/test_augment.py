@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from tests.test_crossover import TINY, _with
-from textdiff_core.augment import choose, lines, synthetic_rows
-from textdiff_core.synthesize import COLUMNS
+from textdiff_core.experiments.augment import choose, lines, synthetic_rows
+from textdiff_core.experiments.synthesize import COLUMNS
 from train_cli import main
 
 
@@ -116,7 +116,7 @@ def test_bad_experiments_are_one_line_errors(tmp_path, capsys):
 def test_report_rerender_shows_a_committed_experiment(tmp_path, monkeypatch):
     import shutil
 
-    import textdiff_core.report as report
+    import textdiff_core.experiments.report as report
 
     record = {"config": {"ratio": 1.0, "grid": {"steps": [1500], "val_size": 400, "test_size": 400}},
               "synthetic": {}, "finished": False, "sizes": [

@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from textdiff_core.campaign import read_status, shipped_curves, twin_config
 from textdiff_core.errors import TextdiffError
+from textdiff_core.experiments.campaign import read_status, shipped_curves, twin_config
+from textdiff_core.experiments.report import campaign_lines, campaign_record
 from textdiff_core.models import load_model
-from textdiff_core.report import campaign_lines, campaign_record
 from textdiff_core.train import train
 from train_cli import main
 
@@ -75,7 +75,7 @@ def test_a_campaign_stopped_between_chunks_resumes_to_the_weights_of_one_uninter
 
 def _campaign(saved: dict, out: Path):
     """The CampaignConfig recorded in campaign.json."""
-    from textdiff_core.campaign import CampaignConfig
+    from textdiff_core.experiments.campaign import CampaignConfig
     from textdiff_core.noise import NoiseConfig
     from textdiff_core.train import TrainConfig
 
@@ -128,7 +128,7 @@ def _set_validation(run: Path, readings: dict[int, tuple[float, float, float]]) 
 
 
 def test_choose_epoch_takes_the_best_reading_then_the_lower_perplexity_then_the_earlier_epoch():
-    from textdiff_core.campaign import choose_epoch, crossover
+    from textdiff_core.experiments.campaign import choose_epoch, crossover
 
     def rec(bayes, infill, ppl):
         return {"val_accuracy": bayes, "val_accuracy_infill": infill, "val_perplexity": ppl}
@@ -145,7 +145,7 @@ def test_choose_epoch_takes_the_best_reading_then_the_lower_perplexity_then_the_
 
 
 def test_campaign_ship_copies_the_epochs_chosen_on_validation_and_keeps_the_curves(tmp_path, capsys):
-    from textdiff_core.campaign import SHIP_RECORD
+    from textdiff_core.experiments.campaign import SHIP_RECORD
 
     out, dest = tmp_path / "c", tmp_path / "checkpoints"
     small = [a if a != "16" else "8" for a in SHARED]  # 8 examples: two steps an epoch

@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import textdiff_core.crossover as xo
+import textdiff_core.experiments.crossover as xo
 import textdiff_core.train as train_module
 from textdiff_core.cli.training import crossover_config
-from textdiff_core.crossover import (
+from textdiff_core.experiments.crossover import (
     best_so_far,
     find_crossover,
     fit_exponent,
@@ -207,7 +207,7 @@ def _grid(size: int, steps: list[int], diffusion: list[float], ar: list[float], 
 
 
 def test_analysis_of_hand_built_curves_and_its_report_section():
-    from textdiff_core.report import crossover_answer, crossover_lines
+    from textdiff_core.experiments.report import crossover_answer, crossover_lines
 
     crossing = _grid(100, [10, 20, 40, 80], [5.0, 4.0, 3.2, 3.1], [4.5, 3.5, 3.4, 3.6], 80,
                      unigram={"nll": [10 * 3.3 * f for f in (0.9, 1.1, 0.95, 1.05)], "tokens": [10] * 4})
@@ -257,7 +257,7 @@ def test_analysis_of_hand_built_curves_and_its_report_section():
 def test_report_rerender_adds_the_section_and_the_readme_line_without_measuring(tmp_path, monkeypatch):
     import shutil
 
-    import textdiff_core.report as report
+    import textdiff_core.experiments.report as report
 
     grid = _grid(100, [10, 20], [5.0, 3.0], [4.5, 3.5], 20)
     config = xo.CrossoverConfig(out="x", sizes=[100], steps=[20], first_point=10,
@@ -376,7 +376,7 @@ def test_the_plan_uses_the_median_step_time_of_the_turns_so_far():
 
 
 def test_the_reported_cost_sums_every_turn_and_takes_the_median_step():
-    from textdiff_core.report import _time_sentence, crossover_time
+    from textdiff_core.experiments.report import _time_sentence, crossover_time
 
     turns = [{"twin": "diffusion", "from_step": 0, "to_step": 100, "seconds": 360.0, "seconds_per_step": 3.6,
               "cpu_seconds_per_step": 1.8},

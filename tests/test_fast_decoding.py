@@ -284,7 +284,7 @@ def test_cli_num_samples_prints_and_records_every_sample(checkpoint, strategy, t
 
 def test_the_decoding_benchmark_measures_every_variant_and_batch_throughput():
     from textdiff_core.decoding import default_config
-    from textdiff_core.decoding_bench import parse_args, run
+    from textdiff_core.experiments.decoding_bench import parse_args, run
 
     result = run(parse_args(["--diffusion-model", "tiny", "--ar-model", "tiny-ar", "--reference", "tiny-ar",
                              "--lengths", "8", "--seeds", "0,1", "--strategies", "topk,entropy-bound",

@@ -109,3 +109,25 @@ def test_imports_inside_functions_defer_heavy_dependencies_and_say_why():
                 f"{where}: a standard-library import in a function"
             block = lines[max(0, node.lineno - 6):node.lineno]
             assert any("deferred" in line for line in block), f"{where}: a deferred import should say why"
+
+
+def test_the_core_never_imports_the_experiments():
+    """The experiments (crossover, campaign, augment, synthesize, the decoding benchmark, the report) sit on top of
+    the library: no module outside ``textdiff_core.experiments`` and the CLI imports one of them."""
+    graph = module_graph()
+    above = ("textdiff_core.experiments", "textdiff_core.cli")
+    for name, targets in graph.items():
+        if name.startswith(above):
+            continue
+        upward = sorted(t for t in targets if t.startswith("textdiff_core.experiments"))
+        assert not upward, f"{name} imports {upward}"
+
+
+def test_an_upward_import_is_found(tmp_path):
+    package = tmp_path / "textdiff_core"
+    (package / "experiments").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "experiments" / "__init__.py").write_text("")
+    (package / "experiments" / "grid.py").write_text("X = 1\n")
+    (package / "models.py").write_text("from textdiff_core.experiments.grid import X\n")
+    assert module_graph(package)["textdiff_core.models"] == {"textdiff_core.experiments.grid"}

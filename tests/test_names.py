@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from textdiff_core import likelihood
-from textdiff_core.campaign import CampaignConfig, run_campaign
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import load_classifier
 from textdiff_core.decoding import generate
 from textdiff_core.errors import TextdiffError
+from textdiff_core.experiments.campaign import CampaignConfig, run_campaign
 from textdiff_core.models import load_model
 from textdiff_core.settings import CAUSAL, KIND_NAMES, MASKED, NoiseConfig, TrainConfig
 from textdiff_core.trace import Trace

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import textdiff_core.cli.training as training_commands
-from textdiff_core.campaign import STATUS
+from textdiff_core.experiments.campaign import STATUS
 from train_cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

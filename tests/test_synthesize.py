@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from textdiff_core.errors import TextdiffError
+from textdiff_core.experiments.synthesize import SynthConfig, generate_rows, jaccard, synthesize
 from textdiff_core.models import load_model, save_model
-from textdiff_core.synthesize import SynthConfig, generate_rows, jaccard, synthesize
 from train_cli import main
 
 CLASSES = ["negative", "positive"]
@@ -50,7 +50,7 @@ def test_a_judge_that_keeps_everything_or_nothing(checkpoint, tmp_path):
 
 
 def test_a_duplicate_and_a_leaked_review_are_dropped_with_their_reason(tmp_path):
-    from textdiff_core.synthesize import filter_rows
+    from textdiff_core.experiments.synthesize import filter_rows
 
     def row(text):
         return {"text": text, "label": "positive", "judge_label": "positive", "judge_prob": 1.0}
@@ -79,7 +79,7 @@ def test_jaccard_of_word_trigrams():
 
 
 def test_an_interrupted_run_continues_with_the_seeds_it_lacks(checkpoint, tmp_path, monkeypatch):
-    import textdiff_core.synthesize as synthesize_module
+    import textdiff_core.experiments.synthesize as synthesize_module
 
     config = _config(checkpoint, tmp_path)
     full = generate_rows(config, progress=False)
@@ -156,7 +156,7 @@ def test_training_data_from_a_synthetic_set_takes_only_the_rows_its_judge_kept(t
 def test_the_training_page_shows_a_synthetic_sets_provenance_counts_and_samples(checkpoint, tmp_path):
     from streamlit.testing.v1 import AppTest
 
-    from textdiff_core.synthesize import provenance
+    from textdiff_core.experiments.synthesize import provenance
 
     config = _config(checkpoint, tmp_path, judge="tfidf", threshold=0.5)
     report = synthesize(config, progress=False)
@@ -191,7 +191,7 @@ def test_a_judge_without_a_record_of_its_accuracy_is_measured_on_real_validation
 
 
 def test_an_instruct_lm_is_asked_per_class_through_its_chat_template(checkpoint, tmp_path, monkeypatch):
-    import textdiff_core.synthesize as synth
+    import textdiff_core.experiments.synthesize as synth
 
     lm = load_model("tiny-ar", device="cpu")
     lm.tokenizer.chat_template = "{% for m in messages %}<user>{{ m['content'] }}</user>{% endfor %}<assistant>"

@@ -13,10 +13,10 @@ from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.decoding import default_config, default_pass_budget, fill_mask, generate_samples
 from textdiff_core.denoisers import chat_prompt
 from textdiff_core.errors import TextdiffError
+from textdiff_core.experiments.synthesize import SynthConfig, synthesize
 from textdiff_core.models import CAUSAL, KIND_NAMES, MASKED, kind_of, load_model
 from textdiff_core.paths import write_file
 from textdiff_core.settings import check_writable
-from textdiff_core.synthesize import SynthConfig, synthesize
 
 
 def add_fill_mask(commands) -> None:

@@ -1,14 +1,14 @@
-"""The command that measures the shipped models: report (RESULTS.md, results.json; ``textdiff_core.report``)."""
+"""The command that measures the shipped models: report (RESULTS.md, results.json)."""
 
 from __future__ import annotations
 
 import argparse
 
-from textdiff_core import report
+from textdiff_core.experiments import report
 
 
 def add_report(commands) -> None:
-    """``report``: the flags of ``textdiff_core.report``, parsed here like every other command's."""
+    """``report``: the flags of ``textdiff_core.experiments.report``, parsed here like every other command's."""
     r = commands.add_parser("report", help="regenerate RESULTS.md and results.json from the shipped checkpoints "
                                            "(options: python train_cli.py report --help)",
                             description=report.__doc__.split("\n")[0])

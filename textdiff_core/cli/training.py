@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 
-from textdiff_core.augment import AugmentConfig, run_augment
-from textdiff_core.augment import lines as augment_lines
-from textdiff_core.campaign import STATUS, CampaignConfig, best_reading, run_campaign, ship
 from textdiff_core.checkpoint import exists as checkpoint_exists
-from textdiff_core.crossover import CrossoverConfig, ModelShape, points_to_go, run_crossover
 from textdiff_core.errors import TextdiffError
+from textdiff_core.experiments.augment import AugmentConfig, run_augment
+from textdiff_core.experiments.augment import lines as augment_lines
+from textdiff_core.experiments.campaign import STATUS, CampaignConfig, best_reading, run_campaign, ship
+from textdiff_core.experiments.crossover import CrossoverConfig, ModelShape, points_to_go, run_crossover
 from textdiff_core.models import load_model, save_model
 from textdiff_core.settings import add_train_flags, check_output_dir, train_config
 from textdiff_core.train import DTYPES, can_resume, lineage_metrics, refuse_overwrite, train, with_epochs

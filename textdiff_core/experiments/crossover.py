@@ -39,13 +39,13 @@ import numpy as np
 import torch
 
 from textdiff_core.baseline import SETTINGS
-from textdiff_core.campaign import standing
 from textdiff_core.checkpoint import CheckpointMeta, format_prompt
 from textdiff_core.classify import class_scores
 from textdiff_core.data import load_data
 from textdiff_core.denoisers import estimate_parameters
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import wilson_interval
+from textdiff_core.experiments.campaign import standing
 from textdiff_core.likelihood import infill_scores
 from textdiff_core.models import load_model, quiet_transformers
 from textdiff_core.settings import TrainConfig, check_finite, check_output_dir

@@ -29,16 +29,16 @@ from pathlib import Path
 
 import torch
 
-from textdiff_core.augment import lines as augment_lines
-from textdiff_core.campaign import SHIP_RECORD, best_reading, read_ship_record
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import ZERO_SHOT_REFERENCE, load_classifier
-from textdiff_core.crossover import measured_rates, points_to_go, read_results
 from textdiff_core.data import load_data
 from textdiff_core.decoding import generate
-from textdiff_core.decoding_bench import parse_args, run
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import evaluate_classifier, paired_difference
+from textdiff_core.experiments.augment import lines as augment_lines
+from textdiff_core.experiments.campaign import SHIP_RECORD, best_reading, read_ship_record
+from textdiff_core.experiments.crossover import measured_rates, points_to_go, read_results
+from textdiff_core.experiments.decoding_bench import parse_args, run
 from textdiff_core.likelihood import ar_scores, elbo_scores
 from textdiff_core.models import CAUSAL, MASKED, device_name, load_model, quiet_progress
 from textdiff_core.paths import relative_to_repo, write_atomic
@@ -46,7 +46,7 @@ from textdiff_core.records import cross_fitted_accuracy
 from textdiff_core.settings import LEGACY_DEFAULTS
 from textdiff_core.train import default_warmup_steps
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -905,7 +905,7 @@ def model_card(meta: dict, result: dict, role: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The report's flags (``python -m textdiff_core.report`` and ``train_cli.py report``)."""
+    """The report's flags (``python -m textdiff_core.experiments.report`` and ``train_cli.py report``)."""
     parser.add_argument("--diffusion", default=str(ROOT / "checkpoints" / "imdb-diffusion"),
                         help="diffusion checkpoint")
     parser.add_argument("--ar", default=str(ROOT / "checkpoints" / "imdb-ar"), help="left-to-right checkpoint")

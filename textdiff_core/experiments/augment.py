@@ -32,7 +32,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from textdiff_core.checkpoint import format_prompt
-from textdiff_core.crossover import (
+from textdiff_core.data import load_data
+from textdiff_core.errors import TextdiffError
+from textdiff_core.evaluate import paired_difference as paired_accuracy
+from textdiff_core.evaluate import wilson_interval
+from textdiff_core.experiments.crossover import (
     TWINS,
     CrossoverConfig,
     command_line,
@@ -46,12 +50,8 @@ from textdiff_core.crossover import (
     summarise,
     validation_set,
 )
-from textdiff_core.data import load_data
-from textdiff_core.errors import TextdiffError
-from textdiff_core.evaluate import paired_difference as paired_accuracy
-from textdiff_core.evaluate import wilson_interval
+from textdiff_core.experiments.synthesize import provenance
 from textdiff_core.paths import write_atomic, write_file
-from textdiff_core.synthesize import provenance
 
 REAL = "real"
 SAMPLES = 2  # uncurated rows per class of each synthetic set, kept and dropped, in the analysis (first in seed order)
