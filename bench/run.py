@@ -43,7 +43,7 @@ from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 from textdiff_core.likelihood import draw_noise, masked_token_nll, text_windows
 from textdiff_core.models import MASKED, device_name, load_model, pick_device
-from textdiff_core.paths import relative_to_repo
+from textdiff_core.paths import relative_to_root
 from textdiff_core.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(table(result))
     if args.out:
-        Path(args.out).write_text(json.dumps(relative_to_repo(result), indent=2) + "\n")
+        record = relative_to_root(result, Path(__file__).resolve().parents[1])  # bench/ sits in the repository
+        Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0
 

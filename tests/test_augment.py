@@ -4,6 +4,7 @@ differences, and a tiny experiment end to end (resuming to the same result)."""
 import csv
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from tests.test_crossover import TINY, _with
 from textdiff_core.experiments.augment import choose, lines, synthetic_rows
 from textdiff_core.experiments.synthesize import COLUMNS
 from train_cli import main
+
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def _synthetic(path, per_class=20, kept=True):
@@ -113,19 +116,17 @@ def test_bad_experiments_are_one_line_errors(tmp_path, capsys):
     assert len(err) == 1 and "too few" in err[0]
 
 
-def test_report_rerender_shows_a_committed_experiment(tmp_path, monkeypatch):
+def test_report_rerender_shows_a_committed_experiment(tmp_path):
     import shutil
-
-    import textdiff_core.experiments.report as report
 
     record = {"config": {"ratio": 1.0, "grid": {"steps": [1500], "val_size": 400, "test_size": 400}},
               "synthetic": {}, "finished": False, "sizes": [
         {"unique_reviews": 400, "arms": {"real": {"diffusion": None, "ar": None}}}]}
-    (tmp_path / "augment.json").write_text(json.dumps(record))
-    monkeypatch.setattr(report, "AUGMENT_FILE", tmp_path / "augment.json")
-    shutil.copy(report.ROOT / "results.json", tmp_path / "results.json")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "augment.json").write_text(json.dumps(record))
+    shutil.copy(REPOSITORY / "results.json", tmp_path / "results.json")
     (tmp_path / "README.md").write_text("# readme\n")
-    assert main(["report", "--rerender", "--out-dir", str(tmp_path), "--readme", str(tmp_path / "README.md")]) == 0
+    assert main(["report", "--rerender", "--root", str(tmp_path)]) == 0
     text = (tmp_path / "RESULTS.md").read_text()
     assert "## Real + synthetic reviews, data-constrained" in text and "| 400 | real | diffusion | not yet |" in text
 

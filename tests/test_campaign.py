@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 
 from textdiff_core.errors import TextdiffError
 from textdiff_core.experiments.campaign import read_status, shipped_curves, twin_config
-from textdiff_core.experiments.report import campaign_lines, campaign_record
+from textdiff_core.experiments.measure import campaign_record
+from textdiff_core.experiments.render import campaign_lines
 from textdiff_core.models import load_model
 from textdiff_core.train import train
 from train_cli import main

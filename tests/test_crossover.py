@@ -4,6 +4,7 @@ tiny grid that resumes after an interruption to the same results as one uninterr
 import json
 import math
 import shlex
+from pathlib import Path
 
 import pytest
 import torch
@@ -207,7 +208,7 @@ def _grid(size: int, steps: list[int], diffusion: list[float], ar: list[float], 
 
 
 def test_analysis_of_hand_built_curves_and_its_report_section():
-    from textdiff_core.experiments.report import crossover_answer, crossover_lines
+    from textdiff_core.experiments.render import crossover_answer, crossover_lines
 
     crossing = _grid(100, [10, 20, 40, 80], [5.0, 4.0, 3.2, 3.1], [4.5, 3.5, 3.4, 3.6], 80,
                      unigram={"nll": [10 * 3.3 * f for f in (0.9, 1.1, 0.95, 1.05)], "tokens": [10] * 4})
@@ -254,22 +255,20 @@ def test_analysis_of_hand_built_curves_and_its_report_section():
     assert "has not learned to use context" in crossover_answer(results), "on the level: said so"
 
 
-def test_report_rerender_adds_the_section_and_the_readme_line_without_measuring(tmp_path, monkeypatch):
+def test_report_rerender_adds_the_section_and_the_readme_line_without_measuring(tmp_path):
     import shutil
-
-    import textdiff_core.experiments.report as report
 
     grid = _grid(100, [10, 20], [5.0, 3.0], [4.5, 3.5], 20)
     config = xo.CrossoverConfig(out="x", sizes=[100], steps=[20], first_point=10,
                                 train=TrainConfig(out="", conditioning="joint"))
-    (tmp_path / "crossover.json").write_text(json.dumps({"runs": [grid], "finished": True, "exponent": None,
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "crossover.json").write_text(json.dumps({"runs": [grid], "finished": True, "exponent": None,
                                                          "config": config.to_dict(), "plan": [{"points": [10, 20]}],
                                                          "history": [{"twin": "ar"}]}))
-    monkeypatch.setattr(report, "CROSSOVER_FILE", tmp_path / "crossover.json")
-    shutil.copy(report.ROOT / "results.json", tmp_path / "results.json")
+    shutil.copy(Path(__file__).resolve().parents[1] / "results.json", tmp_path / "results.json")
     readme = tmp_path / "README.md"
     readme.write_text("x\n<!-- results:start -->\nold\n<!-- results:end -->\n")
-    assert main(["report", "--rerender", "--out-dir", str(tmp_path), "--readme", str(readme)]) == 0
+    assert main(["report", "--rerender", "--root", str(tmp_path)]) == 0
     text = (tmp_path / "RESULTS.md").read_text()
     assert "## When does diffusion win? The data-constrained crossover" in text and "Finished" in text
     assert "## Many epochs: the pair by epoch" in text, "the rest of the report is kept"
@@ -376,7 +375,8 @@ def test_the_plan_uses_the_median_step_time_of_the_turns_so_far():
 
 
 def test_the_reported_cost_sums_every_turn_and_takes_the_median_step():
-    from textdiff_core.experiments.report import _time_sentence, crossover_time
+    from textdiff_core.experiments.measure import crossover_time
+    from textdiff_core.experiments.render import _time_sentence
 
     turns = [{"twin": "diffusion", "from_step": 0, "to_step": 100, "seconds": 360.0, "seconds_per_step": 3.6,
               "cpu_seconds_per_step": 1.8},

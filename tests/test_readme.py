@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from textdiff_core.experiments.report import README_END, README_START, card_metadata, readme_table, write_readme_table
+from textdiff_core.experiments.render import README_END, README_START, card_metadata, readme_table, write_readme_table
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -65,7 +65,7 @@ def test_quick_report_writes_results_md_and_json(tiny_pair, tmp_path):
 
 
 def test_an_interrupted_report_resumes_from_its_finished_pieces(tiny_pair, tmp_path, monkeypatch):
-    from textdiff_core.experiments import report
+    from textdiff_core.experiments import measure as report
 
     out = tmp_path / "out"
 
@@ -98,7 +98,7 @@ def test_an_interrupted_report_resumes_from_its_finished_pieces(tiny_pair, tmp_p
 
 
 def test_pieces_are_reused_only_under_the_same_checkpoints_and_settings(tmp_path):
-    from textdiff_core.experiments.report import Pieces, fingerprint
+    from textdiff_core.experiments.measure import Pieces, fingerprint
 
     checkpoint = tmp_path / "ckpt"
     checkpoint.mkdir()
@@ -161,7 +161,7 @@ def _decoding(default_wall=0.8, twin_wall=2.0, entropy=4.0, texts=10, default_pp
 
 
 def test_decoding_targets_mark_each_target_met_or_not_from_the_benchmark():
-    from textdiff_core.experiments.report import decoding_targets
+    from textdiff_core.experiments.render import decoding_targets
 
     def marks(**kwargs):
         return [line.endswith("| met |") for line in decoding_targets(_decoding(**kwargs), lambda ok: "met" if ok
@@ -182,7 +182,7 @@ def test_decoding_targets_mark_each_target_met_or_not_from_the_benchmark():
 
 
 def test_the_readme_block_shows_the_decoding_row(tmp_path):
-    from textdiff_core.experiments.report import decoding_summary
+    from textdiff_core.experiments.render import decoding_summary
 
     line = decoding_summary(_decoding())[-1]
     assert "diffusion 0.80 s in 32 forward passes" in line and "twin with its KV cache 2.00 s in 128" in line
@@ -193,7 +193,7 @@ def test_the_readme_block_shows_the_decoding_row(tmp_path):
 @pytest.mark.parametrize("accuracy, shown", [({"bayes": 0.8, "infill": 0.82, "combined": 0.85}, True),
                                              ({"bayes": 0.8, "infill": 0.85, "combined": 0.85}, False)])
 def test_the_combined_reading_is_reported_only_where_it_beat_both_on_validation(tmp_path, accuracy, shown):
-    from textdiff_core.experiments.report import combined_earns_its_place
+    from textdiff_core.experiments.measure import combined_earns_its_place
 
     assert not combined_earns_its_place(str(tmp_path))  # no calibration at all
     (tmp_path / "calibration.json").write_text(json.dumps({"combined": {"cross_fitted_accuracy": accuracy}}))
@@ -201,13 +201,13 @@ def test_the_combined_reading_is_reported_only_where_it_beat_both_on_validation(
 
 
 def test_results_record_repository_paths_relative_to_the_repository():
-    from textdiff_core.experiments.report import ROOT
-    from textdiff_core.paths import relative_to_repo
+    from textdiff_core.paths import relative_to_root
 
-    result = {"settings": {"diffusion": str(ROOT / "checkpoints" / "imdb-diffusion"), "out_dir": str(ROOT),
+    root = Path("/some/checkout")
+    result = {"settings": {"diffusion": str(root / "checkpoints" / "imdb-diffusion"), "out_dir": str(root),
                            "reference": "smollm2", "other": "/elsewhere/model"},
-              "rows": [{"checkpoint": str(ROOT / "checkpoints" / "imdb-ar"), "n": 3}]}
-    assert relative_to_repo(result) == {
+              "rows": [{"checkpoint": str(root / "checkpoints" / "imdb-ar"), "n": 3}]}
+    assert relative_to_root(result, root) == {
         "settings": {"diffusion": "checkpoints/imdb-diffusion", "out_dir": ".", "reference": "smollm2",
                      "other": "/elsewhere/model"},
         "rows": [{"checkpoint": "checkpoints/imdb-ar", "n": 3}]}

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from textdiff_core.experiments.report import training_lines
+from textdiff_core.experiments.render import training_lines
 from train_cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -43,16 +43,14 @@ def write_file(path: str | os.PathLike, write: Callable[[Path], object]) -> Path
         raise TextdiffError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def relative_to_repo(obj):
-    """Paths inside the repository as relative paths, in any nesting of dicts and lists, so that a generated record
-    (results.json, bench/results.json) reads the same wherever it was made."""
+def relative_to_root(obj, root: Path):
+    """Paths inside repository ``root`` as relative paths, in any nesting of dicts and lists, so that a generated
+    record (results.json, bench/results.json) reads the same wherever it was made."""
+    prefix = str(Path(root).resolve())
     if isinstance(obj, dict):
-        return {k: relative_to_repo(v) for k, v in obj.items()}
+        return {k: relative_to_root(v, root) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [relative_to_repo(v) for v in obj]
-    if isinstance(obj, str) and obj.startswith(str(REPO)):
-        return obj[len(str(REPO)):].lstrip("/") or "."
+        return [relative_to_root(v, root) for v in obj]
+    if isinstance(obj, str) and (obj == prefix or obj.startswith(prefix + "/")):
+        return obj[len(prefix):].lstrip("/") or "."
     return obj

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-from textdiff_core.experiments import report
+from textdiff_core.experiments import measure
 
 
 def add_report(commands) -> None:
-    """``report``: the flags of ``textdiff_core.experiments.report``, parsed here like every other command's."""
+    """``report``: the flags of ``textdiff_core.experiments.measure``, parsed here like every other command's."""
     r = commands.add_parser("report", help="regenerate RESULTS.md and results.json from the shipped checkpoints "
                                            "(options: python train_cli.py report --help)",
-                            description=report.__doc__.split("\n")[0])
-    report.add_arguments(r)
+                            description=measure.__doc__.split("\n")[0])
+    measure.add_arguments(r)
 
 
 def _own(args: argparse.Namespace) -> argparse.Namespace:
     """The report's own settings, without the top-level loading flags (results.json records them all)."""
     parser = argparse.ArgumentParser(add_help=False)
-    report.add_arguments(parser)
+    measure.add_arguments(parser)
     return argparse.Namespace(**{a.dest: getattr(args, a.dest) for a in parser._actions})
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    return report.run_report(_own(args), args.argv_after_command)
+    return measure.run_report(_own(args), args.argv_after_command)
 
 
 COMMANDS = {"report": cmd_report}  # command name -> what runs it
