@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from textdiff_core.classify import score_matrix
 from textdiff_core.errors import TextdiffError
 from textdiff_core.likelihood import ar_scores, elbo_scores
-from textdiff_core.models import MASKED
+from textdiff_core.settings import MASKED
 
 _WORDS = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks
 
@@ -113,6 +113,68 @@ def reliability_bins(confidences: Sequence[float], correct: Sequence[bool], bins
                 "count": len(members),
             })
     return rows
+
+
+def risk_coverage(confidences: Sequence[float], correct: Sequence[bool]) -> list[dict]:
+    """Selective classification: abstaining on the least confident texts first, the accuracy on what is kept at each
+    coverage (1/n, 2/n, ..., 1). Ties in confidence are kept or dropped together, so the curve has a point per
+    distinct confidence; it starts at the most confident group."""
+    order = sorted(range(len(confidences)), key=lambda i: -confidences[i])
+    rows, right = [], 0
+    for rank, i in enumerate(order, 1):
+        right += bool(correct[i])
+        if rank == len(order) or confidences[order[rank]] != confidences[i]:
+            rows.append({"coverage": rank / len(order), "accuracy": right / rank, "threshold": confidences[i]})
+    return rows
+
+
+def area_under_risk_coverage(confidences: Sequence[float], correct: Sequence[bool]) -> float:
+    """AURC: the mean error rate over coverages (Geifman & El-Yaniv 2017), each text's coverage step weighted
+    equally; lower is better. A classifier whose confidence ranks every error last scores error^2 / 2 about; one
+    that ranks them first scores more than its plain error rate."""
+    if not confidences:
+        return 0.0
+    rows, area, kept = risk_coverage(confidences, correct), 0.0, 0
+    for row in rows:
+        rank = round(row["coverage"] * len(confidences))
+        area += (rank - kept) * (1.0 - row["accuracy"])
+        kept = rank
+    return area / len(confidences)
+
+
+def ood_detection(in_scores: Sequence[float], out_scores: Sequence[float], retain: float = 0.95) -> dict:
+    """How well an OOD score (higher: more out-of-distribution) tells out-of-distribution texts from in-distribution
+    ones: AUROC (the chance that a random OOD text scores above a random in-distribution one, ties counting half)
+    and the false-positive rate at 95% true positives in the convention of Hendrycks & Gimpel (2017) and Liang et al.
+    (2018): in-distribution is the positive class, the threshold keeps ``retain`` of in-distribution texts, and
+    FPR is the share of OOD texts it lets through."""
+    # deferred: scikit-learn is slow to import and only this metric needs it
+    from sklearn.metrics import roc_auc_score
+
+    if not in_scores or not out_scores:
+        raise TextdiffError("OOD detection needs in-distribution and out-of-distribution scores, both non-empty")
+    labels = [0] * len(in_scores) + [1] * len(out_scores)
+    auroc = float(roc_auc_score(labels, [*in_scores, *out_scores]))
+    kept = sorted(in_scores)
+    threshold = kept[max(0, math.ceil(retain * len(kept)) - 1)]  # the smallest score keeping `retain` of them
+    fpr = sum(s <= threshold for s in out_scores) / len(out_scores)
+    return {"auroc": auroc, "fpr_at_95_tpr": fpr, "threshold": threshold, "n_in": len(in_scores),
+            "n_out": len(out_scores)}
+
+
+def bootstrap_interval(statistic, *samples: Sequence, resamples: int = 1000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """A percentile bootstrap interval of ``statistic(*samples)``, each sample resampled with replacement on its own
+    (e.g. the in-distribution and OOD scores of an AUROC)."""
+    generator = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(resamples):
+        drawn = [[s[i] for i in torch.randint(len(s), (len(s),), generator=generator).tolist()] for s in samples]
+        values.append(statistic(*drawn))
+    values.sort()
+    low = values[int((1 - level) / 2 * resamples)]
+    high = values[min(resamples - 1, int((1 + level) / 2 * resamples))]
+    return float(low), float(high)
 
 
 def classification_report(

@@ -1,0 +1,121 @@
+"""What a generative classifier promises, measured: the metrics pinned on cases computed by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from textdiff_core.errors import TextdiffError
+from textdiff_core.evaluate import area_under_risk_coverage, bootstrap_interval, ood_detection, risk_coverage
+
+
+def test_auroc_and_fpr_of_two_known_score_lists():
+    # pairs (in, out) with out above in: (0.1, 0.35), (0.1, 0.8), (0.4, 0.8) of 4 -> 0.75
+    d = ood_detection([0.1, 0.4], [0.35, 0.8])
+    assert d["auroc"] == pytest.approx(0.75)
+    # the threshold keeping 95% of the 2 in-distribution texts is 0.4; it lets through 0.35, one OOD text of two
+    assert (d["threshold"], d["fpr_at_95_tpr"]) == (0.4, 0.5)
+    assert ood_detection([0.5], [0.5])["auroc"] == pytest.approx(0.5), "a tie counts half"
+    assert ood_detection([1.0, 2.0], [3.0, 4.0])["auroc"] == 1.0
+    assert ood_detection([3.0, 4.0], [1.0, 2.0]) == pytest.approx(
+        {"auroc": 0.0, "fpr_at_95_tpr": 1.0, "threshold": 4.0, "n_in": 2, "n_out": 2})
+    with pytest.raises(TextdiffError):
+        ood_detection([], [1.0])
+
+
+def test_fpr_keeps_95_percent_of_twenty_in_distribution_texts():
+    in_scores = [float(i) for i in range(20)]  # 19 of 20 kept: threshold 18
+    out_scores = [17.5, 18.0, 18.5, 30.0]
+    d = ood_detection(in_scores, out_scores)
+    assert d["threshold"] == 18.0 and d["fpr_at_95_tpr"] == 0.5
+
+
+def test_risk_coverage_by_hand():
+    rows = risk_coverage([0.9, 0.8, 0.7, 0.6], [True, False, True, True])
+    assert [(r["coverage"], round(r["accuracy"], 4)) for r in rows] == [(0.25, 1.0), (0.5, 0.5), (0.75, 0.6667),
+                                                                       (1.0, 0.75)]
+    assert area_under_risk_coverage([0.9, 0.8, 0.7, 0.6], [True, False, True, True]) == pytest.approx(
+        (0 + 0.5 + 1 / 3 + 0.25) / 4)
+    # tied confidences are one point: kept or dropped together
+    assert [r["coverage"] for r in risk_coverage([0.5, 0.5, 0.9], [True, False, True])] == [1 / 3, 1.0]
+    # errors ranked last beat errors ranked first
+    last = area_under_risk_coverage([0.9, 0.8, 0.7, 0.1], [True, True, True, False])
+    first = area_under_risk_coverage([0.1, 0.8, 0.7, 0.9], [True, True, True, False])
+    assert last == pytest.approx(0.25 / 4) and first == pytest.approx((1 + 0.5 + 1 / 3 + 0.25) / 4)
+
+
+def test_bootstrap_interval_brackets_the_statistic_and_repeats_under_its_seed():
+    scores_in, scores_out = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.35, 0.55, 0.7, 0.8, 0.9, 1.0]
+
+    def auroc(a, b):
+        return ood_detection(a, b)["auroc"]
+
+    low, high = bootstrap_interval(auroc, scores_in, scores_out, resamples=200)
+    assert low <= auroc(scores_in, scores_out) <= high and 0 <= low < high <= 1
+    assert bootstrap_interval(auroc, scores_in, scores_out, resamples=200) == (low, high)
+
+
+def _damerau_one(a: str, b: str) -> bool:
+    """True when b is a with one swap of neighbours, deletion, insertion or substitution."""
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+                                  and a[diff[1]] == b[diff[0]])
+    short, long_ = sorted((a, b), key=len)
+    return len(long_) == len(short) + 1 and any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
+def test_typos_edit_the_given_share_of_words_once_each_and_repeat_under_a_seed():
+    from textdiff_core.perturb import typos
+
+    text = "This film was a truly wonderful surprise , and I would watch it again tomorrow with friends ."
+    words = text.split(" ")
+    eligible = [w for w in words if sum(c.isalpha() for c in w) >= 2]
+    for rate in (0.1, 0.2, 0.5):
+        new, changed = typos(text, rate, seed=3)
+        assert len(changed) == round(rate * len(eligible)) and typos(text, rate, seed=3) == (new, changed)
+        after = new.split(" ")
+        assert len(after) == len(words)
+        for i, (a, b) in enumerate(zip(words, after, strict=True)):
+            assert (a != b) == (i in changed), (a, b)
+            if i in changed:
+                assert _damerau_one(a, b), (a, b)
+    assert typos(text, 0.2, seed=4) != typos(text, 0.2, seed=3)
+    assert typos(text, 0.0) == (text, [])
+    with pytest.raises(TextdiffError):
+        typos(text, 1.5)
+
+
+def test_comprehensiveness_and_sufficiency_of_a_toy_classifier():
+    import math
+
+    from textdiff_core.perturb import faithfulness
+
+    def p_positive(text: str) -> float:  # P(positive) = sigmoid(#good - #bad)
+        words = text.split(" ")
+        return 1 / (1 + math.exp(-(words.count("good") - words.count("bad"))))
+
+    def sig(x):
+        return 1 / (1 + math.exp(-x))
+
+    f = faithfulness(p_positive, "good good bad movie", [1.0, 1.0, -1.0, 0.0], fractions=(0.2, 0.5))
+    assert f["p_full"] == pytest.approx(sig(1))
+    assert f["20"]["words"] == 1 and f["50"]["words"] == 2
+    assert f["20"]["evidence_comprehensiveness"] == pytest.approx(sig(1) - sig(0))  # "good bad movie"
+    assert f["20"]["evidence_sufficiency"] == pytest.approx(0.0)  # "good"
+    assert f["50"]["evidence_comprehensiveness"] == pytest.approx(sig(1) - sig(-1))  # "bad movie"
+    assert f["50"]["evidence_sufficiency"] == pytest.approx(sig(1) - sig(2))  # "good good"
+    # evidence with the sign flipped points at the wrong words: removing them raises the probability
+    flipped = faithfulness(p_positive, "good good bad movie", [-1.0, -1.0, 1.0, 0.0], fractions=(0.2,))
+    assert flipped["20"]["evidence_comprehensiveness"] == pytest.approx(sig(1) - sig(2))
+    assert flipped["20"]["evidence_comprehensiveness"] < 0
+    again = faithfulness(p_positive, "good good bad movie", [1.0, 1.0, -1.0, 0.0], fractions=(0.2, 0.5))
+    assert again == f, "the random words repeat under the seed"
+
+
+def test_token_evidence_is_summed_into_words():
+    from textdiff_core.perturb import word_evidence
+
+    text = "a well-made film"
+    # tokens: a | well | - | made | film
+    spans = [(0, 1), (2, 6), (6, 7), (7, 11), (12, 16)]
+    assert word_evidence(text, spans, [0.5, 1.0, 0.25, 2.0, -1.0]) == [0.5, 3.25, -1.0]
