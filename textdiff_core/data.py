@@ -300,6 +300,21 @@ def _load_offline(name: str, split: str, label_col: str | None) -> _Part:
 
 
 def _load_file(spec: str, path: Path, split: str, text_col: str, label_col: str | None) -> _Part:
+    """One CSV or JSON Lines file: its rows with text (and labels), of one split."""
+    frame = _read_frame(path)
+    columns = _check_columns(frame, path, text_col, label_col)
+    texts, raw_labels, row_splits = _rows(frame, columns, path, text_col, label_col)
+    if split != "all":
+        splits = [split_of(t) for t in texts] if row_splits is None else row_splits
+        keep = [i for i, t in enumerate(texts) if splits[i] == split]
+        texts = [texts[i] for i in keep]
+        if raw_labels is not None:
+            raw_labels = [raw_labels[i] for i in keep]
+    return _Part(spec=spec, texts=texts, raw_labels=raw_labels)
+
+
+def _read_frame(path: Path):
+    """The file as a pandas frame of strings; a one-line ``DataError`` for anything that is not a readable table."""
     # deferred: pandas is slow to import and only files need it
     import pandas as pd
 
@@ -338,7 +353,11 @@ def _load_file(spec: str, path: Path, split: str, text_col: str, label_col: str 
     except ValueError as exc:  # ParserError is a ValueError too
         kind = "CSV" if suffix == ".csv" else "JSON Lines (one JSON object per line)"
         raise DataError(f"data file {path} is not valid {kind}: {_short(exc)}") from None
+    return frame
 
+
+def _check_columns(frame, path: Path, text_col: str, label_col: str | None) -> list[str]:
+    """The frame's column names as strings, after checking that the text (and label) columns are there."""
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     for col, role in ((text_col, "text"), (label_col, "label")):
@@ -348,7 +367,13 @@ def _load_file(spec: str, path: Path, split: str, text_col: str, label_col: str 
                 f"data file {path} has no {role} column {col!r}; available columns: {', '.join(columns) or '(none)'}"
                 f"{hint}"
             )
+    return columns
 
+
+def _rows(frame, columns: list[str], path: Path, text_col: str, label_col: str | None
+          ) -> tuple[list[str], list[Any] | None, list[str] | None]:
+    """The cleaned texts with their raw labels and their rows' split names (None without a split column), keeping
+    only the rows a synthetic set's judge kept."""
     if KEPT_COLUMN in columns:  # a synthetic set (train_cli.py synthesize): only the rows its judge kept
         frame = frame[frame[KEPT_COLUMN].astype(str).str.strip().str.lower().isin(("true", "1", "yes"))]
         if frame.empty:
@@ -382,14 +407,7 @@ def _load_file(spec: str, path: Path, split: str, text_col: str, label_col: str 
                 f"data file {path}: {missing} row{'s' if missing != 1 else ''} with text "
                 f"{'have' if missing != 1 else 'has'} no label in column {label_col!r}"
             )
-
-    if split != "all":
-        splits = [split_of(t) for t in texts] if row_splits is None else row_splits
-        keep = [i for i, t in enumerate(texts) if splits[i] == split]
-        texts = [texts[i] for i in keep]
-        if raw_labels is not None:
-            raw_labels = [raw_labels[i] for i in keep]
-    return _Part(spec=spec, texts=texts, raw_labels=raw_labels)
+    return texts, raw_labels, row_splits
 
 
 def _is_missing(value: Any) -> bool:

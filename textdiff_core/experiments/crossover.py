@@ -47,7 +47,8 @@ from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import wilson_interval
 from textdiff_core.experiments.campaign import standing
 from textdiff_core.likelihood import infill_scores
-from textdiff_core.models import load_model, quiet_transformers
+from textdiff_core.models import load_model
+from textdiff_core.progress import quiet_transformers
 from textdiff_core.settings import TrainConfig, check_finite, check_output_dir
 from textdiff_core.tokens import class_slot, tokenize_texts
 from textdiff_core.train import train
@@ -667,147 +668,189 @@ def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_
     ``until_size``: stop after that size (run again to go on). ``probe_steps``: steps of the s/step measurement
     printed with the plan before training (0: none). Returns what crossover.json holds.
     """
-    from transformers import AutoTokenizer  # deferred: transformers takes seconds to import
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise TextdiffError("the crossover runs in one process; launch it with python, not torchrun")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    results, wanted = read_results(out), json.loads(json.dumps(config.to_dict()))
-    if results:  # settings a grid recorded before they existed take their defaults
-        stored = json.loads(json.dumps(CrossoverConfig.from_dict(results["config"]).to_dict()))
-        changed = sorted(k for k in wanted if k not in CONTROL_SETTINGS and stored.get(k) != wanted[k])
-        if stored["control_mask"] and stored["control_mask"] != wanted["control_mask"]:
-            changed.append("control_mask")
-        if changed == ["steps"] and budgets_may_grow(stored["steps"], config):
-            changed = []
-            results.setdefault("budget_history", []).append({"from": stored["steps"], "to": config.steps, "at":
-                                                             datetime.now(UTC).isoformat(timespec="seconds")})
-    if results and changed:
-        raise TextdiffError(f"{out} holds a crossover grid with other settings ({', '.join(changed)}); rerun it with "
-                            f"the same flags, or give another --out")
+    results = _resumable(config, out)
     largest = subset(config, config.sizes[-1])
     if len(largest) < config.sizes[-1]:
         raise TextdiffError(f"the training split has {len(largest)} reviews, fewer than the largest size "
                             f"{config.sizes[-1]}")
-    validation = validation_set(config)
-    test = validation_set(config, "test") if config.test_size else None
-    prompts = [format_prompt(config.train.class_prompt, c) for c in largest.classes]
     init = make_init(config, largest.texts, largest.classes)
-    tokenizer = AutoTokenizer.from_pretrained(init_dir(config, "diffusion"))
     measured = results.get("probe_seconds_per_step")
     if measured is None and probe_steps:
         measured = measure_step_seconds(config, probe_steps)
-    history = results.get("history", [])
-    rates = measured_rates(history) or measured  # the turns so far say more than the probe
-    steps_plan = plan(config, rates)
-    results = {"command": command_line(config), "config": config.to_dict(), "model": init,
-               "probe_seconds_per_step": measured, "plan_seconds_per_step": rates, "plan": steps_plan,
-               "threads": torch.get_num_threads(),
-               "validation": {"split": "validation", "n": len(validation), "samples": config.val_samples,
-                              "window": "the first window of each review (max_length tokens)",
-                              "likelihood": "each text given its own class word"},
-               "started_at": results.get("started_at") or datetime.now(UTC).isoformat(timespec="seconds"),
-               "history": results.get("history", []), "runs": results.get("runs", []),
-               "budget_history": results.get("budget_history", []),
-               "skipped_points": results.get("skipped_points", []),
-               "control_arm": (f"ran: the left-to-right twin with its text inputs masked at rate {config.control_mask}"
-                               f" for U = {', '.join(map(str, [u for u in config.sizes if CONTROL in config.runs(u)]))}"
-                               if config.control_mask else "not run")}
+    rates = measured_rates(results.get("history", [])) or measured  # the turns so far say more than the probe
+    grid = _Grid(config, out, largest.classes, progress, say)
+    grid.results = _fresh_results(config, results, init, measured, rates, len(grid.validation))
+    _say_plan(config, grid.results, say)
+    for index, (size, total) in enumerate(zip(config.sizes, config.steps, strict=True)):
+        if until_size is not None and size > until_size:
+            break
+        grid.run_size(size, total, grid.results["plan"][index])
+    grid.save()
+    return grid.results
+
+
+def _resumable(config: CrossoverConfig, out: Path) -> dict:
+    """What ``out`` holds of a grid with these settings ({} for none); refuses a grid with other settings. A raised
+    budget is the one change a grid takes, and it is recorded."""
+    results, wanted = read_results(out), json.loads(json.dumps(config.to_dict()))
+    if not results:
+        return results
+    # settings a grid recorded before they existed take their defaults
+    stored = json.loads(json.dumps(CrossoverConfig.from_dict(results["config"]).to_dict()))
+    changed = sorted(k for k in wanted if k not in CONTROL_SETTINGS and stored.get(k) != wanted[k])
+    if stored["control_mask"] and stored["control_mask"] != wanted["control_mask"]:
+        changed.append("control_mask")
+    if changed == ["steps"] and budgets_may_grow(stored["steps"], config):
+        changed = []
+        results.setdefault("budget_history", []).append({"from": stored["steps"], "to": config.steps, "at":
+                                                         datetime.now(UTC).isoformat(timespec="seconds")})
+    if changed:
+        raise TextdiffError(f"{out} holds a crossover grid with other settings ({', '.join(changed)}); rerun it with "
+                            f"the same flags, or give another --out")
+    return results
+
+
+def _fresh_results(config: CrossoverConfig, results: dict, init: dict, measured: dict | None,
+                   rates: dict | None, validation_n: int) -> dict:
+    """The record this run writes: its settings and plan, and what earlier runs of the grid measured."""
+    return {"command": command_line(config), "config": config.to_dict(), "model": init,
+            "probe_seconds_per_step": measured, "plan_seconds_per_step": rates, "plan": plan(config, rates),
+            "threads": torch.get_num_threads(),
+            "validation": {"split": "validation", "n": validation_n, "samples": config.val_samples,
+                           "window": "the first window of each review (max_length tokens)",
+                           "likelihood": "each text given its own class word"},
+            "started_at": results.get("started_at") or datetime.now(UTC).isoformat(timespec="seconds"),
+            "history": results.get("history", []), "runs": results.get("runs", []),
+            "budget_history": results.get("budget_history", []),
+            "skipped_points": results.get("skipped_points", []),
+            "control_arm": (f"ran: the left-to-right twin with its text inputs masked at rate {config.control_mask}"
+                            f" for U = {', '.join(map(str, [u for u in config.sizes if CONTROL in config.runs(u)]))}"
+                            if config.control_mask else "not run")}
+
+
+def _say_plan(config: CrossoverConfig, results: dict, say) -> None:
+    """The model, the measured seconds per step and the plan per size, before any training."""
+    init, measured, rates = results["model"], results["probe_seconds_per_step"], results["plan_seconds_per_step"]
     say(f"model: {init['parameters']:,} parameters, vocabulary {init['vocab_size']}; probe s/step: "
         f"{measured or 'not measured'} ({torch.get_num_threads()} threads)")
     if rates is not measured:
         say(f"plan: at the median s/step of the grid's turns so far (wall clock, machine shared): {rates}")
     total_h = 0.0
-    for row in steps_plan:
+    for row in results["plan"]:
         hours = row.get("hours_training")
         total_h += hours or 0.0
         say(f"plan: U={row['unique_reviews']}: {row['steps']} steps per twin, {row['epochs']} epochs, "
             f"{len(row['points'])} validation points" + (f", ~{hours} h of training" if hours else ""))
     if total_h:
         say(f"plan: ~{total_h:.1f} h of training in all, plus validation")
-    cpu = measured_rates(history, "cpu_seconds_per_step")
+    cpu = measured_rates(results["history"], "cpu_seconds_per_step")
     if cpu:
         cpu_h = sum(r.get("hours_training") or 0.0 for r in plan(config, cpu))
         say(f"plan: ~{cpu_h:.1f} CPU-hours of training at the median CPU s/step so far ({cpu}, "
             f"{torch.get_num_threads()} thread(s))")
 
-    def save_results() -> None:
+
+class _Grid:
+    """One run of the grid: the record it rewrites after every point, and what every size shares (the tokenizer,
+    the validation and test reviews, the class prompts)."""
+
+    def __init__(self, config: CrossoverConfig, out: Path, classes: list[str], progress: bool, say) -> None:
+        from transformers import AutoTokenizer  # deferred: transformers takes seconds to import
+
+        self.config, self.out, self.results, self.progress, self.say = config, out, {}, progress, say
+        self.validation = validation_set(config)
+        self.test = validation_set(config, "test") if config.test_size else None
+        self.prompts = [format_prompt(config.train.class_prompt, c) for c in classes]
+        self.tokenizer = AutoTokenizer.from_pretrained(init_dir(config, "diffusion"))
+
+    def save(self) -> None:
+        results, config = self.results, self.config
         results["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         results["finished"] = len(results["runs"]) == len(config.sizes) and all(r["finished"] for r in results["runs"])
         results["exponent"] = analyse(results["runs"])
-        _write_json(out / RESULTS, results)
+        _write_json(self.out / RESULTS, results)
 
-    def unigram_level(here: Path, train_set, points: dict) -> dict | None:
+    def unigram_level(self, here: Path, train_set, points: dict) -> dict | None:
         """The unigram level on the validation windows (their token counts come with the first point)."""
         path = here / "unigram.json"
         if not path.is_file():
             first = next((p for twin in TWINS for p in points[twin].values()), None)
             if first is None:
                 return None
-            _write_json(path, unigram_reference(tokenizer, train_set.texts, validation.texts, first["tokens"]))
+            _write_json(path, unigram_reference(self.tokenizer, train_set.texts, self.validation.texts,
+                                                first["tokens"]))
         return json.loads(path.read_text())
 
-    for index, (size, total) in enumerate(zip(config.sizes, config.steps, strict=True)):
-        if until_size is not None and size > until_size:
-            break
-        here = size_dir(out, size)
+    def run_size(self, size: int, total: int, row_plan: dict) -> None:
+        """Every validation point of one size, both twins, each trained to it and scored; the row recorded after
+        each point."""
+        here = size_dir(self.out, size)
         here.mkdir(parents=True, exist_ok=True)
         store = here / "validation.json"
         points = json.loads(store.read_text()) if store.is_file() else {}
         points = {t: {int(s): p for s, p in points.get(t, {}).items()} for t in RUNS}
-        train_set = subset(config, size)
-        row_plan = steps_plan[index]
+        train_set = subset(self.config, size)
         tfidf_path = here / "tfidf.json"
         if not tfidf_path.is_file():
-            _write_json(tfidf_path, tfidf_accuracy(train_set.texts, train_set.labels, validation.texts,
-                                                   validation.labels))
+            _write_json(tfidf_path, tfidf_accuracy(train_set.texts, train_set.labels, self.validation.texts,
+                                                   self.validation.labels))
         tfidf = json.loads(tfidf_path.read_text())
-        unique_tokens = sum(map(len, tokenize_texts(tokenizer, train_set.texts)))
+        unique_tokens = sum(map(len, tokenize_texts(self.tokenizer, train_set.texts)))
 
-        def record(size=size, row_plan=row_plan, points=points, tfidf=tfidf, unique_tokens=unique_tokens,
-                   train_set=train_set, here=here) -> None:
-            row = analyse_size(size, row_plan, points, tfidf, unique_tokens, unigram_level(here, train_set, points))
-            runs = [r for r in results["runs"] if r["unique_reviews"] != size] + [row]
-            results["runs"] = sorted(runs, key=lambda r: r["unique_reviews"])
-            save_results()
+        def record() -> None:
+            row = analyse_size(size, row_plan, points, tfidf, unique_tokens,
+                               self.unigram_level(here, train_set, points))
+            runs = [r for r in self.results["runs"] if r["unique_reviews"] != size] + [row]
+            self.results["runs"] = sorted(runs, key=lambda r: r["unique_reviews"])
+            self.save()
 
         record()
         for step in row_plan["points"]:
-            for twin in config.runs(size):
-                if step in points[twin]:
-                    continue
-                run, run_config = here / twin, _run_config(config, twin, size, total)
-                before = standing(run, total)
-                if before < step:
-                    started, cpu_started = time.time(), time.process_time()
-                    train(replace(run_config, stop_after=step if step < total else None), progress=progress)
-                    seconds, cpu_seconds = time.time() - started, time.process_time() - cpu_started
-                    results["history"].append({"unique_reviews": size, "twin": twin, "from_step": before,
-                                               "to_step": step, "seconds": round(seconds, 1),
-                                               "seconds_per_step": round(seconds / (step - before), 4),
-                                               "cpu_seconds_per_step": round(cpu_seconds / (step - before), 4),
-                                               "threads": torch.get_num_threads()})
-                source = _point_source(run, step, total)
-                if source is None and before > step:  # a point of a raised budget that this run had passed
-                    skip = {"unique_reviews": size, "twin": twin, "step": step,
-                            "reason": f"the run stood at step {before} when its budget was raised"}
-                    if skip not in results["skipped_points"]:
-                        results["skipped_points"].append(skip)
-                    continue
-                if source is None:  # a kill between a later stop and this point's validation cannot happen in order
-                    raise TextdiffError(f"no weights of {run} at step {step}; remove {run} to retrain that twin")
-                started = time.time()
-                per_text = score_point(config, source, validation, test, prompts)
-                per_step = config.train.batch_size * config.train.grad_accum
-                points[twin][step] = per_text | {"epoch": round(step * per_step / size, 3),
-                                                 "tokens_seen": _tokens_seen(source),
-                                                 "validation_seconds": round(time.time() - started, 1)}
-                _write_json(store, {t: {str(s): p for s, p in sorted(points[t].items())} for t in RUNS if points[t]})
-                summary = summarise(points[twin][step])
-                say(f"U={size} {twin} step {step}/{total} (epoch {points[twin][step]['epoch']}): "
-                    f"{summary['bits_per_token']:.3f} bits/token, Bayes {summary['accuracy_bayes']:.3f}, "
-                    f"infill {summary['accuracy_infill']:.3f}")
+            for twin in self.config.runs(size):
+                if step not in points[twin] and self.reach(here / twin, twin, size, step, total):
+                    points[twin][step] = self.score(here / twin, twin, size, step, total)
+                    _write_json(store, {t: {str(s): p for s, p in sorted(points[t].items())} for t in RUNS
+                                        if points[t]})
             record()
-    save_results()
-    return results
+
+    def reach(self, run: Path, twin: str, size: int, step: int, total: int) -> bool:
+        """Train ``twin`` of ``size`` to ``step`` (its turn recorded in the history); False when the run had passed
+        that step before its budget was raised, so the point cannot be read (it is recorded as skipped)."""
+        before = standing(run, total)
+        if before < step:
+            run_config = _run_config(self.config, twin, size, total)
+            started, cpu_started = time.time(), time.process_time()
+            train(replace(run_config, stop_after=step if step < total else None), progress=self.progress)
+            seconds, cpu_seconds = time.time() - started, time.process_time() - cpu_started
+            self.results["history"].append({"unique_reviews": size, "twin": twin, "from_step": before,
+                                            "to_step": step, "seconds": round(seconds, 1),
+                                            "seconds_per_step": round(seconds / (step - before), 4),
+                                            "cpu_seconds_per_step": round(cpu_seconds / (step - before), 4),
+                                            "threads": torch.get_num_threads()})
+        if _point_source(run, step, total) is None and before > step:  # a point of a raised budget it had passed
+            skip = {"unique_reviews": size, "twin": twin, "step": step,
+                    "reason": f"the run stood at step {before} when its budget was raised"}
+            if skip not in self.results["skipped_points"]:
+                self.results["skipped_points"].append(skip)
+            return False
+        return True
+
+    def score(self, run: Path, twin: str, size: int, step: int, total: int) -> dict:
+        """The validation (and test) reading of ``twin`` at ``step``, per text, with its epoch and tokens seen."""
+        source = _point_source(run, step, total)
+        if source is None:  # a kill between a later stop and this point's validation cannot happen in order
+            raise TextdiffError(f"no weights of {run} at step {step}; remove {run} to retrain that twin")
+        started = time.time()
+        per_text = score_point(self.config, source, self.validation, self.test, self.prompts)
+        per_step = self.config.train.batch_size * self.config.train.grad_accum
+        point = per_text | {"epoch": round(step * per_step / size, 3), "tokens_seen": _tokens_seen(source),
+                            "validation_seconds": round(time.time() - started, 1)}
+        summary = summarise(point)
+        self.say(f"U={size} {twin} step {step}/{total} (epoch {point['epoch']}): "
+                 f"{summary['bits_per_token']:.3f} bits/token, Bayes {summary['accuracy_bayes']:.3f}, "
+                 f"infill {summary['accuracy_infill']:.3f}")
+        return point

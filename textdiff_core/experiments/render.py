@@ -149,11 +149,16 @@ def decoding_lines(d: dict) -> list[str]:
     return lines
 
 
+def head_readings(head: dict) -> dict:
+    """The paired comparison's readings by key; a record from before it compared every reading has the two."""
+    return head.get("readings") or {"diffusion": head["diffusion"] | {"label": "diffusion ELBO, shared noise, "
+                                                                      "adaptive"},
+                                    "ar": head["ar"] | {"label": "left-to-right twin (exact)"}}
+
+
 def head_table(head: dict) -> list[str]:
     """The whole-test-split readings and their paired differences, as markdown lines (RESULTS.md and the README)."""
-    readings = head.get("readings") or {"diffusion": head["diffusion"] | {"label": "diffusion ELBO, shared noise, "
-                                                                           "adaptive"},
-                                        "ar": head["ar"] | {"label": "left-to-right twin (exact)"}}
+    readings = head_readings(head)
     lines = ["The same reviews for every reading, so differences are judged pair by pair: their intervals are much "
              "narrower than the accuracies' intervals suggest.", "",
              "| reading | accuracy | 95% CI | ECE | median latency (s) | forward passes |", "|---|---|---|---|---|---|"]
@@ -178,9 +183,7 @@ def readme_table(result: dict) -> str:
     head = result.get("head_to_head")
     lines = []
     if head:
-        readings = head.get("readings") or {"diffusion": head["diffusion"] | {"label": "diffusion ELBO, shared "
-                                                                              "noise, adaptive"},
-                                            "ar": head["ar"] | {"label": "left-to-right twin (exact)"}}
+        readings = head_readings(head)
         lines += [f"IMDB test split, {head['n']:,} reviews, the same reviews for every reading:", "",
                   "| reading | accuracy | 95% CI | median latency (s) |", "|---|---|---|---|"]
         lines += [f"| {r['label']} | {r['accuracy']:.1%} | {r['ci95'][0]:.1%}–{r['ci95'][1]:.1%} | "
@@ -329,28 +332,38 @@ def _time_sentence(c: dict) -> str:
 
 
 def crossover_lines(c: dict) -> list[str]:
-    """RESULTS.md's crossover section: settings, per-U best points and crossover, the exponent, accuracy against U,
-    and every validation point."""
-    cfg, t, shape, model = c["config"], c["config"]["train"], c["config"]["shape"], c.get("model") or {}
+    """RESULTS.md's crossover section: settings, per-U best points and crossover, the exponent, the no-context level,
+    accuracy against U, every validation point and the control arm."""
+    return (_crossover_settings(c) + _crossover_bests(c) + _crossover_levels(c) + _crossover_accuracy(c)
+            + _crossover_points(c) + _crossover_control(c))
 
+
+def _crossover_settings(c: dict) -> list[str]:
+    """Status, the command and the one paragraph of settings shared by every U and both twins."""
+    cfg, t, shape, model = c["config"], c["config"]["train"], c["config"]["shape"], c.get("model") or {}
     done = sum(len(r["steps"]) for r in c["runs"])
     status = ("Finished" if c.get("finished") else
               f"In progress: {done} validation points read, {points_to_go(c)} to go")
-    lines = [f"{status} (updated {c.get('updated_at', '?')}); from `{c['source']}`, written by", "", "```bash",
-             c.get("command") or "python train_cli.py crossover …", "```", "",
-             f"Both twins of every U (nested subsets of the training split) share one {shape['layers']}-layer, "
-             f"{shape['width']}-wide BERT ({model.get('parameters', 0):,} parameters; the left-to-right twin with "
-             f"causal attention), one lower-cased WordPiece tokenizer of {model.get('vocab_size', '?')} tokens "
-             f"trained on the largest subset, one random initialisation (seed {t['seed']}), AdamW (lr {t['lr']}, "
-             f"weight decay {t['weight_decay']}, {t['lr_schedule']}, {t['warmup_steps']} warm-up steps), batches of "
-             f"{t['batch_size']} random {t['max_length']}-token windows, {t['conditioning']} conditioning (the class "
-             f"word as one more token); the diffusion loss is weighted {t['noise']['weighting']} (the bound). Only "
-             f"the objective differs. Validation: the same {cfg['val_size']} reviews of the validation split for "
-             f"every U and both twins (their first window, given the review's own class word): the diffusion ELBO "
-             f"bound ({cfg['val_samples']} samples, the same masks at every point) and the twin's exact NLL, in bits "
-             f"per token, 95% intervals over reviews. Not varied: the architecture, tokenizer, batch, learning rate "
-             f"and lr schedule, seed, window length and the class-word settings. " + _time_sentence(c), "",
-             "| U (reviews) | unique tokens | budget: steps (epochs) | points | diffusion best bits/token (epoch) | "
+    return [f"{status} (updated {c.get('updated_at', '?')}); from `{c['source']}`, written by", "", "```bash",
+            c.get("command") or "python train_cli.py crossover …", "```", "",
+            f"Both twins of every U (nested subsets of the training split) share one {shape['layers']}-layer, "
+            f"{shape['width']}-wide BERT ({model.get('parameters', 0):,} parameters; the left-to-right twin with "
+            f"causal attention), one lower-cased WordPiece tokenizer of {model.get('vocab_size', '?')} tokens "
+            f"trained on the largest subset, one random initialisation (seed {t['seed']}), AdamW (lr {t['lr']}, "
+            f"weight decay {t['weight_decay']}, {t['lr_schedule']}, {t['warmup_steps']} warm-up steps), batches of "
+            f"{t['batch_size']} random {t['max_length']}-token windows, {t['conditioning']} conditioning (the class "
+            f"word as one more token); the diffusion loss is weighted {t['noise']['weighting']} (the bound). Only "
+            f"the objective differs. Validation: the same {cfg['val_size']} reviews of the validation split for "
+            f"every U and both twins (their first window, given the review's own class word): the diffusion ELBO "
+            f"bound ({cfg['val_samples']} samples, the same masks at every point) and the twin's exact NLL, in bits "
+            f"per token, 95% intervals over reviews. Not varied: the architecture, tokenizer, batch, learning rate "
+            f"and lr schedule, seed, window length and the class-word settings. " + _time_sentence(c), ""]
+
+
+def _crossover_bests(c: dict) -> list[str]:
+    """Per U: the budget, both twins' best points, their paired difference and the crossover; then the exponent."""
+    t = c["config"]["train"]
+    lines = ["| U (reviews) | unique tokens | budget: steps (epochs) | points | diffusion best bits/token (epoch) | "
              "twin best (epoch) | diffusion − twin at the bests, 95% CI | crossover |",
              "|---|---|---|---|---|---|---|---|"]
     for row in c["runs"]:
@@ -375,6 +388,12 @@ def crossover_lines(c: dict) -> list[str]:
                   f"{len(crossing)} of {len(c['runs'])} sizes cross{'' if c.get('finished') else ' so far'}"
                   f"{' (' + ', '.join(map(str, crossing)) + ')' if crossing else ''}; the exponent of C_crit ∝ U^k "
                   "needs at least three, so it is not fitted.")]
+    return lines
+
+
+def _crossover_levels(c: dict) -> list[str]:
+    """Each U's best points against a unigram model of the same reviews: the level of a model using no context."""
+    lines = []
     leveled = [row for row in c["runs"] if row.get("unigram")]
     if leveled:
         lines += ["", "### Against the no-context level", "",
@@ -390,7 +409,13 @@ def crossover_lines(c: dict) -> list[str]:
             cells += [f"{u[f'{t}_best_minus']['difference_bits_per_token']:+.3f} ({_ci(u[f'{t}_best_minus']['ci95'])})"
                       for t in ("diffusion", "ar")]
             lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "### Accuracy against U (validation reviews, at each objective's best-bound point)", "",
+    return lines
+
+
+def _crossover_accuracy(c: dict) -> list[str]:
+    """Accuracy of every reading against U, at each objective's best-bound point, beside TF-IDF on the same U."""
+    cfg = c["config"]
+    lines = ["", "### Accuracy against U (validation reviews, at each objective's best-bound point)", "",
               "| U | diffusion Bayes | diffusion infill | twin Bayes | twin infill | TF-IDF + LR on the same U |",
               "|---|---|---|---|---|---|"]
     for row in c["runs"]:
@@ -403,10 +428,15 @@ def crossover_lines(c: dict) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"One accuracy on {cfg['val_size']} reviews carries a 95% half-width of up to "
               f"{100 * 1.96 * math.sqrt(0.25 / cfg['val_size']):.1f} points. The best point is chosen by bits per "
-              "token on the same reviews, not by accuracy.", "",
-              "### Every validation point", "",
-              "| U | step | epoch | tokens seen | diffusion bits/token (95% CI) | twin bits/token (95% CI) | "
-              "diffusion bits/byte | twin bits/byte |", "|---|---|---|---|---|---|---|---|"]
+              "token on the same reviews, not by accuracy.", ""]
+    return lines
+
+
+def _crossover_points(c: dict) -> list[str]:
+    """Every validation point of every U, both twins, in bits per token and per byte."""
+    lines = ["### Every validation point", "",
+             "| U | step | epoch | tokens seen | diffusion bits/token (95% CI) | twin bits/token (95% CI) | "
+             "diffusion bits/byte | twin bits/byte |", "|---|---|---|---|---|---|---|---|"]
     for row in c["runs"]:
         for j, step in enumerate(row["steps"]):
             lines.append(
@@ -414,8 +444,13 @@ def crossover_lines(c: dict) -> list[str]:
                 f"{row['diffusion_bits_per_token'][j]:.3f} ({_ci(row['diffusion_bits_per_token_ci95'][j])}) | "
                 f"{row['ar_bits_per_token'][j]:.3f} ({_ci(row['ar_bits_per_token_ci95'][j])}) | "
                 f"{row['diffusion_bits_per_byte'][j]:.3f} | {row['ar_bits_per_byte'][j]:.3f} |")
+    return lines
+
+
+def _crossover_control(c: dict) -> list[str]:
+    """The control arm (the twin with random input-token masking), where it ran."""
     controlled = [row for row in c["runs"] if (row.get("best") or {}).get("ar_masked")]
-    lines += ["", "Control arm (the left-to-right twin with random input-token masking, Gao et al., which tells the "
+    lines = ["", "Control arm (the left-to-right twin with random input-token masking, Gao et al., which tells the "
               "objective from the augmentation): " + (f"{str(c['control_arm']).removeprefix('ran: ')}." if controlled
                                                     else "did not run."),
               "", "Dated readings, and side checks of what the curves show: docs/experiments.md."]
