@@ -26,7 +26,8 @@ import torch
 from textdiff_core.classify import load_classifier
 from textdiff_core.decoding import generate
 from textdiff_core.evaluate import distinct_n, generative_perplexity, wilson_interval
-from textdiff_core.models import CAUSAL, MASKED, device_name, load_model
+from textdiff_core.models import device_name, load_model
+from textdiff_core.settings import CAUSAL, MASKED
 
 
 def _numbers(text: str, kind=int) -> list:

@@ -27,7 +27,8 @@ import torch
 from textdiff_core import kv_cache
 from textdiff_core.decoding import default_config, generate, generate_samples
 from textdiff_core.denoisers import denoise_logits
-from textdiff_core.models import CAUSAL, MASKED, device_name, load_model
+from textdiff_core.models import device_name, load_model
+from textdiff_core.settings import CAUSAL, MASKED
 
 PROMPTS = "This movie|I went to see this film|The acting was|What a|My wife and I"
 

@@ -42,8 +42,9 @@ from textdiff_core.classify import load_classifier, score_matrix
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 from textdiff_core.likelihood import draw_noise, masked_token_nll, text_windows
-from textdiff_core.models import MASKED, device_name, load_model, pick_device
+from textdiff_core.models import device_name, load_model, pick_device
 from textdiff_core.paths import relative_to_root
+from textdiff_core.settings import MASKED
 from textdiff_core.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]

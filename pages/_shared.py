@@ -16,8 +16,8 @@ import torch
 
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import Classifier, first_use, load_classifier
-from textdiff_core.models import CAUSAL, MASKED, LoadedModel, load_model, pick_device
-from textdiff_core.settings import LoadOptions
+from textdiff_core.models import LoadedModel, load_model, pick_device
+from textdiff_core.settings import CAUSAL, MASKED, LoadOptions
 from textdiff_core.trace import MASK_BG, NEW_OUTLINE, PROMPT_BG, Trace, colour_of
 
 ROOT = Path(__file__).resolve().parents[1]

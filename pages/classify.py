@@ -20,10 +20,11 @@ from pages._shared import (
     trust_remote_code,
 )
 from textdiff_core.checkpoint import CheckpointMeta
-from textdiff_core.classify import ZERO_SHOT_REFERENCE, default_reading
+from textdiff_core.classify import default_reading
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 from textdiff_core.prediction import ordinal
+from textdiff_core.records import ZERO_SHOT_REFERENCE
 
 MAX_CHARS = 20_000  # longer pastes are refused (scoring cost grows with length)
 # Each reading's score, named for what it is: Bayes readings give log P(text | c), the infill reading P(c | text)

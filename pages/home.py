@@ -5,7 +5,7 @@ import streamlit as st
 from pages._shared import cached_model, said, sidebar, trace_html, untrained_note
 from textdiff_core.decoding import default_config, generate
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import MASKED
+from textdiff_core.settings import MASKED
 
 FRAME_EVERY_S = 0.6  # seconds per frame of the miniature
 MINIATURE_TOKENS = 16  # new tokens the miniature writes

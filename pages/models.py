@@ -6,7 +6,8 @@ import streamlit as st
 from pages._shared import CHECKPOINTS, cached_model, said, shown, sidebar
 from textdiff_core.decoding import fill_mask
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import MASKED, catalogue
+from textdiff_core.models import catalogue
+from textdiff_core.settings import MASKED
 
 chosen = sidebar()
 st.title("Models")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.charts import chart_height, chart_rows, chart_tables
+from tests.charts import chart_height, chart_layers, chart_rows, chart_tables, empty_layers
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -168,6 +168,8 @@ def test_training_dashboard_plots_a_run_and_builds_its_command(tmp_path):
     charts = at.get("vega_lite_chart")
     assert len(charts) >= 4, "loss, per-level loss, validation accuracy, confusion"
     assert all(chart_rows(c) > 0 for c in charts), [chart_rows(c) for c in charts]
+    # each layer draws its own marks (its data after its own filter), not only the chart as a whole
+    assert not any(empty_layers(c) for c in charts), [chart_layers(c) for c in charts]
     [confusion] = [t for c in charts for t in chart_tables(c) if "predicted" in t]
     assert confusion["count"] == [1, 1, 1, 1], "the confusion matrix: one cell per (true, predicted) pair"
     command = at.code[0].value
@@ -273,6 +275,9 @@ def test_training_page_opens_on_the_shipped_pair_on_a_fresh_checkout(tmp_path, m
     layers = json.loads(by_epoch.proto.spec)["layer"]
     assert layers[0]["encoding"]["color"]["scale"]["scheme"] == "dark2", "the pair in two hues"
     assert layers[0]["encoding"]["x"]["axis"]["format"] == "~g", "epoch 8, not 8.0"
+    drawn = [chart_layers(c) for c in at.get("vega_lite_chart")]
+    assert not any(empty_layers(c) for c in at.get("vega_lite_chart")), drawn
+    assert [name for name, _ in chart_layers(by_epoch)] == ["line: accuracy", "line: perplexity", "rule: epoch"], drawn
 
     runs = tmp_path / "textdiff-runs"  # every run under the runs folder, but no resumable step copies
     for run in (runs / "a", runs / "checkpoints" / "b", runs / "a" / "checkpoints" / "step-2"):

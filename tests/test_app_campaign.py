@@ -5,7 +5,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from tests.charts import page_tables
+from tests.charts import chart_layers, empty_layers, page_tables
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -20,6 +20,20 @@ def _open(path: str | None = None) -> AppTest:
         at.text_input(key="run_path").set_value(path).run()
     assert not at.exception and not at.error
     return at
+
+
+def _by_epoch(at: AppTest) -> list[tuple[str, int]]:
+    """The layers of the "Validation by epoch" chart and the rows each draws (its own data after its own filter)."""
+    [chart] = [c for c in at.get("vega_lite_chart") if '"epoch"' in c.proto.spec]
+    return chart_layers(chart)
+
+
+def _every_layer_draws(at: AppTest, layers=("line: accuracy", "line: perplexity", "rule: epoch")) -> None:
+    """Every layer of every chart on the page draws marks (accuracy, perplexity and the shipped-epoch rules alike),
+    and the by-epoch chart has ``layers``."""
+    charts = at.get("vega_lite_chart")
+    assert not any(empty_layers(c) for c in charts), [chart_layers(c) for c in charts]
+    assert [name for name, _ in _by_epoch(at)] == list(layers), _by_epoch(at)
 
 
 def _boundary(step: int, epoch: int, acc: float, infill: float, ppl: float) -> str:
@@ -45,6 +59,9 @@ def test_a_campaign_directory_shows_both_twins_by_epoch_with_the_shipped_epochs(
     assert len({reading for reading in curves["reading"]}) == 3, "both accuracy readings and the perplexity"
     shipped = next(t for t in page_tables(at) if set(t) == {"run", "epoch"})
     assert sorted(zip(shipped["run"], shipped["epoch"], strict=True)) == [("ar", 2), ("diffusion", 3)]
+    _every_layer_draws(at)
+    assert dict(_by_epoch(at)) == {"line: accuracy": 12, "line: perplexity": 6, "rule: epoch": 2}, \
+        "both twins' two accuracy readings and perplexity at three epochs, and the two rules"
 
 
 def test_the_shipped_pair_opens_with_its_validation_by_epoch_and_the_shipped_epoch(tmp_path, monkeypatch):
@@ -66,6 +83,7 @@ def test_the_shipped_pair_opens_with_its_validation_by_epoch_and_the_shipped_epo
     assert set(rules) == set(record["directories"].values())
     for twin, name in record["directories"].items():
         assert record["shipped"][twin] - 0.01 < rules[name] <= record["shipped"][twin], (name, rules[name])
+    _every_layer_draws(at)
 
 
 def test_a_pair_trained_by_steps_shows_its_validation_at_fractional_epochs(tmp_path, monkeypatch):
@@ -94,6 +112,8 @@ def test_a_pair_trained_by_steps_shows_its_validation_at_fractional_epochs(tmp_p
                     for s, e in ((400, 0.32), (800, 0.64), (1200, 0.96), (1600, 1.28))}, rows
     shipped = next(t for t in page_tables(at) if set(t) == {"run", "epoch"})
     assert dict(zip(shipped["run"], shipped["epoch"], strict=True)) == {"imdb-diffusion": 1.28, "imdb-ar": 1.28}
+    assert _by_epoch(at) == [("line: accuracy", 8), ("line: perplexity", 0), ("rule: epoch", 2)], \
+        "the accuracy curves drawn (no perplexity was logged before the campaigns) and both rules"
 
 
 def test_a_shipped_campaign_pair_shows_every_epoch_of_the_campaign_not_only_those_up_to_its_own(tmp_path,
@@ -116,3 +136,4 @@ def test_a_shipped_campaign_pair_shows_every_epoch_of_the_campaign_not_only_thos
     curves = next(t for t in page_tables(at) if "reading" in t and "measure" in t)
     assert {(r, e) for r, e in zip(curves["run"], curves["epoch"], strict=True)} == {
         (r, float(e)) for r in ("imdb-diffusion", "imdb-ar") for e in (1, 2, 3)}
+    _every_layer_draws(at, ("line: accuracy", "line: perplexity"))  # no run records its epoch: no rules

@@ -8,7 +8,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 import textdiff_core.experiments.crossover as xo
-from tests.charts import chart_tables, page_tables
+from tests.charts import chart_layers, chart_tables, empty_layers, page_tables
 from textdiff_core.train import TrainConfig
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -48,6 +48,8 @@ def test_the_crossover_page_draws_each_size_marks_the_crossover_and_says_it_is_i
     assert not at.exception and not at.error
     assert "In progress: 4 validation points read, 2 to go" in at.warning[0].value
     tables = page_tables(at)
+    charts = at.get("vega_lite_chart")  # each layer draws: the bands, the curves, the level and the crossover rule
+    assert not any(empty_layers(c) for c in charts), [chart_layers(c) for c in charts]
     assert any(t.get("label") == ["crossover"] and t["tokens seen"] == [80000] for t in tables), "the crossover rule"
     summary = at.dataframe[0].value
     assert list(summary["crossover"]) == ["80,000 tokens (epoch 6.4)", "none so far"]

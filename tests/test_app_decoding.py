@@ -9,7 +9,7 @@ import torch
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
-from tests.charts import chart_height, chart_rows, chart_tables
+from tests.charts import chart_height, chart_layers, chart_rows, chart_tables, empty_layers
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import distinct_n, generative_perplexity
 from textdiff_core.likelihood import ar_scores
@@ -83,6 +83,7 @@ def test_denoise_page_decodes_scrubs_and_exports(downloads):
     assert "Step 2 of" in " ".join(c.value for c in at.caption)
     [chart] = at.get("vega_lite_chart")  # the progress chart: one point per frame, a box with height
     assert chart_rows(chart) == len(trace.frames) and chart_height(chart) >= 100
+    assert not empty_layers(chart), chart_layers(chart)  # the curve and the frame shown, each drawn
     [revealed] = [t for t in chart_tables(chart) if len(t.get("% revealed", [])) == len(trace.frames)]
     assert revealed["% revealed"][0] == 0 and revealed["% revealed"][-1] == 100
     x = json.loads(chart.proto.spec)["layer"][0]["encoding"]["x"]
@@ -185,6 +186,7 @@ def test_compare_page_runs_both_sides_and_scrubs_them_together():
     table = max(chart_tables(chart), key=lambda t: len(next(iter(t.values()))))
     assert sorted(table["decoder"].count(d) for d in set(table["decoder"])) == sorted(frames.values())
     assert chart_height(chart) >= 100
+    assert not empty_layers(chart), chart_layers(chart)  # both curves and the rule at the position shown
 
 
 def test_compare_page_shows_a_sides_error_and_the_other_side():

@@ -77,7 +77,7 @@ def test_a_campaign_stopped_between_chunks_resumes_to_the_weights_of_one_uninter
 def _campaign(saved: dict, out: Path):
     """The CampaignConfig recorded in campaign.json."""
     from textdiff_core.experiments.campaign import CampaignConfig
-    from textdiff_core.noise import NoiseConfig
+    from textdiff_core.settings import NoiseConfig
     from textdiff_core.train import TrainConfig
 
     t = dict(saved["train"])

@@ -2,13 +2,16 @@
 
 import math
 import random
+from collections import Counter
 
 import pytest
 import torch
 
-from textdiff_core.classify import Calibration, Classifier, Prediction, fit_calibration
+from textdiff_core.classify import Classifier, fit_calibration, load_classifier
 from textdiff_core.evaluate import evaluate_classifier, expected_calibration_error, paired_difference
 from textdiff_core.models import LoadedModel, load_model
+from textdiff_core.prediction import Prediction
+from textdiff_core.records import Calibration
 
 CLASSES = ["gloomy", "sunny", "stormy"]
 WORDS = {"gloomy": ["sad", "grey", "dull"], "sunny": ["bright", "warm", "happy"], "stormy": ["wind", "rain", "thunder"]}
@@ -176,3 +179,70 @@ def test_percentile_places_read_as_english_ordinals():
     assert [ordinal(v) for v in (0, 1, 2, 3, 4, 11, 12, 13, 21, 22, 62, 100, 101, 111)] == [
         "0th", "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "62nd", "100th", "101st", "111th"]
     assert ordinal(62.5, 1) == "62.5th" and ordinal(62.0, 1) == "62nd" and ordinal(0.04, 1) == "0th"
+
+
+# ---- The ELBO reading's shared noise, seen in the masks each class is scored with ----
+
+PAIR = ["negative", "positive"]
+SHARED_TEXT = "a warm and clever film with a fine cast and a sharp script"
+
+
+@pytest.fixture(scope="module")
+def elbo_checkpoints(tmp_path_factory) -> dict[str, str]:
+    """A tiny class-conditional checkpoint and a tiny per-class pair, as ``train_cli.py train`` writes them."""
+    import json
+
+    from textdiff_core.models import save_model
+
+    root = tmp_path_factory.mktemp("shared-noise")
+    lm = load_model("tiny", device="cpu")
+    save_model(lm.model, lm.tokenizer, root / "class", {"objective": "diffusion", "conditioning": "class",
+                                                        "classes": PAIR, "class_prompt": "{label} review:"})
+    for c in PAIR:
+        save_model(lm.model, lm.tokenizer, root / "per-class" / c, {"objective": "diffusion", "conditioning": "none"})
+    (root / "per-class" / "textdiff.json").write_text(json.dumps(
+        {"objective": "diffusion", "conditioning": "per-class", "classes": PAIR, "class_dirs": {c: c for c in PAIR}}))
+    return {"class": str(root / "class"), "per-class": str(root / "per-class")}
+
+
+def _masks_by_class(clf: Classifier, samples: int = 4, adaptive: bool = False) -> dict[str, Counter]:
+    """The masks each class's rows reach its model with, as a multiset of (position masked?) patterns per class, from
+    one ``classify``: read off the token ids entering the embedding layer, whatever batches them. One model scored
+    per class prompt: a row's class is the class word in it; a set of one model per class: the model it enters."""
+    one_model = isinstance(clf.models, LoadedModel)
+    models = {c: clf.models for c in clf.classes[:1]} if one_model else clf.models
+    seen: dict[str, list] = {c: [] for c in clf.classes}
+    handles = []
+    for c, lm in models.items():
+        words = {lm.tokenizer.convert_tokens_to_ids(name): name for name in clf.classes}
+
+        def record(module, args, c=c, lm=lm, words=words):
+            for row in args[0]:
+                [name] = {words[i] for i in row.tolist() if i in words} if one_model else {c}
+                seen[name].append(tuple((row == lm.tokenizer.mask_token_id).tolist()))
+
+        handles.append(lm.model.get_input_embeddings().register_forward_pre_hook(record))
+    try:
+        clf.classify(SHARED_TEXT, samples, adaptive=adaptive, generator=torch.Generator().manual_seed(0))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {c: Counter(patterns) for c, patterns in seen.items()}
+
+
+@pytest.mark.parametrize("kind", ["class", "per-class"])
+def test_the_elbo_reading_scores_every_class_with_the_same_masks(elbo_checkpoints, kind):
+    """Shared noise (common random numbers): by default the ELBO reading scores every class with the same masks, for
+    one class-prompted model and for a set of one model per class alike (``Classifier._score`` restores the generator
+    for each class's model), whether loaded from a checkpoint or built in code, in one draw or adaptively."""
+    loaded = load_classifier(elbo_checkpoints[kind])  # no --method: the classifier's default reading
+    assert isinstance(loaded.models, LoadedModel) == (kind == "class")
+    built = Classifier(loaded.models, loaded.classes, loaded.prompts)  # the default of the class itself
+    for clf, adaptive in ((loaded, False), (built, False), (loaded, True)):
+        masks = _masks_by_class(clf, adaptive=adaptive)
+        counts = [sum(m.values()) for m in masks.values()]  # the samples of each class, every one seen
+        assert counts == [4, 4] if not adaptive else counts[0] == counts[1] >= 2, masks
+        assert len(masks["negative"]) > 1, "masks drawn at random, not one pattern"
+        assert masks["negative"] == masks["positive"], f"{kind}: the classes were scored with different masks"
+    fresh = _masks_by_class(Classifier(loaded.models, loaded.classes, loaded.prompts, method="elbo-indep"))
+    assert fresh["negative"] != fresh["positive"], "fresh noise per class is what the test would see"

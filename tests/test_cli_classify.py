@@ -40,6 +40,33 @@ def test_calibrate_then_evaluate_writes_a_consistent_report(checkpoint, tmp_path
     assert "accuracy" in capsys.readouterr().out
 
 
+def test_calibrate_fits_on_the_validation_texts_it_records(checkpoint, monkeypatch, capsys):
+    """The texts calibration scores are the validation split's (the 8 that --limit takes of it), never a test text,
+    and the calibration records that split: a calibration fitted on test while saying "validation" would leak the
+    test set into every later evaluate report."""
+    from textdiff_core.classify import Classifier
+    from textdiff_core.data import load_data
+
+    scored = []
+    real = Classifier.classify
+
+    def spy(self, text, *args, **kwargs):
+        scored.append(text)
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "classify", spy)
+    assert main(["calibrate", "--checkpoint", str(checkpoint), "--data", "rotten_tomatoes", "--limit", "8",
+                 "--samples", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    validation = load_data("rotten_tomatoes", "validation", min_classes=1, max_samples=8, seed=0).texts
+    test = set(load_data("rotten_tomatoes", "test", min_classes=1).texts)
+    assert len(validation) == 8 and not test & set(validation), "the two splits hold different texts"
+    assert sorted(scored) == sorted(validation), "calibrated on exactly the validation texts --limit takes"
+    assert not test & set(scored), "no test text reaches the calibration"
+    fitted = json.loads((checkpoint / "calibration.json").read_text())["elbo"]
+    assert fitted["fitted_on"] == "rotten_tomatoes/validation" and fitted["n"] == len(scored) == 8
+
+
 def test_paired_compares_two_evaluate_reports_review_by_review(checkpoint, tmp_path, capsys):
     files = {}
     for name, method in (("elbo", "elbo"), ("indep", "elbo-indep")):
@@ -119,9 +146,9 @@ def test_classify_says_when_the_calibration_reverses_the_scores_verdict(checkpoi
 
 def test_zero_shot_with_a_causal_model(capsys):
     """Any causal LM classifies by Bayes' rule over its exact scores of the text after each class's prompt."""
-    from textdiff_core.classify import ZERO_SHOT_PROMPT
     from textdiff_core.likelihood import ar_scores
     from textdiff_core.models import load_model
+    from textdiff_core.records import ZERO_SHOT_PROMPT
 
     classes, text = ["bad", "good", "neutral"], "It was fine."
     assert main(["classify", "--checkpoint", "tiny-ar", "--classes", ",".join(classes), text]) == 0

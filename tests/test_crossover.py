@@ -282,7 +282,7 @@ def test_input_token_masking_hides_text_inputs_of_the_left_to_right_twin_and_kee
 
     from textdiff_core.errors import TextdiffError
     from textdiff_core.models import load_model
-    from textdiff_core.noise import NoiseConfig
+    from textdiff_core.settings import NoiseConfig
     from textdiff_core.tokens import collate, tokenize_texts
     from textdiff_core.train import micro_batch_loss
 

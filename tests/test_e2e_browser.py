@@ -153,19 +153,29 @@ def metrics(page) -> list[tuple[str, str]]:
             for c in cards.all()]
 
 
+# The mark groups of a drawn chart that hold nothing: Vega draws one group per mark of the spec (a layer's line, its
+# points, a rule), named after it, and a faceted mark (a line per colour) inside a "role-scope" group with one item
+# per facet: a layer whose data its filter empties leaves its group there, empty.
+EMPTY_MARKS = """svg => [...svg.querySelectorAll('g.role-mark, g.role-scope')]
+    .filter(g => g.childElementCount === 0).map(g => g.getAttribute('class'))"""
+
+
 def drawn_charts(page, count: int) -> list[tuple[float, int]]:
     """(height in px, marks drawn) of each of the page's ``count`` Vega-Lite charts, once they are drawn: an element
     that exists is not a chart that draws (a discrete height stretched to fit drew a 0 px box, with every mark
-    outside it). Marks are the SVG items Vega draws for the data (``role-mark`` groups), not axes or legends."""
+    outside it). Marks are the SVG items Vega draws for the data (``role-mark`` groups), not axes or legends. Each
+    layer must draw, not only the chart: a layer's mark group without an item fails (see ``EMPTY_MARKS``)."""
     charts = page.get_by_test_id("stVegaLiteChart")
     expect(charts).to_have_count(count)
-    shapes = []
+    shapes, empty = [], []
     for chart in charts.all():
         expect(chart.locator("svg g.role-mark > *").first).to_be_attached()
         svg = chart.locator("svg").first
         shapes.append((svg.bounding_box()["height"], chart.locator("svg g.role-mark > *").count()))
+        empty.append(svg.evaluate(EMPTY_MARKS))
     for height, marks in shapes:
         assert height >= 60 and marks > 0, f"a chart that does not draw: {shapes}"
+    assert not any(empty), f"a layer that draws nothing (its mark groups, chart by chart): {empty}"
     return shapes
 
 

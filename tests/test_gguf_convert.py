@@ -298,7 +298,7 @@ def test_progress_follows_transformers_switch_by_default(tmp_path, fake, capsys)
     # `--no-progress` turns transformers' progress bars off; the conversion's note and bar must follow it.
     from transformers.utils import logging
 
-    from textdiff_core.models import quiet_progress
+    from textdiff_core.progress import quiet_progress
 
     with quiet_progress():
         ensure_smollm2(tmp_path / "quiet")
@@ -316,7 +316,7 @@ def test_progress_follows_transformers_switch_by_default(tmp_path, fake, capsys)
 def test_quiet_progress_restores_the_switch():
     from transformers.utils import logging
 
-    from textdiff_core.models import quiet_progress
+    from textdiff_core.progress import quiet_progress
 
     was_enabled = logging.is_progress_bar_enabled()
     try:

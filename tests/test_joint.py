@@ -9,7 +9,7 @@ from textdiff_core.classify import Classifier
 from textdiff_core.errors import TextdiffError
 from textdiff_core.likelihood import infill_occlusion, infill_scores
 from textdiff_core.models import load_model
-from textdiff_core.noise import NoiseConfig
+from textdiff_core.settings import NoiseConfig
 from textdiff_core.tokens import class_slot, collate, tokenize_texts
 from textdiff_core.train import JointLabel, micro_batch_loss
 from train_cli import main

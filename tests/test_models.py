@@ -153,8 +153,11 @@ def test_the_cli_loading_flags_reach_load_model_as_options_not_environment(monke
     seen = []
     real = denoisers.denoiser_for
 
+    def ours() -> dict[str, str]:  # the project's variables (torch sets some of its own as it loads)
+        return {k: v for k, v in os.environ.items() if k.startswith("TEXTDIFF_")}
+
     def spy(config, tokenizer, overrides):
-        seen.append((overrides, {k for k in os.environ if k.startswith("TEXTDIFF_") and k != "TEXTDIFF_CACHE"}))
+        seen.append((overrides, ours()))
         spec = real(config, tokenizer, overrides)
         seen.append(spec)
         return spec
@@ -162,9 +165,12 @@ def test_the_cli_loading_flags_reach_load_model_as_options_not_environment(monke
     monkeypatch.setattr(denoisers, "denoiser_for", spy)
     argv = ["--model-dtype", "bf16", "--trust-remote-code", "generate", "--checkpoint", "tiny", "--length", "2",
             "--mask-id", "103", "--steps", "2"]
+    before = ours()  # whatever this machine holds (TEXTDIFF_CACHE, a TEXTDIFF_ variable of its own, ...)
     assert main(argv) == 0
     (overrides, environment), spec = seen
-    assert overrides == {"mask_id": 103} and environment == set(), "the flags arrive as options, not variables"
+    assert overrides == {"mask_id": 103}, "the flags arrive as options"
+    assert environment == before, "not as variables: the model loads under the TEXTDIFF_ variables the call began with"
+    assert ours() == before, "and the call leaves them as it found them"
     assert spec.dtype == "bfloat16" and spec.mask_id == 103
     capsys.readouterr()
     assert main(["generate", "--checkpoint", "tiny", "--mask-id", "-1"]) == 2

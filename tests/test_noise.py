@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from textdiff_core.errors import TextdiffError
-from textdiff_core.noise import NoiseConfig, apply_mask, rate_bins, sample_mask_rates, weighted_nll
+from textdiff_core.noise import apply_mask, rate_bins, sample_mask_rates, weighted_nll
+from textdiff_core.settings import NoiseConfig
 from textdiff_core.tokens import EncodedBatch
 from textdiff_core.train import micro_batch_loss
 

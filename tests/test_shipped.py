@@ -9,7 +9,8 @@ from safetensors import safe_open
 
 from textdiff_core.classify import load_classifier
 from textdiff_core.decoding import generate
-from textdiff_core.models import CAUSAL, MASKED, load_model
+from textdiff_core.models import load_model
+from textdiff_core.settings import CAUSAL, MASKED
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 SHIPPED = {"imdb-diffusion": MASKED, "imdb-ar": CAUSAL}

@@ -44,19 +44,17 @@ from textdiff_core.likelihood import (
     pll_scores,
     pool_samples,
 )
-from textdiff_core.models import CAUSAL, MASKED, LoadedModel, kind_of, load_model
-from textdiff_core.prediction import Prediction  # noqa: F401 (part of this module's API)
-from textdiff_core.records import (  # noqa: F401 (part of this module's API)
-    CALIBRATION_FILE,
+from textdiff_core.models import LoadedModel, kind_of, load_model
+from textdiff_core.prediction import Prediction
+from textdiff_core.records import (
     ZERO_SHOT,
     ZERO_SHOT_PROMPT,
-    ZERO_SHOT_REFERENCE,
     Calibration,
     best_reading,
     calibration_for,
     cross_fitted_accuracy,
 )
-from textdiff_core.settings import CLASS_PROMPTED, LoadOptions
+from textdiff_core.settings import CAUSAL, CLASS_PROMPTED, MASKED, LoadOptions
 from textdiff_core.tokens import class_slot
 
 METHODS = ("elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill", "combined")

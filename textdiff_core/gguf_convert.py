@@ -178,7 +178,7 @@ def _write_marker(directory: Path, gguf_path: Path) -> None:
 
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
-    """``models.quiet_transformers`` plus the GGUF dequantisation bar, which ignores transformers' switch."""
+    """``progress.quiet_transformers`` plus the GGUF dequantisation bar, which ignores transformers' switch."""
     try:
         # deferred: transformers takes seconds to import
         import transformers.modeling_gguf_pytorch_utils as gguf_utils

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from textdiff_core.denoisers import denoise_logits, logits_at
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import CAUSAL, MASKED, LoadedModel
+from textdiff_core.models import LoadedModel
+from textdiff_core.settings import CAUSAL, MASKED
 from textdiff_core.tokens import collate, special_ids, tokenize_texts
 
 MAX_TEXT_TOKENS = 8192  # longer texts are refused: scoring cost and memory grow with length

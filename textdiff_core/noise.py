@@ -25,11 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from textdiff_core.settings import (  # noqa: F401 (the settings of this module's functions, part of its API)
-    DEFAULT_LEVELS,
-    MASKING_RATES,
-    T_SAMPLING,
-    WEIGHTINGS,
+from textdiff_core.settings import (
     NoiseConfig,
 )
 

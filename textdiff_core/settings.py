@@ -1,23 +1,24 @@
 """Settings of a training run, on the lowest floor: ``TrainConfig`` and ``NoiseConfig`` (each checks itself when
 made), the ``train`` command line generated from them (one flag per field: a new setting gets its flag without anyone
-writing one, and back: ``config_args``), the settings a recorded run predates (``LEGACY_DEFAULTS``), and
-``LoadOptions``, how a model is loaded.
+writing one, and back: ``config_args``), the settings a recorded run predates (``LEGACY_DEFAULTS``), ``LoadOptions``,
+how a model is loaded (the CLI's loading flags, generated from its fields the same way), and ``DTYPES``, the one
+table of weights' dtypes.
 
-A flag is ``--field-name`` and its help is the field's trailing comment below (or ``help`` in the field's metadata);
-``FLAGS`` holds only what differs from that: other names, choices, parsers. Defaults live in the dataclasses alone:
-an absent flag leaves the field's default. Nothing here imports torch or the rest of the package (but ``errors``).
+A setting's flag is described by its field's metadata, the way ``transformers.HfArgumentParser`` reads one: ``help``
+(every field that is a flag has one), and only where the flag differs from ``--field-name`` parsed as the field's type:
+``flag`` (another name), ``choices``, ``type`` (a parser), ``action`` and ``none`` (how None is spelled on the command
+line). Defaults live in the dataclasses alone: an absent flag leaves the field's default. Nothing here imports torch
+or the rest of the package (but ``errors``).
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import math
 import os
-import re
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -28,7 +29,9 @@ KIND_NAMES = {MASKED: "diffusion", CAUSAL: "left-to-right"}  # what users read f
 OBJECTIVES = {"diffusion": MASKED, "ar": CAUSAL}  # objective a model is trained with -> kind of network it needs
 CONDITIONINGS = ("none", "class", "joint", "per-class")
 CLASS_PROMPTED = ("class", "joint")  # conditionings with one model and a class prompt ("{label} review:")
-DTYPE_NAMES = ("fp32", "fp16", "bf16")  # weights' dtypes by name (``train.DTYPES`` maps them to torch's)
+# Weights' dtypes: the name flags and records use -> torch's name for it (``models.torch_dtype`` resolves it, so that
+# this floor needs no torch). Every dtype flag's choices and every check of a dtype name read this table.
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def check_finite(settings: object) -> None:
@@ -72,18 +75,31 @@ def check_writable(path: str | os.PathLike, what: str = "out") -> None:
 class LoadOptions:
     """How ``models.load_model`` loads a model: the CLI's loading flags and the app's sidebar, passed explicitly."""
 
-    trust_remote_code: bool = False  # run modeling code shipped with a model (MDLM, LLaDA, Dream): only trusted ones
-    allow_large_cpu: bool = False  # load a model of over 1B parameters on CPU (slow; meant for a GPU)
-    allow_pickle: bool = False  # also load pickled .bin/.pt weights (they can run code when loaded)
-    dtype: str | None = None  # "fp32", "bf16" or "fp16"; None: bf16 on GPU, fp32 on CPU
-    mask_id: int | None = None  # masked models: the mask token id (None: from the config or tokenizer)
-    logit_shift: int | None = None  # masked models: 1 if position i's logits predict token i+1 (Dream)
-    time_input: str | None = None  # masked models: "sigma" passes the noise level as timesteps (MDLM), or "none"
-    context_length: int | None = None  # masked models: positions the model takes (None: from the config)
+    # In the order of their flags (``add_load_flags``); ``top_level_only``: a flag before the command name only.
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "run modeling code shipped with a model (MDLM, LLaDA, Dream); only for models you trust"})
+    allow_large_cpu: bool = field(default=False, metadata={
+        "help": "load a model of over 1B parameters on CPU (slow; meant for a GPU)"})
+    mask_id: int | None = field(default=None, metadata={
+        "help": "diffusion models: the mask token id (default: from the model's config or tokenizer)"})
+    logit_shift: int | None = field(default=None, metadata={
+        "help": "diffusion models: 1 if position i's logits predict token i+1 (Dream; default: config)",
+        "choices": (0, 1)})
+    time_input: str | None = field(default=None, metadata={
+        "help": "diffusion models: pass the noise level as timesteps (sigma: MDLM; default from config)",
+        "choices": ("none", "sigma")})
+    context_length: int | None = field(default=None, metadata={
+        "help": "diffusion models: positions the model takes (default from config)"})
+    dtype: str | None = field(default=None, metadata={
+        "help": "dtype to load weights in (default: bf16 on GPU, fp32 on CPU)", "flag": "--model-dtype",
+        "choices": tuple(DTYPES)})
+    allow_pickle: bool = field(default=False, metadata={
+        "help": "also load pickled .bin/.pt weights (they can run code; only for files you trust)",
+        "top_level_only": True})
 
     def __post_init__(self) -> None:
-        if self.dtype is not None and self.dtype not in DTYPE_NAMES:
-            raise TextdiffError(f"unknown model dtype {self.dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise TextdiffError(f"unknown model dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
         if self.mask_id is not None and self.mask_id < 0:
             raise TextdiffError(f"mask-id must be a token id >= 0, got {self.mask_id}")
         if self.logit_shift not in (None, 0, 1):
@@ -100,6 +116,29 @@ class LoadOptions:
         return {k: v for k, v in given.items() if v is not None}
 
 
+# ---- parsers of the flags whose values are not one word ----
+
+
+def _levels(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated rates like 0.1,0.5,1.0, got {text!r}") from None
+
+
+def _probability_or_t(text: str) -> float | None:
+    if text.strip().lower() == "t":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1] or t, got {text!r}") from None
+
+
+def _data(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 # ---- masking noise (``noise`` applies it) ----
 
 MASKING_RATES = ("continuous", "levels")  # how masking rates are drawn (``NoiseConfig.masking_rates``)
@@ -112,12 +151,22 @@ DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 class NoiseConfig:
     """How masking rates are drawn during training and how the masked-token losses are weighted."""
 
-    masking_rates: str = "continuous"  # "continuous" (t ~ U(eps, 1) per sequence) or "levels" (one rate per batch)
-    t_sampling: str = "stratified"  # continuous only: "iid", "antithetic" (u, 1-u) or "stratified" (one per stratum)
-    levels: tuple[float, ...] = field(default=DEFAULT_LEVELS)  # rates for the "levels" masking rates
-    eps: float = 1e-3  # smallest t for the continuous masking rates (the 1/t weight is at most 1/eps)
-    weighting: str = "mean"  # "mean" (unweighted mean over masked tokens) or "elbo" (1/t, the MDLM bound)
-    t_beta: float = 1.0  # continuous only: t ~ Beta(t_beta, 1) on (eps, 1); 1 is uniform, > 1 favours high rates
+    masking_rates: str = field(default="continuous", metadata={
+        "help": "how masking rates are drawn: continuous (t ~ U(eps, 1) per sequence, see --t-sampling and "
+                "--t-beta) or levels (one rate per batch from --levels)",
+        "choices": MASKING_RATES})
+    t_sampling: str = field(default="stratified", metadata={
+        "help": 'continuous only: "iid", "antithetic" (u, 1-u) or "stratified" (one per stratum)',
+        "choices": T_SAMPLING})
+    levels: tuple[float, ...] = field(default=DEFAULT_LEVELS, metadata={
+        "help": 'rates for the "levels" masking rates', "type": _levels})
+    eps: float = field(default=1e-3, metadata={
+        "help": "smallest t for the continuous masking rates (the 1/t weight is at most 1/eps)"})
+    weighting: str = field(default="mean", metadata={
+        "help": '"mean" (unweighted mean over masked tokens) or "elbo" (1/t, the MDLM bound)',
+        "flag": "--loss-weighting", "choices": WEIGHTINGS})
+    t_beta: float = field(default=1.0, metadata={
+        "help": "continuous only: t ~ Beta(t_beta, 1) on (eps, 1); 1 is uniform, > 1 favours high rates"})
 
     def __post_init__(self) -> None:
         self.levels = tuple(float(x) for x in self.levels)
@@ -153,43 +202,74 @@ class NoiseConfig:
 class TrainConfig:
     """Every setting of a training run; recorded in the run's textdiff.json."""
 
-    out: str  # output directory: final model, metrics.jsonl, checkpoints/
-    objective: str = "diffusion"  # "diffusion" (masked, 1/t ELBO) or "ar" (left-to-right)
-    model: str = "minilm"  # offline name, local directory or hub id to start from
-    data: list[str] = field(default_factory=lambda: ["imdb"])  # dataset specs, mixed by concatenation
-    text_col: str = "text"  # column of the text in CSV/JSONL files
-    label_col: str | None = "label"  # column of the label in CSV/JSONL files
-    conditioning: str = "none"  # "none", "class" (class prompt prefix), "joint" (class word modelled too), "per-class"
-    class_prompt: str = "{label} review:"  # prefix for conditioning class/joint; {label} is the class name
-    label_mask_prob: float | None = 0.5  # joint, diffusion: chance the class word is masked (None: the text's rate t)
-    label_weight: float = 16.0  # joint: the class word's loss counts as this many text tokens
-    steps: int | None = None  # optimizer steps (per model); default: one epoch
-    epochs: float | None = None  # alternative to steps
-    batch_size: int = 16  # sequences per micro-batch per process
-    grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 2e-4  # peak AdamW learning rate
-    lr_schedule: str = "constant_with_warmup"  # transformers scheduler name (MDLM's choice); linear, cosine, ...
-    warmup_steps: int | None = None  # default: default_warmup_steps, 5% of the steps
-    weight_decay: float = 0.01  # AdamW weight decay (not on biases and LayerNorm)
-    max_length: int = 128  # tokens per sequence including prompt and special tokens
-    crop: str = "random"  # texts longer than max_length: a "random" window each time, or always the "start"
-    max_samples: int | None = None  # use at most this many training examples (class-balanced)
-    seed: int = 0  # data order, masks, dropout
-    save_every: int = 100  # write a resumable checkpoint every N steps (0: only at the end)
-    keep_checkpoints: int = 2  # how many resumable checkpoints to keep
-    log_every: int = 10  # write a metrics.jsonl line every N steps
-    resume: bool = False  # continue from the latest complete checkpoint in out/checkpoints
-    save_dtype: str = "fp32"  # dtype of the final weights: fp32, fp16 or bf16
-    eval_every: int = 0  # validate on a fixed subset every N steps (0: never): accuracy (class/joint), perplexity
-    eval_epochs: bool | None = None  # also validate at every whole-epoch boundary; None: when eval_every is set or
-    #                                  conditioning is class or joint (every run that can be read as a classifier)
-    eval_size: int = 200  # validation texts for that (class-balanced, the same every time)
-    eval_samples: int = 4  # ELBO Monte Carlo samples per text for that (diffusion; left-to-right is exact)
-    stop_after: int | None = None  # end this invocation at this step with a resumable checkpoint and no final model;
-    #                                the lr schedule still spans all steps (chunked runs, see campaign)
-    input_mask_prob: float = 0.0  # ar only: chance each text input token is replaced by [MASK] while its target stays
-    #                               (random token masking, Gao et al.: the augmentation without the objective)
-    noise: NoiseConfig = field(default_factory=NoiseConfig)  # diffusion only
+    out: str = field(metadata={"help": "output directory: final model, metrics.jsonl, checkpoints/"})
+    objective: str = field(default="diffusion", metadata={
+        "help": "diffusion: masked tokens at rate t, bidirectional attention; ar: left-to-right next-token loss",
+        "choices": tuple(OBJECTIVES)})
+    model: str = field(default="minilm", metadata={
+        "help": "start from: offline name (minilm, minilm-ar, smollm2, tiny, tiny-ar), a directory or a hub id "
+                "(default: minilm for diffusion, minilm-ar for ar)"})
+    data: list[str] = field(default_factory=lambda: ["imdb"], metadata={
+        "help": "dataset(s): imdb, rotten_tomatoes, a .csv/.jsonl file, or a hub dataset id; several (comma "
+                "separated or repeated) are mixed, and the mix is recorded with the checkpoint (default: imdb)",
+        "type": _data, "action": "extend"})
+    text_col: str = field(default="text", metadata={"help": "column of the text in CSV/JSONL files"})
+    label_col: str | None = field(default="label", metadata={"help": "column of the label in CSV/JSONL files"})
+    conditioning: str = field(default="none", metadata={
+        "help": "none: unconditional; class: one model with a never-masked class prompt; joint: the class word is "
+                "one more token to model (diffusion: masked by its own coin; left to right: the class prompt before "
+                "or after the text), read back by --method infill; per-class: one model per class",
+        "choices": CONDITIONINGS})
+    class_prompt: str = field(default="{label} review:", metadata={
+        "help": "prefix for conditioning class/joint; {label} is the class name"})
+    label_mask_prob: float | None = field(default=0.5, metadata={
+        "help": "joint, diffusion: chance that the class word is masked in a training sequence (t: the sequence's "
+                "own masking rate)",
+        "type": _probability_or_t, "none": "t"})
+    label_weight: float = field(default=16.0, metadata={
+        "help": "joint: the class word's loss counts as this many text tokens"})
+    steps: int | None = field(default=None, metadata={"help": "optimizer steps (per model); default: one epoch"})
+    epochs: float | None = field(default=None, metadata={"help": "alternative to steps"})
+    batch_size: int = field(default=16, metadata={"help": "sequences per micro-batch per process"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    lr: float = field(default=2e-4, metadata={"help": "peak AdamW learning rate"})
+    lr_schedule: str = field(default="constant_with_warmup", metadata={
+        "help": "transformers scheduler name (MDLM's choice); linear, cosine, ..."})
+    warmup_steps: int | None = field(default=None, metadata={
+        "help": "default: default_warmup_steps, 5% of the steps"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and LayerNorm)"})
+    max_length: int = field(default=128, metadata={
+        "help": "tokens per sequence including prompt and special tokens"})
+    crop: str = field(default="random", metadata={
+        "help": 'texts longer than max_length: a "random" window each time, or always the "start"',
+        "choices": ("random", "start")})
+    max_samples: int | None = field(default=None, metadata={
+        "help": "use at most this many training examples (class-balanced)"})
+    seed: int = field(default=0, metadata={"help": "data order, masks, dropout"})
+    save_every: int = field(default=100, metadata={
+        "help": "write a resumable checkpoint every N steps (0: only at the end)"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "how many resumable checkpoints to keep"})
+    log_every: int = field(default=10, metadata={"help": "write a metrics.jsonl line every N steps"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue from the latest complete checkpoint in out/checkpoints"})
+    save_dtype: str = field(default="fp32", metadata={
+        "help": "dtype of the final weights: fp32, fp16 or bf16", "choices": tuple(DTYPES)})
+    eval_every: int = field(default=0, metadata={
+        "help": "validate on a fixed subset every N steps (0: never): accuracy (class/joint), perplexity"})
+    eval_epochs: bool | None = field(default=None, metadata={
+        "help": "also validate at every whole-epoch boundary; None: when eval_every is set or conditioning is class "
+                "or joint (every run that can be read as a classifier)"})
+    eval_size: int = field(default=200, metadata={
+        "help": "validation texts for that (class-balanced, the same every time)"})
+    eval_samples: int = field(default=4, metadata={
+        "help": "ELBO Monte Carlo samples per text for that (diffusion; left-to-right is exact)"})
+    stop_after: int | None = field(default=None, metadata={
+        "help": "end this invocation at this step with a resumable checkpoint and no final model; the lr schedule "
+                "still spans all steps (chunked runs, see campaign)"})
+    input_mask_prob: float = field(default=0.0, metadata={
+        "help": "ar only: chance each text input token is replaced by [MASK] while its target stays (random token "
+                "masking, Gao et al.: the augmentation without the objective)"})
+    noise: NoiseConfig = field(default_factory=NoiseConfig)  # diffusion only; its fields are flags of their own
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -209,8 +289,8 @@ class TrainConfig:
             raise TextdiffError(f"epochs must be positive, got {self.epochs}")
         if self.lr <= 0:
             raise TextdiffError(f"lr must be positive, got {self.lr}")
-        if self.save_dtype not in DTYPE_NAMES:
-            raise TextdiffError(f"unknown save dtype {self.save_dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")
+        if self.save_dtype not in DTYPES:
+            raise TextdiffError(f"unknown save dtype {self.save_dtype!r}; choose one of {', '.join(DTYPES)}")
         if (self.eval_every or self.eval_epochs) and self.conditioning == "per-class":
             raise TextdiffError("validation during training needs one model (conditioning none, class or joint), "
                                 "not per-class")
@@ -251,77 +331,7 @@ class TrainConfig:
 
 
 
-# ---- the train command's flags, generated from the dataclasses ----
-
-
-def _levels(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated rates like 0.1,0.5,1.0, got {text!r}") from None
-
-
-def _probability_or_t(text: str) -> float | None:
-    if text.strip().lower() == "t":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1] or t, got {text!r}") from None
-
-
-def _data(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-# What differs from "--field-name, parsed as the field's type": keyed by field name ("noise." for NoiseConfig's).
-FLAGS: dict[str, dict] = {
-    "objective": {"choices": ("diffusion", "ar"),
-                  "help": "diffusion: masked tokens at rate t, bidirectional attention; ar: left-to-right next-token "
-                          "loss"},
-    "model": {"help": "start from: offline name (minilm, minilm-ar, smollm2, tiny, tiny-ar), a directory or a hub id "
-                      "(default: minilm for diffusion, minilm-ar for ar)"},
-    "data": {"type": _data, "action": "extend",
-             "help": "dataset(s): imdb, rotten_tomatoes, a .csv/.jsonl file, or a hub dataset id; several (comma "
-                     "separated or repeated) are mixed, and the mix is recorded with the checkpoint (default: imdb)"},
-    "conditioning": {"choices": ("none", "class", "joint", "per-class"),
-                     "help": "none: unconditional; class: one model with a never-masked class prompt; joint: the "
-                             "class word is one more token to model (diffusion: masked by its own coin; left to "
-                             "right: the class prompt before or after the text), read back by --method infill; "
-                             "per-class: one model per class"},
-    "label_mask_prob": {"type": _probability_or_t, "none": "t",
-                        "help": "joint, diffusion: chance that the class word is masked in a training sequence (t: "
-                                "the sequence's own masking rate)"},
-    "crop": {"choices": ("random", "start")},
-    "save_dtype": {"choices": ("fp32", "fp16", "bf16")},
-    "noise.masking_rates": {"choices": MASKING_RATES,
-                            "help": "how masking rates are drawn: continuous (t ~ U(eps, 1) per sequence, see "
-                                    "--t-sampling and --t-beta) or levels (one rate per batch from --levels)"},
-    "noise.t_sampling": {"choices": T_SAMPLING},
-    "noise.levels": {"type": _levels},
-    "noise.weighting": {"flags": ("--loss-weighting",), "choices": WEIGHTINGS},
-}
-
-
-def _comments(cls: type) -> dict[str, str]:
-    """Each field's trailing comment in the class body (continued on following comment-only lines)."""
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):  # no source (a frozen build): the flags lose their help, nothing else
-        return {}
-    out, last = {}, None
-    for line in source.splitlines():
-        field_line = re.match(r"^    (\w+): [^#]*?(?:#\s?(.*))?$", line)
-        continued = re.match(r"^\s+#\s*(.*)$", line)
-        if field_line and not line.lstrip().startswith("#"):
-            last = field_line.group(1)
-            if field_line.group(2):
-                out[last] = field_line.group(2).strip()
-        elif continued and last in out:
-            out[last] += " " + continued.group(1).strip()
-        else:
-            last = None
-    return out
+# ---- the command lines' flags, generated from the dataclasses' fields ----
 
 
 def settings() -> Iterator[tuple[str, Field, type]]:
@@ -345,18 +355,30 @@ def _default(f: Field):
     return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
-def _flag(name: str) -> str:
-    return "--" + name.rpartition(".")[2].replace("_", "-")
+def _help(name: str, f: Field) -> str:
+    """The help of a field's flag: its metadata's (a field that is a flag without one is a bug, caught here)."""
+    if not f.metadata.get("help"):
+        raise TypeError(f"setting {name} has no help: give its field metadata={{'help': ...}}")
+    return f.metadata["help"]
 
 
-def add_train_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per training setting; absent flags leave the dataclass defaults (``train_config``)."""
-    help_by_name = {**_comments(TrainConfig), **{f"noise.{k}": v for k, v in _comments(NoiseConfig).items()}}
+def _flag(name: str, f: Field) -> str:
+    return f.metadata.get("flag") or "--" + name.rpartition(".")[2].replace("_", "-")
+
+
+# Each training setting's flag as its field's metadata describes it, but the help, by setting name ("noise." for
+# NoiseConfig's): a view of the fields, for code that knows a setting by its name.
+FLAGS: dict[str, dict] = {name: {k: v for k, v in f.metadata.items() if k != "help"} for name, f, _ in settings()}
+
+
+def add_train_flags(parser: argparse.ArgumentParser, skip: Collection[str] = ()) -> None:
+    """One flag per training setting but those named in ``skip``; absent flags leave the dataclass defaults
+    (``train_config``). Every command that takes training settings (train, campaign, crossover) calls this."""
     for name, f, hint in settings():
-        spec = FLAGS.get(name, {})
-        kind = _base_type(hint)
-        helptext = f.metadata.get("help") or spec.get("help") or help_by_name.get(name, "")
-        default = _default(f)
+        if name in skip:
+            continue
+        spec, kind = FLAGS[name], _base_type(hint)
+        helptext, default = _help(name, f), _default(f)
         if default not in (None, MISSING, False) and "default:" not in helptext:
             shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else default
             helptext += f" (default: {shown})"
@@ -373,8 +395,8 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
                 if key in spec:
                     kwargs[key] = spec[key]
             if "choices" not in kwargs:
-                kwargs["metavar"] = _flag(name)[2:].upper().replace("-", "_")
-        parser.add_argument(*spec.get("flags", (_flag(name),)), **kwargs)
+                kwargs["metavar"] = _flag(name, f)[2:].upper().replace("-", "_")
+        parser.add_argument(_flag(name, f), **kwargs)
 
 
 def train_config(args: argparse.Namespace, **overrides):
@@ -382,7 +404,7 @@ def train_config(args: argparse.Namespace, **overrides):
     given: dict[str, dict] = {"": {}, "noise.": {}}
     for name, _, _ in settings():
         value = overrides.get(name, getattr(args, name.replace(".", "__"), MISSING))
-        if value is MISSING or value is None and "none" not in FLAGS.get(name, {}):
+        if value is MISSING or value is None and "none" not in FLAGS[name]:
             continue  # not given: the dataclass default (None from a caller also means "not given")
         prefix, _, field_name = name.rpartition(".")
         given[prefix + "." if prefix else ""][field_name] = value
@@ -409,13 +431,40 @@ def config_args(config, skip: Callable[[str], bool] = lambda name: False) -> lis
             continue
         owner = config.noise if name.startswith("noise.") else config
         value = getattr(owner, name.rpartition(".")[2])
-        flag = FLAGS.get(name, {}).get("flags", (_flag(name),))[0]
+        flag = _flag(name, f)
         if _base_type(hint) is bool:
             if value is not None and value != _default(f):
                 args.append(flag if value else "--no-" + flag[2:])
-        elif value is not None or "none" in FLAGS.get(name, {}):
+        elif value is not None or "none" in FLAGS[name]:
             args += [flag, _value(name, value)]
     return args
+
+
+def _load_dest(f: Field) -> str:
+    return _flag(f.name, f)[2:].replace("-", "_")
+
+
+def add_load_flags(parser: argparse.ArgumentParser, top: bool) -> None:
+    """One flag per ``LoadOptions`` field: before the command name (``top``: absent flags leave the field's
+    default) and after it (then absent flags do not reset the former; ``top_level_only`` fields are not there)."""
+    hints = typing.get_type_hints(LoadOptions)
+    for f in fields(LoadOptions):
+        if f.metadata.get("top_level_only") and not top:
+            continue
+        kind = _base_type(hints[f.name])
+        kwargs: dict = {"dest": _load_dest(f), "default": f.default if top else argparse.SUPPRESS,
+                        "help": _help(f.name, f)}
+        if kind is bool:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs |= {"type": kind} if kind is not str else {}
+            kwargs |= {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
+        parser.add_argument(_flag(f.name, f), **kwargs)
+
+
+def load_options(args: argparse.Namespace) -> LoadOptions:
+    """The ``LoadOptions`` of parsed ``add_load_flags`` flags (checked when made)."""
+    return LoadOptions(**{f.name: getattr(args, _load_dest(f)) for f in fields(LoadOptions)})
 
 
 # Settings a run recorded before they existed, or before their default changed: their value at the time.

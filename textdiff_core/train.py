@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,7 @@ from textdiff_core.models import (
     load_model,
     quiet_transformers,
     save_model,
+    torch_dtype,
 )
 from textdiff_core.noise import apply_mask, bin_label, rate_bins, sample_mask_rates, weighted_nll
 from textdiff_core.settings import CLASS_PROMPTED, KIND_NAMES, OBJECTIVES, LoadOptions, NoiseConfig, TrainConfig
@@ -74,9 +76,6 @@ def epoch_end_step(epoch: int, n_examples: int, batch_size: int, micro_per_step:
 def epochs_completed(step: int, n_examples: int, batch_size: int, micro_per_step: int) -> int:
     """Whole passes over the data completed after ``step`` optimizer steps."""
     return step * micro_per_step // epoch_batches(n_examples, batch_size)
-
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def _seed_from(*parts: object) -> int:
@@ -197,42 +196,55 @@ def micro_batch_loss(
     label: JointLabel | None = None, input_mask_prob: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """(numerator, denominator, per-bin nll sums, per-bin counts, class-word [nll sum, count, correct]) of one
-    micro-batch's loss; the last is None without ``label``.
+    micro-batch's loss; the last is None without ``label``, the bins are None left to right.
 
     ``forward(input_ids, attention_mask, positions)`` returns logits at the selected positions.
     """
-    rows = torch.arange(batch.input_ids.shape[0], device=batch.input_ids.device)
     if objective == "diffusion":
-        rates = sample_mask_rates(batch.input_ids.shape[0], noise, generator)
-        noisy, masked = apply_mask(batch.input_ids, batch.target_mask, rates, mask_token_id, generator)
-        selected = masked
-        if label is not None:  # mask the class word by its own coin (or at the text's rate)
-            chance = rates if label.mask_prob is None else torch.full_like(rates, label.mask_prob)
-            coin = (torch.rand(rates.shape, generator=generator) < chance).to(noisy.device)
-            label_rows, label_pos = rows[coin], label.positions.to(noisy.device)[coin]
-            noisy[label_rows, label_pos] = mask_token_id
-            selected = masked.clone()
-            selected[label_rows, label_pos] = True
-        logits = forward(noisy, batch.attention_mask, selected)
-        full = torch.zeros(masked.shape, dtype=torch.float32, device=logits.device)
-        full[selected] = F.cross_entropy(logits.float(), batch.input_ids[selected], reduction="none")
-        nll = full * masked
-        num, den = weighted_nll(nll, masked, rates, batch.target_mask, noise.weighting)
-        seq_bins = rate_bins(rates, N_BINS).to(nll.device)
-        bin_nll = torch.zeros(N_BINS, device=nll.device).index_add_(0, seq_bins, nll.detach().sum(1))
-        bin_count = torch.zeros(N_BINS, device=nll.device).index_add_(0, seq_bins, masked.sum(1).float())
-        label_stats = None
-        if label is not None:
-            label_nll = full[label_rows, label_pos]
-            if noise.weighting == "elbo":  # an unbiased term of the joint bound: 1/p for a token masked with chance p
-                num = num + label.weight * (label_nll / chance.to(nll.device)[coin]).sum()
-                den = den + label.weight * len(rows)
-            else:
-                num = num + label.weight * label_nll.sum()
-                den = den + label.weight * len(label_rows)
-            label_stats = _label_stats(logits, selected, label_rows, label_pos, batch.input_ids, label_nll)
-        return num, den, bin_nll, bin_count, label_stats
-    # left-to-right: the logits at position i-1 predict the token at i, for every text token i (and class word)
+        return _diffusion_loss(forward, batch, noise, mask_token_id, generator, label)
+    return _left_to_right_loss(forward, batch, mask_token_id, generator, label, input_mask_prob)
+
+
+def _diffusion_loss(forward, batch, noise: NoiseConfig, mask_token_id: int, generator, label: JointLabel | None):
+    """``micro_batch_loss`` of a masked model: text tokens masked at each row's rate t, the class word (joint) by its
+    own coin; the loss weighted as ``noise.weighting`` says, and binned by masking rate."""
+    rows = torch.arange(batch.input_ids.shape[0], device=batch.input_ids.device)
+    rates = sample_mask_rates(batch.input_ids.shape[0], noise, generator)
+    noisy, masked = apply_mask(batch.input_ids, batch.target_mask, rates, mask_token_id, generator)
+    selected = masked
+    if label is not None:  # mask the class word by its own coin (or at the text's rate)
+        chance = rates if label.mask_prob is None else torch.full_like(rates, label.mask_prob)
+        coin = (torch.rand(rates.shape, generator=generator) < chance).to(noisy.device)
+        label_rows, label_pos = rows[coin], label.positions.to(noisy.device)[coin]
+        noisy[label_rows, label_pos] = mask_token_id
+        selected = masked.clone()
+        selected[label_rows, label_pos] = True
+    logits = forward(noisy, batch.attention_mask, selected)
+    full = torch.zeros(masked.shape, dtype=torch.float32, device=logits.device)
+    full[selected] = F.cross_entropy(logits.float(), batch.input_ids[selected], reduction="none")
+    nll = full * masked
+    num, den = weighted_nll(nll, masked, rates, batch.target_mask, noise.weighting)
+    seq_bins = rate_bins(rates, N_BINS).to(nll.device)
+    bin_nll = torch.zeros(N_BINS, device=nll.device).index_add_(0, seq_bins, nll.detach().sum(1))
+    bin_count = torch.zeros(N_BINS, device=nll.device).index_add_(0, seq_bins, masked.sum(1).float())
+    label_stats = None
+    if label is not None:
+        label_nll = full[label_rows, label_pos]
+        if noise.weighting == "elbo":  # an unbiased term of the joint bound: 1/p for a token masked with chance p
+            num = num + label.weight * (label_nll / chance.to(nll.device)[coin]).sum()
+            den = den + label.weight * len(rows)
+        else:
+            num = num + label.weight * label_nll.sum()
+            den = den + label.weight * len(label_rows)
+        label_stats = _label_stats(logits, selected, label_rows, label_pos, batch.input_ids, label_nll)
+    return num, den, bin_nll, bin_count, label_stats
+
+
+def _left_to_right_loss(forward, batch, mask_token_id: int | None, generator, label: JointLabel | None,
+                        input_mask_prob: float):
+    """``micro_batch_loss`` of a causal model: the logits at position i-1 predict the token at i, for every text
+    token i (and the class word, weighted, when it follows the text); ``input_mask_prob`` hides text inputs."""
+    rows = torch.arange(batch.input_ids.shape[0], device=batch.input_ids.device)
     targets_mask, weights = batch.target_mask.clone(), batch.target_mask.float()
     if label is not None:
         has = label.positions.to(rows.device) >= 0
@@ -540,6 +552,39 @@ def _summary(step: int, tokens_seen: int, last_loss: float, epoch: float) -> dic
     return {"steps": step, "tokens_seen": tokens_seen, "final_loss": round(last_loss, 5), "epochs": round(epoch, 4)}
 
 
+@dataclass
+class _Run:
+    """One model's training as ``_set_up`` prepares it: what ``_run_steps`` steps, logs and checkpoints, and
+    ``_save_final`` saves."""
+
+    config: TrainConfig
+    data: TextDataset
+    out: Path
+    prompts: list[str] | None  # each class's prompt (conditioning class and joint)
+    label: str | None  # the class of this model of a per-class set
+    accelerator: Any
+    model: torch.nn.Module  # the network, as validation reads it
+    tokenizer: Any
+    forward: torch.nn.Module  # ``SelectedLogits(model)`` as Accelerate prepared it, which training calls
+    optimizer: Any
+    scheduler: Any
+    inputs: _Inputs
+    total: int  # optimizer steps of the whole run
+    per_step: int  # examples per optimizer step, over all processes
+    micro_per_step: int  # micro-batches per optimizer step, over all processes
+    state: dict  # step, elapsed_s, tokens_seen: the counters a checkpoint records
+    resumed: bool  # the state (and the RNG) came from a checkpoint
+    validation: TextDataset | None = None  # the fixed validation subset (main process, when the run validates)
+
+    @property
+    def kind(self) -> str:
+        return OBJECTIVES[self.config.objective]
+
+    def epoch(self, step: int) -> float:
+        """Passes over the training data after ``step`` optimizer steps."""
+        return step * self.per_step / len(self.data)
+
+
 def _train_one(
     config: TrainConfig,
     data: TextDataset,
@@ -552,23 +597,45 @@ def _train_one(
 ) -> dict:
     """Train one model on ``data`` into ``out``; returns a summary (steps, tokens, final loss).
 
-    Each optimizer step (``_optimizer_step``) runs its micro-batches (``_micro_batch``, ``micro_batch_loss``); then,
-    as ``_due`` says, a metrics.jsonl line (``_log_record``, ``_validate``) and a checkpoint (``_save_checkpoint``).
+    ``_set_up`` loads the model (or the checkpoint to resume) and its optimizer; ``_run_steps`` runs the optimizer
+    steps (``_optimizer_step``: its micro-batches, ``_micro_batch`` and ``micro_batch_loss``), each followed, as
+    ``_due`` says, by a metrics.jsonl line (``_log``, ``_validate``) and a checkpoint (``_save_checkpoint``); then
+    ``_save_final`` writes the model.
     """
-    # deferred: transformers takes seconds to import
-    from transformers import get_scheduler
+    run = _set_up(config, data, out, prompts, accelerator, label, options)
+    step, last_loss, stopped = _run_steps(run, progress)
+    summary = _summary(step, run.state["tokens_seen"], last_loss, run.epoch(step))
+    if stopped:  # a chunk of a longer run: the checkpoint is written, the final model is not
+        return summary | {"stopped": True, "total_steps": run.total}
+    _save_final(run, summary)
+    return summary
 
+
+def _starting_model(config: TrainConfig, out: Path, accelerator, options: LoadOptions | None):
+    """The model training starts from, in fp32 on the run's device (with ``--resume``, the latest checkpoint's), and
+    that checkpoint (None: a fresh start)."""
     resume_from = latest_checkpoint(out) if config.resume else None
     if config.resume and resume_from is None and accelerator.is_main_process:
         tqdm.write(f"no complete checkpoint in {out / 'checkpoints'}; starting from {config.model}")
-    kind = OBJECTIVES[config.objective]
-    loaded = load_model(str(resume_from or config.model), kind, device=accelerator.device, dtype=torch.float32,
-                        options=options)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    if config.input_mask_prob and tokenizer.mask_token_id is None:
+    loaded = load_model(str(resume_from or config.model), OBJECTIVES[config.objective], device=accelerator.device,
+                        dtype=torch.float32, options=options)
+    if config.input_mask_prob and loaded.tokenizer.mask_token_id is None:
         raise TextdiffError(f"{config.model!r} has no [MASK] token to hide inputs with (--input-mask-prob)")
-    if config.objective == "diffusion" and tokenizer.mask_token_id is None:
+    if config.objective == "diffusion" and loaded.tokenizer.mask_token_id is None:
         raise TextdiffError(f"{config.model!r} has no [MASK] token; diffusion training needs one")
+    return loaded, resume_from
+
+
+def _set_up(config: TrainConfig, data: TextDataset, out: Path, prompts: list[str] | None, accelerator,
+            label: str | None, options: LoadOptions | None) -> _Run:
+    """Everything a run needs before its first step: the model, the tokenized inputs, the step count, AdamW and the
+    lr schedule (their state restored on resume), the validation subset, and ``out`` cleared of what a killed run
+    left behind (log lines past the checkpoint, half-written checkpoints)."""
+    # deferred: transformers takes seconds to import
+    from transformers import get_scheduler
+
+    loaded, resume_from = _starting_model(config, out, accelerator, options)
+    model, tokenizer = loaded.model, loaded.tokenizer
     model.train()
     inputs = _inputs(tokenizer, data, prompts, config)
     per_step = config.batch_size * config.grad_accum * accelerator.num_processes  # examples per optimizer step
@@ -586,80 +653,99 @@ def _train_one(
         state = _load_checkpoint(resume_from, accelerator, optimizer, scheduler)
         if accelerator.is_main_process:
             tqdm.write(f"resuming from {resume_from} (step {state['step']} of {total})")
-    validation = None
+    run = _Run(config, data, out, prompts, label, accelerator, model, tokenizer, forward, optimizer, scheduler, inputs,
+               total, per_step, micro_per_step, state, resumed=resume_from is not None)
     if (config.eval_every or config.validates_at_epochs) and accelerator.is_main_process:
         labelled = config.conditioning in CLASS_PROMPTED
-        validation = load_data(config.data, "validation", text_col=config.text_col,
-                               label_col=config.label_col if labelled else None, min_classes=2 if labelled else 1,
-                               max_samples=config.eval_size, seed=0)
-    metrics_path = out / "metrics.jsonl"
+        run.validation = load_data(config.data, "validation", text_col=config.text_col,
+                                   label_col=config.label_col if labelled else None,
+                                   min_classes=2 if labelled else 1, max_samples=config.eval_size, seed=0)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        _truncate_metrics(metrics_path, state["step"])
+        _truncate_metrics(out / "metrics.jsonl", state["step"])
         for stale in (out / "checkpoints").glob(".tmp-step-*"):  # a save that was killed half-way
             shutil.rmtree(stale, ignore_errors=True)
+    return run
 
+
+def _run_steps(run: _Run, progress: bool) -> tuple[int, float, bool]:
+    """The optimizer steps from the run's counters to its end (or ``--stop-after``), each followed by what ``_due``
+    says; returns (the step reached, the last loss logged, whether the run stopped short of its end). Ctrl-C writes
+    a checkpoint of the steps done, then goes on up."""
+    config, accelerator, state = run.config, run.accelerator, run.state
     stats = _Stats(accelerator.device)
     step, last_loss = state["step"], float("nan")
-    bar = tqdm(total=total, initial=step, desc=f"train {config.objective}" + (f" [{label}]" if label else ""),
-               disable=not (progress and accelerator.is_local_main_process), dynamic_ncols=True)
+    desc = f"train {config.objective}" + (f" [{run.label}]" if run.label else "")
+    bar = tqdm(total=run.total, initial=step, desc=desc, disable=not (progress and accelerator.is_local_main_process),
+               dynamic_ncols=True)
     clock = window_start = time.time()
-    if resume_from is None:
+    if not run.resumed:
         torch.manual_seed(_seed_from(config.seed, "dropout", accelerator.process_index) % 2**63)  # restored on resume
-    stopped = _stops_at(step, total, config)  # resumed at --stop-after already: nothing to do
+    stopped = _stops_at(step, run.total, config)  # resumed at --stop-after already: nothing to do
     try:
-        while step < total and not stopped:
-            _optimizer_step(forward, optimizer, scheduler, accelerator, inputs, tokenizer, config, step, stats)
+        while step < run.total and not stopped:
+            _optimizer_step(run.forward, run.optimizer, run.scheduler, accelerator, run.inputs, run.tokenizer, config,
+                            step, stats)
             step += 1
             bar.update(1)
-            due = _due(step, total, config, len(data), micro_per_step)
+            due = _due(step, run.total, config, len(run.data), run.micro_per_step)
             stopped = due.stop
             if due.log:
-                sums = stats.collect(accelerator)
-                last_loss, tokens_per_s = sums["loss"], sums["tokens"] / max(time.time() - window_start, 1e-9)
-                state["tokens_seen"] += int(sums["tokens"])
-                bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
-                if accelerator.is_main_process:
-                    record = _log_record(step, sums, scheduler.get_last_lr()[0], tokens_per_s,
-                                         state["elapsed_s"] + time.time() - clock, step * per_step / len(data),
-                                         due.epochs_completed, config.objective)
-                    if due.evaluate:
-                        model.eval()
-                        record |= _validate(model, tokenizer, kind, validation, prompts, config)
-                        model.train()
-                        bar.set_postfix(loss=f"{last_loss:.3f}", val_ppl=f"{record['val_perplexity']:.1f}")
-                    with metrics_path.open("a") as fh:
-                        fh.write(json.dumps(record) + "\n")
+                last_loss = _log(run, step, due, stats.collect(accelerator), window_start, clock, bar)
                 window_start = time.time()
             if due.checkpoint:
                 state |= {"step": step, "elapsed_s": state["elapsed_s"] + time.time() - clock}
                 clock = time.time()
                 meta = None
                 if stopped and accelerator.is_main_process:  # what the weights are, for an export of this stop
-                    summary = _summary(step, state["tokens_seen"], last_loss, step * per_step / len(data))
-                    meta = _meta(config, data, accelerator, state["elapsed_s"], summary) | {
-                        "stopped_at": {"step": step, "of_steps": total}}
-                _save_checkpoint(out, accelerator, tokenizer, state, config, meta)
+                    summary = _summary(step, state["tokens_seen"], last_loss, run.epoch(step))
+                    meta = _meta(config, run.data, accelerator, state["elapsed_s"], summary) | {
+                        "stopped_at": {"step": step, "of_steps": run.total}}
+                _save_checkpoint(run.out, accelerator, run.tokenizer, state, config, meta)
     except KeyboardInterrupt:
         if step > state["step"]:
             state |= {"step": step, "elapsed_s": state["elapsed_s"] + time.time() - clock}
-            _save_checkpoint(out, accelerator, tokenizer, state, config)
+            _save_checkpoint(run.out, accelerator, run.tokenizer, state, config)
         bar.close()
         raise
     bar.close()
-    summary = _summary(step, state["tokens_seen"], last_loss, step * per_step / len(data))
-    if stopped:  # a chunk of a longer run: the checkpoint is written, the final model is not
-        return summary | {"stopped": True, "total_steps": total}
-    state |= {"step": step, "elapsed_s": state["elapsed_s"] + time.time() - clock}
+    if not stopped:
+        state |= {"step": step, "elapsed_s": state["elapsed_s"] + time.time() - clock}
+    return step, last_loss, stopped
+
+
+def _log(run: _Run, step: int, due: _Due, sums: dict, window_start: float, clock: float, bar) -> float:
+    """Log optimizer step ``step`` from ``_Stats.collect``'s ``sums`` (since ``window_start``): the progress bar, the
+    tokens seen and, on the main process, a metrics.jsonl line, with a validation when due (``clock``: when the
+    state's ``elapsed_s`` was last brought up to date). Returns the loss logged."""
+    loss, tokens_per_s = sums["loss"], sums["tokens"] / max(time.time() - window_start, 1e-9)
+    run.state["tokens_seen"] += int(sums["tokens"])
+    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+    if run.accelerator.is_main_process:
+        record = _log_record(step, sums, run.scheduler.get_last_lr()[0], tokens_per_s,
+                             run.state["elapsed_s"] + time.time() - clock, run.epoch(step), due.epochs_completed,
+                             run.config.objective)
+        if due.evaluate:
+            run.model.eval()
+            record |= _validate(run.model, run.tokenizer, run.kind, run.validation, run.prompts, run.config)
+            run.model.train()
+            bar.set_postfix(loss=f"{loss:.3f}", val_ppl=f"{record['val_perplexity']:.1f}")
+        with (run.out / "metrics.jsonl").open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+    return loss
+
+
+def _save_final(run: _Run, summary: dict) -> None:
+    """Write the trained model into ``out`` (main process) in ``save_dtype``, with its textdiff.json."""
+    accelerator = run.accelerator
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        meta = _meta(config, data, accelerator, state["elapsed_s"], summary)
-        if label is not None:
-            meta |= {"class_name": label, "conditioning_role": "one model of a per-class set"}
-        unwrapped = accelerator.unwrap_model(forward).model
-        save_model(unwrapped, tokenizer, out, meta, dtype=DTYPES[config.save_dtype])
+        meta = _meta(run.config, run.data, accelerator, run.state["elapsed_s"], summary)
+        if run.label is not None:
+            meta |= {"class_name": run.label, "conditioning_role": "one model of a per-class set"}
+        unwrapped = accelerator.unwrap_model(run.forward).model
+        save_model(unwrapped, run.tokenizer, run.out, meta, dtype=torch_dtype(run.config.save_dtype))
     accelerator.wait_for_everyone()
-    return summary
 
 
 def _validate(model, tokenizer, kind: str, data: TextDataset, prompts: list[str] | None, config: TrainConfig) -> dict:

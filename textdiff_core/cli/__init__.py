@@ -24,7 +24,7 @@ import sys
 from textdiff_core.cli import generation, reporting, scoring, training
 from textdiff_core.errors import TextdiffError
 from textdiff_core.progress import quiet_progress
-from textdiff_core.settings import LoadOptions
+from textdiff_core.settings import add_load_flags, load_options
 
 COMMANDS = training.COMMANDS | scoring.COMMANDS | generation.COMMANDS | reporting.COMMANDS
 RENAMED_FLAGS = {"--noise-schedule": "--masking-rates"}  # old flag -> its name since v0.1; the old one is refused
@@ -44,43 +44,15 @@ def renamed(argv: list[str]) -> str | None:
     return None
 
 
-def _model_flags(parser: argparse.ArgumentParser, top: bool) -> None:
-    """Loading flags, accepted before the command name (``top``) and after it (then they do not reset the former)."""
-    keep = {} if top else {"default": argparse.SUPPRESS}
-    parser.add_argument("--trust-remote-code", action="store_true", **keep,
-                        help="run modeling code shipped with a model (MDLM, LLaDA, Dream); only for models you trust")
-    parser.add_argument("--allow-large-cpu", action="store_true", **keep,
-                        help="load a model of over 1B parameters on CPU (slow; meant for a GPU)")
-    parser.add_argument("--mask-id", type=int, default=None if top else argparse.SUPPRESS,
-                        help="diffusion models: the mask token id (default: from the model's config or tokenizer)")
-    parser.add_argument("--logit-shift", type=int, choices=[0, 1], default=None if top else argparse.SUPPRESS,
-                        help="diffusion models: 1 if position i's logits predict token i+1 (Dream; default: config)")
-    parser.add_argument("--time-input", choices=["none", "sigma"], default=None if top else argparse.SUPPRESS,
-                        help="diffusion models: pass the noise level as timesteps (sigma: MDLM; default from config)")
-    parser.add_argument("--context-length", type=int, default=None if top else argparse.SUPPRESS,
-                        help="diffusion models: positions the model takes (default from config)")
-    parser.add_argument("--model-dtype", choices=["fp32", "bf16", "fp16"], default=None if top else argparse.SUPPRESS,
-                        help="dtype to load weights in (default: bf16 on GPU, fp32 on CPU)")
-
-
-def load_options(args: argparse.Namespace) -> LoadOptions:
-    """The loading flags as the ``LoadOptions`` every command passes to ``load_model``."""
-    return LoadOptions(trust_remote_code=args.trust_remote_code, allow_large_cpu=args.allow_large_cpu,
-                       allow_pickle=args.allow_pickle, dtype=args.model_dtype, mask_id=args.mask_id,
-                       logit_shift=args.logit_shift, time_input=args.time_input, context_length=args.context_length)
-
-
 def build_parser() -> argparse.ArgumentParser:
     prog = "textdiff" if os.path.basename(sys.argv[0]) == "textdiff" else "train_cli.py"  # the console script
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
-    _model_flags(parser, top=True)
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="also load pickled .bin/.pt weights (they can run code; only for files you trust)")
+    add_load_flags(parser, top=True)  # one flag per LoadOptions field: textdiff_core/settings.py
     commands = parser.add_subparsers(dest="command", required=True)
-    train = training.add_train(commands)
-    training.add_campaign(commands, train)
-    training.add_crossover(commands, train)
-    training.add_augment(commands, train)
+    training.add_train(commands)
+    training.add_campaign(commands)
+    training.add_crossover(commands)
+    training.add_augment(commands)
     training.add_campaign_ship(commands)
     generation.add_fill_mask(commands)
     scoring.add_classifiers(commands)
@@ -93,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     reporting.add_report(commands)
     for name, sub in commands.choices.items():  # the loading flags also after the command name
         if name != "report":  # the report loads the shipped models as they are
-            _model_flags(sub, top=False)
+            add_load_flags(sub, top=False)
     return parser
 
 

@@ -16,10 +16,11 @@ def add_report(commands) -> None:
 
 
 def _own(args: argparse.Namespace) -> argparse.Namespace:
-    """The report's own settings, without the top-level loading flags (results.json records them all)."""
+    """The report's own settings, without the top-level loading flags (results.json records them all): the names
+    its flags parse into (those of an empty command line), with the values parsed."""
     parser = argparse.ArgumentParser(add_help=False)
     measure.add_arguments(parser)
-    return argparse.Namespace(**{a.dest: getattr(args, a.dest) for a in parser._actions})
+    return argparse.Namespace(**{name: getattr(args, name) for name in vars(parser.parse_args([]))})
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -16,9 +16,25 @@ from textdiff_core.experiments.augment import AugmentConfig, run_augment
 from textdiff_core.experiments.augment import lines as augment_lines
 from textdiff_core.experiments.campaign import STATUS, CampaignConfig, best_reading, run_campaign, ship
 from textdiff_core.experiments.crossover import CrossoverConfig, ModelShape, points_to_go, run_crossover
-from textdiff_core.models import load_model, save_model
-from textdiff_core.settings import add_train_flags, check_output_dir, train_config
-from textdiff_core.train import DTYPES, can_resume, lineage_metrics, refuse_overwrite, train, with_epochs
+from textdiff_core.models import load_model, save_model, torch_dtype
+from textdiff_core.settings import DTYPES, add_train_flags, check_output_dir, train_config
+from textdiff_core.train import can_resume, lineage_metrics, refuse_overwrite, train, with_epochs
+
+# Training settings a campaign sets for each twin itself; train's flags for them are not the campaign's.
+PER_TWIN = {"objective", "model", "steps", "epochs", "resume", "out", "stop_after", "conditioning"}
+# ... and those a crossover grid sets for each of its runs (or, for the last four, flags of its own with its defaults)
+PER_RUN = PER_TWIN | {"max_samples", "eval_every", "eval_epochs", "eval_size", "eval_samples", "input_mask_prob",
+                      "weight_decay", "lr_schedule", "warmup_steps"}
+
+
+def _no_progress_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _overwrite_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out that already holds a checkpoint (refused otherwise, unless --resume "
+                             "continues it)")
 
 
 def add_train(commands) -> argparse.ArgumentParser:
@@ -27,22 +43,17 @@ def add_train(commands) -> argparse.ArgumentParser:
     add_train_flags(t)  # one flag per TrainConfig field: textdiff_core/settings.py
     t.add_argument("--quick-test", action="store_true",
                    help="smoke run: 5 steps on 64 examples, batch 4, 48 tokens (overrides those flags)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--overwrite", action="store_true",
-                   help="write into an --out that already holds a checkpoint (refused otherwise, unless --resume "
-                        "continues it)")
+    _no_progress_flag(t)
+    _overwrite_flag(t)
     return t
 
 
-def add_campaign(commands, train_parser: argparse.ArgumentParser) -> None:
-    """``campaign``: the train flags both twins share, plus the campaign's own."""
+def add_campaign(commands) -> None:
+    """``campaign``: the train flags both twins share (the same ``add_train_flags``), plus the campaign's own."""
     c = commands.add_parser("campaign", help="train a diffusion model and its left-to-right twin to N epochs in "
                                              "alternating resumable chunks (run it again to continue)")
-    per_twin = {"--objective", "--model", "--steps", "--epochs", "--resume", "--out", "--overwrite", "--quick-test",
-                "--stop-after", "--conditioning", "-h"}
-    for action in train_parser._actions:  # the same flag objects, so train and campaign cannot drift apart
-        if action.option_strings and not set(action.option_strings) & per_twin:
-            c._add_action(action)
+    add_train_flags(c, skip=PER_TWIN)
+    _no_progress_flag(c)
     c.add_argument("--out", required=True, help="campaign directory: diffusion/, ar/, campaign.json")
     c.add_argument("--overwrite", action="store_true",
                    help="write into an --out that holds a checkpoint but no campaign (refused otherwise)")
@@ -54,27 +65,27 @@ def add_campaign(commands, train_parser: argparse.ArgumentParser) -> None:
     c.add_argument("--ar-model", default="minilm-ar", help="where the left-to-right twin starts (name or directory)")
     c.add_argument("--until-epoch", type=int, default=None,
                    help="stop once both twins stand at this epoch (default: --epochs); run again to go on")
-    c.add_argument("--snapshot-dtype", choices=["fp32", "fp16", "bf16"], default="fp16",
+    c.add_argument("--snapshot-dtype", choices=list(DTYPES), default="fp16",
                    help="dtype of the per-epoch exports in OUT/<twin>/epochs/")
     c.add_argument("--max-shard-size", default=None,
                    help="split the exports' weights into files of at most this size, e.g. 15MB")
 
 
-def add_crossover(commands, train_parser: argparse.ArgumentParser) -> None:
+def add_crossover(commands) -> None:
     """``crossover``: the train flags every run of the grid shares, plus the grid's own."""
     c = commands.add_parser("crossover", help="train diffusion and left-to-right twins from scratch on nested subsets "
                                               "of U reviews to find where diffusion wins (run it again to continue)",
                             epilog="The diffusion twin trains with --loss-weighting elbo unless told otherwise.")
-    _grid_flags(c, train_parser, control=True)
+    _grid_flags(c, control=True)
 
 
-def add_augment(commands, train_parser: argparse.ArgumentParser) -> None:
+def add_augment(commands) -> None:
     """``augment``: the crossover's flags (its sizes are the real sizes U), plus the synthetic sets."""
     c = commands.add_parser("augment", help="train twins from scratch on U real reviews alone and with each synthetic "
                                             "set added, and compare them on real test reviews (run again to continue)",
                             epilog="Every arm is a crossover grid of one size under OUT/u-NNNNN/<arm>; the analysis "
                                    "is OUT/augment.json.")
-    _grid_flags(c, train_parser, control=False)
+    _grid_flags(c, control=False)
     c.add_argument("--synthetic", type=_str_list, required=True,
                    help="synthetic sets (CSVs written by synthesize), comma separated: each one arm, real + its kept "
                         "rows")
@@ -86,14 +97,12 @@ def add_augment(commands, train_parser: argparse.ArgumentParser) -> None:
                         "scratch; the pair itself is scored once as the reference")
 
 
-def _grid_flags(c: argparse.ArgumentParser, train_parser: argparse.ArgumentParser, control: bool) -> None:
-    """The flags of a crossover grid on parser ``c`` (``control``: with the control arm's)."""
-    per_run = {"--objective", "--model", "--steps", "--epochs", "--resume", "--out", "--quick-test", "--stop-after",
-               "--conditioning", "--max-samples", "--eval-every", "--eval-epochs", "--eval-size", "--eval-samples",
-               "-h", "--weight-decay", "--lr-schedule", "--warmup-steps", "--input-mask-prob"}
-    for action in train_parser._actions:  # the same flag objects, so train and crossover cannot drift apart
-        if action.option_strings and not set(action.option_strings) & per_run:
-            c._add_action(action)
+def _grid_flags(c: argparse.ArgumentParser, control: bool) -> None:
+    """The flags of a crossover grid on parser ``c``: the train flags every run shares (the same
+    ``add_train_flags``), then the grid's own (``control``: with the control arm's)."""
+    add_train_flags(c, skip=PER_RUN)
+    _no_progress_flag(c)
+    _overwrite_flag(c)
     grid, shape = CrossoverConfig.__dataclass_fields__, ModelShape()
     c.add_argument("--out", required=True, help="grid directory: init/, u-NNNNN/, crossover.json")
     c.add_argument("--sizes", type=_int_list, required=True,
@@ -164,7 +173,7 @@ def add_export(commands) -> None:
     e = commands.add_parser("export", help="copy a trained run into a shippable fp16 checkpoint directory")
     e.add_argument("run", help="the run directory (train --out)")
     e.add_argument("dest", help="destination, e.g. checkpoints/imdb-diffusion")
-    e.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16", help="dtype of the exported weights")
+    e.add_argument("--dtype", choices=list(DTYPES), default="fp16", help="dtype of the exported weights")
     e.add_argument("--overwrite", action="store_true",
                    help="replace a checkpoint already in dest (refused otherwise), e.g. a shipped model")
 
@@ -193,7 +202,7 @@ def crossover_config(args: argparse.Namespace):
     """The CrossoverConfig of ``crossover``'s flags."""
     sizes, steps = args.sizes, args.steps
     if not hasattr(args, "noise__weighting"):  # the published recipe: the 1/t weighting, so the loss is the bound
-        args.noise__weighting = "elbo"  # (not set_defaults: the flag's action is shared with train's parser)
+        args.noise__weighting = "elbo"  # (an absent train flag sets no attribute: its default is the dataclass's)
     args.objective, args.model, args.resume, args.quick_test = "diffusion", None, False, False
     args.steps, args.epochs, args.stop_after, args.conditioning = None, None, None, "joint"
     config = CrossoverConfig(out=args.out, sizes=sizes, steps=steps, train=_train_config(args), points=args.points,
@@ -316,7 +325,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not lm.meta:
         raise TextdiffError(f"{run} has no textdiff.json: export ships finished training runs")
     meta = with_epochs(lm.meta) | {"exported_from": str(run), "weights_dtype": args.dtype}  # epochs: older runs too
-    save_model(lm.model, lm.tokenizer, dest, meta, dtype=DTYPES[args.dtype])
+    save_model(lm.model, lm.tokenizer, dest, meta, dtype=torch_dtype(args.dtype))
     if (run / "calibration.json").is_file():
         shutil.copy2(run / "calibration.json", dest / "calibration.json")
     if (run / "metrics.jsonl").is_file():  # a continued run's curve starts where its parent's ended

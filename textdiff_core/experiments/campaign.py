@@ -28,10 +28,9 @@ import torch
 from textdiff_core.checkpoint import CheckpointMeta, exists
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import kind_of, load_model, save_model
-from textdiff_core.settings import KIND_NAMES, LoadOptions, check_output_dir
+from textdiff_core.models import kind_of, load_model, save_model, torch_dtype
+from textdiff_core.settings import DTYPES, KIND_NAMES, LoadOptions, check_output_dir
 from textdiff_core.train import (
-    DTYPES,
     OBJECTIVES,
     TrainConfig,
     epoch_batches,
@@ -117,7 +116,7 @@ def export_snapshot(run: Path, epoch: int, step: int, config: CampaignConfig, op
             return None
     lm = load_model(str(source), device="cpu", dtype=torch.float32, options=options)
     meta = lm.meta | {"exported_from": str(source), "weights_dtype": config.snapshot_dtype, "campaign_epoch": epoch}
-    save_model(lm.model, lm.tokenizer, dest, meta, dtype=DTYPES[config.snapshot_dtype],
+    save_model(lm.model, lm.tokenizer, dest, meta, dtype=torch_dtype(config.snapshot_dtype),
                max_shard_size=config.max_shard_size)
     if (run / "metrics.jsonl").is_file():
         own = [line for line in (run / "metrics.jsonl").read_text().splitlines()

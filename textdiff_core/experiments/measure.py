@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from textdiff_core.checkpoint import CheckpointMeta
-from textdiff_core.classify import ZERO_SHOT_REFERENCE, load_classifier
+from textdiff_core.classify import load_classifier
 from textdiff_core.data import load_data
 from textdiff_core.decoding import generate
 from textdiff_core.errors import TextdiffError
@@ -45,10 +45,11 @@ from textdiff_core.experiments.crossover import measured_rates, read_results
 from textdiff_core.experiments.decoding_bench import parse_args, run
 from textdiff_core.experiments.render import model_card, results_markdown, write_readme_table
 from textdiff_core.likelihood import ar_scores, elbo_scores
-from textdiff_core.models import CAUSAL, MASKED, device_name, load_model
+from textdiff_core.models import device_name, load_model
 from textdiff_core.paths import relative_to_root, write_atomic
 from textdiff_core.progress import quiet_progress
-from textdiff_core.records import cross_fitted_accuracy
+from textdiff_core.records import ZERO_SHOT_REFERENCE, cross_fitted_accuracy
+from textdiff_core.settings import CAUSAL, MASKED
 
 
 @dataclass

@@ -33,10 +33,10 @@ from textdiff_core.data import load_data
 from textdiff_core.decoding import default_config, generate_samples
 from textdiff_core.denoisers import chat_prompt
 from textdiff_core.errors import TextdiffError
-from textdiff_core.models import CAUSAL, MASKED, kind_of, load_model
+from textdiff_core.models import kind_of, load_model
 from textdiff_core.paths import write_atomic
 from textdiff_core.records import best_reading, cross_fitted_accuracy, read_calibrations
-from textdiff_core.settings import LoadOptions, check_finite, check_writable
+from textdiff_core.settings import CAUSAL, MASKED, LoadOptions, check_finite, check_writable
 
 COLUMNS = ("text", "label", "kept", "reason", "judge_label", "judge_prob", "generator", "seed", "decoding")
 GENERATORS = ("checkpoint", "instruct")
