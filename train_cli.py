@@ -3,7 +3,7 @@
 
 import sys
 
-from textdiff_core.cli import build_parser, main  # noqa: F401 (build_parser: the parser, for tests and docs)
+from textdiff_core.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,24 +21,16 @@ from pages._shared import (
     trust_remote_code,
     untrained_note,
 )
-from textdiff_core.decoding import (
-    DIFFUSION_STRATEGIES,
-    SCHEDULES,
-    STRATEGY_NAMES,
-    DecodeConfig,
-    default_config,
-    default_pass_budget,
-    generate,
-    generate_samples,
-)
+from textdiff_core.decoding import DecodeConfig, default_config, generate, generate_samples
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import distinct_n, generative_perplexity
 from textdiff_core.models import CAUSAL, MASKED
+from textdiff_core.strategies.base import SCHEDULES, strategies, strategy_named
 from textdiff_core.trace import Trace
 
 SIDES = {"diffusion": "Diffusion", "ar": "Left-to-right"}
 COLOURS = {"Diffusion": "#1f77b4", "Left-to-right": "#ff7f0e"}
-STRATEGIES = {name: STRATEGY_NAMES[name][0] for name in DIFFUSION_STRATEGIES}  # the same names as on Denoise
+STRATEGIES = {s.name: s.title for s in strategies(MASKED)}  # the registered diffusion strategies, as on Denoise
 BY = {"forward passes": "forward passes", "time": "seconds"}
 DEFAULT = default_config(MASKED)  # the CLI's defaults with no flags; the left-to-right side samples alike
 state = st.session_state
@@ -77,31 +69,38 @@ with left.container(border=True):
     st.markdown(f"**Diffusion** · `{chosen['diffusion'] or '?'}`")
     strategy = st.selectbox("Strategy", list(STRATEGIES), index=list(STRATEGIES).index(DEFAULT.strategy),
                             format_func=STRATEGIES.get, key="compare_strategy")
-    settings = {}
-    if strategy == "entropy-bound":
-        settings["entropy_bound"] = st.slider(
+    picked = strategy_named(strategy)
+
+    def steps_widget(column) -> int | None:
+        """The strategy's steps: a budget of forward passes (with its default) or a number of steps."""
+        if picked.budget:
+            auto = picked.default_steps(length, state.get("compare_block", DEFAULT.block_size))  # the block size below
+            budget = column.number_input(
+                "Max forward passes", 0, 512, value=None, key="compare_budget",
+                placeholder=f"{auto} (¼ of the new tokens)",
+                help="When too few positions pass the threshold, commit the most confident anyway to finish in time. "
+                     "Empty: a quarter of the new tokens (at least one pass per block); 0: no limit.")
+            return auto if budget is None else int(budget) or None
+        scheduled = "schedule" in picked.reads  # a schedule shares out one step per new token unless told otherwise
+        return column.number_input("Steps", 1, 512, value=None, key="compare_steps",
+                                   placeholder="one per new token" if scheduled else "its own pace")
+
+    widgets = {  # a setting a strategy reads -> its widget here, in a column
+        "entropy_bound": lambda column: column.slider(
             "Entropy bound (nats)", 0.0, 64.0, DEFAULT.entropy_bound, 0.5, key="compare_entropy_bound",
-            help="Each pass commits the most certain positions while their entropies add up to at most this.")
-    elif strategy == "confidence":
-        s1, s2 = st.columns(2)
-        settings["threshold"] = s1.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="compare_threshold",
-                                          help="Commit every masked position at least this sure (max probability).")
-        auto = default_pass_budget(length, state.get("compare_block", DEFAULT.block_size))  # the block size below
-        budget = s2.number_input(
-            "Max forward passes", 0, 512, value=None, key="compare_budget",
-            placeholder=f"{auto} (¼ of the new tokens)",
-            help="When too few positions pass the threshold, commit the most confident anyway to finish in time. "
-                 "Empty: a quarter of the new tokens (at least one pass per block); 0: no limit.")
-        settings["steps"] = auto if budget is None else int(budget) or None
+            help="Each pass commits the most certain positions while their entropies add up to at most this."),
+        "threshold": lambda column: column.slider(
+            "Threshold", 0.05, 1.0, 0.9, 0.05, key="compare_threshold",
+            help="Commit every masked position at least this sure (max probability)."),
+        "k": lambda column: int(column.number_input("k (positions per step)", 1, 256, 4, key="compare_k")),
+        "steps": steps_widget,
+        "schedule": lambda column: column.selectbox("Schedule", SCHEDULES, key="compare_schedule"),
+    }
+    offered = [name for name in picked.reads if name in widgets]  # in the strategy's order, left to right
+    columns = st.columns(len(offered)) if len(offered) > 1 else [st] * len(offered)
+    settings = {name: widgets[name](column) for name, column in zip(offered, columns, strict=True)}
+    if "spacing" in picked.reads:  # no widget here: the defaults'
         settings["spacing"] = DEFAULT.spacing
-    elif strategy == "topk":
-        settings["k"] = int(st.number_input("k (positions per step)", 1, 256, 4, key="compare_k"))
-        settings["spacing"] = DEFAULT.spacing
-    else:
-        s1, s2 = st.columns(2)
-        settings["steps"] = s1.number_input("Steps", 1, 512, value=None, placeholder="one per new token",
-                                            key="compare_steps")
-        settings["schedule"] = s2.selectbox("Schedule", SCHEDULES, key="compare_schedule")
     b1, b2 = st.columns(2)
     block = b1.number_input("Block size", 1, 256, value=DEFAULT.block_size, placeholder="off: one block",
                             key="compare_block", help="Semi-autoregressive blocks, left to right.")
@@ -214,7 +213,7 @@ for role, result in results.items():
             st.error(result["error"])
             continue
         trace, group = result["trace"], result.get("traces") or [result["trace"]]
-        how = (STRATEGY_NAMES.get(trace.strategy, (trace.strategy,))[0] if role == "diffusion" else
+        how = (STRATEGIES.get(trace.strategy, trace.strategy) if role == "diffusion" else
                f"KV cache {'on' if trace.settings.get('use_cache') else 'off'}")
         seeds = (f"seed {trace.seed}" if len(group) == 1 else
                  f"{len(group)} samples, seeds {trace.seed}–{group[-1].seed}")

@@ -21,24 +21,17 @@ from pages._shared import (
     untrained_note,
 )
 from textdiff_core.checkpoint import CheckpointMeta
-from textdiff_core.decoding import (
-    DIFFUSION_STRATEGIES,
-    SCHEDULES,
-    STRATEGY_NAMES,
-    DecodeConfig,
-    default_config,
-    default_pass_budget,
-    generate_samples,
-)
+from textdiff_core.decoding import DecodeConfig, default_config, generate_samples
 from textdiff_core.denoisers import chat_prompt
 from textdiff_core.errors import TextdiffError
 from textdiff_core.kv_cache import CACHE_MODES
 from textdiff_core.models import MASKED
+from textdiff_core.strategies.base import SCHEDULES, SETTINGS, strategies, strategy_named
 from textdiff_core.trace import CONFIDENCE_MEASURES, Trace
 
 PLAY_EVERY_S = 0.3  # seconds between frames while playing
 PLAY_FRAMES = 60  # a longer run plays every n-th step, so a replay takes at most ~PLAY_FRAMES * PLAY_EVERY_S
-STRATEGIES = {name: STRATEGY_NAMES[name] for name in DIFFUSION_STRATEGIES}  # name -> (label, what it does)
+STRATEGIES = {s.name: s for s in strategies(MASKED)}  # the registered diffusion strategies, by name
 MEASURES = {"max-prob": "max probability", "margin": "margin (top-1 − top-2)", "entropy": "entropy (as exp(−H))"}
 NO_LABEL = "(none)"
 DEFAULT = default_config(MASKED)  # what a user meets here is what the CLI gives with no flags
@@ -70,49 +63,62 @@ length = left.slider("New tokens", 0, 256, 32, key="denoise_length",
                      help="How many [MASK] tokens are appended after the prompt.")
 strategy = mid.selectbox(
     "Strategy", list(STRATEGIES), index=list(STRATEGIES).index(DEFAULT.strategy),
-    format_func=lambda s: STRATEGIES[s][0], key="denoise_strategy",
+    format_func=lambda s: STRATEGIES[s].title, key="denoise_strategy",
     help="Which masked positions to commit at each step:\n\n" + "\n".join(
-        f"- **{short}**: {what}" for short, what in STRATEGIES.values()))
+        f"- **{s.title}**: {s.description}" for s in STRATEGIES.values()))
+picked = strategy_named(strategy)
 label = NO_LABEL
 if classes:
     label = right.selectbox("Class", [NO_LABEL, *classes], key="denoise_label",
                             help=f"This model is class-conditional: its prompt '{meta.class_prompt}' is put first "
                                  "and never masked.")
 
-settings = {"threshold": DEFAULT.threshold, "k": DEFAULT.k, "steps": None, "schedule": DEFAULT.schedule,
-            "confidence": DEFAULT.confidence, "entropy_bound": DEFAULT.entropy_bound}
-a, b, c = st.columns(3)
-if strategy == "entropy-bound":
-    settings["entropy_bound"] = a.slider(
+
+def sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def steps_widget(column) -> int | None:
+    """The strategy's steps: a budget of forward passes (with its default) or a number of steps."""
+    if picked.budget:
+        auto = picked.default_steps(length, state.get("denoise_block", DEFAULT.block_size))  # the block size below
+        budget = column.number_input(
+            "Max forward passes", 0, 512, value=None, key="denoise_budget",
+            placeholder=f"{auto} (¼ of the new tokens)" if auto else "no limit",
+            help="Finish within this many passes: when too few positions pass the threshold, the most confident are "
+                 "committed anyway to keep pace. Empty: a quarter of the new tokens (at least one pass per block); "
+                 "0: no limit.")
+        st.caption("Why a budget: a weak model is rarely 90% sure of any position, so a threshold alone commits only "
+                   "its single best guess per pass, one token per pass like left-to-right decoding.")
+        return auto if budget is None else int(budget) or None
+    scheduled = "schedule" in picked.reads  # a schedule shares out one step per new token unless told otherwise
+    return column.number_input(
+        "Steps", 1, 512, value=None, placeholder="one per new token" if scheduled else "its own pace",
+        key="denoise_steps", help=sentence(picked.notes.get("steps", SETTINGS["steps"].metadata["help"])))
+
+
+WIDGETS = {  # a setting a strategy reads -> its widget here, in a column
+    "entropy_bound": lambda column: column.slider(
         "Entropy bound (nats)", 0.0, 64.0, DEFAULT.entropy_bound, 0.5, key="denoise_entropy_bound",
         help="Each pass commits the most certain positions while their entropies add up to at most this: a sure "
-             "model commits many at once, an unsure one few. 0: one per pass.")
-elif strategy == "confidence":
-    settings["threshold"] = a.slider("Threshold", 0.05, 1.0, 0.9, 0.05, key="denoise_threshold",
-                                     help="Commit every masked position whose confidence is at least this.")
-    auto = default_pass_budget(length, state.get("denoise_block", DEFAULT.block_size))  # the block size below
-    budget = c.number_input(
-        "Max forward passes", 0, 512, value=None, placeholder=f"{auto} (¼ of the new tokens)" if auto else "no limit",
-        key="denoise_budget",
-        help="Finish within this many passes: when too few positions pass the threshold, the most confident are "
-             "committed anyway to keep pace. Empty: a quarter of the new tokens (at least one pass per block); "
-             "0: no limit.")
-    settings["steps"] = auto if budget is None else int(budget) or None
-    st.caption("Why a budget: a weak model is rarely 90% sure of any position, so a threshold alone commits only its "
-               "single best guess per pass, one token per pass like left-to-right decoding.")
-elif strategy == "topk":
-    settings["k"] = a.number_input("k (positions per step)", 1, 256, 4, key="denoise_k")
-else:
-    settings["steps"] = a.number_input(
-        "Steps", 1, 512, value=None, placeholder="one per new token", key="denoise_steps",
-        help="How many steps to take; a schedule decides how many positions each step commits.")
-    settings["schedule"] = b.selectbox(
+             "model commits many at once, an unsure one few. 0: one per pass."),
+    "threshold": lambda column: column.slider(
+        "Threshold", 0.05, 1.0, 0.9, 0.05, key="denoise_threshold",
+        help="Commit every masked position whose confidence is at least this."),
+    "k": lambda column: column.number_input("k (positions per step)", 1, 256, 4, key="denoise_k"),
+    "steps": steps_widget,
+    "schedule": lambda column: column.selectbox(
         "Schedule", SCHEDULES, key="denoise_schedule",
-        help="linear: the same number every step; cosine: few early, many late; exp: many early, few late.")
-if strategy != "schedule-random":
-    settings["confidence"] = (c if strategy.startswith("schedule") else b).selectbox(
+        help="linear: the same number every step; cosine: few early, many late; exp: many early, few late."),
+    "confidence": lambda column: column.selectbox(
         "Confidence measure", CONFIDENCE_MEASURES, format_func=MEASURES.get, key="denoise_measure",
-        help="How sure the model is of a position: picks what to commit, and colours the tokens below.")
+        help="How sure the model is of a position: picks what to commit, and colours the tokens below."),
+}
+settings = {"threshold": DEFAULT.threshold, "k": DEFAULT.k, "steps": None, "schedule": DEFAULT.schedule,
+            "confidence": DEFAULT.confidence, "entropy_bound": DEFAULT.entropy_bound}
+offered = [setting for setting in picked.reads if setting in WIDGETS]  # in the strategy's order, left to right
+for setting, column in zip(offered, st.columns(max(3, len(offered))), strict=False):
+    settings[setting] = WIDGETS[setting](column)
 
 with st.expander("Sampling and semi-autoregressive blocks"):
     s1, s2, s3, s4 = st.columns(4)
@@ -140,9 +146,9 @@ with st.expander("Sampling and semi-autoregressive blocks"):
                               help="Decode this many samples (seeds seed, seed + 1, …) in one batch; the first is "
                                    "animated, the others' texts are listed below it.")
     spacing = s2.number_input(
-        "Spacing", 1, 64, DEFAULT.spacing, key="denoise_spacing", disabled=strategy not in ("topk", "confidence"),
-        help="Top-k and confidence decoding: prefer positions at least this far apart when several are committed "
-             "in one pass (neighbours depend on each other most). 1: no preference.")
+        "Spacing", 1, 64, DEFAULT.spacing, key="denoise_spacing", disabled="spacing" not in picked.reads,
+        help=sentence(SETTINGS["spacing"].metadata["help"]) + " Read by: " + ", ".join(
+            s.title for s in STRATEGIES.values() if "spacing" in s.reads) + ".")
     cfg_scale = s3.number_input(
         "Guidance scale", 0.0, 20.0, 1.0, 0.5, key="denoise_cfg",
         help="Classifier-free guidance on the class (else on the prompt): each pass also runs a copy with the "
@@ -206,7 +212,7 @@ m2.metric("Wall time", f"{trace.elapsed_s:.2f} s")
 m3.metric("Tokens / s", f"{trace.n_decoded / trace.elapsed_s:.1f}" if trace.elapsed_s else "–")
 m4.metric("Tokens per pass", f"{trace.tokens_per_pass:.2f}", help="Left-to-right decoding always makes 1.")
 label_note = f" · class `{trace.label}`" if trace.label else ""
-strategy_name = STRATEGY_NAMES.get(trace.strategy, (trace.strategy,))[0]
+strategy_name = STRATEGIES[trace.strategy].title if trace.strategy in STRATEGIES else trace.strategy
 cache_note = f" · {cached_passes} cached passes ({trace.settings['cache']} cache)" if cached_passes else ""
 st.caption(f"`{shown(trace.model)}` · {strategy_name} · {trace.n_decoded} positions decoded in {last} steps · "
            f"seed {trace.seed}{label_note}{cache_note}")

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 import textdiff_core.experiments.crossover as xo
 import textdiff_core.train as train_module
+from textdiff_core.cli import build_parser, main
 from textdiff_core.cli.training import crossover_config
 from textdiff_core.experiments.crossover import (
     best_so_far,
@@ -23,7 +24,6 @@ from textdiff_core.experiments.crossover import (
     validation_steps,
 )
 from textdiff_core.train import TrainConfig
-from train_cli import build_parser, main
 
 # two sizes of a tiny grid: 1 layer, 32 wide, a 300-token vocabulary, 4 x 32-token batches
 TINY = ["--data", "imdb", "--sizes", "12,24", "--steps", "4,6", "--points", "2", "--first-point", "2",

@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from textdiff_core import decoding
-from textdiff_core.decoding import DecodeConfig, draw_tokens, generate, measure_confidence, schedule_counts
+from textdiff_core.cli import build_parser, main
+from textdiff_core.decoding import DecodeConfig, draw_tokens, generate, measure_confidence
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import load_model, logits_at, save_model
+from textdiff_core.strategies.schedules import schedule_counts
 from textdiff_core.tokens import encode, tokenize_texts
-from train_cli import build_parser, main
 
 PROMPT = "The movie was"
 SENTENCE = "the cat sat on the mat ."

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from textdiff_core.cli import reporting
+from textdiff_core.cli import build_parser, reporting
 from textdiff_core.cli.training import PER_RUN, PER_TWIN
 from textdiff_core.models import torch_dtype
 from textdiff_core.settings import (
@@ -22,7 +22,6 @@ from textdiff_core.settings import (
     settings,
     train_config,
 )
-from train_cli import build_parser
 
 PACKAGE = Path(__file__).resolve().parents[1] / "textdiff_core"
 # each command that takes training settings, with what it needs besides them, and the settings it does not share

@@ -92,3 +92,10 @@ def test_package_imports_reads_every_spelling(tmp_path):
     for source in spellings:
         (tmp_path / "x.py").write_text(source + "\n")
         assert package_imports(tmp_path / "x.py") == {"models"}, source
+
+
+def test_every_package_directory_is_installed():
+    """An installed copy has every subpackage of the library (setuptools installs only the packages listed)."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "textdiff_core").rglob("__init__.py")}
+    assert found == listed, f"not installed: {sorted(found - listed)}; listed but absent: {sorted(listed - found)}"

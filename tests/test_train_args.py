@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from textdiff_core.cli import build_parser, main
 from textdiff_core.cli.training import _train_config
 from textdiff_core.settings import FLAGS, NoiseConfig, TrainConfig, _base_type, _default, settings, train_config
-from train_cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [ROOT / "checkpoints" / name for name in ("imdb-diffusion", "imdb-ar")]

@@ -1,29 +1,19 @@
 """Decoding: diffusion decoding from masked models, left-to-right decoding from causal models, and fill-mask.
 
-Both decoders return a ``Trace`` (see ``trace``) and share one sampling function (``draw_tokens``), so the only
+Both decoders return a ``Trace`` (see ``trace``) and share one sampling function (``sample_rows``), so the only
 difference between them is the order in which positions are committed.
 
 Diffusion (``diffusion_decode``): the sequence is  [CLS] class-prompt user-text [MASK]*length [SEP];  the class
 prompt and the user's text are never masked, and ``[MASK]`` written inside the user's text is filled too
 (infilling). Each step runs the model once on the whole sequence (logits only at the masked positions of the current
-block) and commits some masked positions:
-  confidence           every position whose confidence score is >= threshold (at least the best one per step; with
-                       ``steps``, at least enough of the most confident to finish within that many passes)
-  topk                 the k most confident positions
-  schedule-random      a schedule's count per step, chosen uniformly at random (the RoBERTa recipe's way)
-  schedule-confidence  a schedule's count per step, the most confident ones; the rest stay masked (LLaDA's
-                       low-confidence remasking)
-  entropy-bound        the lowest-entropy positions whose entropies sum to at most ``entropy_bound`` nats (at least
-                       one per step): the model's own certainty sets the pace (EB-sampler, Ben-Hamu et al. 2025)
-Schedules (fraction of a block's positions committed after step s of S): linear s/S; cosine 1 - cos(pi/2 s/S)
-(few early, many late, as MaskGIT); exp (1 - e^(-5 s/S)) / (1 - e^(-5)) (many early, few late).
-``spacing`` > 1 makes the parallel strategies (topk, and confidence beyond its threshold) prefer positions at least
-that far apart within a pass: neighbours depend on each other most. ``block_size`` decodes the masked positions in
-blocks of that many, left to right (semi-autoregressive); schedule steps are then shared out over the blocks. Our
-models take no time input, so when a step commits nothing the next step's prediction would be identical: it is
-reused instead of recomputed (MDLM's cache trick; ``reuse=False`` recomputes it, for comparison). With blocks,
-``cache="prefix"`` or ``"dual"`` runs the passes inside a block against the keys and values kept from the pass that
-opened it (``kv_cache``). ``diffusion_decode_batch`` and ``ar_decode_batch`` decode several seeds as one batch.
+block) and commits some masked positions: how many and which is the strategy's (``textdiff_core.strategies``, one
+module each: confidence, topk, schedule-random, schedule-confidence, entropy-bound). ``block_size`` decodes the
+masked positions in blocks of that many, left to right (semi-autoregressive); a strategy's steps are then shared
+out over the blocks. Our models take no time input, so when a step commits nothing the next step's prediction would
+be identical: it is reused instead of recomputed (MDLM's cache trick; ``reuse=False`` recomputes it, for
+comparison). With blocks, ``cache="prefix"`` or ``"dual"`` runs the passes inside a block against the keys and
+values kept from the pass that opened it (``kv_cache``). ``diffusion_decode_batch`` and ``ar_decode_batch`` decode
+several seeds as one batch.
 
 Classifier-free guidance (``cfg_scale`` s, diffusion): each pass also runs an unconditional copy of the sequence, the
 conditioning written as [MASK] (LLaDA's way: the class prompt when a label is given, else the user's prompt tokens),
@@ -50,7 +40,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import secrets
 import time
 from dataclasses import asdict, dataclass, replace
@@ -59,152 +48,60 @@ import torch
 
 from textdiff_core.denoisers import denoise_logits
 from textdiff_core.errors import TextdiffError
-from textdiff_core.kv_cache import CACHE_MODES, BlockCache
+from textdiff_core.kv_cache import BlockCache
 from textdiff_core.kv_cache import supports as cache_supported
-from textdiff_core.models import MASKED, LoadedModel
+from textdiff_core.models import LoadedModel
+from textdiff_core.settings import CAUSAL, MASKED
+from textdiff_core.strategies.base import (
+    SCHEDULES,
+    DecodeConfig,
+    Draw,
+    Scores,
+    Strategy,
+    strategies,
+    strategy_named,
+    strategy_names,
+)
 from textdiff_core.tokens import decode_text, encode, special_ids, token_style, tokenize_texts
-from textdiff_core.trace import CONFIDENCE_MEASURES, Frame, Trace, confidence_score
+from textdiff_core.trace import CONFIDENCE_MEASURES, Frame, Trace
 
-DIFFUSION_STRATEGIES = ("confidence", "topk", "schedule-random", "schedule-confidence", "entropy-bound")
-STRATEGIES = (*DIFFUSION_STRATEGIES, "ar")
-# One name per strategy wherever it is shown (Denoise, Compare), and what it does
-STRATEGY_NAMES = {
-    "confidence": ("confidence ≥ threshold", "every position at least this sure (at least one per step)"),
-    "topk": ("top-k per step", "the k most confident positions"),
-    "schedule-confidence": ("schedule, most confident first", "a schedule's count per step, the most confident "
-                                                              "ones (LLaDA's low-confidence remasking)"),
-    "schedule-random": ("schedule, random positions", "a schedule's count per step, at random (the RoBERTa "
-                                                      "recipe's way)"),
-    "entropy-bound": ("entropy-bounded", "the most certain positions while their entropies sum to the bound (the "
-                                         "model's own certainty sets the pace)"),
-    "ar": ("left to right", "one token per pass, in order"),
+DEFAULT_STRATEGY = {MASKED: "confidence", CAUSAL: "ar"}  # the strategy each kind of model decodes with by default
+_VIEWS = {  # names read from here by code that predates the registry: live views of it
+    "STRATEGIES": lambda: strategy_names(),
+    "DIFFUSION_STRATEGIES": lambda: strategy_names(MASKED),
+    "STRATEGY_NAMES": lambda: {s.name: (s.title, s.description) for s in strategies()},  # name -> (title, what)
+    "SCHEDULES": lambda: SCHEDULES,
 }
-SCHEDULES = ("linear", "cosine", "exp")
-EXP_RATE = 5.0  # steepness of the "exp" schedule
-# The confidence strategy's defaults when it is picked (default_config holds the defaults users meet): at threshold
-# 0.9 within a quarter of the new tokens in forward passes, committing positions at least 3 apart. A weak model is
-# rarely 90% sure, so a threshold alone commits one token per pass; the budget makes it parallel.
-DEFAULT_PASS_FRACTION = 0.25  # confidence strategy: at most ceil(length * this) forward passes by default
-DEFAULT_SPACING = 3  # confidence (beyond the threshold) and topk: prefer positions this far apart in a pass
 
 
-DEFAULT_ENTROPY_BOUND = 32.0  # nats: the entropy-bound strategy's default, about 5 tokens per pass on the shipped model
-DEFAULT_BLOCK_SIZE = 32  # the default semi-autoregressive block: the unit of the block KV cache
+def __getattr__(name: str) -> object:
+    """``STRATEGIES``, ``DIFFUSION_STRATEGIES``, ``STRATEGY_NAMES`` and ``SCHEDULES``, as the registry has them now
+    (``textdiff_core.strategies.base``): a strategy registered after this module was imported is in them too."""
+    if name in _VIEWS:
+        return _VIEWS[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def default_config(kind: str, strategy: str | None = None, length: int | None = None) -> DecodeConfig:
     """The settings a user meets when they give none (the CLI, Denoise and Compare all start here), for a
-    ``kind`` of model (MASKED or CAUSAL) and ``length`` new tokens, optionally with a hand-picked ``strategy``.
+    ``kind`` of model (MASKED or CAUSAL) and ``length`` new tokens, optionally with a hand-picked ``strategy``
+    (a causal model always decodes left to right).
 
-    Sampling (temperature 1, nucleus 0.9) for both kinds: greedy decoding loops. Diffusion: confidence decoding at
-    0.9 within a quarter of the length in forward passes (``default_pass_budget``), positions at least 3 apart, in
-    semi-autoregressive blocks of 32 with the dual KV cache. A hand-picked diffusion strategy keeps the sampling,
-    blocks and cache. Chosen on held-out seeds (``bench/decoding_defaults.py``; docs/experiments.md has the figures:
-    at 4 tokens per pass the entropy-bounded strategy wrote text 2-3x less likely under an independent reference).
+    Each strategy holds its defaults (``Strategy.default_settings``). Sampling (temperature 1, nucleus 0.9) for both
+    kinds: greedy decoding loops. Diffusion: confidence decoding at 0.9 within a quarter of the length in forward
+    passes (``default_pass_budget``), positions at least 3 apart, in semi-autoregressive blocks of 32 with the dual KV
+    cache. A hand-picked diffusion strategy keeps the sampling, blocks and cache. Chosen on held-out seeds
+    (``bench/decoding_defaults.py``; docs/experiments.md has the figures: at 4 tokens per pass the entropy-bounded
+    strategy wrote text 2-3x less likely under an independent reference).
     """
-    sampling = {"temperature": 1.0, "top_p": 0.9}
-    if kind != MASKED or strategy == "ar":
-        return DecodeConfig(strategy="ar", **sampling)
-    strategy = strategy or "confidence"
-    steps = default_pass_budget(length, DEFAULT_BLOCK_SIZE) if strategy == "confidence" and length else None
-    return DecodeConfig(strategy=strategy, steps=steps, entropy_bound=DEFAULT_ENTROPY_BOUND,
-                        block_size=DEFAULT_BLOCK_SIZE, cache="dual", spacing=DEFAULT_SPACING, **sampling)
+    name = strategy if kind == MASKED and strategy else DEFAULT_STRATEGY[MASKED if kind == MASKED else CAUSAL]
+    return DecodeConfig(**strategy_named(name).default_settings(length))
 
 
 def default_pass_budget(length: int, block_size: int | None = None) -> int | None:
-    """The default pass budget of confidence decoding for ``length`` new tokens: a quarter of them, at least one pass
-    per block of ``block_size`` (None: no new tokens, no budget)."""
-    if length <= 0:
-        return None
-    budget = math.ceil(length * DEFAULT_PASS_FRACTION)
-    return max(budget, math.ceil(length / block_size)) if block_size else budget
-
-
-@dataclass
-class DecodeConfig:
-    """Every decoding setting; recorded in the trace. Settings a strategy does not use are ignored by it."""
-
-    strategy: str = "confidence"  # one of STRATEGIES
-    steps: int | None = None  # schedule strategies: total steps (default: one per masked position); confidence:
-    # at most this many forward passes (commits beyond the threshold when needed to keep pace; a pass per token or
-    # more: exactly one token per pass, the threshold unused); entropy-bound: at
-    # least this many (commits at most its pace, so steps = length commits one token per pass)
-    schedule: str = "linear"  # schedule strategies: linear, cosine or exp
-    threshold: float = 0.9  # confidence strategy: commit positions whose confidence score is >= this, in (0, 1]
-    k: int = 4  # topk strategy: positions committed per step
-    entropy_bound: float = DEFAULT_ENTROPY_BOUND  # entropy-bound: commit while the entropies sum to <= this (nats)
-    confidence: str = "max-prob"  # max-prob, margin or entropy
-    temperature: float = 0.0  # 0: greedy; > 0: sample
-    top_k: int | None = None  # sample among the k most likely tokens (needs temperature > 0)
-    top_p: float | None = None  # sample from the nucleus of probability p (needs temperature > 0)
-    seed: int | None = 0  # seeds the torch.Generator; None: a fresh seed, recorded in the trace
-    block_size: int | None = None  # diffusion: decode masked positions in left-to-right blocks of this size
-    spacing: int = 1  # confidence (beyond the threshold) and topk: prefer positions at least this far apart in a pass
-    reuse: bool = True  # diffusion: reuse the last prediction when nothing changed since it was made
-    use_cache: bool = True  # left-to-right: KV cache
-    cfg_scale: float = 1.0  # diffusion: classifier-free guidance, 1 = off, 0 = unconditional, > 1 = stronger
-    cache: str = "none"  # diffusion: approximate block KV cache, "none", "prefix" or "dual" (see kv_cache)
-    cache_refresh: int | None = None  # diffusion with a cache: also refresh it every this many passes in a block
-    stop_at_end: bool | None = None  # end the text where the model writes end-of-text (None: where the model can)
-
-    def validate(self) -> None:
-        """Raise ``TextdiffError`` (one line) for any setting that cannot work."""
-        if self.strategy not in STRATEGIES:
-            raise TextdiffError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        if self.schedule not in SCHEDULES:
-            raise TextdiffError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if self.confidence not in CONFIDENCE_MEASURES:
-            raise TextdiffError(
-                f"unknown confidence {self.confidence!r}; choose one of {', '.join(CONFIDENCE_MEASURES)}"
-            )
-        if self.steps is not None and self.steps < 1:
-            raise TextdiffError(f"steps must be at least 1, got {self.steps}")
-        if not 0 < self.threshold <= 1:
-            raise TextdiffError(f"threshold must be in (0, 1], got {self.threshold}")
-        if not (self.entropy_bound >= 0 and math.isfinite(self.entropy_bound)):
-            raise TextdiffError(f"entropy bound must be >= 0 nats, got {self.entropy_bound}")
-        if self.k < 1:
-            raise TextdiffError(f"k must be at least 1, got {self.k}")
-        if self.temperature < 0 or not math.isfinite(self.temperature):
-            raise TextdiffError(f"temperature must be >= 0 (0 is greedy), got {self.temperature}")
-        if self.temperature == 0 and (self.top_k is not None or self.top_p is not None):
-            raise TextdiffError("temperature 0 is greedy decoding; top-k / top-p sampling needs a temperature > 0")
-        if self.top_k is not None and self.top_k < 1:
-            raise TextdiffError(f"top-k must be at least 1, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise TextdiffError(f"top-p must be in (0, 1], got {self.top_p}")
-        if self.spacing < 1:
-            raise TextdiffError(f"spacing must be at least 1, got {self.spacing}")
-        if self.block_size is not None and self.block_size < 1:
-            raise TextdiffError(f"block size must be at least 1, got {self.block_size}")
-        if self.cache not in CACHE_MODES:
-            raise TextdiffError(f"unknown cache {self.cache!r}; choose one of {', '.join(CACHE_MODES)}")
-        if self.cache_refresh is not None and self.cache_refresh < 1:
-            raise TextdiffError(f"cache refresh must be at least 1 pass, got {self.cache_refresh}")
-        if not (self.cfg_scale >= 0 and math.isfinite(self.cfg_scale)):
-            raise TextdiffError(f"guidance scale must be >= 0 (1 is off), got {self.cfg_scale}")
-
-
-@dataclass
-class Scores:
-    """The model's distribution at N positions and each position's confidence: all that choosing positions needs.
-    Tokens are drawn afterwards, only where positions are committed (``sample_rows``): sampling with top-p sorts
-    the whole vocabulary, which at 30k tokens costs as much as a forward pass when done at every open position."""
-
-    logits: torch.Tensor  # [N, vocab] float, banned tokens at -inf
-    probs: torch.Tensor  # [N, vocab] softmax of logits (temperature 1)
-    confidence: torch.Tensor  # [N] in the configured measure (see trace.confidence_score for its [0, 1] score)
-    entropy: torch.Tensor | None  # [N] entropy in nats (specials excluded), when asked for
-
-
-@dataclass
-class Draw:
-    """Tokens drawn at N positions, with the model's probability of each and each position's confidence."""
-
-    tokens: torch.Tensor  # [N] long
-    prob: torch.Tensor  # [N] probability of the drawn token under the model
-    confidence: torch.Tensor  # [N] in the configured measure (see trace.confidence_score for its [0, 1] score)
-    entropy: torch.Tensor  # [N] entropy (nats) of the model's distribution at each position (specials excluded)
+    """The pass budget the default strategy gives ``length`` new tokens in blocks of ``block_size``: a quarter of
+    them, at least one pass per block (None: no new tokens, no budget; ``Strategy.default_steps``)."""
+    return strategy_named(DEFAULT_STRATEGY[MASKED]).default_steps(length, block_size)
 
 
 def score_positions(logits: torch.Tensor, config: DecodeConfig, banned: torch.Tensor | None = None,
@@ -289,23 +186,6 @@ def measure_confidence(probs: torch.Tensor, measure: str) -> torch.Tensor:
     if measure == "entropy":
         return -torch.special.entr(probs).sum(-1)
     raise TextdiffError(f"unknown confidence {measure!r}; choose one of {', '.join(CONFIDENCE_MEASURES)}")
-
-
-def schedule_counts(n: int, steps: int, schedule: str = "linear") -> list[int]:
-    """How many of ``n`` positions to commit at each of ``steps`` steps (sums to n; zeros when steps > n)."""
-    if schedule == "linear":
-        def done(f: float) -> float:
-            return f
-    elif schedule == "cosine":
-        def done(f: float) -> float:
-            return 1 - math.cos(math.pi / 2 * f)
-    elif schedule == "exp":
-        def done(f: float) -> float:
-            return (1 - math.exp(-EXP_RATE * f)) / (1 - math.exp(-EXP_RATE))
-    else:
-        raise TextdiffError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
-    cumulative = [0] + [min(n, math.floor(n * done(s / steps) + 0.5)) for s in range(1, steps)] + [n]
-    return [b - a for a, b in zip(cumulative, cumulative[1:], strict=False)]
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -443,8 +323,8 @@ def diffusion_decode(
 ) -> Trace:
     """Fill ``length`` masked positions after ``prompt`` (and every mask token inside it) with a masked model.
 
-    ``label`` puts that class's prompt first (class-conditional checkpoints). See the module docstring for the
-    strategies; the trace has one frame per step.
+    ``label`` puts that class's prompt first (class-conditional checkpoints). See the module docstring and the
+    strategies (``textdiff_core.strategies``); the trace has one frame per step.
     """
     return diffusion_decode_batch(lm, prompt, length, config, label, 1)[0]
 
@@ -462,104 +342,157 @@ def diffusion_decode_batch(
     sample; each counts the passes it took part in.
     """
     config = config or DecodeConfig()
-    if config.strategy not in DIFFUSION_STRATEGIES:
-        raise TextdiffError(f"diffusion decoding needs a diffusion strategy ({', '.join(DIFFUSION_STRATEGIES)}), "
+    strategy = _diffusion_strategy(lm, config)
+    if samples < 1:
+        raise TextdiffError(f"the number of samples must be at least 1, got {samples}")
+    layout = _Layout.of(lm, prompt, length, label, config)
+    n_positions, n_blocks = len(layout.todo), len(layout.blocks)
+    strategy.check(config, n_positions, n_blocks)
+    batch = _DiffusionBatch(lm, config, strategy, layout, samples)
+    block_steps = _split(strategy.steps(config, n_positions) or n_positions, n_blocks)
+    for block, n_steps in zip(layout.blocks, block_steps, strict=True):
+        batch.decode_block(block, n_steps)
+    return batch.traces(prompt, label, length)
+
+
+def _diffusion_strategy(lm: LoadedModel, config: DecodeConfig) -> Strategy:
+    """The config's strategy, once it is a diffusion strategy and the model a masked one."""
+    if config.strategy not in strategy_names(MASKED):
+        raise TextdiffError(f"diffusion decoding needs a diffusion strategy ({', '.join(strategy_names(MASKED))}), "
                             f"got {config.strategy!r}")
     if lm.kind != MASKED:
         raise TextdiffError(f"{lm.name!r} is a left-to-right model; strategy {config.strategy!r} needs a diffusion "
                             "model (use strategy 'ar' for this one)")
-    if samples < 1:
-        raise TextdiffError(f"the number of samples must be at least 1, got {samples}")
-    class_ids, user_ids, head = _prepare(lm, prompt, length, label, config)
-    mask_id = lm.tokenizer.mask_token_id
-    body = class_ids + user_ids + [mask_id] * length
-    decoded = [i >= len(class_ids) and t == mask_id for i, t in enumerate(body)]
-    todo = [i for i, d in enumerate(decoded) if d]
-    if not todo:
-        raise TextdiffError(f"nothing to generate: give a length > 0 or put {lm.tokenizer.mask_token} in the text")
-    _, end, _ = special_ids(lm.tokenizer)
-    tail = [end] if end is not None else []
-    _check_window(lm, len(head) + len(body) + len(tail))
-    blocks = [todo[i : i + config.block_size] for i in range(0, len(todo), config.block_size)] if config.block_size \
-        else [todo]
-    schedule = config.strategy.startswith("schedule")
-    steps = config.steps or len(todo)
-    if (schedule or config.strategy in ("confidence", "entropy-bound") and config.steps) and steps < len(blocks):
-        raise TextdiffError(f"{steps} steps cannot decode {len(blocks)} blocks; give at least one step per block")
-    block_steps = _split(steps, len(blocks))
-    # a confidence budget of a pass per token or more: exactly one token per pass (the slowest, exact decoding)
-    one_per_pass = config.strategy == "confidence" and bool(config.steps) and config.steps >= len(todo)
+    return strategy_named(config.strategy)
 
-    first_seed = _generator(config, lm.device)[1]
-    seeds = [first_seed + r for r in range(samples)]
-    generators = [torch.Generator(device=lm.device).manual_seed(seed) for seed in seeds]
-    ends = end_ids(lm, config)
-    banned = _banned(lm, ends)
-    offset = len(head)
-    ids = torch.tensor([head + body + tail] * samples, device=lm.device)
-    recs = [_Recorder(lm, body, [t == mask_id for t in body], mask_id if mask_id is not None else -1)
-            for _ in range(samples)]
-    guide = _guidance_positions(config, offset, class_ids, user_ids, mask_id)
-    copies = 1 if guide is None else 2
-    kv = BlockCache(lm, samples * copies) if config.cache != "none" and cache_supported(lm) else None
-    cached: list[tuple[tuple[int, ...], torch.Tensor] | None] = [None] * samples  # (open positions, logits)
-    for block, n_steps in zip(blocks, block_steps, strict=True):
-        counts = schedule_counts(len(block), n_steps, config.schedule) if schedule else None
-        step = [0] * samples
-        since_refresh: list[int | None] = [None] * samples  # passes since the cache was filled (None: fill it now)
-        queries = [p + offset for p in block] if config.cache == "dual" else \
-            list(range(block[0] + offset, ids.shape[1]))  # prefix cache: the block and all after it run
+
+@dataclass
+class _Layout:
+    """A diffusion run's sequence, [head] class prompt, user text and masks [tail], and what is decoded in it: the
+    masked positions of ``body`` (``todo``), in left-to-right ``blocks``."""
+
+    class_ids: list[int]
+    user_ids: list[int]
+    head: list[int]  # [start], before the body
+    body: list[int]  # class prompt, user text, masks: the positions a trace shows
+    tail: list[int]  # [end], after the body
+    decoded: list[bool]  # per body position: decoded by the model (a mask of the user's text or a new one)
+    todo: list[int]  # the decoded positions
+    blocks: list[list[int]]  # ``todo`` in blocks of ``config.block_size`` (one block without)
+
+    @classmethod
+    def of(cls, lm: LoadedModel, prompt: str, length: int, label: str | None, config: DecodeConfig) -> _Layout:
+        class_ids, user_ids, head = _prepare(lm, prompt, length, label, config)
+        mask_id = lm.tokenizer.mask_token_id
+        body = class_ids + user_ids + [mask_id] * length
+        decoded = [i >= len(class_ids) and t == mask_id for i, t in enumerate(body)]
+        todo = [i for i, d in enumerate(decoded) if d]
+        if not todo:
+            raise TextdiffError(f"nothing to generate: give a length > 0 or put {lm.tokenizer.mask_token} in the text")
+        _, end, _ = special_ids(lm.tokenizer)
+        tail = [end] if end is not None else []
+        _check_window(lm, len(head) + len(body) + len(tail))
+        size = config.block_size or len(todo)
+        blocks = [todo[i : i + size] for i in range(0, len(todo), size)]
+        return cls(class_ids, user_ids, head, body, tail, decoded, todo, blocks)
+
+
+class _DiffusionBatch:
+    """The state of ``samples`` sequences decoded together: their ids, recorders, generators, last predictions and
+    the block KV cache; ``decode_block`` decodes one block of all of them."""
+
+    def __init__(self, lm: LoadedModel, config: DecodeConfig, strategy: Strategy, layout: _Layout,
+                 samples: int) -> None:
+        self.lm, self.config, self.strategy, self.layout, self.samples = lm, config, strategy, layout, samples
+        first_seed = _generator(config, lm.device)[1]
+        self.seeds = [first_seed + r for r in range(samples)]
+        self.generators = [torch.Generator(device=lm.device).manual_seed(seed) for seed in self.seeds]
+        self.ends = end_ids(lm, config)
+        self.banned = _banned(lm, self.ends)
+        self.offset = len(layout.head)
+        self.ids = torch.tensor([layout.head + layout.body + layout.tail] * samples, device=lm.device)
+        mask_id = lm.tokenizer.mask_token_id
+        self.recs = [_Recorder(lm, layout.body, [t == mask_id for t in layout.body],
+                               mask_id if mask_id is not None else -1) for _ in range(samples)]
+        self.guide = _guidance_positions(config, self.offset, layout.class_ids, layout.user_ids, mask_id)
+        self.copies = 1 if self.guide is None else 2
+        self.kv = BlockCache(lm, samples * self.copies) if config.cache != "none" and cache_supported(lm) else None
+        self.cached: list[tuple[tuple[int, ...], torch.Tensor] | None] = [None] * samples  # (open positions, logits)
+        self.beyond_pace = strategy.beyond_pace(config, len(layout.todo))
+
+    def decode_block(self, block: list[int], n_steps: int) -> None:
+        """Step until every sample has committed the whole block, or the strategy has no step left for it."""
+        step = [0] * self.samples
+        since_refresh: list[int | None] = [None] * self.samples  # passes since the cache was filled (None: fill it)
+        queries = [p + self.offset for p in block] if self.config.cache == "dual" else \
+            list(range(block[0] + self.offset, self.ids.shape[1]))  # prefix cache: the block and all after it run
         while True:
-            open_ = {r: [p for p in block if recs[r].masked[p]] for r in range(samples)}
-            active = [r for r in range(samples) if open_[r] and not (counts is not None and step[r] >= len(counts))]
+            open_ = {r: [p for p in block if self.recs[r].masked[p]] for r in range(self.samples)}
+            counts = {r: self.strategy.count(self.config, step=step[r], steps=n_steps, size=len(block),
+                                             left=len(open_[r])) for r in range(self.samples) if open_[r]}
+            active = [r for r, count in counts.items() if count is not None]
             if not active:
                 break
-            reused = {r for r in active if config.reuse and cached[r] is not None and cached[r][0] == tuple(open_[r])}
-            full = [r for r in active if r not in reused and (kv is None or since_refresh[r] is None or (
-                config.cache_refresh and since_refresh[r] >= config.cache_refresh))]
-            partial = [r for r in active if r not in reused and r not in full]
-            for rows, is_partial in ((full, False), (partial, True)):
-                if rows:
-                    for r, logits in zip(rows, _batch_logits(lm, kv, ids, rows, open_, offset, guide, config,
-                                                             queries if is_partial else None, samples), strict=True):
-                        cached[r] = (tuple(open_[r]), logits)
-                        recs[r].passes += copies
-                        recs[r].processed += copies * (len(queries) if is_partial else ids.shape[1])
-                        if kv is not None:
-                            since_refresh[r] = 1 if not is_partial else since_refresh[r] + 1
+            reused, partial = self._predict(active, open_, queries, since_refresh)
             for r in active:
-                logits = cached[r][1]
-                scores = score_positions(logits, config, banned, entropy=config.strategy == "entropy-bound")
-                if counts is not None:
-                    count = counts[step[r]]
-                elif config.strategy in ("confidence", "entropy-bound") and config.steps:  # the pace of the budget
-                    count = math.ceil(len(open_[r]) / max(1, n_steps - step[r]))
-                else:
-                    count = 1
-                chosen = _choose(config, scores, count, generators[r], open_[r], beyond_pace=not one_per_pass)
                 step[r] += 1
-                tokens, probs = sample_rows(scores, chosen, config, generators[r])
-                rec = recs[r]
-                for j, token, prob in zip(chosen, tokens.tolist(), probs.tolist(), strict=True):
-                    rec.commit(open_[r][j], token, float(scores.confidence[j]), prob)
-                    ids[r, open_[r][j] + offset] = token
-                ended = [open_[r][j] for j, token in zip(chosen, tokens.tolist(), strict=True) if token in ends]
-                if ended:  # the text ends here: what follows is end-of-text too, and is not decoded
-                    end_token = rec.ids[min(ended)]
-                    for q in todo:
-                        if q > min(ended) and rec.masked[q]:
-                            rec.close(q, end_token)
-                            ids[r, q + offset] = end_token
-                rec.frame([open_[r][j] for j in chosen], r in reused, r in partial)
-    n_prompt = len(class_ids) + len(user_ids)
-    traces = []
-    for rec, seed in zip(recs, seeds, strict=True):
-        trace = _new_trace(lm, config, prompt, label, seed, rec, len(class_ids), n_prompt, decoded, length, ends)
-        if config.cache != "none" and kv is None:
-            trace.settings["cache_fallback"] = (f"{type(lm.model).__name__} cannot take a block KV cache here; "
-                                                "every pass ran the whole sequence")
-        traces.append(trace)
-    return traces
+                self._commit(r, open_[r], counts[r], r in reused, r in partial)
+
+    def _predict(self, active: list[int], open_: dict[int, list[int]], queries: list[int],
+                 since_refresh: list[int | None]) -> tuple[set[int], list[int]]:
+        """Make sure each active sample has a prediction at its open positions: reused when nothing changed, else
+        from a full pass (filling the cache) or a cached partial one. Returns (reused, partial) samples."""
+        config, kv = self.config, self.kv
+        reused = {r for r in active if config.reuse and self.cached[r] is not None
+                  and self.cached[r][0] == tuple(open_[r])}
+        full = [r for r in active if r not in reused and (kv is None or since_refresh[r] is None or (
+            config.cache_refresh and since_refresh[r] >= config.cache_refresh))]
+        partial = [r for r in active if r not in reused and r not in full]
+        for rows, is_partial in ((full, False), (partial, True)):
+            if not rows:
+                continue
+            logits = _batch_logits(self.lm, kv, self.ids, rows, open_, self.offset, self.guide, config,
+                                   queries if is_partial else None, self.samples)
+            for r, row_logits in zip(rows, logits, strict=True):
+                self.cached[r] = (tuple(open_[r]), row_logits)
+                self.recs[r].passes += self.copies
+                self.recs[r].processed += self.copies * (len(queries) if is_partial else self.ids.shape[1])
+                if kv is not None:
+                    since_refresh[r] = 1 if not is_partial else since_refresh[r] + 1
+        return reused, partial
+
+    def _commit(self, r: int, positions: list[int], count: int, reused: bool, cached: bool) -> None:
+        """Sample ``r``'s step: the strategy chooses among its open ``positions``, tokens are drawn there; where one
+        is end-of-text, the text ends (what follows is end-of-text too, and is not decoded)."""
+        config, rec = self.config, self.recs[r]
+        scores = score_positions(self.cached[r][1], config, self.banned, entropy=self.strategy.uses_entropy)
+        chosen = self.strategy.choose(config, scores, count, self.generators[r], positions, self.beyond_pace)
+        tokens, probs = sample_rows(scores, chosen, config, self.generators[r])
+        for j, token, prob in zip(chosen, tokens.tolist(), probs.tolist(), strict=True):
+            rec.commit(positions[j], token, float(scores.confidence[j]), prob)
+            self.ids[r, positions[j] + self.offset] = token
+        ended = [positions[j] for j, token in zip(chosen, tokens.tolist(), strict=True) if token in self.ends]
+        if ended:
+            end_token = rec.ids[min(ended)]
+            for q in self.layout.todo:
+                if q > min(ended) and rec.masked[q]:
+                    rec.close(q, end_token)
+                    self.ids[r, q + self.offset] = end_token
+        rec.frame([positions[j] for j in chosen], reused, cached)
+
+    def traces(self, prompt: str, label: str | None, length: int) -> list[Trace]:
+        """One trace per sample, as decoded so far."""
+        layout, config = self.layout, self.config
+        n_prompt = len(layout.class_ids) + len(layout.user_ids)
+        traces = []
+        for rec, seed in zip(self.recs, self.seeds, strict=True):
+            trace = _new_trace(self.lm, config, prompt, label, seed, rec, len(layout.class_ids), n_prompt,
+                               layout.decoded, length, self.ends)
+            if config.cache != "none" and self.kv is None:
+                trace.settings["cache_fallback"] = (f"{type(self.lm.model).__name__} cannot take a block KV cache "
+                                                    "here; every pass ran the whole sequence")
+            traces.append(trace)
+        return traces
 
 
 def _batch_logits(lm: LoadedModel, kv: BlockCache | None, ids: torch.Tensor, rows: list[int],
@@ -618,47 +551,11 @@ def guided_logits(lm: LoadedModel, ids: torch.Tensor, attention: torch.Tensor, w
     return _guided(full_pass, ids, where, guide, scale, lm.tokenizer.mask_token_id)
 
 
-def _choose(config: DecodeConfig, draw: Scores | Draw, count: int, generator: torch.Generator,
+def _choose(config: DecodeConfig, scores: Scores | Draw, count: int, generator: torch.Generator | None,
             positions: list[int], beyond_pace: bool = True) -> list[int]:
-    """Indices (into the open positions) to commit this step. ``beyond_pace`` False: the confidence strategy commits
-    exactly ``count``, none more for clearing the threshold."""
-    n = draw.confidence.shape[0]
-    if config.strategy == "schedule-random":
-        return sorted(torch.randperm(n, generator=generator, device=draw.confidence.device)[:count].tolist())
-    if config.strategy == "entropy-bound":
-        order = draw.entropy.argsort().tolist()  # the most certain first
-        total = draw.entropy[order].cumsum(0)
-        within = max(1, int((total <= config.entropy_bound).sum()))
-        return sorted(order[: min(within, count) if config.steps else within])
-    if config.strategy == "confidence":
-        scores = [confidence_score(float(c), config.confidence) for c in draw.confidence]
-        sure = [j for j, s in enumerate(scores) if s >= config.threshold] if beyond_pace else []
-        if len(sure) >= count:
-            return sure
-        return _spread(sorted(range(n), key=scores.__getitem__, reverse=True), count, positions, config.spacing, sure)
-    count = min(config.k, n) if config.strategy == "topk" else count
-    if not count:
-        return []
-    order = draw.confidence.argsort(descending=True).tolist()
-    if config.strategy == "topk":
-        return _spread(order, count, positions, config.spacing, [])
-    return sorted(order[:count])
-
-
-def _spread(order: list[int], count: int, positions: list[int], spacing: int, chosen: list[int]) -> list[int]:
-    """Add to ``chosen`` the first of ``order`` (most confident first) that lie at least ``spacing`` positions from
-    every one chosen so far, until ``count``; then the next most confident regardless. Neighbours depend on each
-    other most, so committing far-apart positions in one pass keeps parallel decoding closer to sequential."""
-    chosen = list(chosen)
-    for relax in (False, True):
-        for j in order:
-            if len(chosen) >= count:
-                return sorted(chosen)
-            if j in chosen:
-                continue
-            if relax or all(abs(positions[j] - positions[c]) >= spacing for c in chosen):
-                chosen.append(j)
-    return sorted(chosen)
+    """Indices (into the open positions) to commit this step, as the config's strategy chooses them
+    (``Strategy.choose``; the decoder asks its strategy directly). ``beyond_pace`` False: exactly ``count``."""
+    return strategy_named(config.strategy).choose(config, scores, count, generator, positions, beyond_pace)
 
 
 @torch.no_grad()
@@ -753,11 +650,12 @@ def generate(
     label: str | None = None,
     **settings: object,
 ) -> Trace:
-    """Decode with ``config`` (or a default one) updated by ``settings``: strategy 'ar' runs ``ar_decode``, the
-    others ``diffusion_decode``. Example: ``generate(lm, "The movie was", 16, strategy="topk", k=2)``."""
+    """Decode with ``config`` (or a default one) updated by ``settings``: a left-to-right strategy (ar) runs
+    ``ar_decode``, the others ``diffusion_decode``. Example: ``generate(lm, "The movie was", 16, strategy="topk",
+    k=2)``."""
     config = replace(config or DecodeConfig(), **settings)
     config.validate()
-    decode = ar_decode if config.strategy == "ar" else diffusion_decode
+    decode = ar_decode if strategy_named(config.strategy).kind == CAUSAL else diffusion_decode
     return decode(lm, prompt, length, config, label)
 
 
@@ -774,7 +672,7 @@ def generate_samples(
     makes fast. Each trace is what ``generate`` gives for its seed alone, up to floating-point batching."""
     config = replace(config or DecodeConfig(), **settings)
     config.validate()
-    decode = ar_decode_batch if config.strategy == "ar" else diffusion_decode_batch
+    decode = ar_decode_batch if strategy_named(config.strategy).kind == CAUSAL else diffusion_decode_batch
     return decode(lm, prompt, length, config, label, samples)
 
 

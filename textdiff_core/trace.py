@@ -66,7 +66,7 @@ class Frame:
 class Trace:
     """Metadata of a decoding run and its frames; ``final_text`` is the user's text with the generation in place."""
 
-    strategy: str  # confidence, topk, schedule-random, schedule-confidence or ar
+    strategy: str  # the name of a registered strategy (textdiff_core.strategies), e.g. confidence or ar
     settings: dict  # every decoding setting (the run's DecodeConfig as a dict)
     model: str  # the model's name or path
     prompt: str  # the user's text as given (may contain masks to infill)

@@ -10,13 +10,19 @@ from dataclasses import replace
 from pathlib import Path
 
 from textdiff_core.checkpoint import CheckpointMeta
-from textdiff_core.decoding import default_config, default_pass_budget, fill_mask, generate_samples
+from textdiff_core.decoding import default_config, fill_mask, generate_samples
 from textdiff_core.denoisers import chat_prompt
 from textdiff_core.errors import TextdiffError
 from textdiff_core.experiments.synthesize import SynthConfig, synthesize
+from textdiff_core.kv_cache import CACHE_MODES
 from textdiff_core.models import CAUSAL, KIND_NAMES, MASKED, kind_of, load_model
 from textdiff_core.paths import write_file
 from textdiff_core.settings import check_writable
+from textdiff_core.strategies.base import SCHEDULES, SETTINGS, Strategy, strategies, strategy_named, strategy_names
+from textdiff_core.trace import CONFIDENCE_MEASURES
+
+DEFAULT_CHECKPOINTS = {MASKED: "minilm", CAUSAL: "minilm-ar"}  # what --checkpoint is, for a strategy of each kind
+STOP_AT_END = {"auto": None, "on": True, "off": False}  # --stop-at-end -> DecodeConfig.stop_at_end
 
 
 def add_fill_mask(commands) -> None:
@@ -30,62 +36,79 @@ def add_fill_mask(commands) -> None:
     f.add_argument("--top-k", type=int, default=5, help="predictions per mask")
 
 
+def _strategy_help() -> str:
+    """``--strategy``'s help: every registered strategy, the flags it reads and what it does."""
+    def reads(strategy: Strategy) -> str:
+        return f" [{' '.join(_flag(name) for name in strategy.reads)}]" if strategy.reads else ""
+
+    listed = "; ".join(f"{s.name}{reads(s)}: {s.description}" for s in strategies())
+    return (f"{listed} (default: {default_config(MASKED).strategy} for a diffusion model, "
+            f"{default_config(CAUSAL).strategy} for a left-to-right one)")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+CLI_NOTES = {  # what a decoding flag means here, beyond its DecodeConfig field's help
+    "steps": "0: none, for {optional} (their own pace)",
+    "block_size": "0: the whole length at once",
+    "stop_at_end": "auto (the default) is None",
+}
+DEFAULT_NOTES = {"top_p": "unless --top-k or --temperature 0 is given"}  # when the default gives way
+
+
+def _setting_help(name: str) -> str:
+    """A decoding flag's help, from the DecodeConfig field ``name``: its help (the field's metadata), what it means
+    to each strategy that has a note of its own on it, this command's note, which strategies read it and its default
+    (``default_config``'s for a diffusion model)."""
+    readers = [s for s in strategies() if name in s.reads]
+    by_note: dict[str, list[str]] = {}
+    for s in readers:
+        if name in s.notes:
+            by_note.setdefault(s.notes[name], []).append(s.name)
+    parts = [SETTINGS[name].metadata["help"], *(f"{', '.join(names)}: {note}" for note, names in by_note.items())]
+    if name in CLI_NOTES:
+        parts.append(CLI_NOTES[name].format(optional=", ".join(s.name for s in readers if s.optional_steps)))
+    tail = [f"read by {', '.join(s.name for s in readers)}"] if readers else []
+    default = getattr(default_config(MASKED), name)
+    if default is not None:
+        tail.append(", ".join([f"default: {default}", *([DEFAULT_NOTES[name]] if name in DEFAULT_NOTES else [])]))
+    return ("; ".join(parts) + (f" ({'; '.join(tail)})" if tail else "")).replace("%", "%%")
+
+
 def add_generate(commands) -> None:
-    """``generate``: diffusion decoding or left to right, every decoding setting a flag."""
+    """``generate``: diffusion decoding or left to right, every decoding setting a flag (its help from DecodeConfig
+    and the strategies that read it)."""
     g = commands.add_parser("generate", help="generate text: diffusion decoding or left to right, as the model is")
     g.add_argument("--checkpoint", default=None,
-                   help="trained directory, offline name or hub id (default: minilm, or minilm-ar for --strategy ar)")
+                   help="trained directory, offline name or hub id (default: minilm, or minilm-ar for a left-to-right "
+                        "strategy)")
     g.add_argument("--prompt", default="", help="never-masked text to continue; [MASK] inside it is filled too")
     g.add_argument("--length", type=int, default=32, help="new tokens after the prompt (0: only fill its masks)")
-    g.add_argument("--strategy", default=None,
-                   choices=["confidence", "topk", "schedule-random", "schedule-confidence", "entropy-bound", "ar"],
-                   help="confidence: commit every position above --threshold; topk: --k per step; schedule-*: "
-                        "--steps by --schedule, positions chosen at random or by confidence; entropy-bound: the most "
-                        "certain positions while their entropies sum to --entropy-bound; ar: left to right "
-                        "(default: confidence for a diffusion model, ar for a left-to-right one)")
-    g.add_argument("--steps", type=int, default=None,
-                   help="schedule strategies: steps (default: one per token); confidence: at most this many forward "
-                        "passes (default: a quarter of --length, rounded up; 0: no limit, the threshold alone); "
-                        "entropy-bound: at least this many (--steps LENGTH commits one token per pass)")
-    g.add_argument("--schedule", choices=["linear", "cosine", "exp"], default=None,
-                   help="schedule strategies: how many positions each step commits")
-    g.add_argument("--threshold", type=float, default=None,
-                   help="confidence strategy: commit at or above, in (0, 1] (default 0.9)")
-    g.add_argument("--k", type=int, default=None, help="topk strategy: positions committed per step (default 4)")
-    g.add_argument("--entropy-bound", type=float, default=None,
-                   help="entropy-bound strategy: commit positions while their entropies sum to at most this many "
-                        "nats (default 32)")
-    g.add_argument("--confidence", choices=["max-prob", "margin", "entropy"], default=None,
-                   help="confidence measure (entropy is compared as exp(-entropy))")
-    g.add_argument("--temperature", type=float, default=None,
-                   help="0: greedy; > 0: sample (default 1.0)")
-    g.add_argument("--top-k", type=int, default=None, help="sample among the K most likely tokens")
-    g.add_argument("--top-p", type=float, default=None,
-                   help="sample from the nucleus of probability P (default 0.9, unless --top-k or --temperature 0 "
-                        "is given)")
-    g.add_argument("--seed", type=int, default=0, help="seed of sampling and random positions")
-    g.add_argument("--block-size", type=int, default=None,
-                   help="diffusion: decode in left-to-right blocks of B (default 32; 0: the whole length at once)")
-    g.add_argument("--spacing", type=int, default=None,
-                   help="topk / confidence beyond the threshold: prefer positions at least this far apart in a pass "
-                        "(default: 3; 1: no preference)")
+    g.add_argument("--strategy", default=None, choices=strategy_names(), help=_strategy_help())
+    g.add_argument("--steps", type=int, default=None, help=_setting_help("steps"))
+    g.add_argument("--schedule", choices=SCHEDULES, default=None, help=_setting_help("schedule"))
+    g.add_argument("--threshold", type=float, default=None, help=_setting_help("threshold"))
+    g.add_argument("--k", type=int, default=None, help=_setting_help("k"))
+    g.add_argument("--entropy-bound", type=float, default=None, help=_setting_help("entropy_bound"))
+    g.add_argument("--confidence", choices=CONFIDENCE_MEASURES, default=None, help=_setting_help("confidence"))
+    g.add_argument("--temperature", type=float, default=None, help=_setting_help("temperature"))
+    g.add_argument("--top-k", type=int, default=None, help=_setting_help("top_k"))
+    g.add_argument("--top-p", type=float, default=None, help=_setting_help("top_p"))
+    g.add_argument("--seed", type=int, default=0, help=_setting_help("seed"))
+    g.add_argument("--block-size", type=int, default=None, help=_setting_help("block_size"))
+    g.add_argument("--spacing", type=int, default=None, help=_setting_help("spacing"))
     g.add_argument("--label", default=None, help="class-conditional checkpoints: put this class's prompt first")
     g.add_argument("--num-samples", type=int, default=1,
                    help="decode N samples (seeds SEED, SEED+1, ...) as one batch; --json records all of them")
-    g.add_argument("--cache", choices=["none", "prefix", "dual"], default=None,
-                   help="diffusion: approximate block KV cache; prefix: cache what precedes the block, dual: also "
-                        "the masked suffix (default dual; BERT-like models, others fall back to full passes)")
-    g.add_argument("--cache-refresh", type=int, default=None,
-                   help="diffusion with --cache: also refresh the cache every N passes inside a block")
-    g.add_argument("--stop-at-end", choices=["auto", "on", "off"], default="auto",
-                   help="end the text where the model writes its end-of-text token (auto: for models that learned "
-                        "to, i.e. published diffusion LMs and general LMs, not textdiff's own)")
+    g.add_argument("--cache", choices=CACHE_MODES, default=None, help=_setting_help("cache"))
+    g.add_argument("--cache-refresh", type=int, default=None, help=_setting_help("cache_refresh"))
+    g.add_argument("--stop-at-end", choices=list(STOP_AT_END), default="auto", help=_setting_help("stop_at_end"))
     g.add_argument("--no-cache", action="store_true",
                    help="no cache of any kind: ar recomputes the whole prefix every step; diffusion runs the whole "
                         "sequence every pass and recomputes unchanged predictions")
-    g.add_argument("--cfg-scale", type=float, default=1.0,
-                   help="diffusion: classifier-free guidance on the --label (else the prompt): logits = uncond + "
-                        "S * (cond - uncond); 1 = off, 0 = unconditional, > 1 = stronger")
+    g.add_argument("--cfg-scale", type=float, default=1.0, help=_setting_help("cfg_scale"))
     g.add_argument("--chat", choices=["auto", "on", "off"], default="auto",
                    help="wrap the prompt in the model's chat template (auto: for published models that have one)")
     g.add_argument("--json", default=None, help="write the trace (every frame) as JSON")
@@ -146,11 +169,12 @@ def _decode_config(args: argparse.Namespace, kind: str):
         config.cache, config.reuse, config.use_cache = "none", False, False
     elif args.cache is not None:
         config.cache = args.cache
-    config.stop_at_end = {"auto": None, "on": True, "off": False}[args.stop_at_end]
-    if args.steps is not None:  # 0 lifts the budget of the strategies that have one
-        config.steps = None if args.steps == 0 and config.strategy in ("confidence", "entropy-bound") else args.steps
-    elif config.strategy == "confidence":  # no flag: the default pass budget, at least one pass per block
-        config.steps = default_pass_budget(args.length, config.block_size)
+    config.stop_at_end = STOP_AT_END[args.stop_at_end]
+    strategy = strategy_named(config.strategy)
+    if args.steps is not None:  # 0 lifts the steps of the strategies that can go without
+        config.steps = None if args.steps == 0 and strategy.optional_steps else args.steps
+    elif strategy.budget:  # no flag: the strategy's default pass budget, for these blocks
+        config.steps = strategy.default_steps(args.length, config.block_size)
     config.validate()
     return config
 
@@ -163,19 +187,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for flag, path in (("--json", args.json), ("--gif", args.gif), ("--html", args.html)):
         if path:
             check_writable(path, flag)
-    checkpoint, label = args.checkpoint or ("minilm-ar" if args.strategy == "ar" else "minilm"), args.label
+    picked = strategy_named(args.strategy) if args.strategy is not None else None
+    checkpoint, label = args.checkpoint or DEFAULT_CHECKPOINTS[picked.kind if picked else MASKED], args.label
     class_dirs = CheckpointMeta.read(checkpoint).class_dirs if Path(checkpoint).is_dir() else None
     if class_dirs:  # one model per class: the label picks the model, which has no class prompt
         if label not in class_dirs:
             raise TextdiffError(f"{checkpoint} holds one model per class; give --label, one of {', '.join(class_dirs)}")
         checkpoint, label = str(Path(checkpoint) / class_dirs[label]), None
     known = kind_of(checkpoint)
-    if args.strategy is None:  # the model says what it is
+    if picked is None:  # the model says what it is
         needed = known or MASKED
     else:
-        needed = CAUSAL if args.strategy == "ar" else MASKED
+        needed = picked.kind
         if known is not None and known != needed:
-            hint = "use --strategy ar" if known == CAUSAL else "choose a diffusion strategy"
+            hint = (f"use --strategy {' or '.join(strategy_names(CAUSAL))}" if known == CAUSAL else
+                    "choose a diffusion strategy")
             raise TextdiffError(f"strategy {args.strategy!r} needs a {KIND_NAMES[needed]} model; {checkpoint!r} is a "
                                 f"{KIND_NAMES[known]} one ({hint})")
     config = _decode_config(args, needed)

@@ -36,7 +36,8 @@ import torch
 from textdiff_core.decoding import DIFFUSION_STRATEGIES, DecodeConfig, default_config, generate, generate_samples
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import distinct_n, generative_perplexity, word_entropy
-from textdiff_core.models import CAUSAL, MASKED, LoadedModel, device_name, load_model
+from textdiff_core.models import LoadedModel, device_name, load_model
+from textdiff_core.settings import CAUSAL, MASKED
 from textdiff_core.tokens import tokenize_texts
 from textdiff_core.trace import Trace
 
