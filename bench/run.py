@@ -36,11 +36,11 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import decoding as decoding_bench
 from textdiff_core import checkpoint
 from textdiff_core.classify import load_classifier, score_matrix
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
+from textdiff_core.experiments import decoding_bench
 from textdiff_core.likelihood import draw_noise, masked_token_nll, text_windows
 from textdiff_core.models import device_name, load_model, pick_device
 from textdiff_core.paths import relative_to_root
