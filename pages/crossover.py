@@ -10,8 +10,9 @@ import streamlit as st
 
 from pages._shared import ROOT, sidebar
 from textdiff_core.errors import TextdiffError
-from textdiff_core.experiments.crossover import PUBLISHED_EXPONENT, points_to_go, read_results
-from textdiff_core.experiments.render import crossover_answer
+from textdiff_core.experiments.crossover import PUBLISHED_EXPONENT
+from textdiff_core.experiments.grid import read_results
+from textdiff_core.experiments.render import crossover_answer, points_to_go
 
 sidebar()
 st.title("When does diffusion win?")

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from tests.test_crossover import TINY, _with
-from textdiff_core.experiments.augment import choose, lines, synthetic_rows
+from textdiff_core.experiments.augment import choose, synthetic_rows
+from textdiff_core.experiments.render import augment_lines
 from textdiff_core.experiments.synthesize import COLUMNS
 from train_cli import main
 
@@ -89,10 +90,10 @@ def test_a_tiny_experiment_compares_each_arm_with_real_only_on_the_same_test_rev
         ("negative", "dreadful 0,"), ("negative", "dreadful 1,"), ("positive", "wonderful 0,"),
         ("positive", "wonderful 1,")], "the first two of each class, in seed order"
     assert [r["reason"] for r in seen["dropped_samples"]] == ["judge: P(positive) = 0.2 < 0.9"] * 2
-    assert sum(line.startswith("- *") for line in lines(result)) == 6
+    assert sum(line.startswith("- *") for line in augment_lines(result)) == 6
     assert seen["kept_by_class"] == {"negative": 20, "positive": 20}
-    assert any("kept 40 (20 negative, 20 positive)" in line for line in lines(result))
-    table = [line for line in lines(result) if line.startswith("| 12 |")]
+    assert any("kept 40 (20 negative, 20 positive)" in line for line in augment_lines(result))
+    table = [line for line in augment_lines(result) if line.startswith("| 12 |")]
     assert len(table) == 4 and all("not yet" not in line for line in table)
     assert sum("p=" in line for line in table) == 2, "each synthetic arm's twin against real only"
     before = (tmp_path / "exp" / "augment.json").read_text()
@@ -161,9 +162,9 @@ def test_start_fine_tunes_a_trained_pair_and_scores_it_once_as_the_reference(tmp
     for twin in ("diffusion", "ar"):
         assert reference[twin]["test_n"] == 4 and "against_real" not in reference[twin]
         assert "against_real" in result["sizes"][0]["arms"]["real+judged"][twin]
-    table = [line for line in lines(result) if line.startswith("| 12 |")]
+    table = [line for line in augment_lines(result) if line.startswith("| 12 |")]
     assert sum("start, not fine-tuned" in line for line in table) == 2 and len(table) == 6
-    assert "fine-tuned for 3 steps" in lines(result)[0]
+    assert "fine-tuned for 3 steps" in augment_lines(result)[0]
     recorded = shlex.split(result["command"])
     assert "--start" in recorded and "--layers" not in recorded
     assert main(recorded[2:]) == 0, "the recorded command continues the same experiment"

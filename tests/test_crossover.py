@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import textdiff_core.experiments.crossover as xo
+import textdiff_core.experiments.grid as grid_module
 import textdiff_core.train as train_module
 from textdiff_core.cli import build_parser, main
 from textdiff_core.cli.training import crossover_config
@@ -18,11 +19,9 @@ from textdiff_core.experiments.crossover import (
     best_so_far,
     find_crossover,
     fit_exponent,
-    paired_difference,
-    ratio_interval,
-    read_results,
     validation_steps,
 )
+from textdiff_core.experiments.grid import paired_difference, ratio_interval, read_results
 from textdiff_core.train import TrainConfig
 
 # two sizes of a tiny grid: 1 layer, 32 wide, a 300-token vocabulary, 4 x 32-token batches
@@ -102,10 +101,10 @@ def test_validation_steps_are_log_spaced_and_end_at_the_budget():
 def test_subsets_are_nested_and_balanced_and_validation_is_apart(tmp_path):
     config = xo.CrossoverConfig(out=str(tmp_path), sizes=[10, 40, 160], steps=[5, 5, 5], first_point=1,
                                 train=TrainConfig(out="", conditioning="joint"))
-    small, medium, large = (set(xo.subset(config, u).texts) for u in config.sizes)
+    small, medium, large = (set(grid_module.subset(config, u).texts) for u in config.sizes)
     assert small < medium < large and (len(small), len(medium), len(large)) == (10, 40, 160)
-    assert xo.subset(config, 40).class_counts() == {"negative": 20, "positive": 20}
-    assert not large & set(xo.validation_set(config).texts)
+    assert grid_module.subset(config, 40).class_counts() == {"negative": 20, "positive": 20}
+    assert not large & set(grid_module.validation_set(config).texts)
 
 
 def test_the_recorded_command_repeats_the_grid_exactly(tmp_path):
@@ -156,7 +155,7 @@ def test_a_tiny_grid_writes_the_contract_and_an_interrupted_run_resumes_to_the_s
     # interrupt once in training (the loop saves a checkpoint) and once in validation, then run again
     # (named tokenizer: a fresh WordPiece training may break ties between merges otherwise)
     resumed, tiny = tmp_path / "resumed", [*TINY, "--tokenizer", str(straight / "init" / "tokenizer.json")]
-    real_step, real_validate, calls = train_module._optimizer_step, xo.validate, {"step": 0, "validate": 0}
+    real_step, real_validate, calls = train_module._optimizer_step, grid_module.validate, {"step": 0, "validate": 0}
 
     def step_then_stop(*args, **kwargs):
         calls["step"] += 1
@@ -171,7 +170,7 @@ def test_a_tiny_grid_writes_the_contract_and_an_interrupted_run_resumes_to_the_s
         return real_validate(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "_optimizer_step", step_then_stop)
-    monkeypatch.setattr(xo, "validate", validate_then_stop)
+    monkeypatch.setattr(grid_module, "validate", validate_then_stop)
     assert main(["crossover", *tiny, "--out", str(resumed)]) == 130
     assert (resumed / "u-00012" / "diffusion" / "checkpoints" / "step-0000003").is_dir(), "saved when interrupted"
     assert main(["crossover", *tiny, "--out", str(resumed)]) == 130

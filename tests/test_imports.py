@@ -123,6 +123,37 @@ def test_the_core_never_imports_the_experiments():
         assert not upward, f"{name} imports {upward}"
 
 
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every package module ``start`` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen - {start}
+
+
+def test_the_rendering_imports_no_experiment():
+    """``render`` is pure functions over records (RESULTS.md, the README block, the cards, each experiment's section):
+    it imports no experiment module, directly or through another one; the experiments import it."""
+    render = "textdiff_core.experiments.render"
+    experiments = sorted(m for m in reachable(module_graph(), render) if m.startswith("textdiff_core.experiments"))
+    assert not experiments, f"{render} imports {experiments}"
+
+
+def test_an_indirect_import_of_an_experiment_is_found(tmp_path):
+    package = tmp_path / "textdiff_core"
+    (package / "experiments").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "experiments" / "__init__.py").write_text("")
+    (package / "experiments" / "render.py").write_text("from textdiff_core import train\n")
+    (package / "experiments" / "grid.py").write_text("X = 1\n")
+    (package / "train.py").write_text("def f():\n    from textdiff_core.experiments.grid import X\n    return X\n")
+    assert reachable(module_graph(package), "textdiff_core.experiments.render") == {
+        "textdiff_core.train", "textdiff_core.experiments.grid"}
+
+
 def test_an_upward_import_is_found(tmp_path):
     package = tmp_path / "textdiff_core"
     (package / "experiments").mkdir(parents=True)

@@ -13,9 +13,9 @@ import torch
 from textdiff_core.checkpoint import exists as checkpoint_exists
 from textdiff_core.errors import TextdiffError
 from textdiff_core.experiments.augment import AugmentConfig, run_augment
-from textdiff_core.experiments.augment import lines as augment_lines
-from textdiff_core.experiments.campaign import STATUS, CampaignConfig, best_reading, run_campaign, ship
-from textdiff_core.experiments.crossover import CrossoverConfig, ModelShape, points_to_go, run_crossover
+from textdiff_core.experiments.campaign import STATUS, CampaignConfig, run_campaign, ship
+from textdiff_core.experiments.crossover import CrossoverConfig, ModelShape, run_crossover
+from textdiff_core.experiments.render import augment_lines, better_accuracy, points_to_go
 from textdiff_core.models import load_model, save_model, torch_dtype
 from textdiff_core.settings import DTYPES, add_train_flags, check_output_dir, train_config
 from textdiff_core.train import can_resume, lineage_metrics, refuse_overwrite, train, with_epochs
@@ -307,8 +307,8 @@ def cmd_campaign_ship(args: argparse.Namespace) -> int:
     for twin, epoch in record["shipped"].items():
         r = next((r for r in record["epochs"][twin] if r["epochs_completed"] == epoch), {})
         where = os.path.join(args.dest, record["directories"][twin])
-        seen = (f"best reading {best_reading(r):.3f}, perplexity {r['val_perplexity']:.1f}"
-                if best_reading(r) is not None and "val_perplexity" in r else "no record")
+        seen = (f"best reading {better_accuracy(r):.3f}, perplexity {r['val_perplexity']:.1f}"
+                if better_accuracy(r) is not None and "val_perplexity" in r else "no record")
         print(f"{twin}: epoch {epoch} of {len(record['epochs'][twin])} -> {where} (validation: {seen})")
     crossing = record["crossover_epoch"]
     print("diffusion's better reading " + (f"at or above the twin's from epoch {crossing} on" if crossing else

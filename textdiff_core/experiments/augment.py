@@ -36,25 +36,23 @@ from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import paired_difference as paired_accuracy
 from textdiff_core.evaluate import wilson_interval
-from textdiff_core.experiments.crossover import (
+from textdiff_core.experiments.crossover import CrossoverConfig, command_line, run_crossover
+from textdiff_core.experiments.grid import (
     TWINS,
-    CrossoverConfig,
-    command_line,
     init_dir,
     paired_difference,
     read_results,
-    run_crossover,
     score_point,
     size_dir,
     subset,
     summarise,
     validation_set,
 )
+from textdiff_core.experiments.render import AUGMENT_SAMPLES
 from textdiff_core.experiments.synthesize import provenance
 from textdiff_core.paths import write_atomic, write_file
 
 REAL = "real"
-SAMPLES = 2  # uncurated rows per class of each synthetic set, kept and dropped, in the analysis (first in seed order)
 RESULTS = "augment.json"
 READINGS = ("bayes", "infill")
 
@@ -190,9 +188,9 @@ def _reference(config: AugmentConfig, size: int) -> dict:
 
 
 def _first_per_class(rows: list[dict]) -> list[dict]:
-    """The first ``SAMPLES`` rows of each class, in the CSV's (seed) order."""
+    """The first ``AUGMENT_SAMPLES`` rows of each class, in the CSV's (seed) order."""
     labels = list(dict.fromkeys(r["label"] for r in rows))
-    return [r for label in labels for r in [r for r in rows if r["label"] == label][:SAMPLES]]
+    return [r for label in labels for r in [r for r in rows if r["label"] == label][:AUGMENT_SAMPLES]]
 
 
 def _write(path: Path, data: dict) -> None:
@@ -277,75 +275,3 @@ def command(config: AugmentConfig) -> str:
     at = grid.index("crossover")
     return shlex.join([*grid[:at], "augment", *grid[at + 1:], "--synthetic", ",".join(config.synthetic),
                        "--ratio", f"{config.ratio:g}"])
-
-
-def _points_of(d: float) -> str:
-    return f"{100 * d:+.1f}"
-
-
-def _judge_line(report: dict) -> str:
-    judge = report.get("judge") or {}
-    if "validation_accuracy" not in judge:
-        return f"judge {judge.get('judge', '?')} (its accuracy on real reviews is not on record)"
-    return (f"judge {judge.get('judge')} ({judge.get('method')}), {judge['validation_accuracy']:.1%} on "
-            f"{judge.get('validation_n')} real reviews ({judge.get('validation_on')}, {judge.get('how')})")
-
-
-def lines(result: dict) -> list[str]:
-    """RESULTS.md's section: per U, each arm's twins on test at the points validation chose, and the differences."""
-    grid = result["config"]["grid"]
-    start = grid.get("start")
-    steps = ", ".join(map(str, grid["steps"]))
-    how = (f"The trained pair ({', '.join(f'`{s}`' for s in start)}) fine-tuned for {steps} steps" if start
-           else "Twins trained from scratch")
-    same = "budget and starting weights" if start else "budget, initialisation and tokenizer"
-    out = [f"{how} on U real reviews alone or with {result['config']['ratio']:g} synthetic review(s) per real one "
-           f"(the judge's kept rows); the same {same}; each twin's point chosen on "
-           f"{grid['val_size']} real validation reviews and read once on {grid['test_size']} real test reviews. "
-           "Differences are the synthetic arm minus the real-only arm on the same test reviews (95% intervals; "
-           "McNemar p for accuracy); bits per token (perplexity is 2 to that power; the diffusion twin's is its "
-           "bound): lower is better.",
-           ""] + (["Written by", "", "```bash", result["command"], "```", ""] if result.get("command") else []) + [
-           "| U | arm | twin | test bits/token | vs real only | test accuracy (reading) | vs real only, points |",
-           "|---|---|---|---|---|---|---|"]
-
-    def cells(r: dict) -> tuple[str, str]:
-        bits, (low, high) = r["test_bits_per_token"], r["test_bits_per_token_ci95"]
-        return (f"{bits:.3f} ({low:.3f}–{high:.3f}); perplexity {2**bits:,.0f}",
-                f"{r['test_accuracy']:.1%} ({r['reading']})")
-
-    for row in result["sizes"]:
-        for twin, r in (row.get("reference") or {}).items():
-            if r:
-                bits, acc = cells(r)
-                out.append(f"| {row['unique_reviews']} | start, not fine-tuned | {twin} | {bits} | | {acc} | |")
-        for arm, twins in row["arms"].items():
-            for twin, r in twins.items():
-                if not r:
-                    out.append(f"| {row['unique_reviews']} | {arm} | {twin} | not yet | | | |")
-                    continue
-                vs = r.get("against_real")
-                diff = (f"{vs['bits_per_token']['difference_bits_per_token']:+.3f} ("
-                        f"{vs['bits_per_token']['ci95'][0]:+.3f} to {vs['bits_per_token']['ci95'][1]:+.3f})"
-                        if vs else "–")
-                points = (f"{_points_of(vs['accuracy']['difference'])} ("
-                          f"{_points_of(vs['accuracy']['difference_ci95'][0])} to "
-                          f"{_points_of(vs['accuracy']['difference_ci95'][1])}, p={vs['accuracy']['mcnemar_p']:.2g})"
-                          if vs else "–")
-                bits, acc = cells(r)
-                out.append(f"| {row['unique_reviews']} | {arm} | {twin} | {bits} | {diff} | {acc} | {points} |")
-    for arm, s in result.get("synthetic", {}).items():
-        report = s.get("report") or {}
-        if report:
-            counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.items()
-                               if isinstance(v, int) and not isinstance(v, bool))
-            by_class = ", ".join(f"{n} {label}" for label, n in (s.get("kept_by_class") or {}).items())
-            out += ["", f"{arm}: generated by `{s['generator']}`; {counts}" + (f" ({by_class})" if by_class else "")
-                    + f"; {_judge_line(report)}."]
-        for verdict in ("kept", "dropped"):
-            rows = s.get(f"{verdict}_samples") or []
-            if rows:
-                out += ["", f"The first {SAMPLES} {verdict} of each class (uncurated, in seed order):", ""]
-                out += [f"- *{r['label']}*" + (f" ({r['reason']})" if r.get("reason") else "") + ": "
-                        + " ".join(str(r["text"]).split()) for r in rows]
-    return out

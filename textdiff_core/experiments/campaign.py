@@ -28,6 +28,7 @@ import torch
 from textdiff_core.checkpoint import CheckpointMeta, exists
 from textdiff_core.data import load_data
 from textdiff_core.errors import TextdiffError
+from textdiff_core.experiments.render import better_accuracy
 from textdiff_core.models import kind_of, load_model, save_model, torch_dtype
 from textdiff_core.settings import DTYPES, KIND_NAMES, LoadOptions, check_output_dir
 from textdiff_core.train import (
@@ -297,19 +298,13 @@ def epoch_records(run: Path) -> dict[int, dict]:
     return dict(sorted(records.items()))
 
 
-def best_reading(record: dict) -> float | None:
-    """The better of a record's classifier readings (Bayes over the likelihood, infilled class); None without one."""
-    readings = [record[k] for k in ("val_accuracy", "val_accuracy_infill") if isinstance(record.get(k), (int, float))]
-    return max(readings) if readings else None
-
-
 SHIP_RULE = ("the epoch whose better classifier reading is most accurate on the validation monitor; ties go to the "
              "lower validation perplexity, then to the earlier epoch")
 
 
 def choose_epoch(records: dict[int, dict]) -> int:
     """The epoch to ship, on validation only (``SHIP_RULE``)."""
-    scored = [(e, best_reading(r), r.get("val_perplexity", math.inf)) for e, r in records.items()]
+    scored = [(e, better_accuracy(r), r.get("val_perplexity", math.inf)) for e, r in records.items()]
     scored = [s for s in scored if s[1] is not None]
     if not scored:
         raise TextdiffError("no epoch-boundary validation records to choose from")
@@ -321,7 +316,7 @@ def crossover(curves: dict[str, dict[int, dict]]) -> int | None:
     later epoch both reached; None when it never holds to the end."""
     first = None
     for epoch in sorted(set(curves["diffusion"]) & set(curves["ar"])):
-        d, a = best_reading(curves["diffusion"][epoch]), best_reading(curves["ar"][epoch])
+        d, a = better_accuracy(curves["diffusion"][epoch]), better_accuracy(curves["ar"][epoch])
         if d is None or a is None:  # an epoch without both readings neither makes nor breaks a run of them
             continue
         first = (first or epoch) if d >= a else None

@@ -7,7 +7,7 @@ BERT, ``ModelShape``), one tokenizer (WordPiece trained on the largest subset, s
 one random initialisation, optimiser, seed, batch and lr schedule: only the objective differs. Each twin is one
 ``train`` run whose ``steps`` are the U's budget, stopped (``stop_after``) at each validation point and resumed, as
 the campaign does; at each point both twins are scored on the same fixed validation reviews (never the subset, never
-the test split) by ``validate``: bits per token (the diffusion ELBO bound, the twin's exact NLL) of each text given
+the test split) by ``grid.validate``: bits per token (the diffusion ELBO bound, the twin's exact NLL) of each text given
 its own class word, bits per byte, and both classifier readings (Bayes over the likelihoods; infill of the class
 word). ``OUT/crossover.json`` is rewritten after every validation point, so partial results are usable; the per-text
 values behind the intervals stay in ``OUT/u-NNNNN/validation.json``. Running the command again continues the grid.
@@ -40,27 +40,35 @@ import torch
 
 from textdiff_core.baseline import SETTINGS
 from textdiff_core.checkpoint import CheckpointMeta, format_prompt
-from textdiff_core.classify import class_scores
-from textdiff_core.data import load_data
 from textdiff_core.denoisers import estimate_parameters
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import wilson_interval
 from textdiff_core.experiments.campaign import standing
-from textdiff_core.likelihood import infill_scores
-from textdiff_core.models import load_model
+from textdiff_core.experiments.grid import (
+    BITS,
+    RESULTS,
+    TWINS,
+    init_dir,
+    paired_difference,
+    ratio_interval,
+    read_results,
+    score_point,
+    size_dir,
+    subset,
+    summarise,
+    validation_set,
+    write_json,
+)
 from textdiff_core.progress import quiet_transformers
 from textdiff_core.settings import TrainConfig, check_finite, check_output_dir
-from textdiff_core.tokens import class_slot, tokenize_texts
+from textdiff_core.tokens import tokenize_texts
 from textdiff_core.train import train
 
-TWINS = ("diffusion", "ar")
 CONTROL = "ar_masked"  # the control arm: the left-to-right twin with random input-token masking
 RUNS = (*TWINS, CONTROL)  # every run a size can have, in the order they take turns at a validation point
 CONTROL_SETTINGS = ("control_mask", "control_sizes")  # may be added to a running grid: they add runs, change none
-RESULTS = "crossover.json"
 PUBLISHED_EXPONENT = 2.174  # Prabhudesai et al. 2025: C_crit grows as U^2.174
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-BITS = 1.0 / math.log(2.0)  # nats -> bits
 
 
 @dataclass
@@ -197,26 +205,6 @@ def validation_steps(first: int, total: int, points: int) -> list[int]:
     return sorted({int(round(s)) for s in np.geomspace(first, total, points)} | {total})
 
 
-def size_dir(out: Path, size: int) -> Path:
-    return out / f"u-{size:05d}"
-
-
-def subset(config: CrossoverConfig, size: int):
-    """The U training reviews of a grid point: the first ``size`` of the seeded class-balanced order (nested)."""
-    t = config.train
-    return load_data(t.data, "train", text_col=t.text_col, label_col=t.label_col, min_classes=2, max_samples=size,
-                     seed=t.seed)
-
-
-def validation_set(config: CrossoverConfig, split: str = "validation"):
-    """The fixed validation reviews (the validation split of ``val_data``, else of the training data;
-    class-balanced, seed 0): the same for every U and twin. ``split="test"``: the test reviews, ``test_size`` of
-    them."""
-    t = config.train
-    return load_data(config.val_data or t.data, split, text_col=t.text_col, label_col=t.label_col, min_classes=2,
-                     max_samples=config.val_size if split == "validation" else config.test_size, seed=0)
-
-
 # ----------------------------------------------------------------------------------------------------- from scratch
 
 
@@ -253,13 +241,6 @@ def wrap_tokenizer(tok):
         raise TextdiffError(f"the tokenizer lacks {', '.join(missing)}; a crossover tokenizer has BERT's specials")
     return BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                              sep_token="[SEP]", mask_token="[MASK]", do_lower_case=True)
-
-
-def init_dir(config: CrossoverConfig, objective: str) -> Path:
-    """Where a twin of the grid starts: ``OUT/init/<objective>``, or its ``start`` checkpoint."""
-    if config.start:
-        return Path(config.start[TWINS.index(objective)]).expanduser()
-    return Path(config.out) / "init" / objective
 
 
 def _start_info(config: CrossoverConfig) -> dict:
@@ -322,75 +303,6 @@ def make_init(config: CrossoverConfig, texts: list[str], classes: list[str]) -> 
     return info
 
 
-# --------------------------------------------------------------------------------------------------- validation
-
-
-def ratio_interval(num: list[float], den: list[float], z: float = 1.96) -> tuple[float, list[float]]:
-    """sum num / sum den over texts and its 95% interval (delta method for a ratio, texts as a random sample)."""
-    n, total_num, total_den = len(num), sum(num), sum(den)
-    rate = total_num / total_den
-    if n < 2:
-        return rate, [rate, rate]
-    mean_den = total_den / n
-    residual = sum((a - rate * b) ** 2 for a, b in zip(num, den, strict=True)) / (n - 1)
-    half = z * math.sqrt(residual / n) / mean_den
-    return rate, [rate - half, rate + half]
-
-
-def validate(lm, texts: list[str], labels: list[int], prompts: list[str], samples: int, seed: int,
-             max_length: int) -> dict:
-    """Score a model on the validation reviews, first window of each: per text the NLL (nats) of the text given its
-    own class word (the ELBO bound for a masked model with ``samples`` draws, exact for a causal one), its tokens and
-    bytes, and whether each classifier reading is right (Bayes: the class whose prompt gives the lower NLL; infill:
-    the class word's distribution with the whole window shown). Text i's noise is seeded by (seed, i), so every
-    model and every point sees the same masks."""
-    slot = class_slot(lm.tokenizer, prompts)
-    nll, tokens, n_bytes, bayes, infill = [], [], [], [], []
-    for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
-        scores = class_scores(lm, text, prompts, samples, generator, max_length, max_windows=1)
-        nll.append(scores[label].nll)
-        tokens.append(scores[label].n_tokens)
-        n_bytes.append(_window_bytes(lm.tokenizer, text, scores[label].n_tokens))
-        bayes.append(int(min(range(len(scores)), key=lambda c: scores[c].nll) == label))
-        read = infill_scores(lm, text, slot, max_length, max_windows=1)
-        infill.append(int(read.log_posteriors[0].argmax().item() == label))
-    return {"nll": nll, "tokens": tokens, "bytes": n_bytes, "bayes": bayes, "infill": infill}
-
-
-def score_point(config: CrossoverConfig, source: str | Path, validation, test, prompts: list[str]) -> dict:
-    """The model at ``source`` scored on the validation reviews (``validate``), and on the test reviews too when
-    there are any (under "test": scored at every point, read only at the point validation chooses)."""
-    lm = load_model(str(source), device="cpu" if not torch.cuda.is_available() else None, dtype=torch.float32)
-    per_text = validate(lm, validation.texts, validation.labels, prompts, config.val_samples, config.train.seed,
-                        config.train.max_length)
-    if test is not None:
-        per_text["test"] = validate(lm, test.texts, test.labels, prompts, config.val_samples, config.train.seed,
-                                    config.train.max_length)
-    return per_text
-
-
-def summarise(per_text: dict) -> dict:
-    """Bits per token and per byte with intervals, and both readings' accuracy with Wilson intervals."""
-    bits = [x * BITS for x in per_text["nll"]]
-    bpt, bpt_ci = ratio_interval(bits, per_text["tokens"])
-    bpb, bpb_ci = ratio_interval(bits, per_text["bytes"])
-    n = len(bits)
-    out = {"bits_per_token": bpt, "bits_per_token_ci95": bpt_ci, "bits_per_byte": bpb, "bits_per_byte_ci95": bpb_ci,
-           "n": n, "tokens": sum(per_text["tokens"])}
-    for reading in ("bayes", "infill"):
-        right = sum(per_text[reading])
-        out[f"accuracy_{reading}"] = right / n
-        out[f"accuracy_{reading}_ci95"] = list(wilson_interval(right, n))
-    return out
-
-
-def _window_bytes(tokenizer, text: str, n_tokens: int) -> int:
-    """UTF-8 bytes of the part of ``text`` that its first ``n_tokens`` tokens cover (offsets, lower-casing aside)."""
-    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    return len(text[: offsets[min(n_tokens, len(offsets)) - 1][1]].encode())
-
-
 # ----------------------------------------------------------------------------------------------------- analysis
 
 
@@ -411,16 +323,6 @@ def find_crossover(diffusion: list[float], ar: list[float]) -> int | None:
         if diffusion[bd[j]] < ar[ba[j]]:
             return j
     return None
-
-
-def paired_difference(a: dict, b: dict) -> dict:
-    """Bits per token of A minus B on the same texts (the same windows, so the same token counts), with the
-    interval of the paired per-text differences."""
-    if a["tokens"] != b["tokens"]:
-        raise TextdiffError("the two readings are not on the same validation windows")
-    diff = [(x - y) * BITS for x, y in zip(a["nll"], b["nll"], strict=True)]
-    rate, ci = ratio_interval(diff, a["tokens"])
-    return {"difference_bits_per_token": rate, "ci95": ci}
 
 
 def unigram_reference(tokenizer, train_texts: list[str], texts: list[str], n_tokens: list[int]) -> dict:
@@ -454,8 +356,8 @@ def analyse_size(size: int, plan: dict, points: dict[str, dict[int, dict]], tfid
                  unique_tokens: int | None = None, unigram: dict | None = None) -> dict:
     """The results of one U: the validation points both twins have reached, as lists, each objective's best point,
     the crossover, the TF-IDF baseline and the unigram level (``unigram_reference``'s per-text values; each
-    objective's best minus it, paired). ``points[twin][step]`` holds ``validate``'s per-text values plus the point's
-    step, epoch and tokens seen."""
+    objective's best minus it, paired). ``points[twin][step]`` holds ``grid.validate``'s per-text values plus the
+    point's step, epoch and tokens seen."""
     steps = sorted(set(points.get("diffusion", {})) & set(points.get("ar", {})))
     d = [points["diffusion"][s] for s in steps]
     a = [points["ar"][s] for s in steps]
@@ -511,20 +413,6 @@ def analyse_size(size: int, plan: dict, points: dict[str, dict[int, dict]], tfid
             row["unigram"][f"{twin}_best_minus"] = {k: _round(v) for k, v in
                                                     paired_difference(texts[j], unigram).items()}
     return row
-
-
-def points_to_go(results: dict, row: dict | None = None) -> int:
-    """Validation points still to read: of one size's row (those of its plan past its last point read), or of the
-    whole grid (sizes not begun counted from the plan)."""
-    def left(r: dict) -> int:
-        last = r["steps"][-1] if r["steps"] else 0
-        return sum(s > last for s in r["validation_steps"])
-
-    if row is not None:
-        return left(row)
-    begun = {r["unique_reviews"] for r in results["runs"]}
-    return sum(left(r) for r in results["runs"]) + sum(
-        len(p["points"]) for p in results.get("plan") or [] if p.get("unique_reviews") not in begun)
 
 
 def analyse(runs: list[dict]) -> dict | None:
@@ -639,27 +527,6 @@ def _tokens_seen(source: Path) -> int:
     return int(CheckpointMeta.read(source).tokens_seen or 0)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
-def read_results(out: str | Path) -> dict:
-    """crossover.json of a grid directory (or the file itself), {} when there is none; one-line error when broken."""
-    path = Path(out)
-    path = path / RESULTS if path.is_dir() else path
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, OSError) as exc:
-        raise TextdiffError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("runs", []), list):
-        raise TextdiffError(f"{path} is not a crossover grid's results (a JSON object with its runs)")
-    return data
-
-
 def run_crossover(config: CrossoverConfig, until_size: int | None = None, probe_steps: int = 6,
                   progress: bool = True, say=print) -> dict:
     """Run (or continue) the grid: every size in turn, smallest first; at each validation point the diffusion twin
@@ -772,7 +639,7 @@ class _Grid:
         results["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         results["finished"] = len(results["runs"]) == len(config.sizes) and all(r["finished"] for r in results["runs"])
         results["exponent"] = analyse(results["runs"])
-        _write_json(self.out / RESULTS, results)
+        write_json(self.out / RESULTS, results)
 
     def unigram_level(self, here: Path, train_set, points: dict) -> dict | None:
         """The unigram level on the validation windows (their token counts come with the first point)."""
@@ -781,7 +648,7 @@ class _Grid:
             first = next((p for twin in TWINS for p in points[twin].values()), None)
             if first is None:
                 return None
-            _write_json(path, unigram_reference(self.tokenizer, train_set.texts, self.validation.texts,
+            write_json(path, unigram_reference(self.tokenizer, train_set.texts, self.validation.texts,
                                                 first["tokens"]))
         return json.loads(path.read_text())
 
@@ -796,7 +663,7 @@ class _Grid:
         train_set = subset(self.config, size)
         tfidf_path = here / "tfidf.json"
         if not tfidf_path.is_file():
-            _write_json(tfidf_path, tfidf_accuracy(train_set.texts, train_set.labels, self.validation.texts,
+            write_json(tfidf_path, tfidf_accuracy(train_set.texts, train_set.labels, self.validation.texts,
                                                    self.validation.labels))
         tfidf = json.loads(tfidf_path.read_text())
         unique_tokens = sum(map(len, tokenize_texts(self.tokenizer, train_set.texts)))
@@ -813,7 +680,7 @@ class _Grid:
             for twin in self.config.runs(size):
                 if step not in points[twin] and self.reach(here / twin, twin, size, step, total):
                     points[twin][step] = self.score(here / twin, twin, size, step, total)
-                    _write_json(store, {t: {str(s): p for s, p in sorted(points[t].items())} for t in RUNS
+                    write_json(store, {t: {str(s): p for s, p in sorted(points[t].items())} for t in RUNS
                                         if points[t]})
             record()
 

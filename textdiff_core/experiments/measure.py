@@ -41,8 +41,9 @@ from textdiff_core.decoding import generate
 from textdiff_core.errors import TextdiffError
 from textdiff_core.evaluate import evaluate_classifier, paired_difference
 from textdiff_core.experiments.campaign import SHIP_RECORD, read_ship_record
-from textdiff_core.experiments.crossover import measured_rates, read_results
+from textdiff_core.experiments.crossover import measured_rates
 from textdiff_core.experiments.decoding_bench import parse_args, run
+from textdiff_core.experiments.grid import read_results
 from textdiff_core.experiments.render import model_card, results_markdown, write_readme_table
 from textdiff_core.likelihood import ar_scores, elbo_scores
 from textdiff_core.models import device_name, load_model

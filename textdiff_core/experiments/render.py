@@ -1,5 +1,7 @@
 """The report's rendering: pure functions from a ``results.json`` record to markdown (RESULTS.md, the README's
-results block, the checkpoints' model cards). Nothing here measures or reads a model; ``measure`` writes the record.
+results block, the checkpoints' model cards), and the few the experiments share over their own records (a grid's
+``points_to_go``, a campaign record's ``better_accuracy``, augment's section ``augment_lines``). Nothing here
+measures or reads a model; ``measure`` writes the record. Nothing here imports an experiment: they import this.
 """
 
 from __future__ import annotations
@@ -8,9 +10,6 @@ import math
 from pathlib import Path
 
 from textdiff_core.checkpoint import CheckpointMeta
-from textdiff_core.experiments.augment import lines as augment_lines
-from textdiff_core.experiments.campaign import best_reading
-from textdiff_core.experiments.crossover import points_to_go
 from textdiff_core.settings import LEGACY_DEFAULTS
 from textdiff_core.train import default_warmup_steps
 
@@ -331,6 +330,20 @@ def _time_sentence(c: dict) -> str:
     return text + (f"; in the probe before the start: {_per_twin(probe)}." if probe else ".")
 
 
+def points_to_go(results: dict, row: dict | None = None) -> int:
+    """Validation points still to read: of one size's row (those of its plan past its last point read), or of the
+    whole grid (sizes not begun counted from the plan)."""
+    def left(r: dict) -> int:
+        last = r["steps"][-1] if r["steps"] else 0
+        return sum(s > last for s in r["validation_steps"])
+
+    if row is not None:
+        return left(row)
+    begun = {r["unique_reviews"] for r in results["runs"]}
+    return sum(left(r) for r in results["runs"]) + sum(
+        len(p["points"]) for p in results.get("plan") or [] if p.get("unique_reviews") not in begun)
+
+
 def crossover_lines(c: dict) -> list[str]:
     """RESULTS.md's crossover section: settings, per-U best points and crossover, the exponent, the no-context level,
     accuracy against U, every validation point and the control arm."""
@@ -474,6 +487,12 @@ def _number(x) -> str:
     return f"{x:.1f}" if isinstance(x, (int, float)) else "–"
 
 
+def better_accuracy(record: dict) -> float | None:
+    """The better of a record's classifier readings (Bayes over the likelihood, infilled class); None without one."""
+    readings = [record[k] for k in ("val_accuracy", "val_accuracy_infill") if isinstance(record.get(k), (int, float))]
+    return max(readings) if readings else None
+
+
 def campaign_lines(result: dict) -> list[str]:
     """RESULTS.md's many-epoch section: both twins by epoch on the validation monitor, the choice, and the shipped
     pair beside the one it replaced."""
@@ -494,15 +513,16 @@ def campaign_lines(result: dict) -> list[str]:
         d, a = by_epoch["diffusion"].get(epoch, {}), by_epoch["ar"].get(epoch, {})
         ratio = (f"{d['val_perplexity'] / a['val_perplexity']:.3f}"
                  if d.get("val_perplexity") and a.get("val_perplexity") else "–")
-        gap = (_points(best_reading(d) - best_reading(a)) if best_reading(d) is not None
-               and best_reading(a) is not None else "–")
+        gap = (_points(better_accuracy(d) - better_accuracy(a)) if better_accuracy(d) is not None
+               and better_accuracy(a) is not None else "–")
         marks = {twin: " (shipped)" if c["shipped"].get(twin) == epoch else "" for twin in ("diffusion", "ar")}
         cells = [str(epoch), _percent(d.get("val_accuracy")), _percent(d.get("val_accuracy_infill")),
                  _number(d.get("val_perplexity")) + marks["diffusion"], _percent(a.get("val_accuracy")),
                  _percent(a.get("val_accuracy_infill")), _number(a.get("val_perplexity")) + marks["ar"], ratio, gap]
         lines.append("| " + " | ".join(cells) + " |")
     crossing = c.get("crossover_epoch")
-    last = [best_reading(rows[-1]) for rows in c["epochs"].values() if rows and best_reading(rows[-1]) is not None]
+    last = [better_accuracy(rows[-1]) for rows in c["epochs"].values()
+            if rows and better_accuracy(rows[-1]) is not None]
     noise = ""
     if isinstance(n, int) and last:  # the 95% half-width of one accuracy on the monitor, at the last epoch's level
         p = sum(last) / len(last)
@@ -532,6 +552,82 @@ def campaign_lines(result: dict) -> list[str]:
                              f"perplexity | {old['tokens_per_pass']:.2f}; {old['gen_ppl']:.0f} | "
                              f"{x['tokens_per_pass']:.2f}; {x['gen_ppl']:.0f} |")
     return lines
+
+
+AUGMENT_SAMPLES = 2  # uncurated rows per class of a synthetic set, kept and dropped, in augment's record (seed order)
+
+
+def _points_of(d: float) -> str:
+    return f"{100 * d:+.1f}"
+
+
+def _judge_line(report: dict) -> str:
+    judge = report.get("judge") or {}
+    if "validation_accuracy" not in judge:
+        return f"judge {judge.get('judge', '?')} (its accuracy on real reviews is not on record)"
+    return (f"judge {judge.get('judge')} ({judge.get('method')}), {judge['validation_accuracy']:.1%} on "
+            f"{judge.get('validation_n')} real reviews ({judge.get('validation_on')}, {judge.get('how')})")
+
+
+def augment_lines(result: dict) -> list[str]:
+    """RESULTS.md's augment section from ``augment.analyse``'s record: per U, each arm's twins on test at the points
+    validation chose, and the differences."""
+    grid = result["config"]["grid"]
+    start = grid.get("start")
+    steps = ", ".join(map(str, grid["steps"]))
+    how = (f"The trained pair ({', '.join(f'`{s}`' for s in start)}) fine-tuned for {steps} steps" if start
+           else "Twins trained from scratch")
+    same = "budget and starting weights" if start else "budget, initialisation and tokenizer"
+    out = [f"{how} on U real reviews alone or with {result['config']['ratio']:g} synthetic review(s) per real one "
+           f"(the judge's kept rows); the same {same}; each twin's point chosen on "
+           f"{grid['val_size']} real validation reviews and read once on {grid['test_size']} real test reviews. "
+           "Differences are the synthetic arm minus the real-only arm on the same test reviews (95% intervals; "
+           "McNemar p for accuracy); bits per token (perplexity is 2 to that power; the diffusion twin's is its "
+           "bound): lower is better.",
+           ""] + (["Written by", "", "```bash", result["command"], "```", ""] if result.get("command") else []) + [
+           "| U | arm | twin | test bits/token | vs real only | test accuracy (reading) | vs real only, points |",
+           "|---|---|---|---|---|---|---|"]
+
+    def cells(r: dict) -> tuple[str, str]:
+        bits, (low, high) = r["test_bits_per_token"], r["test_bits_per_token_ci95"]
+        return (f"{bits:.3f} ({low:.3f}–{high:.3f}); perplexity {2**bits:,.0f}",
+                f"{r['test_accuracy']:.1%} ({r['reading']})")
+
+    for row in result["sizes"]:
+        for twin, r in (row.get("reference") or {}).items():
+            if r:
+                bits, acc = cells(r)
+                out.append(f"| {row['unique_reviews']} | start, not fine-tuned | {twin} | {bits} | | {acc} | |")
+        for arm, twins in row["arms"].items():
+            for twin, r in twins.items():
+                if not r:
+                    out.append(f"| {row['unique_reviews']} | {arm} | {twin} | not yet | | | |")
+                    continue
+                vs = r.get("against_real")
+                diff = (f"{vs['bits_per_token']['difference_bits_per_token']:+.3f} ("
+                        f"{vs['bits_per_token']['ci95'][0]:+.3f} to {vs['bits_per_token']['ci95'][1]:+.3f})"
+                        if vs else "–")
+                points = (f"{_points_of(vs['accuracy']['difference'])} ("
+                          f"{_points_of(vs['accuracy']['difference_ci95'][0])} to "
+                          f"{_points_of(vs['accuracy']['difference_ci95'][1])}, p={vs['accuracy']['mcnemar_p']:.2g})"
+                          if vs else "–")
+                bits, acc = cells(r)
+                out.append(f"| {row['unique_reviews']} | {arm} | {twin} | {bits} | {diff} | {acc} | {points} |")
+    for arm, s in result.get("synthetic", {}).items():
+        report = s.get("report") or {}
+        if report:
+            counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.items()
+                               if isinstance(v, int) and not isinstance(v, bool))
+            by_class = ", ".join(f"{n} {label}" for label, n in (s.get("kept_by_class") or {}).items())
+            out += ["", f"{arm}: generated by `{s['generator']}`; {counts}" + (f" ({by_class})" if by_class else "")
+                    + f"; {_judge_line(report)}."]
+        for verdict in ("kept", "dropped"):
+            rows = s.get(f"{verdict}_samples") or []
+            if rows:
+                out += ["", f"The first {AUGMENT_SAMPLES} {verdict} of each class (uncurated, in seed order):", ""]
+                out += [f"- *{r['label']}*" + (f" ({r['reason']})" if r.get("reason") else "") + ": "
+                        + " ".join(str(r["text"]).split()) for r in rows]
+    return out
 
 
 def _objective(checkpoint: CheckpointMeta) -> str:
