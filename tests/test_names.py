@@ -17,7 +17,7 @@ from textdiff_core.decoding import generate
 from textdiff_core.errors import TextdiffError
 from textdiff_core.experiments.campaign import CampaignConfig, run_campaign
 from textdiff_core.models import load_model
-from textdiff_core.settings import CAUSAL, KIND_NAMES, MASKED, NoiseConfig, TrainConfig
+from textdiff_core.settings import CAUSAL, CLASSIFIER, KIND_NAMES, MASKED, NoiseConfig, TrainConfig
 from textdiff_core.trace import Trace
 from train_cli import main
 
@@ -78,19 +78,19 @@ def test_the_masking_rate_draw_has_one_name_in_the_code():
 
 
 def test_the_kinds_are_named_by_their_constants_and_read_as_the_paradigms():
-    """A kind passed to a function or compared with one is MASKED or CAUSAL, never the string (a trace's "masked"
-    state is another idea); users read them as "diffusion" and "left-to-right"."""
+    """A kind passed to a function or compared with one is MASKED, CAUSAL or CLASSIFIER, never the string (a trace's
+    "masked" state is another idea); users read them as "diffusion", "left-to-right" and "discriminative"."""
     found = []
     for path, text in _code().items():
         tree = ast.parse(text)
         for node in ast.walk(tree):
             operands = (node.args + [k.value for k in node.keywords] if isinstance(node, ast.Call) else
                         [node.left, *node.comparators] if isinstance(node, ast.Compare) else [])
-            kinds = [o for o in operands if isinstance(o, ast.Constant) and o.value in (MASKED, CAUSAL)]
+            kinds = [o for o in operands if isinstance(o, ast.Constant) and o.value in (MASKED, CAUSAL, CLASSIFIER)]
             if kinds and (isinstance(node, ast.Call) or "kind" in ast.unparse(node)):
                 found.append(f"{path}:{node.lineno}: {ast.unparse(node)}")
     assert not found, found
-    assert KIND_NAMES == {MASKED: "diffusion", CAUSAL: "left-to-right"}
+    assert KIND_NAMES == {MASKED: "diffusion", CAUSAL: "left-to-right", CLASSIFIER: "discriminative"}
 
 
 @pytest.mark.parametrize("draw", ["levels", "continuous"])

@@ -16,6 +16,11 @@ Methods (how a masked model turns into a number; causal models are always exact)
                 per window for every class. Windows combine as a product of experts,
                 log P(c | x) = sum_w log P(c | x_w) - (W - 1) log P(c) + const, reported as
                 log P(x | c) + const = sum_w log P(c | x_w) - W log P(c) so that Bayes' rule below applies unchanged.
+  discriminative  not generative: a checkpoint trained with ``--objective discriminative`` (a classification head
+                on the same encoder) gives P(c | x) = softmax((logits + bias) / T) itself, the logits the mean over
+                the text's windows (``discriminative``), one forward pass per window; its "log-likelihood" slot
+                carries those logits, its prior is uniform (the head learnt the training frequencies already), and
+                its OOD score is the energy, not the evidence per token.
 Adaptive sampling (elbo): draw Monte Carlo samples in rounds and stop once the leader's margin over the runner-up
 exceeds z standard errors of their paired difference, or at the sample cap.
 """
@@ -32,6 +37,7 @@ from tqdm.auto import tqdm
 from textdiff_core.baseline import METHOD as TFIDF_METHOD
 from textdiff_core.baseline import fit_note, is_fitted, load_baseline
 from textdiff_core.checkpoint import CheckpointMeta, format_prompt
+from textdiff_core.discriminative import energy, head_occlusion, head_reading, max_softmax
 from textdiff_core.errors import ModelError, TextdiffError
 from textdiff_core.gguf_convert import CONVERSION_NOTE, conversion_pending
 from textdiff_core.likelihood import (
@@ -44,7 +50,7 @@ from textdiff_core.likelihood import (
     pll_scores,
     pool_samples,
 )
-from textdiff_core.models import LoadedModel, kind_of, load_model
+from textdiff_core.models import LoadedModel, head_labels, kind_of, load_model
 from textdiff_core.prediction import Prediction
 from textdiff_core.records import (
     ZERO_SHOT,
@@ -54,10 +60,16 @@ from textdiff_core.records import (
     calibration_for,
     cross_fitted_accuracy,
 )
-from textdiff_core.settings import CAUSAL, CLASS_PROMPTED, MASKED, LoadOptions
+from textdiff_core.settings import CAUSAL, CLASS_PROMPTED, CLASSIFIER, MASKED, LoadOptions
 from textdiff_core.tokens import class_slot
 
-METHODS = ("elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill", "combined")
+DISCRIMINATIVE = "discriminative"  # the reading of a model with a classification head
+METHODS = ("elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill", "combined", DISCRIMINATIVE)
+
+
+def default_method(kind: str) -> str:
+    """The reading of a kind of model when none is asked for: elbo (masked), ar (causal), discriminative (a head)."""
+    return {MASKED: "elbo", CLASSIFIER: DISCRIMINATIVE}.get(kind, "ar")
 
 
 def class_scores(
@@ -85,7 +97,8 @@ def class_scores(
 
 
 class Classifier:
-    """Scores log P(x | c) for every class with one of the scorers above, and turns them into a posterior."""
+    """Scores log P(x | c) for every class with one of the scorers above, and turns them into a posterior (the
+    discriminative reading: the head's logits in their place)."""
 
     def __init__(
         self,
@@ -103,9 +116,14 @@ class Classifier:
         self.classes = list(classes)
         self.prompts = list(prompts)
         first = models if isinstance(models, LoadedModel) else next(iter(models.values()))
-        self.method = method or ("elbo" if first.kind == MASKED else "ar")
+        self.method = method or default_method(first.kind)
         if self.method not in METHODS:
             raise TextdiffError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if (self.method == DISCRIMINATIVE) != (first.kind == CLASSIFIER):
+            raise TextdiffError(f"{first.name!r} has a classification head: its one reading is {DISCRIMINATIVE}, "
+                                f"not {self.method!r}" if first.kind == CLASSIFIER else
+                                f"the {DISCRIMINATIVE} reading needs a model with a classification head (train "
+                                f"--objective discriminative); {first.name!r} has none")
         uniform = [-math.log(len(classes))] * len(classes)
         self.log_prior = list(log_prior) if log_prior is not None else uniform
         self.calibration = calibration or Calibration(bias=[0.0] * len(classes))
@@ -120,7 +138,8 @@ class Classifier:
 
     @property
     def exact(self) -> bool:
-        return self.method in ("ar", "pll", "infill") or (self.method == "combined" and self.bayes_method == "ar")
+        return (self.method in ("ar", "pll", "infill", DISCRIMINATIVE)
+                or (self.method == "combined" and self.bayes_method == "ar"))
 
     @property
     def bayes_method(self) -> str:
@@ -150,9 +169,20 @@ class Classifier:
         return [TextScore(-t, 0.0, ids, [-t / len(ids)] * len(ids), [0.0] * len(ids), [-t], windows)
                 for t in totals.tolist()]
 
+    def _discriminative(self, text: str) -> list[TextScore]:
+        """The head's logits, the mean over the text's windows, as -nll (the reading's "log-likelihood" slot)."""
+        read = head_reading(self.models, text, self.max_length)
+        ids, windows = read.token_ids, len(read.windows)
+        return [TextScore(-v, 0.0, ids, [-v / len(ids)] * len(ids), [0.0] * len(ids), [-v], windows)
+                for v in read.mean.tolist()]
+
     def infill_evidence(self, text: str, max_windows: int = 2) -> tuple[list[int], torch.Tensor]:
-        """Occlusion evidence of the infill reading for the first ``max_windows`` windows: (token ids, [L, C]
-        change in log P(c | window) when each token alone is occluded; > 0: the token speaks for class c)."""
+        """Occlusion evidence of the infill (or the discriminative) reading for the first ``max_windows`` windows:
+        (token ids, [L, C] change in log P(c | window) when each token alone is occluded; > 0: the token speaks
+        for class c). The infill reading's slot sees the token occluded; the head sees it as [MASK]."""
+        if self.method == DISCRIMINATIVE:
+            read = head_reading(self.models, text, self.max_length, max_windows)
+            return read.token_ids, torch.cat([head_occlusion(self.models, window)[1] for window in read.windows])
         if self.slot is None:
             raise TextdiffError(f"occlusion evidence belongs to the infill reading, not to {self.method!r}")
         read = infill_scores(self.models, text, self.slot, self.max_length, max_windows)
@@ -162,6 +192,8 @@ class Classifier:
     def _score(self, text: str, samples: int, generator: torch.Generator | None) -> list[TextScore]:
         if self.method == "infill":
             return self._infill(text)
+        if self.method == DISCRIMINATIVE:
+            return self._discriminative(text)
         if self.method == "combined":
             return self._combined(text, samples, generator)
         if isinstance(self.models, LoadedModel):
@@ -228,8 +260,10 @@ class Classifier:
             uncalibrated=torch.softmax(torch.tensor(log_lik, dtype=torch.float64)
                                        + torch.tensor(self.log_prior, dtype=torch.float64), 0).tolist(),
         )
+        if self.method == DISCRIMINATIVE:  # the head's own scores of how typical the text is
+            prediction.max_softmax, prediction.energy = max_softmax(log_lik), energy(log_lik)
         if self.calibration.ood_reference and self.method not in ("infill", "combined"):  # no likelihood: no OOD
-            prediction.ood_percentile = ood_percentile(evidence_per_token(prediction, self.log_prior),
+            prediction.ood_percentile = ood_percentile(in_distribution_score(prediction, self.log_prior),
                                                        self.calibration.ood_reference)
             prediction.ood = prediction.ood_percentile < OOD_PERCENTILE
         return prediction
@@ -239,7 +273,7 @@ class Classifier:
 
     def _passes(self, scores: list[TextScore], used: int) -> int:
         n, windows, classes = scores[0].n_tokens, scores[0].windows, len(self.classes)
-        if self.method == "infill":
+        if self.method in ("infill", DISCRIMINATIVE):
             return windows  # every class from one pass per window
         if self.method == "combined":  # the infill windows of the Bayes reading's length (nearly always as many)
             return windows * (1 + (classes if self.bayes_method == "ar" else used * classes))
@@ -270,6 +304,14 @@ def evidence_per_token(prediction: Prediction, log_prior: list[float]) -> float:
     """log P(x) per token = logsumexp_c (log P(x|c) + log P(c)) / n_tokens: how typical the text is."""
     total = torch.logsumexp(torch.tensor(prediction.log_likelihood) + torch.tensor(log_prior), 0).item()
     return total / (prediction.scores[0].n_tokens if prediction.scores else 1)
+
+
+def in_distribution_score(prediction: Prediction, log_prior: list[float]) -> float:
+    """How typical a text looks to the reading that read it (higher: more typical), the value the OOD reference
+    holds: the evidence per token of a generative reading, minus the energy of the discriminative one."""
+    if prediction.energy is not None:
+        return -prediction.energy
+    return evidence_per_token(prediction, log_prior)
 
 
 def ood_percentile(value: float, reference: list[float]) -> float:
@@ -326,7 +368,9 @@ def load_classifier(
     ``options`` (``settings.LoadOptions``) are passed to ``load_model``.
 
     Our checkpoints know their classes, prompts and training label frequencies (the prior), and carry the
-    calibration fitted on validation (``calibration.json``) once ``train_cli.py calibrate`` has been run.
+    calibration fitted on validation (``calibration.json``) once ``train_cli.py calibrate`` has been run. A
+    directory with a classification head (``train --objective discriminative``) reads as the discriminative
+    reading, its classes its head's.
     """
     if name_or_path == "tfidf" or name_or_path.startswith("tfidf:"):  # the discriminative reference, not an LM
         if method not in (None, TFIDF_METHOD):
@@ -334,6 +378,8 @@ def load_classifier(
         return load_baseline(name_or_path.partition(":")[2] or "imdb")
     path = Path(name_or_path)
     meta = CheckpointMeta.read(path) if path.is_dir() else CheckpointMeta()
+    if path.is_dir() and kind_of(name_or_path) == CLASSIFIER:
+        return _load_discriminative(path, meta, method, classes, device, max_length, options)
     conditioning = meta.conditioning
     if conditioning in ("per-class", *CLASS_PROMPTED) and not meta.classes:
         raise ModelError(f"{path / 'textdiff.json'} names no classes for its {conditioning!r} conditioning")
@@ -372,10 +418,26 @@ def load_classifier(
         total = sum(counts[c] for c in names)
         log_prior = [math.log(counts[c] / total) for c in names]
     first = models if isinstance(models, LoadedModel) else next(iter(models.values()))
-    method = method or ("elbo" if first.kind == MASKED else "ar")
+    method = method or default_method(first.kind)
     calibration = calibration_for(path, method, len(names))
     limit = max_length or meta.max_length
     return Classifier(models, names, prompts, method, log_prior, calibration, limit)
+
+
+def _load_discriminative(path: Path, meta: CheckpointMeta, method: str | None, classes: list[str] | None,
+                         device: str | None, max_length: int | None, options: LoadOptions | None) -> Classifier:
+    """The discriminative reading of a directory with a classification head: its classes in the head's order, a
+    uniform prior (the head's logits hold the training frequencies already), its calibration when fitted."""
+    if method not in (None, DISCRIMINATIVE):
+        raise TextdiffError(f"{path} has a classification head: its one reading is {DISCRIMINATIVE}, not {method!r}")
+    lm = load_model(str(path), CLASSIFIER, device=device, options=options)
+    names = head_labels(lm.model)
+    if meta.classes and list(meta.classes) != names:
+        raise ModelError(f"{path / 'textdiff.json'} names classes {meta.classes}, but the head's are {names}")
+    if classes and list(classes) != names:
+        raise TextdiffError(f"{path} was trained on classes {names}, not {classes}")
+    calibration = calibration_for(path, DISCRIMINATIVE, len(names))
+    return Classifier(lm, names, [None] * len(names), DISCRIMINATIVE, None, calibration, max_length or meta.max_length)
 
 
 def score_matrix(
@@ -392,9 +454,10 @@ def score_matrix(
 
 def fit_calibration(predictions: list[Prediction], labels: list[int], log_prior: list[float]) -> Calibration:
     """Per-class bias and a temperature that minimise the posterior's log loss on *validation* predictions,
-    and the validation texts' per-token evidence as the out-of-distribution reference."""
+    and the validation texts' per-token evidence (the discriminative reading: minus their energy) as the
+    out-of-distribution reference."""
     fitted = _bias_only(predictions, labels, log_prior)
-    fitted.ood_reference = sorted(evidence_per_token(p, log_prior) for p in predictions)
+    fitted.ood_reference = sorted(in_distribution_score(p, log_prior) for p in predictions)
     return fitted
 
 

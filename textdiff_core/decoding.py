@@ -51,7 +51,7 @@ from textdiff_core.errors import TextdiffError
 from textdiff_core.kv_cache import BlockCache
 from textdiff_core.kv_cache import supports as cache_supported
 from textdiff_core.models import LoadedModel
-from textdiff_core.settings import CAUSAL, MASKED
+from textdiff_core.settings import CAUSAL, CLASSIFIER, MASKED
 from textdiff_core.strategies.base import (
     SCHEDULES,
     DecodeConfig,
@@ -342,6 +342,7 @@ def diffusion_decode_batch(
     sample; each counts the passes it took part in.
     """
     config = config or DecodeConfig()
+    refuse_classifier(lm)
     strategy = _diffusion_strategy(lm, config)
     if samples < 1:
         raise TextdiffError(f"the number of samples must be at least 1, got {samples}")
@@ -571,6 +572,13 @@ def ar_decode(
     return ar_decode_batch(lm, prompt, length, config, label, 1)[0]
 
 
+def refuse_classifier(lm: LoadedModel) -> None:
+    """A one-line error for a model with a classification head: it reads text, it cannot write any."""
+    if lm.kind == CLASSIFIER:
+        raise TextdiffError(f"{lm.name!r} is a discriminative classifier (a classification head on the encoder): it "
+                            "classifies text but cannot write or fill any; give a diffusion or left-to-right model")
+
+
 @torch.no_grad()
 def ar_decode_batch(
     lm: LoadedModel, prompt: str = "", length: int = 32, config: DecodeConfig | None = None, label: str | None = None,
@@ -578,6 +586,7 @@ def ar_decode_batch(
 ) -> list[Trace]:
     """``ar_decode`` for ``samples`` sequences in one batch (one KV cache), sample i seeded by the seed + i."""
     config = replace(config or DecodeConfig(), strategy="ar")
+    refuse_classifier(lm)
     if lm.kind == MASKED:
         raise TextdiffError(f"{lm.name!r} is a diffusion model; strategy 'ar' needs a left-to-right one "
                             "(e.g. minilm-ar, smollm2, gpt2)")
@@ -682,6 +691,7 @@ def fill_mask(lm: LoadedModel, text: str, prefix: str | None = None, top_k: int 
 
     ``text`` writes masks as the tokenizer's mask token (``[MASK]`` for BERT, ``<mask>`` for RoBERTa).
     """
+    refuse_classifier(lm)
     if lm.kind != MASKED:
         raise TextdiffError(f"{lm.name!r} is a left-to-right model; fill-mask needs a diffusion model")
     if not text.strip():

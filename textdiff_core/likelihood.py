@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from textdiff_core.denoisers import denoise_logits, logits_at
 from textdiff_core.errors import TextdiffError
 from textdiff_core.models import LoadedModel
-from textdiff_core.settings import CAUSAL, MASKED
+from textdiff_core.settings import CAUSAL, CLASSIFIER, MASKED
 from textdiff_core.tokens import collate, special_ids, tokenize_texts
 
 MAX_TEXT_TOKENS = 8192  # longer texts are refused: scoring cost and memory grow with length
@@ -119,9 +119,10 @@ def text_windows(
 
 
 def _require(lm: LoadedModel, kind: str, what: str) -> None:
-    if (lm.kind == MASKED) != (kind == MASKED):
+    if lm.kind != kind:
         other = "a masked" if kind == MASKED else "a left-to-right"
-        raise TextdiffError(f"{what} needs {other} model; {lm.name!r} is not one")
+        why = " (a discriminative model gives no likelihood of its text)" if lm.kind == CLASSIFIER else ""
+        raise TextdiffError(f"{what} needs {other} model; {lm.name!r} is not one{why}")
 
 
 @torch.no_grad()

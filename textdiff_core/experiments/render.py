@@ -10,8 +10,7 @@ import math
 from pathlib import Path
 
 from textdiff_core.checkpoint import CheckpointMeta
-from textdiff_core.settings import LEGACY_DEFAULTS
-from textdiff_core.train import default_warmup_steps
+from textdiff_core.settings import LEGACY_DEFAULTS, default_warmup_steps
 
 
 def _points(share: float) -> str:
