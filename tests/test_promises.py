@@ -119,3 +119,130 @@ def test_token_evidence_is_summed_into_words():
     # tokens: a | well | - | made | film
     spans = [(0, 1), (2, 6), (6, 7), (7, 11), (12, 16)]
     assert word_evidence(text, spans, [0.5, 1.0, 0.25, 2.0, -1.0]) == [0.5, 3.25, -1.0]
+
+
+def _toy_probabilities(texts):
+    """[P(negative), P(positive)] with P(positive) = sigmoid(2 #good + 2 #great - 3 #bad)."""
+    import math
+
+    out = []
+    for t in texts:
+        w = t.split(" ")
+        z = 2 * (w.count("good") + w.count("great")) - 3 * w.count("bad")
+        p = 1 / (1 + math.exp(-z))
+        out.append([1 - p, p])
+    return out
+
+
+def test_the_attack_substitutes_the_most_important_word_first_and_stops_at_the_flip():
+    from textdiff_core.perturb import substitution_attack
+
+    text = "a good film with great cast"
+    attack = substitution_attack(_toy_probabilities, text, 1, lambda words, i: ["bad", "nice"],
+                                 lambda a, b: True, skip={"a", "with"})
+    # deleting "good" or "great" costs most (tie: the first); "bad" there flips the decision at once
+    assert attack.success and attack.changed == [1] and attack.adversarial == "a bad film with great cast"
+    assert attack.queries == 1 + 4 + 2  # the original, four deletions, two candidates
+    assert attack.p_after == pytest.approx(_toy_probabilities([attack.adversarial])[0][1])
+    assert attack.p_after < 0.5
+
+
+def test_the_similarity_constraint_and_the_word_budget_bound_the_attack():
+    from textdiff_core.perturb import substitution_attack
+
+    text = "a good film with great cast"
+    no_bad = substitution_attack(_toy_probabilities, text, 1, lambda words, i: ["bad", "nice"],
+                                 lambda a, b: "bad" not in b.split(" "), skip={"a", "with"})
+    # without "bad": "nice" for good, then for great, reaching a tie at 0.5, which is no success
+    assert not no_bad.success and no_bad.changed == [1, 4] and no_bad.adversarial == "a nice film with nice cast"
+    assert no_bad.p_after == pytest.approx(0.5)
+    one = substitution_attack(_toy_probabilities, text, 1, lambda words, i: ["nice"], lambda a, b: True,
+                              max_words=1, skip={"a", "with"})
+    assert one.changed == [1] and not one.success
+    none = substitution_attack(_toy_probabilities, text, 1, lambda words, i: ["good"], lambda a, b: True,
+                               skip={"a", "with"})
+    assert none.changed == [] and none.adversarial == text, "a substitution that helps the label is not made"
+
+
+def test_the_not_review_texts_are_real_files_read_as_they_are():
+    from textdiff_core.experiments.promises import LICENCES, STDLIB, not_review_texts
+
+    texts = not_review_texts(50)
+    assert len(texts) == 50 and not_review_texts(50) == texts
+    assert len({t["text"] for t in texts}) == 50 and all(len(t["text"].split(" ")) >= 30 for t in texts)
+    for t in texts[:10]:  # each passage is in the file it names, word for word
+        source = t["source"]
+        if " stdlib " in source:
+            raw = (STDLIB / source.split(" stdlib ")[1]).read_text(errors="replace")
+        else:
+            assert source.startswith(str(LICENCES))
+            raw = open(source, errors="replace").read()
+        assert " ".join(t["text"].split()[:12]) in " ".join(raw.split())
+
+
+def test_shuffled_texts_keep_their_words():
+    from textdiff_core.experiments.promises import shuffled
+
+    texts = ["the film was a joy from start to end", "dull and long"]
+    out = shuffled(texts, seed=1)
+    assert [sorted(a.split()) for a in out] == [sorted(a.split()) for a in texts] and out[0] != texts[0]
+    assert shuffled(texts, seed=1) == out
+
+
+@pytest.fixture(scope="module")
+def tiny_trio(tmp_path_factory):
+    from textdiff_core.cli import main
+
+    root = tmp_path_factory.mktemp("trio")
+    for objective, model, conditioning in (("diffusion", "tiny", "class"), ("ar", "tiny-ar", "class"),
+                                           ("discriminative", "tiny", "none")):
+        assert main(["train", "--objective", objective, "--model", model, "--data", "imdb", "--conditioning",
+                     conditioning, "--quick-test", "--no-progress", "--out", str(root / objective)]) == 0
+    return root
+
+
+def _promises_args(trio, out, *extra):
+    return ["promises", "--diffusion", str(trio / "diffusion"), "--ar", str(trio / "ar"), "--discriminative",
+            str(trio / "discriminative"), "--baseline", "tfidf:rotten_tomatoes", "--n", "6", "--samples", "1",
+            "--n-attack", "2", "--attack-words", "10", "--max-words", "2", "--candidates", "3", "--n-faith", "2",
+            "--faith-words", "10", "--out", str(out), *extra]
+
+
+@pytest.mark.slow
+def test_promises_writes_the_contract_for_every_reading_and_resumes(tiny_trio, tmp_path, monkeypatch):
+    import json
+
+    from textdiff_core.cli import main
+    from textdiff_core.experiments import promises
+
+    out = tmp_path / "out"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(promises, "faithful", killed)  # dies at the first reading's faithfulness
+    with pytest.raises(KeyboardInterrupt):
+        main(_promises_args(tiny_trio, out))
+    partial = json.loads((out / "promises.partial.json").read_text())["done"]
+    assert "diffusion: read imdb" in partial and "diffusion: attack" in partial
+    monkeypatch.undo()
+    reads = []
+    real = promises.read
+    monkeypatch.setattr(promises, "read", lambda *a, **k: reads.append(1) or real(*a, **k))
+    assert main(_promises_args(tiny_trio, out)) == 0
+    # the first reading's four sets and two typo rates are not read again; the five others' are
+    assert len(reads) == (4 + 2) * 5
+    record = json.loads((out / "promises.json").read_text())
+    assert set(record["readings"]) == {"diffusion", "diffusion_infill", "ar", "ar_infill", "discriminative", "tfidf"}
+    for key, r in record["readings"].items():
+        assert set(r["ood_auroc"]) == {"rotten_tomatoes", "not_reviews", "shuffled"}, key
+        assert all(0 <= v <= 1 for v in r["ood_auroc"].values())
+        assert 0 <= r["accuracy_under_attack"] <= r["attack"]["accuracy_clean"] <= 1
+        assert r["attack_success_rate"] is None or 0 <= r["attack_success_rate"] <= 1
+        assert 0 <= r["ece_rotten_tomatoes"] <= 1 and r["comprehensiveness_10"] is not None or \
+            r["faithfulness"]["skipped"] == 2
+        assert set(r["attack"]["transfer_from"]) == set(record["readings"]) - {key}
+    assert record["readings"]["diffusion"]["ood_score"] == "log_p_per_token"
+    assert record["readings"]["discriminative"]["ood_score"] == "energy"
+    assert not (out / "promises.partial.json").exists()
+    assert main(["promises", "--n", "3"]) == 2, "no --out"

@@ -1,5 +1,6 @@
-"""Perturbations of a text and what they do to a classifier: character-level typos, and the faithfulness of
-per-word evidence (ERASER's comprehensiveness and sufficiency, DeYoung et al. 2020).
+"""Perturbations of a text and what they do to a classifier: character-level typos, a word-substitution attack of
+the BAE / BERT-Attack kind, and the faithfulness of per-word evidence (ERASER's comprehensiveness and sufficiency,
+DeYoung et al. 2020).
 
 Words are whitespace-separated pieces of the text, so every classifier (whatever its tokenizer) is perturbed and
 explained on the same units; a reading's per-token evidence is summed into its words first (``word_evidence``).
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 
 from textdiff_core.errors import TextdiffError
 
@@ -90,3 +92,67 @@ def faithfulness(probability: Callable[[str], float], text: str, evidence: Seque
             row[f"{name}_sufficiency"] = full - probability(" ".join(w for i, w in enumerate(words) if i in chosen))
         out[f"{round(100 * f)}"] = row | {"words": count}
     return out
+
+
+@dataclass
+class Attack:
+    """One word-substitution attack on one text: what it changed and what the classifier said before and after."""
+
+    original: str
+    adversarial: str  # the text after the last substitution tried (== original when nothing was accepted)
+    label: int  # the class the attack moves away from (the true one)
+    success: bool  # the classifier's decision left ``label``
+    changed: list[int] = field(default_factory=list)  # word indices substituted, in the order they were
+    p_before: float = 0.0  # P(label | original)
+    p_after: float = 0.0  # P(label | adversarial)
+    queries: int = 0  # calls of the classifier
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("original", "adversarial", "label", "success", "changed", "p_before",
+                                              "p_after", "queries")}
+
+
+def substitution_attack(probabilities: Callable[[list[str]], list[list[float]]], text: str, label: int,
+                        propose: Callable[[list[str], int], list[str]], similar: Callable[[str, str], bool],
+                        max_words: int = 5, skip: Collection[str] = ()) -> Attack:
+    """A greedy word-substitution attack in the manner of BAE-R (Garg & Ramakrishnan 2020) and BERT-Attack (Li et
+    al. 2020), against ``probabilities(texts) -> [P(c | text) per class]`` (the attacked classifier, batched):
+
+      1. rank the words by importance: the drop in P(label) when the word alone is deleted;
+      2. in that order, ask ``propose(words, i)`` (a masked LM's replacements for word i) for candidates, keep those
+         for which ``similar(original, candidate text)`` holds (a sentence-similarity constraint), and substitute the
+         one giving the lowest P(label); stop as soon as another class is more probable than ``label`` (a tie is no
+         success), or after ``max_words``
+         substitutions. Words in ``skip`` (e.g. stop words) are never replaced; a substitution that does not lower
+         P(label) is not made.
+    """
+    words = text.split(" ")
+    queries = 0
+
+    def ask(texts: list[str]) -> list[list[float]]:
+        nonlocal queries
+        queries += len(texts)
+        return probabilities(texts)
+
+    p_before = ask([text])[0][label]
+    open_ = [i for i, w in enumerate(words) if w and w.lower().strip(".,!?;:\"'()") not in skip]
+    deleted = ask([" ".join(w for j, w in enumerate(words) if j != i) for i in open_]) if open_ else []
+    order = [i for _, i in sorted(zip([p_before - d[label] for d in deleted], open_, strict=True), key=lambda x: -x[0])]
+    current, p_now, changed = list(words), p_before, []
+    for i in order:
+        if len(changed) >= max_words:
+            break
+        candidates = [c for c in dict.fromkeys(propose(current, i)) if c and c != current[i] and " " not in c]
+        texts = [" ".join(current[:i] + [c] + current[i + 1:]) for c in candidates]
+        texts = [t for t in texts if similar(text, t)]
+        if not texts:
+            continue
+        probs = ask(texts)
+        best = min(range(len(texts)), key=lambda j: probs[j][label])
+        if probs[best][label] >= p_now:
+            continue
+        current, p_now = texts[best].split(" "), probs[best][label]
+        changed.append(i)
+        if max(p for c, p in enumerate(probs[best]) if c != label) > p_now:  # another class now leads
+            return Attack(text, " ".join(current), label, True, changed, p_before, p_now, queries)
+    return Attack(text, " ".join(current), label, False, changed, p_before, p_now, queries)

@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_zero_shot(commands)
     generation.add_synthesize(commands)
     reporting.add_report(commands)
+    reporting.add_promises(commands)
     for name, sub in commands.choices.items():  # the loading flags also after the command name
-        if name != "report":  # the report loads the shipped models as they are
+        if name not in ("report", "promises"):  # these load the shipped models as they are
             add_load_flags(sub, top=False)
     return parser
 
