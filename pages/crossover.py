@@ -10,9 +10,8 @@ import streamlit as st
 
 from pages._shared import ROOT, sidebar
 from textdiff_core.errors import TextdiffError
-from textdiff_core.experiments.crossover import PUBLISHED_EXPONENT
 from textdiff_core.experiments.grid import read_results
-from textdiff_core.experiments.render import crossover_answer, points_to_go
+from textdiff_core.experiments.render import PUBLISHED_EXPONENT, crossover_answer, points_to_go
 
 sidebar()
 st.title("When does diffusion win?")

@@ -59,6 +59,7 @@ from textdiff_core.experiments.grid import (
     validation_set,
     write_json,
 )
+from textdiff_core.experiments.render import PUBLISHED_EXPONENT
 from textdiff_core.progress import quiet_transformers
 from textdiff_core.settings import TrainConfig, check_finite, check_output_dir
 from textdiff_core.tokens import tokenize_texts
@@ -67,7 +68,6 @@ from textdiff_core.train import train
 CONTROL = "ar_masked"  # the control arm: the left-to-right twin with random input-token masking
 RUNS = (*TWINS, CONTROL)  # every run a size can have, in the order they take turns at a validation point
 CONTROL_SETTINGS = ("control_mask", "control_sizes")  # may be added to a running grid: they add runs, change none
-PUBLISHED_EXPONENT = 2.174  # Prabhudesai et al. 2025: C_crit grows as U^2.174
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 

@@ -281,6 +281,7 @@ def _crossover_cell(row: dict, finished: bool) -> str:
 
 
 USES_CONTEXT_BITS = 0.1  # a twin this close to the unigram level has not learned to use context
+PUBLISHED_EXPONENT = 2.174  # Prabhudesai et al. 2025: C_crit grows as U^2.174
 
 
 def crossover_answer(c: dict) -> str:
