@@ -103,11 +103,16 @@ def test_a_flag_shared_by_train_campaign_and_crossover_parses_identically_in_eac
         assert not hasattr(parser.parse_args([command, *own]), "lr"), command
 
 
-def test_the_report_gets_its_own_settings_without_the_loading_flags():
+def test_the_report_and_promises_get_their_own_settings_without_the_loading_flags():
+    from textdiff_core.experiments import measure, promises
+
     args = build_parser().parse_args(["--trust-remote-code", "report", "--quick", "--n", "5"])
-    own = vars(reporting._own(args))
+    own = vars(reporting._own(args, measure.add_arguments))
     assert own["quick"] is True and own["n"] == 5 and own["root"] == "."
     assert "trust_remote_code" not in own and "command" not in own
+    args = build_parser().parse_args(["--trust-remote-code", "promises", "--out", "o", "--n", "5"])
+    own = vars(reporting._own(args, promises.add_arguments))
+    assert own["out"] == "o" and own["n"] == 5 and "trust_remote_code" not in own and "quick" not in own
 
 
 def test_one_table_names_the_dtypes_and_every_dtype_flag_takes_its_names():

@@ -246,3 +246,16 @@ def test_promises_writes_the_contract_for_every_reading_and_resumes(tiny_trio, t
     assert record["readings"]["discriminative"]["ood_score"] == "energy"
     assert not (out / "promises.partial.json").exists()
     assert main(["promises", "--n", "3"]) == 2, "no --out"
+
+
+def test_the_polarity_constraint_bars_words_of_the_other_class(tmp_path):
+    from textdiff_core.experiments.promises import Polarity
+
+    data = tmp_path / "d.csv"
+    rows = [("a great great film", "positive")] * 6 + [("a dull film", "negative")] * 6 + [("a film", "positive")]
+    data.write_text("text,label\n" + "\n".join(f"{t},{y}" for t, y in rows) + "\n")
+    p = Polarity(limit=0.3, data=str(data))
+    # classes sort as negative (0), positive (1); "great" is in 6 of 7 positive rows and no negative one
+    assert p.ratio["great"] > 0.3 and p.ratio["dull"] < -0.3 and abs(p.ratio["film"]) < 0.3
+    assert not p.allowed("great", 0) and p.allowed("great", 1) and not p.allowed("Dull,", 1)
+    assert p.allowed("film", 0) and p.allowed("film", 1) and p.allowed("unseen", 0)

@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_campaign(commands)
     training.add_crossover(commands)
     training.add_augment(commands)
+    training.add_few_labels(commands)
     training.add_campaign_ship(commands)
     generation.add_fill_mask(commands)
     scoring.add_classifiers(commands)

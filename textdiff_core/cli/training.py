@@ -1,4 +1,4 @@
-"""Commands that train and ship: train, campaign, crossover, augment, campaign-ship, export."""
+"""Commands that train and ship: train, campaign, crossover, augment, few-labels, campaign-ship, export."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from textdiff_core.errors import TextdiffError
 from textdiff_core.experiments.augment import AugmentConfig, run_augment
 from textdiff_core.experiments.campaign import STATUS, CampaignConfig, run_campaign, ship
 from textdiff_core.experiments.crossover import CrossoverConfig, ModelShape, run_crossover
+from textdiff_core.experiments.few_labels import MODELS, PER_UNIT, TRAINED, FewLabelsConfig, run_few_labels
 from textdiff_core.experiments.render import augment_lines, better_accuracy, points_to_go
 from textdiff_core.models import load_model, save_model, torch_dtype
 from textdiff_core.settings import DTYPES, add_train_flags, check_output_dir, train_config
@@ -95,6 +96,57 @@ def add_augment(commands) -> None:
                    help="fine-tune this trained pair (two checkpoints, diffusion first, both joint-conditioned, e.g. "
                         "checkpoints/imdb-diffusion,checkpoints/imdb-ar) in every arm instead of training from "
                         "scratch; the pair itself is scored once as the reference")
+
+
+def add_few_labels(commands) -> None:
+    """``few-labels``: the train flags every unit shares, plus the campaign's own (defaults: ``FewLabelsConfig``)."""
+    c = commands.add_parser("few-labels", help="fine-tune the pretrained backbone on n labelled reviews per class as a "
+                                               "diffusion model, its twin and a discriminative head, beside TF-IDF, "
+                                               "with and without the rest unlabelled (run it again to continue)",
+                            epilog="Each (n, seed, model, arm) is a resumable unit under OUT; the record is "
+                                   "OUT/few_labels.json. See textdiff_core/experiments/few_labels.py.")
+    add_train_flags(c, skip=PER_UNIT)
+    _no_progress_flag(c)
+    d = {name: f.default_factory() if callable(f.default_factory) else f.default
+         for name, f in FewLabelsConfig.__dataclass_fields__.items()}
+    show = {name: ",".join(map(str, v)) for name, v in d.items() if isinstance(v, list)}
+    c.add_argument("--out", required=True, help="campaign directory: n-NNNNN/seed-S/<model>-<arm>/, few_labels.json")
+    c.add_argument("--sizes", type=_int_list, default=d["sizes"],
+                   help=f"labelled reviews per class, ascending (nested subsets; default: {show['sizes']})")
+    c.add_argument("--seeds", type=_int_list, default=d["seeds"],
+                   help=f"seeds of the subset and its training (default: {show['seeds']})")
+    c.add_argument("--steps", type=int, default=d["steps"],
+                   help=f"the step cap of every trained model (default: {d['steps']})")
+    for flag, what in (("points", "validation points, log-spaced from --first-point to the cap"),
+                       ("first_point", "step of the first validation point"),
+                       ("patience", "stop a run once no reading has improved for this many validation points"),
+                       ("val_size", "validation reviews, the same for every model"),
+                       ("val_samples", "ELBO Monte Carlo samples per validation review and class"),
+                       ("test_size", "fixed test reviews, read once per reading"),
+                       ("test_samples", "ELBO Monte Carlo samples per test review and class"),
+                       ("unlabelled_steps", "semi-supervised arm: steps of each backbone on the unlabelled rest")):
+        c.add_argument("--" + flag.replace("_", "-"), type=int, default=d[flag], help=f"{what} (default: {d[flag]})")
+    c.add_argument("--models", type=_str_list, default=d["models"],
+                   help=f"models of the labelled arm, among {','.join(MODELS)} (default: {show['models']})")
+    c.add_argument("--semi-sizes", type=_none_or(_int_list), default=d["semi_sizes"],
+                   help=f"sizes that also get the semi-supervised arm, or none (default: {show['semi_sizes']})")
+    c.add_argument("--semi-models", type=_none_or(_str_list), default=d["semi_models"],
+                   help=f"models of that arm, among {','.join(TRAINED)}, or none (default: {show['semi_models']})")
+    c.add_argument("--diffusion-model", default=d["diffusion_model"],
+                   help="pretrained backbone of the diffusion model and the head (name or directory; default: "
+                        f"{d['diffusion_model']})")
+    c.add_argument("--ar-model", default=d["ar_model"],
+                   help=f"pretrained backbone of the left-to-right twin (default: {d['ar_model']})")
+    c.add_argument("--zero-shot", default=None,
+                   help="also read this zero-shot LM once on the test reviews as a flat reference, e.g. "
+                        "checkpoints/smollm2-zero-shot (default: none)")
+    c.add_argument("--keep-weights", action="store_true",
+                   help="keep each finished unit's run and best weights (default: removed once its result is written)")
+    c.add_argument("--plan-only", action="store_true",
+                   help="print the plan and the probe's s/step and CPU-hours, then exit (writes nothing)")
+    c.add_argument("--probe-steps", type=int, default=4,
+                   help="steps of the s/step measurement printed with the plan (0: none; default: 4)")
+    c.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
 
 
 def _grid_flags(c: argparse.ArgumentParser, control: bool) -> None:
@@ -187,6 +239,11 @@ def _int_list(text: str) -> list[int]:
 
 def _str_list(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _none_or(parse):
+    """A list flag's parser that also reads "none" as the empty list."""
+    return lambda text: [] if text.strip().lower() == "none" else parse(text)
 
 
 def _train_config(args: argparse.Namespace):
@@ -297,6 +354,42 @@ def cmd_augment(args: argparse.Namespace) -> int:
     return 0
 
 
+def few_labels_config(args: argparse.Namespace) -> FewLabelsConfig:
+    """The FewLabelsConfig of ``few-labels``'s flags."""
+    names = set(FewLabelsConfig.__dataclass_fields__) - {"out", "train"}
+    shared = train_config(args, objective="diffusion", conditioning="joint", steps=None)  # --steps is the cap
+    return FewLabelsConfig(out=args.out, train=shared, **{name: getattr(args, name) for name in names})
+
+
+def cmd_few_labels(args: argparse.Namespace) -> int:
+    config = few_labels_config(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise TextdiffError(f"threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.probe_steps < 0:
+        raise TextdiffError(f"probe-steps must be at least 0, got {args.probe_steps}")
+    try:
+        record = run_few_labels(config, args.probe_steps, plan_only=args.plan_only, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"interrupted: run the same command again to continue the campaign in {args.out}", file=sys.stderr)
+        return 130
+    if args.plan_only:
+        return 0
+    verdict = record["summary"]["labelled"]["verdict"]
+    if verdict["wins_below"]:
+        where = f"below n = {verdict['wins_below']} per class"
+    elif verdict["wins_at_every_n"] or verdict["wins_at_no_n"]:
+        where = "at every n compared" if verdict["wins_at_every_n"] else "at no n compared"
+    else:
+        where = f"at n = {verdict['wins_at']}" if verdict["compared_at"] else "(nothing to compare yet)"
+    print(f"{len(record['points'])} points; the best generative reading beats the head {where}; "
+          f"{record['cost']['cpu_hours']} CPU-hours so far")
+    print(f"wrote {os.path.join(args.out, 'few_labels.json')}" + ("" if record["finished"] else
+                                                                 " (in progress: run again to continue)"))
+    return 0
+
+
 def cmd_campaign_ship(args: argparse.Namespace) -> int:
     given = {twin: e for twin, e in (("diffusion", args.diffusion_epoch), ("ar", args.ar_epoch)) if e is not None}
     if any(e < 1 for e in given.values()):
@@ -343,6 +436,7 @@ COMMANDS = {  # command name -> what runs it
     "campaign": cmd_campaign,
     "crossover": cmd_crossover,
     "augment": cmd_augment,
+    "few-labels": cmd_few_labels,
     "campaign-ship": cmd_campaign_ship,
     "export": cmd_export,
 }
