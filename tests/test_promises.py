@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from textdiff_core.errors import TextdiffError
@@ -259,3 +261,33 @@ def test_the_polarity_constraint_bars_words_of_the_other_class(tmp_path):
     assert p.ratio["great"] > 0.3 and p.ratio["dull"] < -0.3 and abs(p.ratio["film"]) < 0.3
     assert not p.allowed("great", 0) and p.allowed("great", 1) and not p.allowed("Dull,", 1)
     assert p.allowed("film", 0) and p.allowed("film", 1) and p.allowed("unseen", 0)
+
+
+@pytest.mark.slow
+def test_the_report_carries_the_committed_promises_into_results_json_and_results_md(tiny_trio, tmp_path):
+    """The contract: results.json gains a top-level ``promises`` with, per reading, ood_auroc (set -> AUROC),
+    accuracy_under_attack, attack_success_rate, comprehensiveness_10, ece_rotten_tomatoes."""
+    import json
+    import shutil
+
+    from textdiff_core.cli import main
+
+    out = tmp_path / "p"
+    assert main(_promises_args(tiny_trio, out, "--readings", "diffusion_infill,tfidf")) == 0
+    root = tmp_path / "repo"
+    (root / "results").mkdir(parents=True)
+    shutil.copy(out / "promises.json", root / "results" / "promises.json")
+    shutil.copy(Path(__file__).resolve().parents[1] / "results.json", root / "results.json")
+    (root / "README.md").write_text("x\n<!-- results:start -->\nold\n<!-- results:end -->\n")
+    assert main(["report", "--rerender", "--root", str(root)]) == 0
+    result = json.loads((root / "results.json").read_text())
+    assert set(result["promises"]) == {"diffusion_infill", "tfidf"}
+    for reading in result["promises"].values():
+        assert {"ood_auroc", "accuracy_under_attack", "attack_success_rate", "comprehensiveness_10",
+                "ece_rotten_tomatoes"} <= set(reading)
+        assert set(reading["ood_auroc"]) == {"rotten_tomatoes", "not_reviews", "shuffled"}
+    text = (root / "RESULTS.md").read_text()
+    for section in ("## Uncertainty, in and out of domain", "## Out-of-distribution detection", "## Robustness",
+                    "## Faithful evidence", "### Successful attacks (uncurated: the first ones found)"):
+        assert section in text, section
+    assert "diffusion infill" in text and "What the classifiers promise" in (root / "README.md").read_text()

@@ -275,6 +275,7 @@ DECODING_CHECKS_FILE = Path("bench") / "decoding_checks.json"  # its cache-agree
 AUGMENT_FILE = Path("results") / "augment.json"  # the real + synthetic experiment (a copy of OUT/augment.json)
 AUGMENT_FINETUNE_FILE = Path("results") / "augment-finetune.json"  # the same, fine-tuning the shipped pair (--start)
 CROSSOVER_FILE = Path("results") / "crossover.json"  # the committed grid results (a copy of OUT/crossover.json)
+PROMISES_FILE = Path("results") / "promises.json"  # what the classifiers promise (a copy of OUT/promises.json)
 
 
 def augment_record(path: Path) -> dict | None:
@@ -301,11 +302,20 @@ def crossover_record(path: str | Path) -> dict | None:
             | {"source": str(CROSSOVER_FILE), "time": crossover_time(results.get("history") or [])})
 
 
+def promises_record(path: Path) -> tuple[dict | None, dict | None]:
+    """(per reading, what the record says of itself) of a committed ``promises`` run; (None, None) without one."""
+    if not path.is_file():
+        return None, None
+    record = json.loads(path.read_text())
+    return record["readings"], {k: v for k, v in record.items() if k != "readings"} | {"source": str(PROMISES_FILE)}
+
+
 def committed_records(root: Path) -> dict:
     """The experiments' committed records in repository ``root`` that the report shows beside what it measures."""
+    promises, about = promises_record(root / PROMISES_FILE)
     return {"crossover": crossover_record(root / CROSSOVER_FILE), "augment": augment_record(root / AUGMENT_FILE),
             "augment_finetune": augment_record(root / AUGMENT_FINETUNE_FILE),
-            "decoding_checks": decoding_checks_record(root)}
+            "decoding_checks": decoding_checks_record(root), "promises": promises, "promises_about": about}
 
 
 def crossover_time(history: list[dict]) -> dict:

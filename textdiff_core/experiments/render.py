@@ -192,6 +192,8 @@ def readme_table(result: dict) -> str:
     lines += decoding_summary(result.get("decoding") or {})
     if result.get("crossover"):
         lines += ["", crossover_answer(result["crossover"]) + " See RESULTS.md."]
+    if result.get("promises"):
+        lines += ["", promises_summary(result["promises"]) + " See RESULTS.md."]
     return "\n".join(lines).strip() + "\n"
 
 
@@ -259,6 +261,8 @@ def results_markdown(result: dict) -> str:
     if result.get("augment_finetune"):
         lines += ["", "## Real + synthetic reviews, the shipped pair fine-tuned", ""] + augment_lines(
             result["augment_finetune"])
+    if result.get("promises"):
+        lines += [""] + promises_lines(result["promises"], result.get("promises_about") or {})
     lines += ["", "## Decoding", ""] + decoding_lines(result["decoding"])
     lines += ["", "## Samples (uncurated: the first seeds)", ""]
     for label, texts in result["samples"].items():
@@ -722,3 +726,136 @@ def model_card(meta: dict, result: dict, role: str) -> str:
               "long-range coherence, and unreliable behaviour on other domains (the classifier's OOD flag helps). "
               "English only; IMDB's label noise and biases are inherited."]
     return "\n".join(lines) + "\n"
+
+
+def _interval(pair, fmt="{:.3f}") -> str:
+    return "–" if not pair else f"{fmt.format(pair[0])}–{fmt.format(pair[1])}"
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
+def _num(x, fmt="{:.3f}") -> str:
+    return "–" if x is None else fmt.format(x)
+
+
+OOD_NAMES = {"rotten_tomatoes": "Rotten Tomatoes", "not_reviews": "not reviews", "shuffled": "shuffled IMDB"}
+OOD_SCORE_NAMES = {"log_p_per_token": "−log P(text) per token", "max_softmax": "−max softmax",
+                   "energy": "energy"}
+
+
+def promises_lines(promises: dict, about: dict) -> list[str]:
+    """RESULTS.md's sections on what a generative classifier promises, from ``promises.json``'s readings."""
+    sets = about.get("sets") or {}
+    lines = [f"From `{about.get('command', 'python train_cli.py promises')}` ({about.get('hardware', '?')}, "
+             f"{about.get('finished_at', '?')}): {sets.get('imdb_test', '?')} IMDB test reviews, "
+             f"{sets.get('rotten_tomatoes_test', '?')} Rotten Tomatoes test sentences, "
+             f"{(sets.get('not_reviews') or {}).get('n', '?')} passages that are not reviews, the IMDB reviews with "
+             "their words shuffled. Calibration: each checkpoint's, fitted on IMDB validation.", ""]
+    return (lines + _uncertainty_lines(promises) + _ood_lines(promises) + _robustness_lines(promises)
+            + _faithfulness_lines(promises) + _attack_samples(promises))
+
+
+def _uncertainty_lines(promises: dict) -> list[str]:
+    lines = ["## Uncertainty, in and out of domain", "",
+             "Accuracy, expected calibration error and the area under the risk-coverage curve (the mean error when "
+             "abstaining on the least confident texts first, over every coverage; lower is better).", "",
+             "| reading | IMDB accuracy | ECE | AURC (95% CI) | Rotten Tomatoes accuracy | ECE | AURC (95% CI) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in promises.values():
+        cells = [r["label"]]
+        for name in ("imdb_test", "rotten_tomatoes"):
+            u = r["uncertainty"][name]
+            cells += [f"{u['accuracy']:.1%} ({_interval(u['ci95'], '{:.1%}')})", f"{u['ece']:.3f}",
+                      f"{u['aurc']:.3f} ({_interval(u['aurc_ci95'])})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ood_lines(promises: dict) -> list[str]:
+    lines = ["", "## Out-of-distribution detection", "",
+             "AUROC (95% bootstrap interval) and the false-positive rate at 95% true positives (the share of OOD "
+             "texts let through when 95% of IMDB test reviews are kept) of each reading's OOD score against IMDB "
+             "test reviews; 0.5 is chance.", "",
+             "| reading | OOD score | " + " | ".join(f"{n}: AUROC | FPR95" for n in OOD_NAMES.values()) + " |",
+             "|---|---|" + "---|---|" * len(OOD_NAMES)]
+    for r in promises.values():
+        cells = [r["label"], OOD_SCORE_NAMES.get(r["ood_score"], r["ood_score"])]
+        for name in OOD_NAMES:
+            d = r["ood"][name][r["ood_score"]]
+            cells += [f"{d['auroc']:.3f} ({_interval(d['auroc_ci95'])})", f"{d['fpr_at_95_tpr']:.1%}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _robustness_lines(promises: dict) -> list[str]:
+    lines = ["", "## Robustness", "",
+             "Typos: one character edit (swap, delete, insert, substitute) in 10% or 20% of the words; the difference "
+             "is paired with the clean accuracy on the same reviews. Attack: the word-substitution attack on the "
+             "first words of correctly read reviews (success rate over those; accuracy under attack over all).", "",
+             "| reading | typos 10%: accuracy (vs clean) | typos 20% | attack success | accuracy under attack | "
+             "words changed per success |", "|---|---|---|---|---|---|"]
+    for r in promises.values():
+        cells = [r["label"]]
+        for rate in ("10", "20"):
+            t = r["typos"][rate]
+            cells.append(f"{t['accuracy']:.1%} ({_points(t['against_clean']['difference'])})")
+        a = r["attack"]
+        cells += [_pct(a["attack_success_rate"]), _pct(a["accuracy_under_attack"]),
+                  _num(a["words_changed_per_success"], "{:.1f}")]
+        lines.append("| " + " | ".join(cells) + " |")
+    keys = list(promises)
+    lines += ["", "Transfer: accuracy of each reading (rows) on the successful adversarial texts of another (columns); "
+              "on their originals every reading that attacked them was right.", "",
+              "| reading | " + " | ".join(promises[k]["label"] for k in keys) + " |", "|---|" + "---|" * len(keys)]
+    for k in keys:
+        row = promises[k]["attack"].get("transfer_from") or {}
+        lines.append(f"| {promises[k]['label']} | " + " | ".join(
+            "–" if s == k or not row.get(s) else f"{row[s]['accuracy_adversarial']:.0%} (n={row[s]['n']})"
+            for s in keys) + " |")
+    return lines
+
+
+def _faithfulness_lines(promises: dict) -> list[str]:
+    lines = ["", "## Faithful evidence", "",
+             "ERASER (DeYoung et al. 2020): comprehensiveness, the drop in the predicted class's probability when the "
+             "top k% of the reading's own evidence words are removed (higher: the evidence mattered), and "
+             "sufficiency, the drop when only they are kept (lower is better), each beside the same count of random "
+             "words.", "",
+             "| reading | texts | comprehensiveness 10% (random) | 20% (random) | sufficiency 10% (random) | "
+             "evidence − random at 10%, 95% CI |", "|---|---|---|---|---|---|"]
+    for r in promises.values():
+        f = r["faithfulness"]
+        lines.append(f"| {r['label']} | {f['n']} | {_num(f['evidence_comprehensiveness_10'])} "
+                     f"({_num(f['random_comprehensiveness_10'])}) | {_num(f['evidence_comprehensiveness_20'])} "
+                     f"({_num(f['random_comprehensiveness_20'])}) | {_num(f['evidence_sufficiency_10'])} "
+                     f"({_num(f['random_sufficiency_10'])}) | {_interval(f['comprehensiveness_over_random_10_ci95'])}"
+                     " |")
+    return lines
+
+
+def _marked(text: str, changed: list[int]) -> str:
+    return " ".join(f"**{w}**" if i in changed else w for i, w in enumerate(text.split(" ")))
+
+
+def _attack_samples(promises: dict) -> list[str]:
+    lines = ["", "### Successful attacks (uncurated: the first ones found)", ""]
+    for r in promises.values():
+        samples = r["attack"].get("samples") or []
+        lines += [f"**{r['label']}**: {len(samples)} shown", ""]
+        for s in samples:
+            lines += [f"- original: {_marked(s['original'], s['changed'])}",
+                      f"  attacked: {_marked(s['adversarial'], s['changed'])} (P(true class) {s['p_before']:.2f} → "
+                      f"{s['p_after']:.2f})"]
+        lines.append("")
+    return lines
+
+
+def promises_summary(promises: dict) -> str:
+    """The README's line on the promises: per reading, AUROC against text that is not a review, accuracy under
+    attack and comprehensiveness of its evidence at 10%."""
+    parts = [f"{r['label']} {r['ood_auroc']['not_reviews']:.2f} / {_pct(r['accuracy_under_attack'])} / "
+             f"{_num(r['comprehensiveness_10'], '{:.2f}')}" for r in promises.values()]
+    return ("What the classifiers promise (OOD AUROC against text that is not a review / accuracy under the word-"
+            "substitution attack / ERASER comprehensiveness at 10%): " + "; ".join(parts) + ".")
