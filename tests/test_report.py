@@ -222,3 +222,19 @@ def test_report_parses_its_flags_like_every_command(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["report", "--no-such-flag"])
     assert exited.value.code == 2 and "--no-such-flag" in capsys.readouterr().err
+
+
+def test_the_report_reads_a_discriminative_head_beside_the_pair(tiny_pair, tmp_path):
+    head = tmp_path / "head"
+    assert main(["train", "--objective", "discriminative", "--model", "tiny", "--data", "imdb", "--quick-test",
+                 "--no-progress", "--out", str(head)]) == 0
+    out = tmp_path / "out"
+    assert main(quick_report(tiny_pair, out, "--no-cards", "--discriminative", str(head))) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert "discriminative head (same backbone, classification head)" in {r["method"] for r in result["classification"]}
+    head_to_head = result["head_to_head"]
+    assert head_to_head["readings"]["discriminative"]["method"] == "discriminative"
+    assert {(p["a"], p["b"]) for p in head_to_head["pairs"]} >= {("diffusion_infill", "discriminative"),
+                                                                  ("diffusion", "discriminative")}
+    assert "| diffusion infill − discriminative head |" in (out / "RESULTS.md").read_text()
+    assert main(quick_report(tiny_pair, out, "--no-cards", "--discriminative", str(tmp_path / "none"))) == 2

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from textdiff_core.checkpoint import CheckpointMeta
-from textdiff_core.classify import load_classifier
+from textdiff_core.classify import DISCRIMINATIVE, load_classifier
 from textdiff_core.data import load_data
 from textdiff_core.decoding import generate
 from textdiff_core.errors import TextdiffError
@@ -88,6 +88,9 @@ READINGS = [
 ]
 
 
+DISCRIMINATIVE_READING = ("discriminative", "discriminative head", "discriminative", DISCRIMINATIVE, False)
+DISCRIMINATIVE_PAIRS = [("diffusion", "discriminative"), ("diffusion_infill", "discriminative"),
+                        ("ar", "discriminative")]
 PAIRS = [("diffusion", "ar"), ("diffusion_infill", "ar"), ("diffusion_infill", "ar_infill"),
          ("diffusion", "ar_infill"), ("diffusion_infill", "diffusion"), ("diffusion_infill", "tfidf")]
 
@@ -157,6 +160,9 @@ def classification(args: argparse.Namespace, models: dict[str, str], pieces: Pie
     rows = []
     data = load_data("imdb", "test", max_samples=args.n, seed=0)
     plan = methods(args.samples, models["zero_shot"])
+    if "discriminative" in models:  # the same backbone with a classification head, where one is shipped
+        plan.append(Method("discriminative head (same backbone, classification head)", "discriminative",
+                           DISCRIMINATIVE))
     for role in ("diffusion", "ar"):  # the combined reading only where it measured better on validation
         if combined_earns_its_place(models[role]):
             name = "diffusion" if role == "diffusion" else "left-to-right"
@@ -192,6 +198,9 @@ def head_to_head(args: argparse.Namespace, models: dict[str, str], pieces: Piece
     data = load_data("imdb", "test", max_samples=args.n_head or None, seed=0)
     result, correct = {"n": len(data), "readings": {}}, {}
     readings, pairs = list(READINGS), list(PAIRS)
+    if "discriminative" in models:
+        readings.append(DISCRIMINATIVE_READING)
+        pairs += DISCRIMINATIVE_PAIRS
     for key, label, role, method, adaptive in readings:
         def measure(label=label, role=role, method=method, adaptive=adaptive):
             started = time.time()
@@ -356,6 +365,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--diffusion", default=None,
                         help="diffusion checkpoint (default: ROOT/checkpoints/imdb-diffusion)")
     parser.add_argument("--ar", default=None, help="left-to-right checkpoint (default: ROOT/checkpoints/imdb-ar)")
+    parser.add_argument("--discriminative", default=None,
+                        help="discriminative checkpoint, the same backbone with a classification head (default: "
+                             "ROOT/checkpoints/imdb-discriminative, read where it exists)")
     parser.add_argument("--reference", default="smollm2", help="reference left-to-right LM (generative perplexity)")
     parser.add_argument("--zero-shot", default=None,
                         help="zero-shot classifier: a directory written by `train_cli.py zero-shot` (prompt chosen and "
@@ -473,6 +485,11 @@ def _report(args: argparse.Namespace, argv: list[str], places: Places) -> int:
     zero_shot = args.zero_shot or (str(zero_shot_dir) if zero_shot_dir.is_dir() else args.reference)
     models = {"diffusion": args.diffusion, "ar": args.ar, "reference": args.reference, "tfidf": args.baseline,
               "zero_shot": zero_shot}
+    discriminative = Path(args.discriminative or places.root / "checkpoints" / "imdb-discriminative")
+    if discriminative.is_dir():  # the discriminative reference, once shipped
+        models["discriminative"] = str(discriminative)
+    elif args.discriminative:
+        raise TextdiffError(f"no discriminative checkpoint at {discriminative}")
     settings = {k: v for k, v in vars(args).items() if k not in ("progress", "fresh", "root")}
     result = {"command": shlex.join(["python", "train_cli.py", "report", *argv]), "hardware": hardware(),
               "settings": settings}

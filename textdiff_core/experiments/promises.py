@@ -142,7 +142,8 @@ def read(clf, texts: list[str], samples: int, seed: int = 0) -> list[dict]:
         elif clf.method == "tfidf":  # the logistic regression's logits, centred: (-z/2, z/2)
             z = float(clf.pipeline.decision_function([text])[0])
             scores["energy"] = -float(torch.logsumexp(torch.tensor([-z / 2, z / 2]), 0))
-        rows.append({"label": p.classes.index(p.label), "posterior": p.posterior, "ood": scores})
+        rows.append({"label": p.classes.index(p.label), "posterior": p.posterior, "ood": scores,
+                     "flagged": p.ood})  # the app's OOD flag (None where the reading has no threshold)
     return rows
 
 
@@ -494,7 +495,11 @@ def measure_reading(r: Reading, clf, sets: Sets, args: argparse.Namespace, piece
                                                              *attack_tools(), args.max_words))
     faith = pieces.get(f"{r.key}: faithfulness", lambda: faithful(clf, sets.faith_texts, samples))
     primary = primary_score(r)
-    return {"label": r.label, "checkpoint": r.role, "method": r.method, "ood_score": primary,
+    flags = {name: [row["flagged"] for row in rows[name]] for name in rows}
+    flag = None if any(f is None for f in flags["imdb"]) else {
+        "false_positive_rate": sum(flags["imdb"]) / len(flags["imdb"]),
+        "detected": {name: sum(flags[name]) / len(flags[name]) for name in OOD_SETS}}
+    return {"label": r.label, "ood_flag": flag, "checkpoint": r.role, "method": r.method, "ood_score": primary,
             "ood_auroc": {name: detection[name][primary]["auroc"] for name in OOD_SETS},
             "accuracy_under_attack": attacked["accuracy_under_attack"],
             "attack_success_rate": attacked["attack_success_rate"],

@@ -786,6 +786,16 @@ def _ood_lines(promises: dict) -> list[str]:
             d = r["ood"][name][r["ood_score"]]
             cells += [f"{d['auroc']:.3f} ({_interval(d['auroc_ci95'])})", f"{d['fpr_at_95_tpr']:.1%}"]
         lines.append("| " + " | ".join(cells) + " |")
+    flagged = {k: r for k, r in promises.items() if r.get("ood_flag")}
+    if flagged:
+        lines += ["", "The Classify page's OOD flag (a text scoring below the 1st percentile of the checkpoint's "
+                  "validation texts): how often it fires on IMDB test reviews (its false-positive rate) and on each "
+                  "OOD set.", "", "| reading | IMDB test (false positives) | " + " | ".join(OOD_NAMES.values())
+                  + " |", "|---|---|" + "---|" * len(OOD_NAMES)]
+        for r in flagged.values():
+            f = r["ood_flag"]
+            lines.append(f"| {r['label']} | {f['false_positive_rate']:.1%} | "
+                         + " | ".join(f"{f['detected'][n]:.1%}" for n in OOD_NAMES) + " |")
     return lines
 
 
