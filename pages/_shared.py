@@ -17,7 +17,7 @@ import torch
 from textdiff_core.checkpoint import CheckpointMeta
 from textdiff_core.classify import Classifier, first_use, load_classifier
 from textdiff_core.models import LoadedModel, load_model, pick_device
-from textdiff_core.settings import CAUSAL, MASKED, LoadOptions
+from textdiff_core.settings import CAUSAL, CLASSIFIER, MASKED, OBJECTIVES, LoadOptions
 from textdiff_core.trace import MASK_BG, NEW_OUTLINE, PROMPT_BG, Trace, colour_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +32,11 @@ ROLES = {
     "ar": (CAUSAL, "Left-to-right model", "imdb-ar", "minilm-ar"),
     "reference": (CAUSAL, "Reference LM (perplexity, zero-shot)", None, "smollm2"),
 }
+# a role only the Classify page picks: the same backbone with a classification head (train --objective
+# discriminative); no offline fallback, since a base model has no trained head
+DISCRIMINATIVE_ROLE = {"discriminative": (CLASSIFIER, "Discriminative model", "imdb-discriminative", None)}
+NO_HEAD = "none found (train_cli.py train --objective discriminative)"  # the picker's first choice without a head
+PROMISES_RECORD = ROOT / "results" / "promises.json"  # train_cli.py promises' record: the OOD flag's measured rates
 
 
 RUNS = Path.home() / "textdiff-runs"  # where the README's training commands write runs
@@ -42,7 +47,7 @@ def trained(kind: str, folder: Path, relative: bool) -> list[str]:
     found = []
     for path in sorted(folder.glob("*/textdiff.json")) if folder.is_dir() else []:
         objective = CheckpointMeta.read(path.parent).objective  # None: not a model (e.g. a zero-shot directory)
-        if objective is not None and (objective == "diffusion") == (kind == MASKED):
+        if objective is not None and OBJECTIVES.get(objective) == kind:
             found.append(str(path.parent.relative_to(ROOT)) if relative else str(path.parent))
     return found
 
@@ -80,13 +85,16 @@ def options(role: str) -> list[str]:
     """The default first: the shipped checkpoint for the models under study, but SmolLM2 for the reference, which
     judges the others' text and so must not be one of them (the report scores with it too). Then the other shipped
     checkpoints and offline bases, then the user's finished runs in ~/textdiff-runs."""
-    kind, _, default, fallback = ROLES[role]
-    others = ["minilm", "tiny"] if kind == MASKED else ["minilm-ar", "smollm2", "tiny-ar"]
+    kind, _, default, fallback = (ROLES | DISCRIMINATIVE_ROLE)[role]
+    others = {MASKED: ["minilm", "tiny"], CAUSAL: ["minilm-ar", "smollm2", "tiny-ar"]}.get(kind, [])
     ours = shipped(kind)
-    first = [fallback] if default is None else ours + [fallback]
+    first = [fallback] if default is None else ours + ([fallback] if fallback else [])
     rest = ours if default is None else []
     rest += [o for o in others if o != fallback]
-    return first + rest + trained(kind, RUNS, False) + [CUSTOM]
+    found = first + rest + trained(kind, RUNS, False)
+    if kind == CLASSIFIER and not found:  # say so, rather than open on an empty custom box
+        return [NO_HEAD, CUSTOM]
+    return found + [CUSTOM]
 
 
 def device_label() -> str:
@@ -118,13 +126,14 @@ def _keep(key: str) -> None:
         st.session_state[key] = st.session_state[key]
 
 
-def sidebar() -> dict[str, str]:
-    """The model picker: one choice per role, remembered per session; returns {role: model name or path}."""
+def sidebar(extra: dict | None = None) -> dict[str, str]:
+    """The model picker: one choice per role (``ROLES``, and the page's ``extra`` roles such as
+    ``DISCRIMINATIVE_ROLE``), remembered per session; returns {role: model name or path}."""
     _leave_legacy_pages_mode()
     chosen = {}
     with st.sidebar:
         st.subheader("Models")
-        for role, (_, label, _, _) in ROLES.items():
+        for role, (_, label, _, _) in (ROLES | (extra or {})).items():
             _keep(f"pick_{role}")
             _keep(f"custom_{role}")
             pick = st.selectbox(label, options(role), key=f"pick_{role}")
@@ -246,6 +255,14 @@ def heatmap_html(tokens: list[str], values: list[float], errors: list[float] | N
               f'padding:0 6px">&nbsp;</span> evidence {labels[0]} &nbsp; <span style="background:rgba(214,39,40,0.7);'
               f'padding:0 6px">&nbsp;</span> evidence {labels[1]} &nbsp; (hover a token for its value ± s.e.)</div>')
     return f'<div style="line-height:1.9;font-size:0.95em">{"".join(spans)}</div>{legend}'
+
+
+def marked_html(text: str, changed: list[int]) -> str:
+    """``text`` with the words at indices ``changed`` (of ``text.split(" ")``) marked, line breaks kept."""
+    marked = set(changed)
+    words = [f"<mark>{html.escape(w)}</mark>" if i in marked else html.escape(w) for i, w in enumerate(text.split(" "))]
+    return (f'<div style="white-space:pre-wrap;line-height:1.7;padding:8px 10px;border:1px solid #ddd;'
+            f'border-radius:6px">{" ".join(words)}</div>')
 
 
 def _hex(rgb: tuple[int, int, int]) -> str:
