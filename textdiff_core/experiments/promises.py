@@ -263,8 +263,9 @@ class Similarity:
             hidden = self.model(**batch).last_hidden_state[0]
             mask = batch["attention_mask"][0].unsqueeze(-1).float()
             vector = (hidden * mask).sum(0) / mask.sum()
-            self.cache = {text: vector / vector.norm()} if len(self.cache) > 2000 else self.cache | {
-                text: vector / vector.norm()}
+            if len(self.cache) > 2000:  # an attack asks about one original and its candidates: keep it small
+                self.cache.clear()
+            self.cache[text] = vector / vector.norm()
         return self.cache[text]
 
     def __call__(self, a: str, b: str) -> bool:
@@ -323,10 +324,10 @@ def transfer(clf, adversarial: list[dict], samples: int) -> dict | None:
     if not done:
         return None
     ask = probabilities(clf, samples)
-    on_original = [max(range(2), key=p.__getitem__) == a["label"] for p, a in zip(ask([a["original"] for a in done]),
-                                                                                  done, strict=True)]
-    on_adversarial = [max(range(2), key=p.__getitem__) == a["label"]
-                      for p, a in zip(ask([a["adversarial"] for a in done]), done, strict=True)]
+    def right(texts: list[str]) -> list[bool]:
+        return [max(range(len(p)), key=p.__getitem__) == a["label"] for p, a in zip(ask(texts), done, strict=True)]
+
+    on_original, on_adversarial = right([a["original"] for a in done]), right([a["adversarial"] for a in done])
     return {"n": len(done), "accuracy_original": sum(on_original) / len(done),
             "accuracy_adversarial": sum(on_adversarial) / len(done)}
 
