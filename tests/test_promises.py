@@ -69,7 +69,7 @@ def _damerau_one(a: str, b: str) -> bool:
 def test_typos_edit_the_given_share_of_words_once_each_and_repeat_under_a_seed():
     from textdiff_core.perturb import typos
 
-    text = "This film was a truly wonderful surprise , and I would watch it again tomorrow with friends ."
+    text = "This film wasn't a truly wonderful surprise , and I would watch it again tomorrow with friends ."
     words = text.split(" ")
     eligible = [w for w in words if sum(c.isalpha() for c in w) >= 2]
     for rate in (0.1, 0.2, 0.5):
@@ -241,8 +241,9 @@ def test_promises_writes_the_contract_for_every_reading_and_resumes(tiny_trio, t
         assert all(0 <= v <= 1 for v in r["ood_auroc"].values())
         assert 0 <= r["accuracy_under_attack"] <= r["attack"]["accuracy_clean"] <= 1
         assert r["attack_success_rate"] is None or 0 <= r["attack_success_rate"] <= 1
-        assert 0 <= r["ece_rotten_tomatoes"] <= 1 and r["comprehensiveness_10"] is not None or \
-            r["faithfulness"]["skipped"] == 2
+        assert 0 <= r["ece_rotten_tomatoes"] <= 1
+        assert r["comprehensiveness_10"] is not None or r["faithfulness"]["skipped"] == r["faithfulness"]["n"] + \
+            r["faithfulness"]["skipped"], key
         assert set(r["attack"]["transfer_from"]) == set(record["readings"]) - {key}
     assert record["readings"]["diffusion"]["ood_score"] == "log_p_per_token"
     assert record["readings"]["discriminative"]["ood_score"] == "energy"

@@ -38,13 +38,13 @@ def _edit(word: str, rng: random.Random) -> str:
     """One DeepWordBug edit at a letter of ``word`` (the word always changes)."""
     letters = [j for j, c in enumerate(word) if c.isalpha()]
     kind = rng.choice(TYPO_EDITS)
-    j = rng.choice(letters[:-1]) if kind == "swap" else rng.choice(letters)
-    if kind == "swap":
-        k = next((x for x in letters if x > j), j)
-        if word[j] == word[k]:  # swapping equal letters changes nothing: substitute instead
-            kind = "substitute"
-        else:
-            return word[:j] + word[k] + word[j + 1:k] + word[j] + word[k + 1:]
+    if kind == "swap":  # two neighbouring letters that differ (else the word would not change)
+        pairs = [j for j in letters if j + 1 < len(word) and word[j + 1].isalpha() and word[j] != word[j + 1]]
+        if pairs:
+            j = rng.choice(pairs)
+            return word[:j] + word[j + 1] + word[j] + word[j + 2:]
+        kind = "substitute"
+    j = rng.choice(letters)
     if kind == "delete":
         return word[:j] + word[j + 1:]
     new = rng.choice([c for c in string.ascii_lowercase if c != word[j].lower()])

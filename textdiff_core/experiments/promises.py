@@ -441,10 +441,12 @@ class Sets:
         if len(not_reviews) < 2:
             raise TextdiffError(f"too few texts that are not reviews here ({len(not_reviews)}): {LICENCES} and the "
                                 "standard library's documentation were read")
-        attack = imdb.subset(range(min(args.n_attack, len(imdb))))
+        # balanced draws of their own (a subset's first rows would all be of its first class)
+        attack = load_data("imdb", "test", max_samples=args.n_attack, seed=0)
+        faith = load_data("imdb", "test", max_samples=args.n_faith, seed=0)
         return cls(imdb, rt, not_reviews, shuffled(imdb.texts), [first_words(t, args.attack_words) for t in
                                                                  attack.texts], list(attack.labels),
-                   [first_words(t, args.faith_words) for t in imdb.texts[: args.n_faith]])
+                   [first_words(t, args.faith_words) for t in faith.texts])
 
     def describe(self) -> dict:
         sources = sorted({p["source"].split(" stdlib ")[0] if " stdlib " in p["source"] else p["source"]
