@@ -58,7 +58,7 @@ from pathlib import Path
 import torch
 
 from textdiff_core.baseline import SETTINGS
-from textdiff_core.checkpoint import CheckpointMeta, format_prompt
+from textdiff_core.checkpoint import CheckpointMeta, format_prompt, read_json_object
 from textdiff_core.classify import class_scores, load_classifier
 from textdiff_core.data import TextDataset, load_data
 from textdiff_core.discriminative import first_window_logits
@@ -466,11 +466,8 @@ def read_results(out: str | Path) -> dict:
     path = path / RESULTS if path.is_dir() else path
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, OSError) as exc:
-        raise TextdiffError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("points"), list):
+    data = read_json_object(path)
+    if not isinstance(data.get("points"), list):
         raise TextdiffError(f"{path} is not a few-labels record (a JSON object with its points)")
     return data
 

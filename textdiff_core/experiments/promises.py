@@ -414,13 +414,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="measure every piece anew")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    argv = sys.argv[1:] if argv is None else list(argv)
-    return run_promises(parser.parse_args(argv), argv)
-
-
 @dataclass
 class Sets:
     """The texts every reading is measured on."""
@@ -561,6 +554,3 @@ def run_promises(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"wrote {out / 'promises.json'}")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
